@@ -1,0 +1,40 @@
+"""Lamport, Shostak and Pease's oral-messages algorithm OM(m), one trio task per general.
+
+Everything importable from ``om_actors`` itself is the public API; the
+modules behind it are private and may change without notice.
+"""
+
+from ._version import __version__ as __version__
+from .errors import OmActorsError as OmActorsError
+from .errors import Problem as Problem
+from .errors import ScenarioError as ScenarioError
+from .events import SCHEMA as SCHEMA
+from .events import Decided as Decided
+from .events import Event as Event
+from .events import MessageRejected as MessageRejected
+from .events import MessageSent as MessageSent
+from .events import RoundEnded as RoundEnded
+from .events import RunStarted as RunStarted
+from .events import StrategyFailed as StrategyFailed
+from .events import VerdictReached as VerdictReached
+from .orchestrator import simulate as simulate
+from .orchestrator import simulate_sync as simulate_sync
+from .protocol import General as General
+from .protocol import Setup as Setup
+from .protocol import Verdict as Verdict
+from .protocol import majority as majority
+from .protocol import messages_received as messages_received
+from .protocol import messages_sent as messages_sent
+from .result import Result as Result
+from .scenario import Expect as Expect
+from .scenario import Scenario as Scenario
+from .scenario import TraitorSpec as TraitorSpec
+from .scenario import load_scenario as load_scenario
+from .strategies import Constant as Constant
+from .strategies import Flip as Flip
+from .strategies import Forgery as Forgery
+from .strategies import Loyal as Loyal
+from .strategies import RandomChoice as RandomChoice
+from .strategies import Silent as Silent
+from .strategies import Split as Split
+from .strategies import Strategy as Strategy

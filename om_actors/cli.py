@@ -1,0 +1,168 @@
+"""The ``om-actors`` command: a thin layer of click and rich over the public API.
+
+Exit statuses are part of the interface, so scripts can rely on them:
+0 when the outcome is what the scenario expects (success, without
+``expect``), 1 when it is not, 2 for input we could not use.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import trio
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import __version__
+from .errors import OmActorsError
+from .events import Event, RoundEnded
+from .orchestrator import EventHandler, simulate
+from .protocol import messages_sent
+from .result import Result
+from .scenario import SEVEN_GENERALS, Scenario, load_scenario
+
+PROGRESS_ABOVE = 20_000
+"""Messages above which a run on a terminal shows a progress bar."""
+
+
+class _Exit(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="om-actors")
+def main() -> None:
+    """Simulate the Byzantine Generals' oral-messages algorithm OM(m)."""
+
+
+@main.command()
+@click.argument(
+    "scenario_file", metavar="[SCENARIO]", required=False, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write every event as JSON lines to this file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing; the exit status tells the outcome.")
+def run(scenario_file: Path | None, log_file: Path | None, as_json: bool, quiet: bool) -> None:
+    """Run SCENARIO, a YAML file (default: the seven generals, traitors 0 and 5).
+
+    Exits 0 when the outcome is what the scenario expects, 1 when not, and 2
+    when the input cannot be used.
+    """
+    out = Console(quiet=quiet or as_json, highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        scenario = _load(scenario_file)
+        if not quiet:
+            for warning in scenario.warnings:
+                err.print(f"[yellow]warning:[/] {escape(warning)}")
+        with _progress(out, scenario) as on_event:
+            result = trio.run(lambda: simulate(scenario, log=log_file, on_event=on_event))
+    except OmActorsError as exc:
+        err.print(escape(str(exc)), soft_wrap=True)
+        sys.exit(2)
+    except OSError as exc:
+        err.print(f"error: {escape(str(exc))}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _report(out, result)
+    sys.exit(0 if not result.unmet_expectations() else 1)
+
+
+def _load(scenario_file: Path | None) -> Scenario:
+    if scenario_file is None:
+        return SEVEN_GENERALS
+    return load_scenario(scenario_file)
+
+
+@contextmanager
+def _progress(out: Console, scenario: Scenario) -> Iterator[EventHandler | None]:
+    """A per-round progress bar for long runs on a terminal; nothing otherwise."""
+    total = messages_sent(scenario.generals, scenario.m)
+    if out.quiet or not out.is_terminal or total < PROGRESS_ABOVE:
+        yield None
+        return
+    columns = (
+        TextColumn("round {task.fields[round]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = progress.add_task("messages", total=total, round=1)
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, RoundEnded):
+                progress.update(task, advance=event.messages, round=event.round + 1)
+
+        yield on_event
+
+
+def _report(out: Console, result: Result) -> None:
+    scenario = result.scenario
+    out.print(
+        f"[bold]{escape(scenario.name)}[/]: {scenario.generals} generals, m = {scenario.m} "
+        f"({result.rounds} rounds), commander {scenario.commander} would order {scenario.order!r}"
+    )
+    traitors = ", ".join(f"{g} ({_strategy_label(scenario, g)})" for g in scenario.traitors) or "none"
+    out.print(f"Traitors: {escape(traitors)}")
+    for general in range(scenario.generals):
+        role = " (commander)" if general == scenario.commander else ""
+        if general in scenario.traitors:
+            out.print(f"General {general}{role} is a traitor")
+        else:
+            out.print(f"General {general}{role} decided {escape(result.decisions[general])}")
+    by_round = ", ".join(f"{count:,}" for count in result.messages_per_round)
+    out.print(f"Messages: {result.messages:,} sent ({by_round} by round), {result.rejected:,} rejected")
+    for round, late in result.timed_out.items():
+        out.print(f"Round {round} timed out waiting for general(s) {', '.join(map(str, late))}")
+    out.print(_verdict_line(result))
+    unmet = result.unmet_expectations()
+    if scenario.expect is not None:
+        if unmet:
+            out.print(f"[bold red]UNEXPECTED:[/] {escape('; '.join(unmet))}")
+        else:
+            out.print("As this scenario expects.")
+
+
+def _strategy_label(scenario: Scenario, general: int) -> str:
+    spec = scenario.traitors[general]
+    args = " ".join(f"{key}={value}" for key, value in spec.args.items())
+    return f"{spec.strategy} {args}".strip()
+
+
+def _verdict_line(result: Result) -> str:
+    scenario = result.scenario
+    if result.success:
+        decision = next(iter(set(result.decisions.values())), scenario.default)
+        return f'[bold green]SUCCESS:[/] all loyal generals agreed on "{escape(decision)}"'
+    if not result.agreement:
+        camps: dict[str, list[int]] = {}
+        for general, value in result.decisions.items():
+            if general != scenario.commander:
+                camps.setdefault(value, []).append(general)
+        split = "; ".join(
+            f"{', '.join(map(str, gs))} decided {value!r}" for value, gs in sorted(camps.items())
+        )
+        return f"[bold red]FAILURE:[/] agreement (IC1) broken: loyal generals disagree: {escape(split)}"
+    off = [g for g, v in result.decisions.items() if v != scenario.order]
+    return (
+        f"[bold red]FAILURE:[/] validity (IC2) broken: the loyal commander ordered {scenario.order!r} "
+        f"but general(s) {', '.join(map(str, off))} decided otherwise"
+    )

@@ -1,0 +1,46 @@
+"""The exceptions om_actors raises on purpose, all under :class:`OmActorsError`.
+
+An application can catch ``OmActorsError`` to tell "the input was wrong" from
+a bug; the CLI turns every one of them into a message and exit status 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+
+class OmActorsError(Exception):
+    """Base class of every error om_actors raises on purpose."""
+
+
+@attrs.frozen
+class Problem:
+    """One mistake in a scenario, with where it is when that is known.
+
+    ``line`` and ``column`` count from 1, as editors do; both are ``None`` for
+    a scenario built in code or read from a log.
+    """
+
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def render(self, source: str) -> str:
+        if self.line is None:
+            return f"{source}: {self.message}"
+        return f"{source}:{self.line}:{self.column}: {self.message}"
+
+
+class ScenarioError(OmActorsError):
+    """A scenario with one or more mistakes, every one of them listed.
+
+    Reporting all problems at once spares the edit-run-edit loop of fixing
+    them one per attempt.
+    """
+
+    def __init__(self, problems: Sequence[Problem], source: str = "<scenario>") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(p.render(source) for p in self.problems))

@@ -1,0 +1,98 @@
+"""What happens during a run, as small frozen records.
+
+The orchestrator emits these in a fixed order -- by round, then path, then
+receiver -- never in the order trio happened to schedule the generals, so
+one scenario and seed always give the same sequence.  The log, the CLI and
+an embedding application all consume the same events.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+
+from .protocol import Path
+
+SCHEMA = 1
+"""Version of the log format; bumped whenever an event's meaning changes."""
+
+
+@attrs.frozen
+class RunStarted:
+    """The first line of every log: enough to run the same thing again."""
+
+    name: ClassVar[str] = "run.start"
+    schema: int
+    version: str
+    seed: int
+    scenario: dict[str, Any]
+
+
+@attrs.frozen
+class MessageSent:
+    """A message as the runtime saw it leave; ``value`` may be a traitor's garbage."""
+
+    name: ClassVar[str] = "message"
+    round: int
+    sender: int
+    receiver: int
+    path: object
+    value: object
+
+
+@attrs.frozen
+class MessageRejected:
+    """A message the receiver refused; it counts as missing."""
+
+    name: ClassVar[str] = "message.rejected"
+    round: int
+    sender: int
+    receiver: int
+    path: object
+    value: object
+    reason: str
+
+
+@attrs.frozen
+class StrategyFailed:
+    """A traitor's strategy raised; that one message is treated as never sent."""
+
+    name: ClassVar[str] = "strategy.failed"
+    round: int
+    general: int
+    path: Path
+    receiver: int
+    error: str
+
+
+@attrs.frozen
+class RoundEnded:
+    """A round's barrier passed. ``timed_out`` lists generals cut off by the timeout."""
+
+    name: ClassVar[str] = "round.end"
+    round: int
+    messages: int
+    rejected: int
+    timed_out: tuple[int, ...]
+
+
+@attrs.frozen
+class Decided:
+    name: ClassVar[str] = "decision"
+    general: int
+    value: str
+    traitor: bool
+
+
+@attrs.frozen
+class VerdictReached:
+    name: ClassVar[str] = "verdict"
+    agreement: bool
+    validity: bool | None
+    success: bool
+    messages: int
+    rounds: int
+
+
+Event = RunStarted | MessageSent | MessageRejected | StrategyFailed | RoundEnded | Decided | VerdictReached

@@ -1,0 +1,99 @@
+"""The JSON-lines run log, rendered by structlog.
+
+The log is built with its own processor chain on a private logger, never by
+``structlog.configure``: an application embedding om_actors keeps whatever
+structlog set-up it has.  Events carry no timestamps and arrive in the
+orchestrator's fixed order, so one scenario and seed give a byte-identical
+file -- which is what makes a log something to diff and replay.
+
+Every line is written whole and the file is flushed at the end of each
+round, so a run that dies midway leaves a readable prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import IO, Any, Union
+
+import attrs
+import structlog
+
+from .events import Event, RoundEnded
+
+LogTarget = Union[str, "os.PathLike[str]", IO[bytes]]
+"""Where a log goes: a file name, or a binary file the caller opened."""
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """An event as the plain fields a log line holds."""
+    return {"event": event.name, **attrs.asdict(event, recurse=False)}
+
+
+def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Put ``event`` first, where a person scanning the file looks for it."""
+    return {"event": event_dict.pop("event"), **event_dict}
+
+
+def jsonable(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Paths as JSON lists, and a traitor's unrepresentable garbage as its ``repr``."""
+    return {key: _plain(value) for key, value in event_dict.items()}
+
+
+def _plain(value: object) -> object:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return repr(value)
+
+
+class _LineWriter:
+    """The structlog "wrapped logger": one rendered line per call, flushed on demand."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+
+    def msg(self, message: str) -> None:
+        self.file.write(message.encode("utf-8") + b"\n")
+
+
+class LogWriter:
+    """Writes events to a binary file as JSON lines."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._logger = structlog.wrap_logger(
+            _LineWriter(file),
+            processors=[event_first, jsonable, structlog.processors.JSONRenderer()],
+            wrapper_class=structlog.BoundLogger,
+        ).bind()
+
+    def __call__(self, event: Event) -> None:
+        fields = event_fields(event)
+        self._logger.msg(fields.pop("event"), **fields)
+        if isinstance(event, RoundEnded):
+            self._file.flush()
+
+    def flush(self) -> None:
+        self._file.flush()
+
+
+@contextmanager
+def open_log(target: LogTarget | None) -> Iterator[LogWriter | None]:
+    """A writer for ``target``; a file we opened is closed again, one we were given is not."""
+    if target is None:
+        yield None
+    elif isinstance(target, (str, os.PathLike)):
+        with open(target, "wb") as file:
+            writer = LogWriter(file)
+            yield writer
+    else:
+        writer = LogWriter(target)
+        try:
+            yield writer
+        finally:
+            writer.flush()

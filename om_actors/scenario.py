@@ -1,0 +1,536 @@
+"""Scenarios: what to simulate, built in code or read from YAML.
+
+Loading happens in two passes so that a file with several mistakes reports all
+of them at once.  The first pass structures each top-level key on its own with
+cattrs and strict hooks (YAML's ``7.5`` is not an integer, ``"yes"`` is not a
+boolean); the second checks the rules that tie keys together, such as ids
+being in range.  Every problem carries the line and column ruamel.yaml saw it
+at, so an editor can jump straight to it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path as FilePath
+from typing import Any
+
+import attrs
+import cattrs
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import Problem, ScenarioError
+from .protocol import Setup
+from .strategies import (
+    Constant,
+    Strategy,
+    StrategyLookupError,
+    build_strategy,
+    required_parameters,
+    strategy_class,
+    strategy_parameters,
+)
+
+DEFAULT_VALUES = ("attack", "retreat")
+
+Where = tuple[str | int, ...]
+
+
+def _traitor_specs(traitors: Mapping[int, TraitorSpec | str]) -> Mapping[int, TraitorSpec]:
+    return {
+        general: spec if isinstance(spec, TraitorSpec) else TraitorSpec(spec)
+        for general, spec in sorted(traitors.items())
+    }
+
+
+@attrs.frozen
+class TraitorSpec:
+    """A strategy by name, with the arguments to build it."""
+
+    strategy: str
+    args: Mapping[str, object] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Expect:
+    """What a scenario is meant to show; unset fields are not checked."""
+
+    agreement: bool | None = None
+    validity: bool | None = None
+    success: bool | None = None
+    decision: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Scenario:
+    """One OM(m) run: the generals, the traitors and how they lie.
+
+    Building one validates it: an impossible scenario raises
+    :class:`ScenarioError` listing every problem.  A scenario OM(m) is not
+    built to survive (``generals < 3m + 1``, or more than ``m`` traitors) is
+    allowed, since showing the failure is the point of it; see
+    :attr:`warnings`.
+    """
+
+    generals: int
+    m: int
+    name: str = "scenario"
+    commander: int = 0
+    values: tuple[str, ...] = attrs.field(default=DEFAULT_VALUES, converter=tuple)
+    order: str = attrs.field(
+        default=attrs.Factory(lambda self: self.values[0] if self.values else "", takes_self=True)
+    )
+    default: str = "retreat"
+    traitors: Mapping[int, TraitorSpec] = attrs.field(factory=dict, converter=_traitor_specs)
+    seed: int = 0
+    round_timeout: float = 1.0
+    expect: Expect | None = None
+
+    def __attrs_post_init__(self) -> None:
+        fields = {f.name: getattr(self, f.name) for f in attrs.fields(Scenario)}
+        problems = [_message(where, text) for where, text, _ in semantic_problems(fields)]
+        if problems:
+            raise ScenarioError([Problem(p) for p in problems], self.name)
+
+    @property
+    def setup(self) -> Setup:
+        return Setup(self.generals, self.m, self.commander, self.values, self.default)
+
+    @property
+    def loyal(self) -> tuple[int, ...]:
+        return tuple(g for g in range(self.generals) if g not in self.traitors)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Why OM(m) may fail here: legal, but worth saying out loud."""
+        found = []
+        needed = 3 * self.m + 1
+        if self.generals < needed:
+            found.append(
+                f"{self.generals} generals are fewer than 3m + 1 = {needed}: "
+                f"OM({self.m}) cannot guarantee agreement, and traitors can make loyal generals disagree"
+            )
+        if len(self.traitors) > self.m:
+            found.append(
+                f"{len(self.traitors)} traitors are more than m = {self.m}: "
+                f"OM({self.m}) is only built to survive {self.m}"
+            )
+        return found
+
+    def strategies(self) -> dict[int, Strategy]:
+        """A fresh strategy object for every traitor."""
+        return {
+            general: build_strategy(spec.strategy, spec.args, values=self.values)
+            for general, spec in self.traitors.items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario as plain JSON data, the shape a scenario file has."""
+        data: dict[str, Any] = _converter.unstructure(self)
+        data["values"] = list(self.values)
+        data["traitors"] = {
+            str(general): spec.strategy if not spec.args else {"strategy": spec.strategy, **spec.args}
+            for general, spec in self.traitors.items()
+        }
+        if self.expect is None:
+            del data["expect"]
+        else:
+            data["expect"] = {k: v for k, v in data["expect"].items() if v is not None}
+        return data
+
+
+def semantic_problems(
+    fields: Mapping[str, Any], *, unusable: Collection[str] = ()
+) -> list[tuple[Where, str, bool]]:
+    """The rules between keys, over whatever keys are present and well typed.
+
+    Keys in ``unusable`` were given but could not be read; rules that need
+    them are skipped rather than checked against a default the file did not
+    ask for.  Each problem is ``(where, message, on_key)``; ``on_key`` points
+    at a mapping key rather than its value, for ids that are themselves wrong.
+    """
+    problems = _army_problems(fields)
+    values = None if "values" in unusable else tuple(fields.get("values", DEFAULT_VALUES))
+    if values is not None:
+        problems += _value_problems(fields, values)
+    for general, spec in fields.get("traitors", {}).items():
+        problems += _strategy_problems(general, spec, values)
+    return problems
+
+
+def _army_problems(fields: Mapping[str, Any]) -> list[tuple[Where, str, bool]]:
+    problems: list[tuple[Where, str, bool]] = []
+    n, m = fields.get("generals"), fields.get("m")
+    if n is not None and n < 2:
+        problems.append((("generals",), "needs at least 2 generals: a commander and a lieutenant", False))
+        n = None
+    if m is not None and m < 0:
+        problems.append((("m",), "must be 0 or more", False))
+    elif m is not None and n is not None and m > n - 2:
+        text = f"must be at most generals - 2 = {n - 2}: no relay path can be longer than that"
+        problems.append((("m",), text, False))
+    if n is not None and not 0 <= fields.get("commander", 0) < n:
+        problems.append((("commander",), f"must be a general id from 0 to {n - 1}", False))
+    for general in fields.get("traitors", {}):
+        if n is not None and not 0 <= general < n:
+            problems.append((("traitors", general), f"no general {general}: ids run from 0 to {n - 1}", True))
+    timeout = fields.get("round_timeout")
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        problems.append((("round_timeout",), "must be a number of seconds above 0", False))
+    return problems
+
+
+def _value_problems(fields: Mapping[str, Any], values: tuple[str, ...]) -> list[tuple[Where, str, bool]]:
+    problems: list[tuple[Where, str, bool]] = []
+    if len(values) < 2:
+        problems.append((("values",), "needs at least 2 values", False))
+    for index, value in enumerate(values):
+        if values.index(value) != index:
+            problems.append((("values", index), f"{value!r} is listed twice", False))
+        if not value:
+            problems.append((("values", index), "must not be empty", False))
+    expect = fields.get("expect")
+    named = {
+        ("order",): fields.get("order"),
+        ("default",): fields.get("default", "retreat"),
+        ("expect", "decision"): expect.decision if expect is not None else None,
+    }
+    for where, value in named.items():
+        if value is not None and value not in values:
+            text = f"{value!r} is not one of values {list(values)}"
+            if where == ("default",) and "default" not in fields:
+                where, text = ("values",), f"default is 'retreat' unless set, and {text}: set default"
+            problems.append((where, text, False))
+    return problems
+
+
+def _strategy_problems(
+    general: int, spec: TraitorSpec, values: tuple[str, ...] | None
+) -> list[tuple[Where, str, bool]]:
+    where: Where = ("traitors", general)
+    try:
+        cls = strategy_class(spec.strategy)
+    except StrategyLookupError as exc:
+        return [((*where, "strategy"), str(exc), False)]
+    problems: list[tuple[Where, str, bool]] = []
+    allowed = strategy_parameters(cls)
+    if allowed is not None:
+        for arg in sorted(set(spec.args) - allowed):
+            problems.append(((*where, arg), f"strategy {spec.strategy!r} takes no argument {arg!r}", True))
+        for arg in sorted(required_parameters(cls) - set(spec.args)):
+            problems.append((where, f"strategy {spec.strategy!r} needs argument {arg!r}", False))
+    if problems or values is None:
+        return problems
+    if cls is Constant and spec.args["value"] not in values:
+        return [((*where, "value"), f"{spec.args['value']!r} is not one of values {list(values)}", False)]
+    try:
+        build_strategy(spec.strategy, spec.args, values=values)
+    except StrategyLookupError as exc:
+        return [(where, str(exc), False)]
+    return []
+
+
+def _message(where: Where, text: str) -> str:
+    return f"{'.'.join(map(str, where))}: {text}"
+
+
+# --- loading -----------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """Structuring problems found below one value, relative to it.
+
+    ``partial`` is what could be structured around the problems, when that
+    is worth checking further: one bad traitor should not hide the others.
+    """
+
+    def __init__(self, problems: list[tuple[Where, str, bool]], partial: object = None) -> None:
+        super().__init__(problems)
+        self.problems = problems
+        self.partial = partial
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return repr(value)
+
+
+def _mismatch(expected: str, value: object) -> _Invalid:
+    return _Invalid([((), f"expected {expected}, got {_describe(value)}", False)])
+
+
+def _strict_int(value: object, _: type) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise _mismatch("an integer", value)
+
+
+def _strict_float(value: object, _: type) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise _mismatch("a number", value)
+
+
+def _strict_str(value: object, _: type) -> str:
+    if isinstance(value, str):
+        return str(value)
+    raise _mismatch("a string", value)
+
+
+def _strict_bool(value: object, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _mismatch("true or false", value)
+
+
+def _strings(value: object, _: type) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _mismatch("a list of strings", value)
+    problems: list[tuple[Where, str, bool]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            problems.append(((index,), f"expected a string, got {_describe(item)}", False))
+    if problems:
+        raise _Invalid(problems)
+    return tuple(str(item) for item in value)
+
+
+def _traitor_spec(value: object, _: type) -> TraitorSpec:
+    if isinstance(value, str):
+        return TraitorSpec(str(value))
+    if not isinstance(value, Mapping):
+        raise _mismatch("a strategy name, or a mapping with strategy and its arguments", value)
+    args = {str(k): _plain(v) for k, v in value.items() if k != "strategy"}
+    strategy = value.get("strategy")
+    if strategy is None:
+        raise _Invalid([((), "missing key 'strategy'", False)])
+    if not isinstance(strategy, str):
+        raise _Invalid([(("strategy",), f"expected a strategy name, got {_describe(strategy)}", False)])
+    return TraitorSpec(str(strategy), args)
+
+
+def _plain(value: object) -> object:
+    """ruamel.yaml's scalar and container subclasses, as plain Python data."""
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _traitors(value: object, _: type) -> Mapping[int, TraitorSpec]:
+    if not isinstance(value, Mapping):
+        raise _mismatch("a mapping from general id to strategy", value)
+    specs: dict[int, TraitorSpec] = {}
+    problems: list[tuple[Where, str, bool]] = []
+    for key, item in value.items():
+        general = _general_id(key)
+        if general is None:
+            problems.append(((key,), f"expected a general id, got {_describe(key)}", True))
+            continue
+        try:
+            specs[general] = _traitor_spec(item, TraitorSpec)
+        except _Invalid as exc:
+            problems.extend(((key, *where), text, on_key) for where, text, on_key in exc.problems)
+    if problems:
+        raise _Invalid(problems, partial=specs)
+    return specs
+
+
+def _general_id(key: object) -> int | None:
+    """An id as YAML writes it (``5``) or as JSON must (``"5"``)."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return int(key)
+    if isinstance(key, str) and key.isdigit():
+        return int(key)
+    return None
+
+
+def _is(wanted: object) -> Callable[[object], bool]:
+    # Equality, not subclassing, because two of these are generic aliases.
+    return lambda candidate: candidate == wanted
+
+
+attrs.resolve_types(Scenario, globals())
+attrs.resolve_types(Expect, globals())
+_converter = cattrs.Converter(forbid_extra_keys=True)
+_converter.register_structure_hook(int, _strict_int)
+_converter.register_structure_hook(float, _strict_float)
+_converter.register_structure_hook(str, _strict_str)
+_converter.register_structure_hook(bool, _strict_bool)
+_converter.register_structure_hook_func(_is(tuple[str, ...]), _strings)
+_converter.register_structure_hook_func(_is(Mapping[int, TraitorSpec]), _traitors)
+
+_FIELDS = {f.name: f for f in attrs.fields(Scenario)}
+_REQUIRED = [name for name, f in _FIELDS.items() if f.default is attrs.NOTHING]
+
+
+def _structure(value: object, field: attrs.Attribute[Any]) -> Any:
+    assert field.type is not None
+    try:
+        return _converter.structure(value, field.type)
+    except _Invalid:
+        raise
+    except cattrs.BaseValidationError as exc:
+        raise _Invalid(list(_flatten(exc))) from None
+
+
+def _flatten(exc: BaseException, where: Where = ()) -> Any:
+    """cattrs' nested exception groups as flat ``(where, message, on_key)`` rows."""
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        for key in sorted(exc.extra_fields):
+            yield (*where, key), f"unknown key {key!r}", True
+    elif isinstance(exc, cattrs.BaseValidationError):
+        for sub in exc.exceptions:
+            step = [
+                n.name for n in getattr(sub, "__notes__", []) if isinstance(n, cattrs.AttributeValidationNote)
+            ]
+            yield from _flatten(sub, (*where, *step))
+    elif isinstance(exc, _Invalid):
+        for sub_where, text, on_key in exc.problems:
+            yield (*where, *sub_where), text, on_key
+    else:
+        yield where, str(exc), False
+
+
+def _structure_document(doc: object, *, name: str) -> tuple[dict[str, Any], list[tuple[Where, str, bool]]]:
+    if not isinstance(doc, Mapping):
+        return {}, [
+            ((), f"a scenario is a mapping with keys such as generals and m, not {_describe(doc)}", False)
+        ]
+    fields: dict[str, Any] = {}
+    problems: list[tuple[Where, str, bool]] = []
+    for key, value in doc.items():
+        field = _FIELDS.get(key) if isinstance(key, str) else None
+        if field is None:
+            problems.append(((key,), f"unknown key {key!r}{_suggestion(key)}", True))
+            continue
+        try:
+            fields[key] = _structure(value, field)
+        except _Invalid as exc:
+            problems.extend(((key, *where), text, on_key) for where, text, on_key in exc.problems)
+            if exc.partial is not None:
+                fields[key] = exc.partial
+    problems.extend(((), f"missing required key {key!r}", False) for key in _REQUIRED if key not in doc)
+    unusable = {key for key in doc if key in _FIELDS and key not in fields}
+    problems.extend(semantic_problems(fields, unusable=unusable))
+    fields.setdefault("name", name)
+    return fields, problems
+
+
+def _suggestion(key: object) -> str:
+    close = difflib.get_close_matches(str(key), _FIELDS, n=1)
+    return f": did you mean {close[0]!r}?" if close else ""
+
+
+def _locate(doc: object, where: Where, on_key: bool) -> tuple[int, int] | None:
+    """1-based line and column of ``where`` in a ruamel.yaml document.
+
+    Walks as deep as the document goes, so a problem below a value that is
+    not there points at its nearest existing parent.
+    """
+    if not hasattr(doc, "lc"):
+        return None
+    line, column = 0, 0
+    node: Any = doc
+    for depth, step in enumerate(where):
+        last = depth == len(where) - 1
+        if isinstance(node, CommentedMap) and step in node:
+            line, column = node.lc.key(step) if last and on_key else node.lc.value(step)
+            node = node[step]
+        elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
+            line, column = node.lc.item(step)
+            node = node[step]
+        else:
+            break
+    return line + 1, column + 1
+
+
+def _located(doc: object, problems: Sequence[tuple[Where, str, bool]]) -> list[Problem]:
+    located = []
+    for where, text, on_key in problems:
+        position = _locate(doc, where, on_key)
+        message = _message(where, text) if where else text
+        if position is None:
+            located.append(Problem(message))
+        else:
+            located.append(Problem(message, *position))
+    return sorted(located, key=lambda p: (p.line or 0, p.column or 0))
+
+
+def _from_document(doc: object, *, name: str, source: str) -> Scenario:
+    fields, problems = _structure_document(doc, name=name)
+    if problems:
+        raise ScenarioError(_located(doc, problems), source)
+    return Scenario(**fields)
+
+
+def load_scenario(source: str | os.PathLike[str]) -> Scenario:
+    """Read a scenario from a YAML file, or from YAML text.
+
+    A ``str`` with a line break is taken as the YAML itself, any other
+    ``str`` or path-like as a file name.  Raises :class:`ScenarioError` with
+    every problem and its line and column.
+    """
+    if isinstance(source, str) and "\n" in source:
+        text, origin, name = source, "<string>", "scenario"
+    else:
+        path = FilePath(source)
+        origin, name = str(path), path.stem
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScenarioError([Problem(f"cannot read the file: {_reason(exc)}")], origin) from None
+    try:
+        doc = YAML(typ="rt", pure=True).load(text)
+    except MarkedYAMLError as exc:
+        raise ScenarioError([_yaml_problem(exc)], origin) from None
+    except YAMLError as exc:
+        raise ScenarioError([Problem(f"not valid YAML: {exc}")], origin) from None
+    return _from_document(doc, name=name, source=origin)
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _yaml_problem(exc: MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    text = " ".join(part for part in (exc.context, exc.problem) if part)
+    if mark is None:
+        return Problem(f"not valid YAML: {text}")
+    return Problem(f"not valid YAML: {text}", mark.line + 1, mark.column + 1)
+
+
+def scenario_from_dict(data: object, *, source: str = "<data>") -> Scenario:
+    """Rebuild a scenario from :meth:`Scenario.to_dict` data, as logs carry it."""
+    name = data.get("name", "scenario") if isinstance(data, Mapping) else "scenario"
+    return _from_document(data, name=str(name), source=source)
+
+
+SEVEN_GENERALS = Scenario(
+    name="seven-generals",
+    generals=7,
+    m=2,
+    order="retreat",
+    traitors={0: TraitorSpec("split"), 5: TraitorSpec("random", {"seed": 7})},
+    seed=42,
+    expect=Expect(agreement=True),
+)
+"""The seed's sample, and what ``om-actors run`` runs without a file: a traitor
+commander and a random traitor lieutenant, which OM(2) on seven generals
+survives."""

@@ -1,0 +1,182 @@
+"""How traitors lie.
+
+A strategy is a small object with one method, :meth:`Strategy.choose`.  The
+runtime calls it for every message a traitor owes, passing the value a loyal
+general would send, and sends whatever comes back.  Returning ``None`` keeps
+silent; returning a :class:`Forgery` sends a made-up path.  Anything else is
+sent as the value, however absurd: refusing garbage is the receiver's job, and
+a strategy is how researchers check that it does.
+
+``choose`` may also be ``async``: a strategy that awaits forever is how a
+general that hangs is modelled, and the round timeout is what stops it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from .protocol import Path
+
+
+@attrs.frozen
+class Forgery:
+    """A message along a path the traitor made up, instead of the true one.
+
+    The runtime still stamps the traitor as the sender, so receivers catch
+    the forgery by the path rules and count the message as missing.
+    """
+
+    path: object
+    value: object
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """A traitor's behaviour, one message at a time.
+
+    ``rng`` is seeded from the scenario seed, the traitor, the path and the
+    receiver only, so a strategy that draws from it lies the same way on every
+    run, whatever order trio schedules the generals in.
+    """
+
+    def choose(
+        self, round: int, path: Path, receiver: int, value: str, rng: random.Random
+    ) -> object | Awaitable[object]: ...
+
+
+def following(values: Sequence[str], value: str) -> str:
+    """The value after ``value`` in ``values``, wrapping around."""
+    return values[(values.index(value) + 1) % len(values)]
+
+
+@attrs.frozen
+class Loyal:
+    """Sends the truth: a traitor in name only, useful as a control."""
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return value
+
+
+@attrs.frozen
+class Flip:
+    """Sends the next value to everyone: a consistent liar."""
+
+    values: tuple[str, ...]
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return following(self.values, value)
+
+
+@attrs.frozen
+class Split:
+    """Two-faced: the truth to even-numbered receivers, the next value to odd ones."""
+
+    values: tuple[str, ...]
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return value if receiver % 2 == 0 else following(self.values, value)
+
+
+@attrs.frozen
+class Constant:
+    """Sends ``value`` whatever it was told."""
+
+    value: str
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return self.value
+
+
+@attrs.frozen
+class Silent:
+    """Sends nothing at all; receivers fall back on the default."""
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return None
+
+
+@attrs.frozen
+class RandomChoice:
+    """A value drawn at random for every message.
+
+    With ``seed`` set, draws come from that seed instead of the scenario's,
+    so one traitor's randomness can be varied while everything else stays.
+    """
+
+    values: tuple[str, ...]
+    seed: int | None = None
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        if self.seed is not None:
+            rng = random.Random(f"{self.seed}/{path}/{receiver}")
+        return rng.choice(self.values)
+
+
+BUILT_IN: Mapping[str, type] = {
+    "loyal": Loyal,
+    "flip": Flip,
+    "split": Split,
+    "constant": Constant,
+    "silent": Silent,
+    "random": RandomChoice,
+}
+"""Strategy names a scenario file may use, besides ``module:Class``."""
+
+_FILLED_IN = frozenset({"values"})
+"""Constructor arguments the scenario supplies, which a file must not set."""
+
+
+class StrategyLookupError(Exception):
+    """A strategy name or its arguments cannot be turned into a strategy."""
+
+
+def strategy_class(name: str) -> type:
+    """The class behind a strategy name: built-in, or ``module:Class``."""
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    module_name, colon, class_name = name.partition(":")
+    if not colon or not module_name or not class_name:
+        known = ", ".join(sorted(BUILT_IN))
+        raise StrategyLookupError(f"unknown strategy {name!r}: use one of {known}, or module:Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StrategyLookupError(f"cannot import module {module_name!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise StrategyLookupError(f"module {module_name!r} has no class {class_name!r}")
+    return cls
+
+
+def strategy_parameters(cls: type) -> frozenset[str] | None:
+    """The arguments a file may give ``cls``, or ``None`` when they cannot be known."""
+    if not attrs.has(cls):
+        return None
+    return frozenset(f.name for f in attrs.fields(cls) if f.init) - _FILLED_IN
+
+
+def required_parameters(cls: type) -> frozenset[str]:
+    """The arguments a file must give ``cls``, as far as they can be known."""
+    if not attrs.has(cls):
+        return frozenset()
+    return frozenset(f.name for f in attrs.fields(cls) if f.init and f.default is attrs.NOTHING) - _FILLED_IN
+
+
+def build_strategy(name: str, args: Mapping[str, object], *, values: tuple[str, ...]) -> Strategy:
+    """Instantiate strategy ``name`` with ``args``, filling in the scenario's values."""
+    cls = strategy_class(name)
+    kwargs = dict(args)
+    if attrs.has(cls) and "values" in {f.name for f in attrs.fields(cls)}:
+        kwargs["values"] = values
+    try:
+        strategy = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise StrategyLookupError(f"strategy {name!r}: {exc}") from None
+    if not isinstance(strategy, Strategy):
+        raise StrategyLookupError(f"strategy {name!r} has no choose() method")
+    return strategy
