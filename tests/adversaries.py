@@ -1,0 +1,61 @@
+"""Traitors the built-in strategies do not cover, for tests to name as ``adversaries:Class``."""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+import trio
+
+from om_actors import Forgery
+from om_actors.protocol import Path
+
+
+@attrs.frozen
+class Forge:
+    """In ``round``, sends ``value`` along the forged ``path`` instead of every real message."""
+
+    path: object
+    round: int = 2
+    value: object = "retreat"
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return Forgery(self.path, self.value) if round == self.round else value
+
+
+@attrs.frozen
+class Garbage:
+    """Sends things that are not values at all."""
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return [object(), ["attack"], 42, b"attack", {"v": 1}][receiver % 5]
+
+
+@attrs.frozen
+class Hang:
+    """Never finishes sending: a general that hangs."""
+
+    async def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+@attrs.frozen
+class Slow:
+    """Answers truthfully after ``delay`` seconds per message."""
+
+    delay: float
+
+    async def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        await trio.sleep(self.delay)
+        return value
+
+
+@attrs.frozen
+class Crash:
+    """Raises for every odd-numbered receiver, lies to the others."""
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        if receiver % 2:
+            raise RuntimeError(f"boom at {path}")
+        return "retreat"

@@ -1,0 +1,229 @@
+"""Whole runs: generals as trio tasks, driven round by round.
+
+Rules for this file:
+- anything timed runs on trio's ``autojump_clock`` (MockClock with
+  ``autojump_threshold=0``), so a timeout costs no real time;
+- every async test is bounded by ``trio.fail_after``;
+- outcomes are checked against the theorem or against numbers worked out by
+  hand, never against a previous run of the same code.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from om_actors import (
+    Event,
+    MessageRejected,
+    MessageSent,
+    Scenario,
+    StrategyFailed,
+    TraitorSpec,
+    load_scenario,
+    messages_received,
+    messages_sent,
+    simulate,
+    simulate_sync,
+)
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+
+
+@contextmanager
+def bounded(seconds: float = 10) -> Iterator[None]:
+    with trio.fail_after(seconds):
+        yield
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_scenario_shows_what_it_expects(path: Path) -> None:
+    result = simulate_sync(load_scenario(path))
+    assert result.unmet_expectations() == []
+
+
+def test_the_seven_generals_decide_retreat_with_156_messages() -> None:
+    result = simulate_sync(load_scenario(SCENARIOS / "seven-generals.yaml"))
+    assert result.decisions == {1: "retreat", 2: "retreat", 3: "retreat", 4: "retreat", 6: "retreat"}
+    assert (result.agreement, result.validity, result.success) == (True, None, True)
+    assert result.messages_per_round == (6, 30, 120)
+    assert result.traitors == (0, 5)
+
+
+def test_three_generals_break_validity() -> None:
+    result = simulate_sync(load_scenario(SCENARIOS / "three-generals.yaml"))
+    assert result.decisions == {0: "attack", 1: "retreat"}
+    assert (result.agreement, result.validity, result.success) == (True, False, False)
+
+
+def test_thirteen_generals_each_lieutenant_receives_9032() -> None:
+    result = simulate_sync(Scenario(generals=13, m=4, traitors={3: "loyal"}))
+    assert result.messages == 108_384
+    assert result.received == {0: 0, **dict.fromkeys(range(1, 13), 9_032)}
+    assert result.success
+
+
+@pytest.mark.parametrize(("generals", "m"), [(2, 0), (3, 1), (4, 1), (5, 2), (7, 2), (6, 4), (8, 3)])
+def test_message_counts_match_the_formula(generals: int, m: int) -> None:
+    result = simulate_sync(Scenario(generals=generals, m=m, traitors={1: "flip"}))
+    assert result.messages == messages_sent(generals, m)
+    lieutenants = {g: count for g, count in result.received.items() if g != 0}
+    assert set(lieutenants.values()) == {messages_received(generals, m)}
+    assert result.rounds == m + 1
+
+
+def test_a_silent_traitor_sends_nothing_and_the_others_still_relay_for_it() -> None:
+    result = simulate_sync(Scenario(generals=4, m=1, traitors={2: "silent"}))
+    assert result.messages_per_round == (3, 4)  # 2's two relays are missing
+    assert result.decisions == {0: "attack", 1: "attack", 3: "attack"}
+
+
+async def test_a_silent_traitor_costs_no_waiting(autojump_clock: trio.testing.MockClock) -> None:
+    with bounded():
+        start = trio.current_time()
+        await simulate(Scenario(generals=7, m=2, traitors={0: "silent", 3: "silent"}, round_timeout=30))
+        assert trio.current_time() == start
+
+
+async def test_a_hanging_general_is_cut_off_by_the_round_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scenario = Scenario(generals=4, m=1, traitors={3: "adversaries:Hang"}, round_timeout=5)
+    with bounded():
+        start = trio.current_time()
+        result = await simulate(scenario)
+        assert trio.current_time() - start == 5  # only round 2 has anything for 3 to send
+    assert result.timed_out == {2: (3,)}
+    assert result.decisions == {0: "attack", 1: "attack", 2: "attack"}
+    assert result.messages_per_round == (3, 4)
+
+
+async def test_a_slow_general_within_the_timeout_changes_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    slow = TraitorSpec("adversaries:Slow", {"delay": 0.1})
+    with bounded():
+        result = await simulate(Scenario(generals=4, m=1, traitors={3: slow}, round_timeout=1))
+    assert result.timed_out == {}
+    assert result.messages == messages_sent(4, 1)
+    assert result.decisions == {0: "attack", 1: "attack", 2: "attack"}
+
+
+def _rejections(scenario: Scenario) -> tuple[dict[int, str], list[MessageRejected]]:
+    events: list[Event] = []
+    result = simulate_sync(scenario, on_event=events.append)
+    return dict(result.decisions), [e for e in events if isinstance(e, MessageRejected)]
+
+
+@pytest.mark.parametrize(
+    ("path", "round", "reason"),
+    [
+        ((0, 1), 2, "path does not end with the sender"),
+        ((0, 3, 3), 2, "path repeats a general"),
+        ((0, 3), 3, "path has the wrong length for round 3"),
+        ((1, 3), 2, "path does not start with the commander"),
+        ((0, 17), 2, "path names a general out of range"),
+        ("0,3", 2, "malformed path"),
+    ],
+)
+def test_forged_looping_and_wrong_round_paths_are_rejected_without_harm(
+    path: object, round: int, reason: str
+) -> None:
+    forger = TraitorSpec("adversaries:Forge", {"path": path, "round": round})
+    decisions, rejected = _rejections(Scenario(generals=7, m=2, traitors={3: forger}))
+    assert decisions == dict.fromkeys((0, 1, 2, 4, 5, 6), "attack")
+    assert {(e.sender, e.round, e.reason) for e in rejected} == {(3, round, reason)}
+    assert len(rejected) == {2: 5, 3: 20}[round]
+
+
+def test_garbage_values_are_rejected_and_logged_by_their_repr() -> None:
+    log = io.BytesIO()
+    scenario = Scenario(generals=7, m=2, traitors={4: "adversaries:Garbage"})
+    result = simulate_sync(scenario, log=log)
+    assert result.success
+    assert result.rejected == 5 + 5 * 4  # every relay 4 owed, in rounds 2 and 3
+    assert b'"value": "<object object at' in log.getvalue()
+    assert b'"value": 42' in log.getvalue()
+
+
+def test_a_strategy_that_raises_loses_that_message_and_the_run_goes_on() -> None:
+    events: list[Event] = []
+    result = simulate_sync(Scenario(generals=4, m=1, traitors={2: "adversaries:Crash"}), on_event=events.append)
+    failures = [e for e in events if isinstance(e, StrategyFailed)]
+    assert [(f.general, f.receiver, f.error) for f in failures] == [
+        (2, 1, "RuntimeError('boom at (0, 2)')"),
+        (2, 3, "RuntimeError('boom at (0, 2)')"),
+    ]
+    assert result.messages_per_round == (3, 4)
+    assert result.decisions == {0: "attack", 1: "attack", 3: "attack"}
+
+
+def test_events_of_a_round_come_in_path_then_receiver_order() -> None:
+    events: list[Event] = []
+    simulate_sync(load_scenario(SCENARIOS / "seven-generals.yaml"), on_event=events.append)
+    sent = [e for e in events if isinstance(e, MessageSent)]
+    keys = [(e.round, e.path, e.receiver) for e in sent]
+    assert keys == sorted(keys, key=lambda k: (k[0], k[1], k[2]))
+    assert len(sent) == 156
+
+
+def test_two_runs_write_byte_identical_logs(tmp_path: Path) -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    simulate_sync(scenario, log=first)
+    simulate_sync(scenario, log=second)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_random_traitors_depend_on_the_seed() -> None:
+    logs = []
+    for seed in (1, 1, 2):
+        log = io.BytesIO()
+        simulate_sync(Scenario(generals=7, m=2, traitors={2: "random"}, seed=seed), log=log)
+        logs.append(log.getvalue())
+    assert logs[0] == logs[1]
+    assert logs[0] != logs[2]
+
+
+BUILT_IN = ["loyal", "flip", "split", "silent", "random"]
+
+
+@st.composite
+def tolerable_scenarios(draw: st.DrawFn) -> Scenario:
+    """Any scenario with n >= 3m + 1 and at most m traitors, which OM(m) must survive."""
+    m = draw(st.integers(0, 3))
+    generals = draw(st.integers(max(3 * m + 1, 2), 10))
+    values = ("attack", "retreat", "hold")[: draw(st.integers(2, 3))]
+    commander = draw(st.integers(0, generals - 1))
+    traitors = draw(st.sets(st.integers(0, generals - 1), max_size=m))
+    specs = {}
+    for traitor in traitors:
+        name = draw(st.sampled_from([*BUILT_IN, "constant"]))
+        args = {"value": draw(st.sampled_from(values))} if name == "constant" else {}
+        specs[traitor] = TraitorSpec(name, args)
+    return Scenario(
+        generals=generals,
+        m=m,
+        commander=commander,
+        values=values,
+        order=draw(st.sampled_from(values)),
+        traitors=specs,
+        seed=draw(st.integers(0, 2**32)),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(tolerable_scenarios())
+def test_agreement_and_validity_hold_whenever_n_is_at_least_3m_plus_1(scenario: Scenario) -> None:
+    result = simulate_sync(scenario)
+    assert result.agreement
+    assert result.validity is not False
+    if scenario.commander not in scenario.traitors:
+        assert set(result.decisions.values()) == {scenario.order}

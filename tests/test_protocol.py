@@ -1,0 +1,171 @@
+"""The OM(m) core, message by message, with no trio and no I/O.
+
+Rules for this file:
+- drive ``om_actors.protocol`` directly; nothing here may import trio;
+- expected values are worked out by hand from the paper, not read back from
+  the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from om_actors.protocol import (
+    General,
+    Outgoing,
+    Setup,
+    judge,
+    majority,
+    messages_received,
+    messages_sent,
+    paths_of_round,
+    rejection_reason,
+)
+
+FOUR = Setup(generals=4, m=1, commander=0, values=("attack", "retreat"), default="retreat")
+SEVEN = Setup(generals=7, m=2, commander=0, values=("attack", "retreat"), default="retreat")
+
+
+@pytest.mark.parametrize(
+    ("generals", "m", "sent", "received"),
+    [(4, 1, 9, 3), (7, 2, 156, 26), (13, 4, 108_384, 9_032), (16, 5, 3_999_675, 266_645)],
+)
+def test_message_counts_match_the_closed_form(generals: int, m: int, sent: int, received: int) -> None:
+    assert messages_sent(generals, m) == sent
+    assert messages_received(generals, m) == received
+
+
+@pytest.mark.parametrize(("generals", "m"), [(4, 1), (5, 2), (7, 2), (6, 3)])
+def test_outboxes_add_up_to_the_closed_form(generals: int, m: int) -> None:
+    setup = Setup(generals, m, 0, ("attack", "retreat"), "retreat")
+    states = [General(setup, g, "attack") for g in range(generals)]
+    sent = sum(len(list(s.outbox(r))) for s in states for r in range(1, m + 2))
+    assert sent == messages_sent(generals, m)
+
+
+def test_majority_is_strict() -> None:
+    assert majority(["attack", "attack", "retreat"], "retreat") == "attack"
+    assert majority(["attack", "hold"], "retreat") == "retreat"
+    assert majority(["attack", "attack", "hold", "hold", "retreat"], "retreat") == "retreat"
+    assert majority(["hold", "hold", "hold", "attack", "retreat"], "retreat") == "hold"
+    assert majority([], "retreat") == "retreat"
+
+
+def test_paths_of_round_skip_the_receiver_and_come_in_order() -> None:
+    assert list(paths_of_round(FOUR, 1, excluding=2)) == [(0,)]
+    assert list(paths_of_round(FOUR, 2, excluding=2)) == [(0, 1), (0, 3)]
+    assert len(list(paths_of_round(SEVEN, 3, excluding=1))) == math.perm(5, 2)
+
+
+def test_commander_sends_its_order_in_round_one_only() -> None:
+    commander = General(FOUR, 0, "attack")
+    assert list(commander.outbox(1)) == [Outgoing((0,), r, "attack") for r in (1, 2, 3)]
+    assert list(commander.outbox(2)) == []
+    assert list(General(FOUR, 1).outbox(1)) == []
+
+
+def test_lieutenant_relays_what_it_holds_and_default_for_what_is_missing() -> None:
+    lieutenant = General(SEVEN, 1)
+    assert lieutenant.receive(sender=0, round=1, path=(0,), value="attack") is None
+    assert lieutenant.receive(sender=2, round=2, path=(0, 2), value="attack") is None
+    round_two = list(lieutenant.outbox(2))
+    assert round_two == [Outgoing((0, 1), r, "attack") for r in (2, 3, 4, 5, 6)]
+    round_three = {(o.path, o.receiver): o.value for o in lieutenant.outbox(3)}
+    assert round_three[((0, 2, 1), 3)] == "attack"
+    assert round_three[((0, 3, 1), 2)] == "retreat"  # (0, 3) never arrived
+    assert ((0, 2, 1), 2) not in round_three
+
+
+def _deliver_all(state: General, received: dict[tuple[int, ...], str]) -> None:
+    for path, value in received.items():
+        assert state.receive(sender=path[-1], round=len(path), path=path, value=value) is None
+
+
+def test_paper_figure_one_loyal_lieutenants_obey_a_loyal_commander() -> None:
+    # Commander 0 orders attack, lieutenant 3 is a traitor that relays retreat.
+    lieutenant = General(FOUR, 1)
+    _deliver_all(lieutenant, {(0,): "attack", (0, 2): "attack", (0, 3): "retreat"})
+    assert lieutenant.decide() == "attack"
+
+
+def test_paper_figure_two_lieutenants_agree_on_a_traitor_commanders_mixed_orders() -> None:
+    values = ("attack", "retreat", "hold")
+    setup = Setup(4, 1, 0, values, "retreat")
+    told = {1: "attack", 2: "hold", 3: "retreat"}
+    decisions = set()
+    for me in (1, 2, 3):
+        state = General(setup, me)
+        _deliver_all(state, {(0,): told[me], **{(0, j): told[j] for j in told if j != me}})
+        decisions.add(state.decide())
+    assert decisions == {"retreat"}
+
+
+def test_three_generals_a_lying_lieutenant_leaves_a_tie_and_the_default_wins() -> None:
+    setup = Setup(3, 1, 0, ("attack", "retreat"), "retreat")
+    lieutenant = General(setup, 1)
+    _deliver_all(lieutenant, {(0,): "attack", (0, 2): "retreat"})
+    assert lieutenant.decide() == "retreat"
+
+
+def test_om2_recursion_outvotes_a_liar_at_every_level() -> None:
+    # Seven generals, loyal commander; traitor 6 says "retreat" in every relay.
+    lieutenant = General(SEVEN, 1)
+    for path in [(0,), *paths_of_round(SEVEN, 2, excluding=1), *paths_of_round(SEVEN, 3, excluding=1)]:
+        value = "retreat" if 6 in path else "attack"
+        lieutenant.receive(sender=path[-1], round=len(path), path=path, value=value)
+    assert lieutenant.resolve((0, 2)) == "attack"  # 6's lie about 2 is outvoted 4 to 1
+    assert lieutenant.resolve((0, 6)) == "retreat"  # 6 lied consistently about itself
+    assert lieutenant.decide() == "attack"  # 5 votes to 1
+
+
+def test_commander_decides_its_own_order() -> None:
+    assert General(FOUR, 0, "attack").decide() == "attack"
+
+
+@pytest.mark.parametrize(
+    ("sender", "round", "path", "value", "reason"),
+    [
+        (1, 2, (0, 1), "attack", None),
+        (1, 2, [0, 1], "attack", "malformed path"),
+        (1, 2, (), "attack", "malformed path"),
+        (1, 2, (0, "1"), "attack", "malformed path"),
+        (1, 2, (0, True), "attack", "malformed path"),
+        (1, 2, (0, 9), "attack", "path names a general out of range"),
+        (1, 2, (3, 1), "attack", "path does not start with the commander"),
+        (1, 2, (0, 3), "attack", "path does not end with the sender"),
+        (1, 3, (0, 1, 1), "attack", "path repeats a general"),
+        (1, 2, (0, 2, 1), "attack", "path contains the receiver"),
+        (1, 3, (0, 1), "attack", "path has the wrong length for round 3"),
+        (1, 2, (0, 1), "charge", "value outside the domain"),
+        (1, 2, (0, 1), ["attack"], "value outside the domain"),
+        (1, 2, (0, 1), None, "value outside the domain"),
+    ],
+)
+def test_rejection_reasons(sender: int, round: int, path: object, value: object, reason: str | None) -> None:
+    setup = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
+    found = rejection_reason(setup, receiver=2, sender=sender, round=round, path=path, value=value)
+    assert found == reason
+
+
+def test_a_rejected_message_leaves_no_trace_and_a_duplicate_is_refused() -> None:
+    lieutenant = General(FOUR, 1)
+    rejection = lieutenant.receive(sender=3, round=2, path=(0, 2), value="attack")
+    assert rejection is not None
+    assert rejection.reason == "path does not end with the sender"
+    assert lieutenant.received == {}
+    assert lieutenant.receive(sender=2, round=2, path=(0, 2), value="attack") is None
+    duplicate = lieutenant.receive(sender=2, round=2, path=(0, 2), value="retreat")
+    assert duplicate is not None
+    assert duplicate.reason == "duplicate message"
+    assert lieutenant.received == {(0, 2): "attack"}
+
+
+def test_judge_checks_agreement_and_validity() -> None:
+    everyone = range(4)
+    assert judge(FOUR, {0: "attack", 1: "attack", 2: "attack"}, loyal=[0, 1, 2], order="attack").success
+    split = judge(FOUR, {1: "attack", 2: "retreat", 3: "attack"}, loyal=[1, 2, 3], order="attack")
+    assert (split.agreement, split.validity, split.success) == (False, None, False)
+    disobeyed = judge(FOUR, dict.fromkeys(everyone, "retreat"), loyal=everyone, order="attack")
+    assert (disobeyed.agreement, disobeyed.validity, disobeyed.success) == (True, False, False)

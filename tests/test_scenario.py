@@ -1,0 +1,182 @@
+"""Scenario files and the scenario class.
+
+Rules for this file:
+- error texts are asserted whole, line and column included, because users
+  (and their editors) read them;
+- bad files are written to ``tmp_path``; the shipped scenarios are read from
+  ``scenarios/`` as a user would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from om_actors import Expect, Scenario, ScenarioError, TraitorSpec, load_scenario
+from om_actors.scenario import SEVEN_GENERALS, scenario_from_dict
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+
+
+def _errors(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    prefix = f"{path}:"
+    lines = str(caught.value).splitlines()
+    assert all(line.startswith(prefix) for line in lines)
+    return [line.removeprefix(prefix) for line in lines]
+
+
+def test_a_full_scenario_file_loads_into_frozen_values(tmp_path: Path) -> None:
+    path = tmp_path / "full.yaml"
+    path.write_text(
+        "name: full\ngenerals: 7\nm: 2\ncommander: 3\norder: hold\n"
+        "values: [attack, retreat, hold]\ndefault: hold\n"
+        "traitors:\n  0: split\n  5: {strategy: random, seed: 7}\n"
+        "seed: 42\nround_timeout: 0.5\nexpect:\n  agreement: true\n  decision: hold\n"
+    )
+    scenario = load_scenario(path)
+    assert scenario == Scenario(
+        name="full",
+        generals=7,
+        m=2,
+        commander=3,
+        order="hold",
+        values=("attack", "retreat", "hold"),
+        default="hold",
+        traitors={0: TraitorSpec("split"), 5: TraitorSpec("random", {"seed": 7})},
+        seed=42,
+        round_timeout=0.5,
+        expect=Expect(agreement=True, decision="hold"),
+    )
+
+
+def test_defaults_and_the_name_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text("generals: 4\nm: 1\n")
+    scenario = load_scenario(path)
+    assert (scenario.name, scenario.commander, scenario.order, scenario.default) == (
+        "tiny",
+        0,
+        "attack",
+        "retreat",
+    )
+    assert (scenario.values, scenario.traitors, scenario.seed, scenario.round_timeout) == (
+        ("attack", "retreat"),
+        {},
+        0,
+        1.0,
+    )
+
+
+def test_yaml_text_loads_too() -> None:
+    assert load_scenario("generals: 4\nm: 1\n").generals == 4
+
+
+def test_every_mistake_is_reported_at_once_with_line_and_column(tmp_path: Path) -> None:
+    text = """\
+generals: 4
+m: 3
+commanderr: 0
+values: [go, stay, go]
+order: 5
+traitors:
+  9: flip
+  2: {strategy: flipp}
+  3: {strategy: constant, value: sing}
+  1: {strategy: split, extra: 1}
+  x: silent
+round_timeout: 0
+expect: {decision: stay, agreement: yes}
+"""
+    assert _errors(tmp_path, text) == [
+        "2:4: m: must be at most generals - 2 = 2: no relay path can be longer than that",
+        "3:1: commanderr: unknown key 'commanderr': did you mean 'commander'?",
+        "4:9: values: default is 'retreat' unless set, and 'retreat' is not one of values "
+        "['go', 'stay', 'go']: set default",
+        "4:20: values.2: 'go' is listed twice",
+        "5:8: order: expected a string, got 5",
+        "7:3: traitors.9: no general 9: ids run from 0 to 3",
+        "8:17: traitors.2.strategy: unknown strategy 'flipp': use one of constant, flip, loyal, "
+        "random, silent, split, or module:Class",
+        "9:34: traitors.3.value: 'sing' is not one of values ['go', 'stay', 'go']",
+        "10:24: traitors.1.extra: strategy 'split' takes no argument 'extra'",
+        "11:3: traitors.x: expected a general id, got 'x'",
+        "12:16: round_timeout: must be a number of seconds above 0",
+        "13:37: expect.agreement: expected true or false, got 'yes'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("generals: 7.5\nm: 1\n", "1:11: generals: expected an integer, got 7.5"),
+        ("generals: true\nm: 1\n", "1:11: generals: expected an integer, got True"),
+        ("generals: 4\n", "1:1: missing required key 'm'"),
+        ("generals: 1\nm: 0\n", "1:11: generals: needs at least 2 generals: a commander and a lieutenant"),
+        ("generals: 4\nm: 1\ncommander: 4\n", "3:12: commander: must be a general id from 0 to 3"),
+        ("generals: 4\nm: 1\nvalues: go\n", "3:9: values: expected a list of strings, got 'go'"),
+        ("generals: 4\nm: 1\ntraitors: [1]\n", "3:11: traitors: expected a mapping from general id to strategy, got a list"),
+        ("generals: 4\nm: 1\ntraitors: {1: constant}\n", "3:15: traitors.1: strategy 'constant' needs argument 'value'"),
+        ("generals: 4\nm: 1\ntraitors: {1: {seed: 2}}\n", "3:15: traitors.1: missing key 'strategy'"),
+        ("generals: 4\nm: 1\ntraitors: {1: {strategy: nope:Thing}}\n",
+         "3:26: traitors.1.strategy: cannot import module 'nope': No module named 'nope'"),
+        ("generals: 4\nm: 1\ntraitors: {1: {strategy: 'random:Nope'}}\n",
+         "3:26: traitors.1.strategy: module 'random' has no class 'Nope'"),
+        ("- 1\n- 2\n", "1:1: a scenario is a mapping with keys such as generals and m, not a list"),
+        ("generals: 4\ngenerals: 5\nm: 1\n",
+         '2:1: not valid YAML: while constructing a mapping found duplicate key "generals" with value "5" '
+         '(original value: "4")'),
+        ("generals: [4\nm: 1\n",
+         "2:2: not valid YAML: while parsing a flow sequence expected ',' or ']', but got ':'"),
+    ],
+)  # fmt: skip
+def test_one_mistake(tmp_path: Path, text: str, error: str) -> None:
+    assert _errors(tmp_path, text) == [error]
+
+
+def test_an_unreadable_file_is_a_scenario_error(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="cannot read the file: No such file or directory"):
+        load_scenario(tmp_path / "missing.yaml")
+
+
+def test_scenarios_built_in_code_are_validated_the_same_way() -> None:
+    with pytest.raises(ScenarioError) as caught:
+        Scenario(generals=4, m=1, commander=7, traitors={5: "flipp"})
+    assert caught.value.problems[0].line is None
+    assert str(caught.value).splitlines() == [
+        "scenario: commander: must be a general id from 0 to 3",
+        "scenario: traitors.5: no general 5: ids run from 0 to 3",
+        "scenario: traitors.5.strategy: unknown strategy 'flipp': use one of constant, flip, loyal, "
+        "random, silent, split, or module:Class",
+    ]
+
+
+def test_beyond_the_bound_is_allowed_but_warned() -> None:
+    scenario = Scenario(generals=6, m=2, traitors={1: "flip", 2: "flip", 3: "flip"})
+    assert scenario.warnings == [
+        "6 generals are fewer than 3m + 1 = 7: OM(2) cannot guarantee agreement, "
+        "and traitors can make loyal generals disagree",
+        "3 traitors are more than m = 2: OM(2) is only built to survive 2",
+    ]
+    assert Scenario(generals=7, m=2, traitors={1: "flip"}).warnings == []
+
+
+def test_to_dict_round_trips_through_json_shaped_data() -> None:
+    for path in SCENARIOS.glob("*.yaml"):
+        scenario = load_scenario(path)
+        assert scenario_from_dict(scenario.to_dict()) == scenario
+
+
+def test_the_built_in_default_is_the_seven_generals_file() -> None:
+    assert load_scenario(SCENARIOS / "seven-generals.yaml") == SEVEN_GENERALS
+
+
+def test_every_shipped_scenario_says_what_it_shows() -> None:
+    files = sorted(SCENARIOS.glob("*.yaml"))
+    assert len(files) >= 7
+    for path in files:
+        assert path.read_text().startswith("# "), path
