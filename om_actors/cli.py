@@ -24,7 +24,7 @@ from .errors import OmActorsError
 from .events import Event, RoundEnded
 from .orchestrator import EventHandler, simulate
 from .protocol import messages_sent
-from .result import Result
+from .result import Result, describe_generals
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario
 
 PROGRESS_ABOVE = 20_000
@@ -60,8 +60,9 @@ def run(scenario_file: Path | None, log_file: Path | None, as_json: bool, quiet:
     Exits 0 when the outcome is what the scenario expects, 1 when not, and 2
     when the input cannot be used.
     """
-    out = Console(quiet=quiet or as_json, highlight=False)
-    err = Console(stderr=True, highlight=False)
+    # soft_wrap: a line is one line in a pipe or a file, and a terminal wraps it anyway.
+    out = Console(quiet=quiet or as_json, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         scenario = _load(scenario_file)
         if not quiet:
@@ -70,7 +71,7 @@ def run(scenario_file: Path | None, log_file: Path | None, as_json: bool, quiet:
         with _progress(out, scenario) as on_event:
             result = trio.run(lambda: simulate(scenario, log=log_file, on_event=on_event))
     except OmActorsError as exc:
-        err.print(escape(str(exc)), soft_wrap=True)
+        err.print(escape(str(exc)))
         sys.exit(2)
     except OSError as exc:
         err.print(f"error: {escape(str(exc))}")
@@ -118,7 +119,7 @@ def _report(out: Console, result: Result) -> None:
     scenario = result.scenario
     out.print(
         f"[bold]{escape(scenario.name)}[/]: {scenario.generals} generals, m = {scenario.m} "
-        f"({result.rounds} rounds), commander {scenario.commander} would order {scenario.order!r}"
+        f'({result.rounds} rounds), commander {scenario.commander} would order "{escape(scenario.order)}"'
     )
     traitors = ", ".join(f"{g} ({_strategy_label(scenario, g)})" for g in scenario.traitors) or "none"
     out.print(f"Traitors: {escape(traitors)}")
@@ -133,8 +134,8 @@ def _report(out: Console, result: Result) -> None:
     for round, late in result.timed_out.items():
         out.print(f"Round {round} timed out waiting for general(s) {', '.join(map(str, late))}")
     out.print(_verdict_line(result))
-    unmet = result.unmet_expectations()
     if scenario.expect is not None:
+        unmet = result.unmet_expectations()
         if unmet:
             out.print(f"[bold red]UNEXPECTED:[/] {escape('; '.join(unmet))}")
         else:
@@ -149,20 +150,17 @@ def _strategy_label(scenario: Scenario, general: int) -> str:
 
 def _verdict_line(result: Result) -> str:
     scenario = result.scenario
+    lieutenants = {g: v for g, v in result.decisions.items() if g != scenario.commander}
     if result.success:
         decision = next(iter(set(result.decisions.values())), scenario.default)
         return f'[bold green]SUCCESS:[/] all loyal generals agreed on "{escape(decision)}"'
     if not result.agreement:
         camps: dict[str, list[int]] = {}
-        for general, value in result.decisions.items():
-            if general != scenario.commander:
-                camps.setdefault(value, []).append(general)
-        split = "; ".join(
-            f"{', '.join(map(str, gs))} decided {value!r}" for value, gs in sorted(camps.items())
-        )
+        for general, value in lieutenants.items():
+            camps.setdefault(value, []).append(general)
+        split = "; ".join(f'{describe_generals(g)} decided "{value}"' for value, g in sorted(camps.items()))
         return f"[bold red]FAILURE:[/] agreement (IC1) broken: loyal generals disagree: {escape(split)}"
-    off = [g for g, v in result.decisions.items() if v != scenario.order]
-    return (
-        f"[bold red]FAILURE:[/] validity (IC2) broken: the loyal commander ordered {scenario.order!r} "
-        f"but general(s) {', '.join(map(str, off))} decided otherwise"
-    )
+    disobeyed = {g: v for g, v in lieutenants.items() if v != scenario.order}
+    which = ", ".join(f'{describe_generals([g])} decided "{v}"' for g, v in disobeyed.items())
+    ordered = f'the loyal commander ordered "{escape(scenario.order)}"'
+    return f"[bold red]FAILURE:[/] validity (IC2) broken: {ordered} but {escape(which)}"

@@ -79,6 +79,8 @@ class RoundEnded:
 
 @attrs.frozen
 class Decided:
+    """A general's final decision; traitors are listed too, flagged as such."""
+
     name: ClassVar[str] = "decision"
     general: int
     value: str
@@ -87,6 +89,8 @@ class Decided:
 
 @attrs.frozen
 class VerdictReached:
+    """The last event of a run: IC1, IC2 and the totals."""
+
     name: ClassVar[str] = "verdict"
     agreement: bool
     validity: bool | None

@@ -12,7 +12,9 @@ in the output.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import trio
@@ -34,6 +36,9 @@ from .log import LogTarget, open_log
 from .protocol import General, judge
 from .result import Result
 from .scenario import Scenario
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 EventHandler = Callable[[Event], None]
 
@@ -61,6 +66,30 @@ def simulate_sync(
 ) -> Result:
     """:func:`simulate` for code that is not async: starts and ends its own trio run."""
     return trio.run(lambda: simulate(scenario, log=log, on_event=on_event))
+
+
+@contextmanager
+def _unwrapped() -> Iterator[None]:
+    """Raise a lone error from the nursery as itself, not inside an ExceptionGroup.
+
+    Generals catch their strategies' errors, so an error here comes from
+    one place -- an event handler, say -- and the caller should be able to
+    ``except`` it by its own type.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def _path_key(path: object) -> tuple[int, Any]:
@@ -116,14 +145,15 @@ class _Run:
 
     async def run(self) -> Result:
         self.emit(RunStarted(SCHEMA, __version__, self.scenario.seed, self.scenario.to_dict()))
-        async with trio.open_nursery() as nursery:
-            for actor, receiver in zip(self.actors, self.receivers):
-                nursery.start_soon(actor.run, receiver, self.acks_in)
-            for round in range(1, self.scenario.setup.rounds + 1):
-                await self._round(round)
-            decisions = await self._decide()
-            for inbox in self.inboxes:
-                inbox.close()
+        with _unwrapped():
+            async with trio.open_nursery() as nursery:
+                for actor, receiver in zip(self.actors, self.receivers):
+                    nursery.start_soon(actor.run, receiver, self.acks_in)
+                for round in range(1, self.scenario.setup.rounds + 1):
+                    await self._round(round)
+                decisions = await self._decide()
+                for inbox in self.inboxes:
+                    inbox.close()
         return self._conclude(decisions)
 
     async def _round(self, round: int) -> None:

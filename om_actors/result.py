@@ -56,7 +56,11 @@ class Result:
     def unmet_expectations(self) -> list[str]:
         """How the outcome differs from the scenario's ``expect``, one line each.
 
-        Without ``expect`` a scenario is expected to succeed.
+        Without ``expect`` a scenario is expected to succeed.  ``decision`` is
+        checked against the lieutenants: a loyal commander decides its own
+        order by definition.  ``decision`` is
+        checked against the lieutenants: a loyal commander decides its own
+        order by definition.
         """
         expect = self.scenario.expect
         if expect is None:
@@ -67,11 +71,11 @@ class Result:
             if wanted is not None and wanted != getattr(self, key):
                 unmet.append(f"expected {key} {_yaml(wanted)}, got {_yaml(getattr(self, key))}")
         if expect.decision is not None:
-            off = sorted(g for g, v in self.decisions.items() if v != expect.decision)
+            commander = self.scenario.commander
+            off = [g for g, v in self.decisions.items() if v != expect.decision and g != commander]
             if off:
-                unmet.append(
-                    f"expected every loyal general to decide {expect.decision!r}; generals {off} did not"
-                )
+                wanted = f"expected every loyal lieutenant to decide {expect.decision!r}"
+                unmet.append(f"{wanted}; {describe_generals(off)} did not")
         return unmet
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,3 +103,7 @@ class Result:
 
 def _yaml(value: bool | None) -> str:
     return "null" if value is None else str(value).lower()
+
+
+def describe_generals(ids: list[int]) -> str:
+    return f"general {ids[0]}" if len(ids) == 1 else f"generals {', '.join(map(str, ids))}"

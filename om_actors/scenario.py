@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -45,6 +45,10 @@ def _traitor_specs(traitors: Mapping[int, TraitorSpec | str]) -> Mapping[int, Tr
         general: spec if isinstance(spec, TraitorSpec) else TraitorSpec(spec)
         for general, spec in sorted(traitors.items())
     }
+
+
+def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 @attrs.frozen
@@ -80,7 +84,7 @@ class Scenario:
     m: int
     name: str = "scenario"
     commander: int = 0
-    values: tuple[str, ...] = attrs.field(default=DEFAULT_VALUES, converter=tuple)
+    values: tuple[str, ...] = attrs.field(default=DEFAULT_VALUES, converter=_as_tuple)
     order: str = attrs.field(
         default=attrs.Factory(lambda self: self.values[0] if self.values else "", takes_self=True)
     )

@@ -155,7 +155,9 @@ def test_garbage_values_are_rejected_and_logged_by_their_repr() -> None:
 
 def test_a_strategy_that_raises_loses_that_message_and_the_run_goes_on() -> None:
     events: list[Event] = []
-    result = simulate_sync(Scenario(generals=4, m=1, traitors={2: "adversaries:Crash"}), on_event=events.append)
+    result = simulate_sync(
+        Scenario(generals=4, m=1, traitors={2: "adversaries:Crash"}), on_event=events.append
+    )
     failures = [e for e in events if isinstance(e, StrategyFailed)]
     assert [(f.general, f.receiver, f.error) for f in failures] == [
         (2, 1, "RuntimeError('boom at (0, 2)')"),

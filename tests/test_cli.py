@@ -1,0 +1,136 @@
+"""``om-actors run`` as a user types it.
+
+Rules for this file:
+- go through click's ``CliRunner`` with stdout and stderr kept apart, so that
+  ``--json`` is checked to leave stdout pure;
+- assert the lines a user reads and the exit status a script reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from om_actors.cli import main
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, ["run", *args])
+
+
+def test_no_scenario_runs_the_seven_generals() -> None:
+    result = run()
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        'seven-generals: 7 generals, m = 2 (3 rounds), commander 0 would order "retreat"',
+        "Traitors: 0 (split), 5 (random seed=7)",
+        "General 0 (commander) is a traitor",
+        "General 1 decided retreat",
+        "General 2 decided retreat",
+        "General 3 decided retreat",
+        "General 4 decided retreat",
+        "General 5 is a traitor",
+        "General 6 decided retreat",
+        "Messages: 156 sent (6, 30, 120 by round), 0 rejected",
+        'SUCCESS: all loyal generals agreed on "retreat"',
+        "As this scenario expects.",
+    ]
+    assert result.stderr == ""
+
+
+def test_json_prints_one_object_and_nothing_else() -> None:
+    result = run(str(SCENARIOS / "four-generals-traitor-lieutenant.yaml"), "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["decisions"] == {"0": "attack", "1": "attack", "2": "attack"}
+    assert (data["agreement"], data["validity"], data["success"]) == (True, True, True)
+    assert (data["messages"], data["rounds"], data["traitors"]) == (9, 2, [3])
+    assert data["received"] == {"0": 0, "1": 3, "2": 3, "3": 3}
+
+
+def test_a_failure_the_scenario_expects_exits_0_and_says_so() -> None:
+    result = run(str(SCENARIOS / "three-generals.yaml"))
+    assert result.exit_code == 0
+    assert (
+        'FAILURE: validity (IC2) broken: the loyal commander ordered "attack" but general 1 decided "retreat"'
+        in (result.stdout)
+    )
+    assert "As this scenario expects." in result.stdout
+    assert result.stderr.startswith("warning: 3 generals are fewer than 3m + 1 = 4")
+
+
+def test_an_unexpected_outcome_exits_1(tmp_path: Path) -> None:
+    scenario = tmp_path / "hopeful.yaml"
+    scenario.write_text("generals: 3\nm: 1\ntraitors: {2: flip}\n")
+    result = run(str(scenario))
+    assert result.exit_code == 1
+    assert "FAILURE: validity (IC2) broken" in result.stdout
+    assert "UNEXPECTED" not in result.stdout  # nothing was expected beyond success
+    json_result = run(str(scenario), "--json")
+    assert json_result.exit_code == 1
+    assert json.loads(json_result.stdout)["unmet_expectations"] == ["expected success"]
+
+
+def test_agreement_failures_name_the_camps() -> None:
+    result = run(str(SCENARIOS / "too-many-traitors.yaml"))
+    assert result.exit_code == 0
+    assert (
+        'FAILURE: agreement (IC1) broken: loyal generals disagree: general 3 decided "attack"; '
+        'general 2 decided "retreat"'
+    ) in result.stdout.splitlines()
+
+
+def test_an_unmet_expectation_is_named(tmp_path: Path) -> None:
+    scenario = tmp_path / "wishful.yaml"
+    scenario.write_text("generals: 4\nm: 1\ntraitors: {3: flip}\nexpect: {decision: retreat}\n")
+    result = run(str(scenario))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-1] == (
+        "UNEXPECTED: expected every loyal lieutenant to decide 'retreat'; generals 1, 2 did not"
+    )
+
+
+def test_bad_scenarios_exit_2_with_located_errors_and_no_traceback(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text("generals: seven\nm: 1\nsurprise: true\n")
+    result = run(str(scenario), "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{scenario}:1:11: generals: expected an integer, got 'seven'",
+        f"{scenario}:3:1: surprise: unknown key 'surprise'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.yaml"], "cannot read the file: No such file or directory"),
+        (["--frobnicate"], "No such option '--frobnicate'"),
+    ],
+)
+def test_unusable_arguments_exit_2(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unwritable_log_exits_2(tmp_path: Path) -> None:
+    result = run("--log", str(tmp_path / "no" / "such" / "dir.jsonl"))
+    assert result.exit_code == 2
+    assert "No such file or directory" in result.stderr
+
+
+def test_quiet_prints_nothing_and_log_writes_the_file(tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    result = run(str(SCENARIOS / "three-generals.yaml"), "--quiet", "--log", str(log))
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+    lines = log.read_text().splitlines()
+    assert json.loads(lines[0])["event"] == "run.start"
+    assert json.loads(lines[-1])["event"] == "verdict"
