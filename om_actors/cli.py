@@ -21,8 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .errors import OmActorsError
-from .events import Event, RoundEnded
-from .orchestrator import EventHandler, simulate
+from .orchestrator import ProgressHandler, simulate
 from .protocol import messages_sent
 from .result import Result, describe_generals
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario
@@ -68,8 +67,8 @@ def run(scenario_file: Path | None, log_file: Path | None, as_json: bool, quiet:
         if not quiet:
             for warning in scenario.warnings:
                 err.print(f"[yellow]warning:[/] {escape(warning)}")
-        with _progress(out, scenario) as on_event:
-            result = trio.run(lambda: simulate(scenario, log=log_file, on_event=on_event))
+        with _progress(out, scenario) as on_progress:
+            result = trio.run(lambda: simulate(scenario, log=log_file, on_progress=on_progress))
     except OmActorsError as exc:
         err.print(escape(str(exc)))
         sys.exit(2)
@@ -93,26 +92,26 @@ def _load(scenario_file: Path | None) -> Scenario:
 
 
 @contextmanager
-def _progress(out: Console, scenario: Scenario) -> Iterator[EventHandler | None]:
-    """A per-round progress bar for long runs on a terminal; nothing otherwise."""
+def _progress(out: Console, scenario: Scenario) -> Iterator[ProgressHandler | None]:
+    """A progress bar for long runs on a terminal; nothing otherwise."""
     total = messages_sent(scenario.generals, scenario.m)
     if out.quiet or not out.is_terminal or total < PROGRESS_ABOVE:
         yield None
         return
     columns = (
-        TextColumn("round {task.fields[round]}"),
+        TextColumn("round {task.fields[round]}/" + str(scenario.setup.rounds)),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("messages"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=out, transient=True) as progress:
         task = progress.add_task("messages", total=total, round=1)
 
-        def on_event(event: Event) -> None:
-            if isinstance(event, RoundEnded):
-                progress.update(task, advance=event.messages, round=event.round + 1)
+        def on_progress(round: int, sent: int) -> None:
+            progress.update(task, completed=sent, round=round)
 
-        yield on_event
+        yield on_progress
 
 
 def _report(out: Console, result: Result) -> None:

@@ -98,17 +98,34 @@ class GeneralActor:
         inbox: trio.MemoryReceiveChannel[Command],
         acks: trio.MemorySendChannel[Ack],
     ) -> None:
-        async for command in inbox:
-            if isinstance(command, Envelope):
-                self._deliver(command)
-            elif isinstance(command, SendRound):
-                with trio.move_on_at(command.deadline) as scope:
-                    await self._send(command.round)
-                acks.send_nowait(Ack(self.id, timed_out=scope.cancelled_caught))
-            elif isinstance(command, Flush):
-                acks.send_nowait(Ack(self.id))
-            else:
-                acks.send_nowait(Ack(self.id, decision=self.state.decide()))
+        """Handle commands until the orchestrator closes the inbox.
+
+        Whatever is already queued is drained without yielding: a lieutenant
+        of thirteen generals gets 9,032 messages, and a trip through the
+        scheduler for each would cost more than delivering them.
+        """
+        while True:
+            try:
+                command = await inbox.receive()
+                while True:
+                    await self._handle(command, acks)
+                    command = inbox.receive_nowait()
+            except trio.WouldBlock:
+                continue
+            except trio.EndOfChannel:
+                return
+
+    async def _handle(self, command: Command, acks: trio.MemorySendChannel[Ack]) -> None:
+        if isinstance(command, Envelope):
+            self._deliver(command)
+        elif isinstance(command, SendRound):
+            with trio.move_on_at(command.deadline) as scope:
+                await self._send(command.round)
+            acks.send_nowait(Ack(self.id, timed_out=scope.cancelled_caught))
+        elif isinstance(command, Flush):
+            acks.send_nowait(Ack(self.id))
+        else:
+            acks.send_nowait(Ack(self.id, decision=self.state.decide()))
 
     def _deliver(self, envelope: Envelope) -> None:
         self.received += 1

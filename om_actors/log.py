@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import IO, Any, Union
+from typing import IO, Any, Union, get_args
 
 import attrs
 import structlog
@@ -26,9 +26,12 @@ LogTarget = Union[str, "os.PathLike[str]", IO[bytes]]
 """Where a log goes: a file name, or a binary file the caller opened."""
 
 
+_FIELD_NAMES = {cls: tuple(field.name for field in attrs.fields(cls)) for cls in get_args(Event)}
+
+
 def event_fields(event: Event) -> dict[str, Any]:
     """An event as the plain fields a log line holds."""
-    return {"event": event.name, **attrs.asdict(event, recurse=False)}
+    return {"event": event.name, **{name: getattr(event, name) for name in _FIELD_NAMES[type(event)]}}
 
 
 def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -36,18 +39,8 @@ def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> Mut
     return {"event": event_dict.pop("event"), **event_dict}
 
 
-def jsonable(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Paths as JSON lists, and a traitor's unrepresentable garbage as its ``repr``."""
-    return {key: _plain(value) for key, value in event_dict.items()}
-
-
-def _plain(value: object) -> object:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (tuple, list)):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
+def _fallback(value: object) -> str:
+    """A traitor's garbage that JSON cannot hold, as its ``repr``."""
     return repr(value)
 
 
@@ -68,7 +61,7 @@ class LogWriter:
         self._file = file
         self._logger = structlog.wrap_logger(
             _LineWriter(file),
-            processors=[event_first, jsonable, structlog.processors.JSONRenderer()],
+            processors=[event_first, structlog.processors.JSONRenderer(default=_fallback)],
             wrapper_class=structlog.BoundLogger,
         ).bind()
 

@@ -41,6 +41,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 EventHandler = Callable[[Event], None]
+ProgressHandler = Callable[[int, int], None]
 
 
 async def simulate(
@@ -48,14 +49,18 @@ async def simulate(
     *,
     log: LogTarget | None = None,
     on_event: EventHandler | None = None,
+    on_progress: ProgressHandler | None = None,
 ) -> Result:
     """Run ``scenario`` in the current trio run and return its outcome.
 
     ``on_event`` sees every event in log order, as soon as its round ends.
+    ``on_progress(round, sent)`` is told the messages sent so far each time
+    a general finishes its sends, for progress bars: events come only at the
+    end of a round, and one round can hold almost all of a run.
     """
     with open_log(log) as writer:
         handlers = [h for h in (writer, on_event) if h is not None]
-        return await _Run(scenario, handlers).run()
+        return await _Run(scenario, handlers, on_progress).run()
 
 
 def simulate_sync(
@@ -63,9 +68,10 @@ def simulate_sync(
     *,
     log: LogTarget | None = None,
     on_event: EventHandler | None = None,
+    on_progress: ProgressHandler | None = None,
 ) -> Result:
     """:func:`simulate` for code that is not async: starts and ends its own trio run."""
-    return trio.run(lambda: simulate(scenario, log=log, on_event=on_event))
+    return trio.run(lambda: simulate(scenario, log=log, on_event=on_event, on_progress=on_progress))
 
 
 @contextmanager
@@ -108,9 +114,12 @@ def _event_key(event: Event) -> tuple[Any, ...]:
 
 
 class _Run:
-    def __init__(self, scenario: Scenario, handlers: Sequence[EventHandler]) -> None:
+    def __init__(
+        self, scenario: Scenario, handlers: Sequence[EventHandler], on_progress: ProgressHandler | None
+    ) -> None:
         self.scenario = scenario
         self.handlers = handlers
+        self.on_progress = on_progress
         self.pending: list[Event] = []
         self.sent = [0] * scenario.setup.rounds
         self.timed_out: dict[int, tuple[int, ...]] = {}
@@ -158,7 +167,7 @@ class _Run:
 
     async def _round(self, round: int) -> None:
         deadline = trio.current_time() + self.scenario.round_timeout
-        acks = await self._barrier(lambda: SendRound(round, deadline))
+        acks = await self._barrier(lambda: SendRound(round, deadline), progress_of=round)
         late = tuple(sorted(ack.general for ack in acks if ack.timed_out))
         if late:
             self.timed_out[round] = late
@@ -171,10 +180,15 @@ class _Run:
         self.rejected += rejected
         self.emit(RoundEnded(round, self.sent[round - 1], rejected, late))
 
-    async def _barrier(self, command: Callable[[], Command]) -> list[Ack]:
+    async def _barrier(self, command: Callable[[], Command], *, progress_of: int = 0) -> list[Ack]:
         for inbox in self.inboxes:
             inbox.send_nowait(command())
-        return [await self.acks_out.receive() for _ in self.inboxes]
+        acks = []
+        for _ in self.inboxes:
+            acks.append(await self.acks_out.receive())
+            if progress_of and self.on_progress is not None:
+                self.on_progress(progress_of, sum(self.sent))
+        return acks
 
     async def _decide(self) -> dict[int, str]:
         acks = await self._barrier(Decide)
