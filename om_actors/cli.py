@@ -102,7 +102,7 @@ def _progress(out: Console, scenario: Scenario) -> Iterator[ProgressHandler | No
         TextColumn("round {task.fields[round]}/" + str(scenario.setup.rounds)),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("messages"),
+        TextColumn("messages sent"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=out, transient=True) as progress:

@@ -42,6 +42,8 @@ if sys.version_info < (3, 11):
 
 EventHandler = Callable[[Event], None]
 ProgressHandler = Callable[[int, int], None]
+PROGRESS_EVERY = 2048
+"""How many messages pass between two progress reports."""
 
 
 async def simulate(
@@ -54,9 +56,9 @@ async def simulate(
     """Run ``scenario`` in the current trio run and return its outcome.
 
     ``on_event`` sees every event in log order, as soon as its round ends.
-    ``on_progress(round, sent)`` is told the messages sent so far each time
-    a general finishes its sends, for progress bars: events come only at the
-    end of a round, and one round can hold almost all of a run.
+    ``on_progress(round, sent)`` is told how many messages have been sent
+    so far, every few thousand messages, for progress bars: events come only
+    at the end of a round, and one round can hold almost all of a run.
     """
     with open_log(log) as writer:
         handlers = [h for h in (writer, on_event) if h is not None]
@@ -145,6 +147,8 @@ class _Run:
             self.sent[round - 1] += 1
             self.pending.append(MessageSent(round, sender, receiver, path, value))
             self.inboxes[receiver].send_nowait(Envelope(sender, round, path, value))
+            if self.on_progress is not None and not len(self.pending) % PROGRESS_EVERY:
+                self.on_progress(round, sum(self.sent))
 
         return post
 
@@ -167,7 +171,7 @@ class _Run:
 
     async def _round(self, round: int) -> None:
         deadline = trio.current_time() + self.scenario.round_timeout
-        acks = await self._barrier(lambda: SendRound(round, deadline), progress_of=round)
+        acks = await self._barrier(lambda: SendRound(round, deadline))
         late = tuple(sorted(ack.general for ack in acks if ack.timed_out))
         if late:
             self.timed_out[round] = late
@@ -176,19 +180,16 @@ class _Run:
         self.pending.clear()
         for event in events:
             self.emit(event)
+        if self.on_progress is not None:
+            self.on_progress(round, sum(self.sent))
         rejected = sum(isinstance(e, MessageRejected) for e in events)
         self.rejected += rejected
         self.emit(RoundEnded(round, self.sent[round - 1], rejected, late))
 
-    async def _barrier(self, command: Callable[[], Command], *, progress_of: int = 0) -> list[Ack]:
+    async def _barrier(self, command: Callable[[], Command]) -> list[Ack]:
         for inbox in self.inboxes:
             inbox.send_nowait(command())
-        acks = []
-        for _ in self.inboxes:
-            acks.append(await self.acks_out.receive())
-            if progress_of and self.on_progress is not None:
-                self.on_progress(progress_of, sum(self.sent))
-        return acks
+        return [await self.acks_out.receive() for _ in self.inboxes]
 
     async def _decide(self) -> dict[int, str]:
         acks = await self._barrier(Decide)
