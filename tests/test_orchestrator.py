@@ -233,7 +233,7 @@ def test_agreement_and_validity_hold_whenever_n_is_at_least_3m_plus_1(scenario: 
 
 def test_progress_is_reported_while_a_long_round_sends() -> None:
     reports: list[tuple[int, int]] = []
-    result = simulate_sync(Scenario(generals=9, m=3), on_progress=lambda r, sent: reports.append((r, sent)))
+    result = simulate_sync(Scenario(generals=10, m=3), on_progress=lambda r, sent: reports.append((r, sent)))
     assert reports == sorted(reports)
     assert reports[-1] == (4, result.messages)
     assert len([r for r in reports if r[0] == 4]) > 1  # round 4 reports before it ends
