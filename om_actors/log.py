@@ -44,14 +44,18 @@ def _fallback(value: object) -> str:
     return repr(value)
 
 
-class _LineWriter:
-    """The structlog "wrapped logger": one rendered line per call, flushed on demand."""
+_renderer = structlog.wrap_logger(
+    structlog.ReturnLogger(),
+    processors=[event_first, structlog.processors.JSONRenderer(default=_fallback)],
+    wrapper_class=structlog.BoundLogger,
+).bind()
 
-    def __init__(self, file: IO[bytes]) -> None:
-        self.file = file
 
-    def msg(self, message: str) -> None:
-        self.file.write(message.encode("utf-8") + b"\n")
+def render(event: Event) -> str:
+    """One log line for ``event``, without its line break."""
+    fields = event_fields(event)
+    line: str = _renderer.msg(fields.pop("event"), **fields)
+    return line
 
 
 class LogWriter:
@@ -59,15 +63,9 @@ class LogWriter:
 
     def __init__(self, file: IO[bytes]) -> None:
         self._file = file
-        self._logger = structlog.wrap_logger(
-            _LineWriter(file),
-            processors=[event_first, structlog.processors.JSONRenderer(default=_fallback)],
-            wrapper_class=structlog.BoundLogger,
-        ).bind()
 
     def __call__(self, event: Event) -> None:
-        fields = event_fields(event)
-        self._logger.msg(fields.pop("event"), **fields)
+        self._file.write(render(event).encode("utf-8") + b"\n")
         if isinstance(event, RoundEnded):
             self._file.flush()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import random
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -23,15 +23,23 @@ import attrs
 from .protocol import Path
 
 
+def _as_path(path: Iterable[object]) -> tuple[object, ...]:
+    return tuple(path)
+
+
 @attrs.frozen
 class Forgery:
     """A message along a path the traitor made up, instead of the true one.
 
     The runtime still stamps the traitor as the sender, so receivers catch
-    the forgery by the path rules and count the message as missing.
+    the forgery by the path rules and count the message as missing.  The
+    path may hold anything, but it is a sequence, so every path ever sent is
+    a tuple and every logged path a JSON list; something that is not a
+    sequence at all fails here, inside the strategy, and costs the traitor
+    that message.
     """
 
-    path: object
+    path: tuple[object, ...] = attrs.field(converter=_as_path)
     value: object
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 import attrs
 import trio
@@ -15,7 +16,7 @@ from om_actors.protocol import Path
 class Forge:
     """In ``round``, sends ``value`` along the forged ``path`` instead of every real message."""
 
-    path: object
+    path: Iterable[object]
     round: int = 2
     value: object = "retreat"
 
