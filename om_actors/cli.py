@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,11 +18,15 @@ import trio
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from . import __version__
 from .errors import OmActorsError
+from .explain import dot_graph, explain, text_tree
+from .log import LogLine, Selection, read_log
 from .orchestrator import ProgressHandler, simulate
 from .protocol import messages_sent
+from .replay import reconstruct, replay, rerun
 from .result import Result, describe_generals
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario
 
@@ -83,6 +87,147 @@ def run(scenario_file: Path | None, log_file: Path | None, as_json: bool, quiet:
     else:
         _report(out, result)
     sys.exit(0 if not result.unmet_expectations() else 1)
+
+
+def _path_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """``0,3`` as the path ``(0, 3)``."""
+    if value is None:
+        return None
+    try:
+        return tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a path: write general ids separated by commas, like 0,3"
+        ) from None
+
+
+@contextmanager
+def _reporting_errors(err: Console) -> Iterator[None]:
+    """Our errors as one line on stderr and exit status 2, never a traceback."""
+    try:
+        yield
+    except OmActorsError as exc:
+        err.print(escape(str(exc)))
+        sys.exit(2)
+    except BrokenPipeError:
+        raise  # click quiets it: `om-actors show LOG | head` is normal use
+    except OSError as exc:
+        err.print(f"error: {escape(str(exc))}")
+        sys.exit(2)
+
+
+def _consoles() -> tuple[Console, Console]:
+    """stdout and stderr consoles; in a pipe, lines as long as they need to be."""
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:
+        out.width = 1000
+    return out, Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@main.command("replay")
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--rerun", "again", is_flag=True, help="Also run the scenario again and compare event by event."
+)
+def replay_command(log: Path, again: bool) -> None:
+    """Check LOG against the protocol: recompute every relay, decision and the verdict.
+
+    Exits 0 when everything matches, 1 on the first mismatch, and 2 for a
+    log that cannot be read.
+    """
+    out, err = _consoles()
+    with _reporting_errors(err):
+        report = replay(log)
+        if report.ok:
+            out.print(f"replay OK: {report.messages:,} messages, decisions and verdict match")
+        else:
+            first, *others = report.inconsistencies
+            out.print(f"[bold red]replay MISMATCH:[/] {escape(str(first))}")
+            if others:
+                out.print(f"({len(others)} more inconsistencies after it)")
+        matched = report.ok
+        if again:
+            matched = _report_rerun(out, log) and matched
+    sys.exit(0 if matched else 1)
+
+
+def _report_rerun(out: Console, log: Path) -> bool:
+    compared, divergence = rerun(log)
+    if divergence is None:
+        out.print(f"rerun OK: all {compared:,} events match the log")
+        return True
+    out.print(f"[bold red]rerun DIFFERS[/] at line {divergence.line}:")
+    out.print(f"  log:   {escape(divergence.logged or '(the log ends here)')}")
+    out.print(f"  rerun: {escape(divergence.rerun or '(the rerun ends here)')}")
+    return False
+
+
+@main.command("explain")
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--general", "-g", required=True, type=int, help="The general whose decision to explain.")
+@click.option("--path", "start", callback=_path_option, help="Start at this subtree, e.g. 0,3.")
+@click.option("--depth", type=click.IntRange(min=0), help="Show at most this many levels below the start.")
+@click.option("--format", "form", type=click.Choice(["text", "dot"]), default="text", show_default=True)
+def explain_command(
+    log: Path, general: int, start: tuple[int, ...] | None, depth: int | None, form: str
+) -> None:
+    """Show the recursive majority GENERAL evaluated in LOG, vote by vote.
+
+    --format dot writes Graphviz; render it with `dot -Tsvg`.
+    """
+    out, err = _consoles()
+    with _reporting_errors(err):
+        reconstruction = reconstruct(log)
+        node = explain(reconstruction, general, path=start, depth=depth)
+    if form == "dot":
+        click.echo(dot_graph(reconstruction, general, node), nl=False)
+    else:
+        out.print(text_tree(reconstruction, general, node))
+
+
+@main.command("show")
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--round", "round_", type=int, help="Only events of this round.")
+@click.option("--sender", type=int, help="Only messages from this general.")
+@click.option("--receiver", type=int, help="Only messages to this general.")
+@click.option(
+    "--path-prefix", "prefix", callback=_path_option, help="Only paths starting like this, e.g. 0,5."
+)
+@click.option("--event", "events", multiple=True, help="Only events with this name; may be repeated.")
+@click.option("--json", "as_json", is_flag=True, help="Pass the matching lines through unchanged.")
+def show_command(
+    log: Path,
+    round_: int | None,
+    sender: int | None,
+    receiver: int | None,
+    prefix: tuple[int, ...] | None,
+    events: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Print the events of LOG that match every filter given, in log order."""
+    out, err = _consoles()
+    wanted = Selection(round_, sender, receiver, prefix, frozenset(events))
+    with _reporting_errors(err):
+        matching = (line for line in read_log(log) if wanted.matches(line))
+        if as_json:
+            for line in matching:
+                sys.stdout.buffer.write(line.raw if line.raw.endswith(b"\n") else line.raw + b"\n")
+            return
+        out.print(_table(matching))
+
+
+def _table(lines: Iterable[LogLine]) -> Table:
+    table = Table("line", "event", "round", "sender", "receiver", "path", "value", "detail", box=None)
+    shown = {"event", "round", "sender", "receiver", "path", "value"}
+    for line in lines:
+        fields = line.fields
+        cells = [
+            json.dumps(fields[k]) if k in fields else ""
+            for k in ("round", "sender", "receiver", "path", "value")
+        ]
+        detail = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items() if k not in shown)
+        table.add_row(str(line.number), line.event, *map(escape, cells), escape(detail))
+    return table
 
 
 def _load(scenario_file: Path | None) -> Scenario:

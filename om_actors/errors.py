@@ -44,3 +44,18 @@ class ScenarioError(OmActorsError):
         self.problems = list(problems)
         self.source = source
         super().__init__("\n".join(p.render(source) for p in self.problems))
+
+
+class LogError(OmActorsError):
+    """A log that cannot be read: cut off, malformed, or of an unknown schema.
+
+    ``line`` is the 1-based line the problem was found on, so a user can
+    open the file there.
+    """
+
+    def __init__(self, source: str, line: int | None, message: str) -> None:
+        self.source = source
+        self.line = line
+        self.message = message
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {message}")

@@ -12,15 +12,17 @@ round, so a run that dies midway leaves a readable prefix.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, Union, get_args
 
 import attrs
 import structlog
 
-from .events import Event, RoundEnded
+from .errors import LogError
+from .events import SCHEMA, Event, RoundEnded
 
 LogTarget = Union[str, "os.PathLike[str]", IO[bytes]]
 """Where a log goes: a file name, or a binary file the caller opened."""
@@ -88,3 +90,190 @@ def open_log(target: LogTarget | None) -> Iterator[LogWriter | None]:
             yield writer
         finally:
             writer.flush()
+
+
+# --- reading -----------------------------------------------------------------
+
+
+@attrs.frozen
+class LogLine:
+    """One event read back from a log, with the line it stood on."""
+
+    number: int
+    fields: dict[str, Any]
+    raw: bytes
+
+    @property
+    def event(self) -> str:
+        name: str = self.fields["event"]
+        return name
+
+
+def _is_id(value: object) -> bool:
+    return type(value) is int
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, list)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_flag(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_flag_or_null(value: object) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+def _is_anything(value: object) -> bool:
+    return True
+
+
+_Check = Callable[[object], bool]
+_MESSAGE: dict[str, tuple[_Check, str]] = {
+    "round": (_is_count, "a round number"),
+    "sender": (_is_id, "a general id"),
+    "receiver": (_is_id, "a general id"),
+    "path": (_is_list, "a list of general ids"),
+    "value": (_is_anything, "a value"),
+}
+FIELDS: dict[str, dict[str, tuple[_Check, str]]] = {
+    "run.start": {
+        "schema": (_is_count, "a schema number"),
+        "version": (_is_text, "a version string"),
+        "seed": (_is_id, "an integer"),
+        "scenario": (lambda v: isinstance(v, dict), "a scenario mapping"),
+    },
+    "message": _MESSAGE,
+    "message.rejected": {**_MESSAGE, "reason": (_is_text, "a reason")},
+    "strategy.failed": {
+        "round": (_is_count, "a round number"),
+        "general": (_is_id, "a general id"),
+        "path": (_is_list, "a list of general ids"),
+        "receiver": (_is_id, "a general id"),
+        "error": (_is_text, "an error text"),
+    },
+    "round.end": {
+        "round": (_is_count, "a round number"),
+        "messages": (_is_count, "a message count"),
+        "rejected": (_is_count, "a message count"),
+        "timed_out": (_is_list, "a list of general ids"),
+    },
+    "decision": {
+        "general": (_is_id, "a general id"),
+        "value": (_is_anything, "a value"),
+        "traitor": (_is_flag, "true or false"),
+    },
+    "verdict": {
+        "agreement": (_is_flag, "true or false"),
+        "validity": (_is_flag_or_null, "true, false or null"),
+        "success": (_is_flag, "true or false"),
+        "messages": (_is_count, "a message count"),
+        "rounds": (_is_count, "a round count"),
+    },
+}
+"""Every event a schema-1 log may hold, and what each of its fields must be."""
+
+
+def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
+    """The events of a log, one line at a time, checked as they are read.
+
+    The file is streamed, never read whole, so a log of hundreds of
+    megabytes costs memory only for what the caller keeps.  Raises
+    :class:`LogError`, naming the line, for anything that is not a whole,
+    well-formed log of a known schema -- including one that stops before its
+    ``verdict``.
+    """
+    source = os.fspath(path)
+    try:
+        file = open(path, "rb")  # noqa: SIM115 -- closed below, after the generator's last line
+    except OSError as exc:
+        raise LogError(source, None, f"cannot read the log: {exc.strerror or exc}") from None
+    last: LogLine | None = None
+    with file:
+        for number, raw in enumerate(file, start=1):
+            last = _parse(source, number, raw, first=last is None)
+            yield last
+    if last is None:
+        raise LogError(source, None, "the log is empty: it has no run.start line")
+    if last.event != "verdict":
+        raise LogError(source, last.number, "the log ends without a verdict: the run did not finish")
+
+
+def _parse(source: str, number: int, raw: bytes, *, first: bool) -> LogLine:
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        if not raw.endswith(b"\n"):
+            raise LogError(source, number, "the last line is cut off: the run did not finish") from None
+        raise LogError(source, number, f"not a JSON line: {_excerpt(raw)}") from None
+    if not isinstance(fields, dict) or not isinstance(fields.get("event"), str):
+        raise LogError(source, number, f"not a log event (no 'event' name): {_excerpt(raw)}")
+    event = fields["event"]
+    if first and event != "run.start":
+        raise LogError(source, number, f"a log starts with run.start, not {event!r}")
+    if event not in FIELDS:
+        raise LogError(source, number, f"unknown event {event!r}")
+    if event == "run.start" and fields.get("schema") != SCHEMA:
+        raise LogError(source, number, _schema_problem(fields.get("schema")))
+    for name, (check, kind) in FIELDS[event].items():
+        if name not in fields:
+            raise LogError(source, number, f"{event} event without {name!r}")
+        if not check(fields[name]):
+            what = "malformed path" if name == "path" else f"malformed {name!r}"
+            raise LogError(
+                source, number, f"{event} event with a {what}: expected {kind}, got {_excerpt(fields[name])}"
+            )
+    return LogLine(number, fields, raw)
+
+
+def _schema_problem(schema: object) -> str:
+    if type(schema) is int and schema > SCHEMA:
+        return f"log schema {schema} is newer than this om_actors reads ({SCHEMA}): upgrade om_actors"
+    return f"unknown log schema {schema!r}: this om_actors reads schema {SCHEMA}"
+
+
+def _excerpt(value: object) -> str:
+    text = value.decode("utf-8", "replace").strip() if isinstance(value, bytes) else json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def path_of(line: LogLine) -> tuple[Any, ...]:
+    """A logged path as the tuple the runtime sent."""
+    path: Sequence[Any] = line.fields["path"]
+    return tuple(path)
+
+
+@attrs.frozen
+class Selection:
+    """Filters over log events; an unset filter lets everything through.
+
+    An event without the field a filter tests (a ``decision`` has no
+    ``sender``) does not match that filter.
+    """
+
+    round: int | None = None
+    sender: int | None = None
+    receiver: int | None = None
+    path_prefix: tuple[int, ...] | None = None
+    events: frozenset[str] = frozenset()
+
+    def matches(self, line: LogLine) -> bool:
+        fields = line.fields
+        for key in ("round", "sender", "receiver"):
+            wanted = getattr(self, key)
+            if wanted is not None and fields.get(key) != wanted:
+                return False
+        if self.path_prefix is not None:
+            path = fields.get("path")
+            if not isinstance(path, list) or tuple(path[: len(self.path_prefix)]) != self.path_prefix:
+                return False
+        return not self.events or line.event in self.events

@@ -220,11 +220,55 @@ class General:
         votes = [self.held(path), *(self.resolve(child) for child in children)]
         return majority(votes, self.setup.default)
 
+    def explain(self, path: Path, depth: int | None = None) -> Node:
+        """``OM(path)`` with its working shown: every vote, down to ``depth`` levels.
+
+        Below ``depth`` the values are still computed, so the majorities shown
+        are the real ones; only the nodes are left out.
+        """
+        children = self.children(path)
+        if not children:
+            return Node(path, self.held(path), (), self.held(path), (), 0)
+        if depth == 0:
+            return Node(path, self.held(path), (), self.resolve(path), (), _subtree_size(self, path) - 1)
+        below = None if depth is None else depth - 1
+        nodes = tuple(self.explain(child, below) for child in children)
+        votes = (self.held(path), *(node.value for node in nodes))
+        return Node(path, self.held(path), votes, majority(votes, self.setup.default), nodes, 0)
+
     def decide(self) -> str:
         """The final decision; a commander trusts its own order."""
         if self.me == self.setup.commander:
             return self.order
         return self.resolve((self.setup.commander,))
+
+
+@attrs.frozen
+class Node:
+    """One step of the recursive majority, as :meth:`General.explain` shows it.
+
+    ``votes`` is the path's own value followed by its children's results,
+    empty for a leaf (whose value is simply what arrived) and for a node cut
+    off by the depth limit, which then counts its ``hidden`` descendants.
+    """
+
+    path: Path
+    held: str
+    votes: tuple[str, ...]
+    value: str
+    children: tuple[Node, ...]
+    hidden: int
+
+
+def _subtree_size(general: General, path: Path) -> int:
+    """Nodes in the recursion tree at and below ``path``.
+
+    Each level down adds one general who is neither on the path nor the
+    evaluating general, so level ``d`` holds ``P(available, d)`` nodes.
+    """
+    available = general.setup.generals - len(path) - (general.me not in path)
+    levels = general.setup.rounds - len(path)
+    return sum(math.perm(available, d) for d in range(levels + 1))
 
 
 @attrs.frozen
