@@ -5,6 +5,7 @@ modules behind it are private and may change without notice.
 """
 
 from ._version import __version__ as __version__
+from .errors import LogError as LogError
 from .errors import OmActorsError as OmActorsError
 from .errors import Problem as Problem
 from .errors import ScenarioError as ScenarioError
@@ -17,6 +18,8 @@ from .events import RoundEnded as RoundEnded
 from .events import RunStarted as RunStarted
 from .events import StrategyFailed as StrategyFailed
 from .events import VerdictReached as VerdictReached
+from .log import LogLine as LogLine
+from .log import read_log as read_log
 from .orchestrator import simulate as simulate
 from .orchestrator import simulate_sync as simulate_sync
 from .protocol import General as General
@@ -25,6 +28,11 @@ from .protocol import Verdict as Verdict
 from .protocol import majority as majority
 from .protocol import messages_received as messages_received
 from .protocol import messages_sent as messages_sent
+from .replay import Divergence as Divergence
+from .replay import Inconsistency as Inconsistency
+from .replay import ReplayReport as ReplayReport
+from .replay import replay_log as replay_log
+from .replay import rerun_log as rerun_log
 from .result import Result as Result
 from .scenario import Expect as Expect
 from .scenario import Scenario as Scenario

@@ -26,7 +26,7 @@ from .explain import dot_graph, explain, text_tree
 from .log import LogLine, Selection, read_log
 from .orchestrator import ProgressHandler, simulate
 from .protocol import messages_sent
-from .replay import reconstruct, replay, rerun
+from .replay import reconstruct, replay_log, rerun_log
 from .result import Result, describe_generals
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario
 
@@ -137,7 +137,7 @@ def replay_command(log: Path, again: bool) -> None:
     """
     out, err = _consoles()
     with _reporting_errors(err):
-        report = replay(log)
+        report = replay_log(log)
         if report.ok:
             out.print(f"replay OK: {report.messages:,} messages, decisions and verdict match")
         else:
@@ -152,7 +152,7 @@ def replay_command(log: Path, again: bool) -> None:
 
 
 def _report_rerun(out: Console, log: Path) -> bool:
-    compared, divergence = rerun(log)
+    compared, divergence = rerun_log(log)
     if divergence is None:
         out.print(f"rerun OK: all {compared:,} events match the log")
         return True

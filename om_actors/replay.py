@@ -265,7 +265,7 @@ class ReplayReport:
         return not self.inconsistencies
 
 
-def replay(path: LogPath) -> ReplayReport:
+def replay_log(path: LogPath) -> ReplayReport:
     """Recompute a logged run with the protocol core and compare.
 
     Raises :class:`LogError` for a log that cannot be read at all.
@@ -303,7 +303,7 @@ class _Diverged(Exception):
         self.divergence = divergence
 
 
-def rerun(path: LogPath) -> tuple[int, Divergence | None]:
+def rerun_log(path: LogPath) -> tuple[int, Divergence | None]:
     """Run the logged scenario again and compare event by event.
 
     Stops at the first difference.  ``version`` in ``run.start`` is not

@@ -1,0 +1,113 @@
+"""explain: one general's recursion tree, from a log.
+
+Rules for this file:
+- the expected tree comes from the protocol core fed with the run's own
+  messages, independently of the log reader;
+- rendered text is checked line by line where a person reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from om_actors import Event, MessageSent, Scenario, load_scenario, simulate_sync
+from om_actors.explain import ExplainError, dot_graph, explain, text_tree
+from om_actors.protocol import General
+from om_actors.replay import reconstruct
+
+GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
+SEVEN = Path(__file__).parent.parent / "scenarios" / "seven-generals.yaml"
+
+
+def _core_tree_for(general: int) -> General:
+    events: list[Event] = []
+    scenario = load_scenario(SEVEN)
+    simulate_sync(scenario, on_event=events.append)
+    state = General(scenario.setup, general)
+    for event in events:
+        if isinstance(event, MessageSent) and event.receiver == general:
+            state.receive(sender=event.sender, round=event.round, path=event.path, value=event.value)
+    return state
+
+
+def test_explain_gives_the_tree_the_protocol_core_computes() -> None:
+    node = explain(reconstruct(GOLDEN), 1)
+    assert node == _core_tree_for(1).explain((0,))
+    assert node.value == "retreat"
+    assert len(node.children) == 5
+    assert all(len(child.children) == 4 for child in node.children)
+
+
+def _render(general: int, **options: object) -> list[str]:
+    reconstruction = reconstruct(GOLDEN)
+    node = explain(reconstruction, general, **options)  # type: ignore[arg-type]
+    console = Console(width=100, record=True, color_system=None)
+    console.print(text_tree(reconstruction, general, node))
+    return console.export_text().splitlines()
+
+
+def test_text_tree_reads_vote_by_vote() -> None:
+    assert _render(1, depth=1) == [
+        'General 1 decided "retreat"',
+        '└── [0] "attack" (from traitor 0)  votes retreat x4, attack x2 -> retreat',
+        '    ├── [0, 2] "retreat"  -> retreat (4 nodes below not shown)',
+        '    ├── [0, 3] "attack"  -> attack (4 nodes below not shown)',
+        '    ├── [0, 4] "retreat"  -> retreat (4 nodes below not shown)',
+        '    ├── [0, 5] "retreat" (from traitor 5)  -> retreat (4 nodes below not shown)',
+        '    └── [0, 6] "retreat"  -> retreat (4 nodes below not shown)',
+    ]
+
+
+def test_the_seven_generals_tree_fits_100_columns_at_depth_2() -> None:
+    lines = _render(1, depth=2)
+    assert len(lines) == 1 + 1 + 5 + 20
+    assert max(map(len, lines)) <= 100
+
+
+def test_a_subtree_by_path() -> None:
+    lines = _render(2, path=(0, 5))
+    assert lines[1].startswith('└── [0, 5] "attack" (from traitor 5)  votes ')
+    assert len(lines) == 2 + 4
+
+
+def test_missing_and_rejected_values_say_why(tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    simulate_sync(Scenario(generals=4, m=1, traitors={2: "silent", 3: "adversaries:Garbage"}), log=log)
+    reconstruction = reconstruct(log)
+    console = Console(width=100, record=True, color_system=None)
+    console.print(text_tree(reconstruction, 1, explain(reconstruction, 1)))
+    assert console.export_text().splitlines() == [
+        'General 1 decided "retreat"',
+        '└── [0] "attack"  votes retreat x2, attack x1 -> retreat',  # two traitors: more than m
+        '    ├── [0, 2] default "retreat" (missing)',
+        '    └── [0, 3] default "retreat" (rejected: value outside the domain)',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("general", "path", "error"),
+    [
+        (0, None, "general 0 is the commander: it decides its own order and evaluates no tree"),
+        (9, None, "no general 9: ids run from 0 to 6"),
+        (1, (0, 1), "--path 0,1: general 1 never receives a path through itself"),
+        (1, (2,), "--path 2: a path starts with the commander, 0"),
+        (1, (0, 2, 3, 4), "--path 0,2,3,4: paths are at most 3 long with m = 2"),
+    ],
+)
+def test_impossible_requests_are_errors(general: int, path: tuple[int, ...] | None, error: str) -> None:
+    with pytest.raises(ExplainError, match=error.replace("(", r"\(")):
+        explain(reconstruct(GOLDEN), general, path=path)
+
+
+def test_dot_colours_by_value_and_dashes_edges_from_traitors() -> None:
+    reconstruction = reconstruct(GOLDEN)
+    dot = dot_graph(reconstruction, 1, explain(reconstruction, 1))
+    assert dot.startswith("digraph om {\n")
+    assert dot.endswith("}\n")
+    assert dot.count(" -> ") == 25
+    assert '"p0" -> "p0_5" [label="5", style=dashed];' in dot
+    assert '"p0" -> "p0_2" [label="2"];' in dot
+    assert 'label="[0]\\nattack\\nretreat x4, attack x2\\n-> retreat", fillcolor="#fb8072"' in dot
