@@ -134,3 +134,84 @@ def test_quiet_prints_nothing_and_log_writes_the_file(tmp_path: Path) -> None:
     lines = log.read_text().splitlines()
     assert json.loads(lines[0])["event"] == "run.start"
     assert json.loads(lines[-1])["event"] == "verdict"
+
+
+GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_replay_of_a_fresh_log_is_ok(tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    assert run("--log", str(log), "--quiet").exit_code == 0
+    result = invoke("replay", str(log), "--rerun")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "replay OK: 156 messages, decisions and verdict match",
+        "rerun OK: all 168 events match the log",
+    ]
+
+
+def test_replay_names_the_first_mismatch_and_exits_1(tmp_path: Path) -> None:
+    log = tmp_path / "edited.jsonl"
+    relay = '"receiver": 2, "path": [0, 1], "value": '
+    log.write_text(GOLDEN.read_text().replace(relay + '"attack"', relay + '"retreat"'))
+    result = invoke("replay", str(log), "--rerun")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        'replay MISMATCH: line 9: loyal general 1 relayed "retreat" along [0, 1] to 2, '
+        'but it received "attack" for [0] (line 2)'
+    )
+    assert lines[1] == "(4 more inconsistencies after it)"
+    assert lines[2] == "rerun DIFFERS at line 9:"
+
+
+def test_replay_of_a_truncated_log_exits_2_with_the_line(tmp_path: Path) -> None:
+    log = tmp_path / "cut.jsonl"
+    log.write_bytes(GOLDEN.read_bytes()[:-20])
+    result = invoke("replay", str(log))
+    assert result.exit_code == 2
+    assert result.stderr == f"{log}:168: the last line is cut off: the run did not finish\n"
+
+
+def test_explain_prints_the_tree_and_dot() -> None:
+    result = invoke("explain", str(GOLDEN), "--general", "1", "--depth", "1")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == 'General 1 decided "retreat"'
+    dot = invoke("explain", str(GOLDEN), "-g", "1", "--format", "dot")
+    assert dot.exit_code == 0
+    assert dot.stdout.startswith("digraph om {")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--general", "0"], "general 0 is the commander"),
+        (["--general", "1", "--path", "0,x"], "'0,x' is not a path"),
+        (["--general", "1", "--depth", "-1"], "-1 is not in the range x>=0"),
+    ],
+)
+def test_explain_rejects_what_it_cannot_draw(args: list[str], message: str) -> None:
+    result = invoke("explain", str(GOLDEN), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_show_filters_into_a_table_or_passes_json_through() -> None:
+    table = invoke("show", str(GOLDEN), "--round", "2", "--sender", "5")
+    assert table.exit_code == 0
+    rows = table.stdout.splitlines()
+    assert rows[0].split() == ["line", "event", "round", "sender", "receiver", "path", "value", "detail"]
+    assert [row.split()[:4] for row in rows[1:]] == [[str(n), "message", "2", "5"] for n in range(29, 34)]
+    passed = invoke("show", str(GOLDEN), "--path-prefix", "0,5", "--receiver", "1", "--json")
+    assert passed.stdout.splitlines() == [
+        line
+        for line in GOLDEN.read_text().splitlines()
+        if json.loads(line).get("receiver") == 1 and json.loads(line).get("path", [])[:2] == [0, 5]
+    ]
+    assert len(passed.stdout.splitlines()) == 1 + 4  # [0, 5] itself, then 5's value as 2, 3, 4, 6 relay it
+    decisions = invoke("show", str(GOLDEN), "--event", "decision", "--json")
+    assert len(decisions.stdout.splitlines()) == 7
