@@ -101,7 +101,11 @@ def _grow(branch: Tree, reconstruction: Reconstruction, general: int, node: Node
 
 
 def dot_graph(reconstruction: Reconstruction, general: int, node: Node) -> str:
-    """Graphviz DOT: nodes filled by the value they resolve to, edges from traitors dashed."""
+    """Graphviz DOT: nodes filled by the value they resolve to, edges from traitors dashed.
+
+    A node whose own value a traitor sent also gets a red border, since the
+    root has no edge to dash.
+    """
     decision = reconstruction.states[general].decide()
     lines = [
         "digraph om {",
@@ -117,13 +121,16 @@ def dot_graph(reconstruction: Reconstruction, general: int, node: Node) -> str:
 def _dot_nodes(lines: list[str], reconstruction: Reconstruction, general: int, node: Node) -> None:
     values = reconstruction.scenario.values
     colour = PALETTE[values.index(node.value) % len(PALETTE)] if node.value in values else "#ffffff"
-    got = node.held if node.path in reconstruction.states[general].received else f"default {node.held}"
-    label = _dot_text(f"{_path(node.path)}\n{got}")
+    received = node.path in reconstruction.states[general].received
+    from_traitor = received and node.path[-1] in reconstruction.traitors
+    got = node.held if received else f"default {node.held}"
+    label = f"{_path(node.path)}\n{got}" + (f" (from traitor {node.path[-1]})" if from_traitor else "")
     if node.votes:
-        label += _dot_text(f"\n{_tally(node.votes)}\n-> {node.value}")
+        label += f"\n{_tally(node.votes)}\n-> {node.value}"
     elif node.hidden:
-        label += _dot_text(f"\n-> {node.value} (+{node.hidden} hidden)")
-    lines.append(f'  "{_node_id(node.path)}" [label="{label}", fillcolor="{colour}"];')
+        label += f"\n-> {node.value} (+{node.hidden} hidden)"
+    border = ', color="#d62728", penwidth=2' if from_traitor else ""
+    lines.append(f'  "{_node_id(node.path)}" [label="{_dot_text(label)}", fillcolor="{colour}"{border}];')
     for child in node.children:
         style = ", style=dashed" if child.path[-1] in reconstruction.traitors else ""
         lines.append(

@@ -110,4 +110,7 @@ def test_dot_colours_by_value_and_dashes_edges_from_traitors() -> None:
     assert dot.count(" -> ") == 25
     assert '"p0" -> "p0_5" [label="5", style=dashed];' in dot
     assert '"p0" -> "p0_2" [label="2"];' in dot
-    assert 'label="[0]\\nattack\\nretreat x4, attack x2\\n-> retreat", fillcolor="#fb8072"' in dot
+    assert (
+        '"p0" [label="[0]\\nattack (from traitor 0)\\nretreat x4, attack x2\\n-> retreat", '
+        'fillcolor="#fb8072", color="#d62728", penwidth=2];'
+    ) in dot
