@@ -27,7 +27,7 @@ from .log import LogLine, Selection, read_log
 from .orchestrator import ProgressHandler, simulate
 from .protocol import messages_sent
 from .replay import reconstruct, replay_log, rerun_log
-from .result import Result, describe_generals
+from .report import report
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario
 
 PROGRESS_ABOVE = 20_000
@@ -85,7 +85,7 @@ def run(scenario_file: Path | None, log_file: Path | None, as_json: bool, quiet:
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        _report(out, result)
+        report(out, result)
     sys.exit(0 if not result.unmet_expectations() else 1)
 
 
@@ -257,54 +257,3 @@ def _progress(out: Console, scenario: Scenario) -> Iterator[ProgressHandler | No
             progress.update(task, completed=sent, round=round)
 
         yield on_progress
-
-
-def _report(out: Console, result: Result) -> None:
-    scenario = result.scenario
-    out.print(
-        f"[bold]{escape(scenario.name)}[/]: {scenario.generals} generals, m = {scenario.m} "
-        f'({result.rounds} rounds), commander {scenario.commander} would order "{escape(scenario.order)}"'
-    )
-    traitors = ", ".join(f"{g} ({_strategy_label(scenario, g)})" for g in scenario.traitors) or "none"
-    out.print(f"Traitors: {escape(traitors)}")
-    for general in range(scenario.generals):
-        role = " (commander)" if general == scenario.commander else ""
-        if general in scenario.traitors:
-            out.print(f"General {general}{role} is a traitor")
-        else:
-            out.print(f"General {general}{role} decided {escape(result.decisions[general])}")
-    by_round = ", ".join(f"{count:,}" for count in result.messages_per_round)
-    out.print(f"Messages: {result.messages:,} sent ({by_round} by round), {result.rejected:,} rejected")
-    for round, late in result.timed_out.items():
-        out.print(f"Round {round} timed out waiting for general(s) {', '.join(map(str, late))}")
-    out.print(_verdict_line(result))
-    if scenario.expect is not None:
-        unmet = result.unmet_expectations()
-        if unmet:
-            out.print(f"[bold red]UNEXPECTED:[/] {escape('; '.join(unmet))}")
-        else:
-            out.print("As this scenario expects.")
-
-
-def _strategy_label(scenario: Scenario, general: int) -> str:
-    spec = scenario.traitors[general]
-    args = " ".join(f"{key}={value}" for key, value in spec.args.items())
-    return f"{spec.strategy} {args}".strip()
-
-
-def _verdict_line(result: Result) -> str:
-    scenario = result.scenario
-    lieutenants = {g: v for g, v in result.decisions.items() if g != scenario.commander}
-    if result.success:
-        decision = next(iter(set(result.decisions.values())), scenario.default)
-        return f'[bold green]SUCCESS:[/] all loyal generals agreed on "{escape(decision)}"'
-    if not result.agreement:
-        camps: dict[str, list[int]] = {}
-        for general, value in lieutenants.items():
-            camps.setdefault(value, []).append(general)
-        split = "; ".join(f'{describe_generals(g)} decided "{value}"' for value, g in sorted(camps.items()))
-        return f"[bold red]FAILURE:[/] agreement (IC1) broken: loyal generals disagree: {escape(split)}"
-    disobeyed = {g: v for g, v in lieutenants.items() if v != scenario.order}
-    which = ", ".join(f'{describe_generals([g])} decided "{v}"' for g, v in disobeyed.items())
-    ordered = f'the loyal commander ordered "{escape(scenario.order)}"'
-    return f"[bold red]FAILURE:[/] validity (IC2) broken: {ordered} but {escape(which)}"

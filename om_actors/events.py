@@ -1,5 +1,8 @@
 """What happens during a run, as small frozen records.
 
+``instance`` is set only when a scenario runs several consensus instances at
+once; a single-instance run leaves it ``None``, and the log leaves it out.
+
 The orchestrator emits these in a fixed order -- by round, then path, then
 receiver -- never in the order trio happened to schedule the generals, so
 one scenario and seed always give the same sequence.  The log, the CLI and
@@ -34,6 +37,7 @@ class MessageSent:
     """A message as the runtime saw it leave; ``value`` may be a traitor's garbage."""
 
     name: ClassVar[str] = "message"
+    instance: int | None = attrs.field(default=None, kw_only=True)
     round: int
     sender: int
     receiver: int
@@ -46,6 +50,7 @@ class MessageRejected:
     """A message the receiver refused; it counts as missing."""
 
     name: ClassVar[str] = "message.rejected"
+    instance: int | None = attrs.field(default=None, kw_only=True)
     round: int
     sender: int
     receiver: int
@@ -59,6 +64,7 @@ class StrategyFailed:
     """A traitor's strategy raised; that one message is treated as never sent."""
 
     name: ClassVar[str] = "strategy.failed"
+    instance: int | None = attrs.field(default=None, kw_only=True)
     round: int
     general: int
     path: Path
@@ -82,6 +88,7 @@ class Decided:
     """A general's final decision; traitors are listed too, flagged as such."""
 
     name: ClassVar[str] = "decision"
+    instance: int | None = attrs.field(default=None, kw_only=True)
     general: int
     value: str
     traitor: bool
@@ -92,6 +99,7 @@ class VerdictReached:
     """The last event of a run: IC1, IC2 and the totals."""
 
     name: ClassVar[str] = "verdict"
+    instance: int | None = attrs.field(default=None, kw_only=True)
     agreement: bool
     validity: bool | None
     success: bool

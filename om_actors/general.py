@@ -1,9 +1,10 @@
 """A general as a trio task: the protocol core, wired to an inbox.
 
 The actor owns no algorithm.  It feeds what arrives in its inbox to its
-:class:`~om_actors.protocol.General`, turns that general's outbox into
-messages when the orchestrator opens a round, and lets a traitor's strategy
-rewrite each one on the way out.  It never names itself as the sender: the
+:class:`~om_actors.protocol.General` -- one per consensus instance, since the
+same generals can run several at once -- turns their outboxes into messages
+when the orchestrator opens a round, and lets a traitor's strategy rewrite
+each one on the way out.  It never names itself as the sender: the
 ``post`` function the runtime hands it does that, which is what stops a
 traitor from speaking for anyone else.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -26,6 +27,7 @@ from .strategies import Forgery, Strategy
 class Envelope:
     """A message in transit, stamped by the runtime with its true sender and round."""
 
+    instance: int
     sender: int
     round: int
     path: object
@@ -49,7 +51,7 @@ class Flush:
 
 @attrs.frozen
 class Decide:
-    """Report the decision; nothing more will arrive."""
+    """Report the decisions; nothing more will arrive."""
 
 
 Command = Envelope | SendRound | Flush | Decide
@@ -61,7 +63,11 @@ class Ack:
 
     general: int
     timed_out: bool = False
-    decision: str | None = None
+    decisions: tuple[str, ...] = ()
+
+
+Post = Callable[[int, int, int, object, object], None]
+"""``post(instance, round, receiver, path, value)``, bound to one general as the sender."""
 
 
 class GeneralActor:
@@ -74,24 +80,25 @@ class GeneralActor:
 
     def __init__(
         self,
-        state: General,
+        states: Sequence[General],
         *,
         strategy: Strategy | None,
         seed: int,
-        post: Callable[[int, int, object, object], None],
-        # post(round, receiver, path, value), already bound to this general as sender
+        post: Post,
         record: Callable[[Event], None],
+        tagged: bool,
     ) -> None:
-        self.state = state
+        self.states = states
         self.strategy = strategy
         self.seed = seed
         self.received = 0
         self._post = post
         self._record = record
+        self._tagged = tagged
 
     @property
     def id(self) -> int:
-        return self.state.me
+        return self.states[0].me
 
     async def run(
         self,
@@ -125,11 +132,14 @@ class GeneralActor:
         elif isinstance(command, Flush):
             acks.send_nowait(Ack(self.id))
         else:
-            acks.send_nowait(Ack(self.id, decision=self.state.decide()))
+            acks.send_nowait(Ack(self.id, decisions=tuple(state.decide() for state in self.states)))
+
+    def _tag(self, instance: int) -> int | None:
+        return instance if self._tagged else None
 
     def _deliver(self, envelope: Envelope) -> None:
         self.received += 1
-        rejection = self.state.receive(
+        rejection = self.states[envelope.instance].receive(
             sender=envelope.sender, round=envelope.round, path=envelope.path, value=envelope.value
         )
         if rejection is not None:
@@ -141,28 +151,43 @@ class GeneralActor:
                     envelope.path,
                     envelope.value,
                     rejection.reason,
+                    instance=self._tag(envelope.instance),
                 )
             )
 
     async def _send(self, round: int) -> None:
-        for outgoing in self.state.outbox(round):
-            if self.strategy is None:
-                self._post(round, outgoing.receiver, outgoing.path, outgoing.value)
-            else:
-                await self._send_as_traitor(round, outgoing, self.strategy)
+        for instance, state in enumerate(self.states):
+            for outgoing in state.outbox(round):
+                if self.strategy is None:
+                    self._post(instance, round, outgoing.receiver, outgoing.path, outgoing.value)
+                else:
+                    await self._send_as_traitor(instance, round, outgoing, self.strategy)
 
-    async def _send_as_traitor(self, round: int, outgoing: Outgoing, strategy: Strategy) -> None:
-        rng = random.Random(f"{self.seed}/{self.id}/{outgoing.path}/{outgoing.receiver}")
+    def _rng(self, instance: int, outgoing: Outgoing) -> random.Random:
+        """Seeded by what identifies the message, so draws never depend on scheduling."""
+        where = f"{self.id}/{outgoing.path}/{outgoing.receiver}"
+        if self._tagged:
+            where = f"{instance}/{where}"
+        return random.Random(f"{self.seed}/{where}")
+
+    async def _send_as_traitor(
+        self, instance: int, round: int, outgoing: Outgoing, strategy: Strategy
+    ) -> None:
         try:
-            choice = strategy.choose(round, outgoing.path, outgoing.receiver, outgoing.value, rng)
+            choice = strategy.choose(
+                round, outgoing.path, outgoing.receiver, outgoing.value, self._rng(instance, outgoing)
+            )
             if inspect.isawaitable(choice):
                 choice = await choice
         except Exception as exc:
-            self._record(StrategyFailed(round, self.id, outgoing.path, outgoing.receiver, repr(exc)))
+            failure = StrategyFailed(
+                round, self.id, outgoing.path, outgoing.receiver, repr(exc), instance=self._tag(instance)
+            )
+            self._record(failure)
             return
         if choice is None:
             return
         if isinstance(choice, Forgery):
-            self._post(round, outgoing.receiver, choice.path, choice.value)
+            self._post(instance, round, outgoing.receiver, choice.path, choice.value)
         else:
-            self._post(round, outgoing.receiver, outgoing.path, choice)
+            self._post(instance, round, outgoing.receiver, outgoing.path, choice)

@@ -24,16 +24,25 @@ import structlog
 from .errors import LogError
 from .events import SCHEMA, Event, RoundEnded
 
-LogTarget = Union[str, "os.PathLike[str]", IO[bytes]]
-"""Where a log goes: a file name, or a binary file the caller opened."""
+LogTarget = Union[str, "os.PathLike[str]", IO[bytes], "structlog.typing.BindableLogger"]
+"""Where a log goes: a file name, a binary file the caller opened, or a structlog logger."""
 
 
 _FIELD_NAMES = {cls: tuple(field.name for field in attrs.fields(cls)) for cls in get_args(Event)}
 
 
 def event_fields(event: Event) -> dict[str, Any]:
-    """An event as the plain fields a log line holds."""
-    return {"event": event.name, **{name: getattr(event, name) for name in _FIELD_NAMES[type(event)]}}
+    """An event as the plain fields a log line holds.
+
+    ``instance`` is left out when it is ``None``: a single-instance run's
+    log looks as if instances did not exist.
+    """
+    fields = {"event": event.name}
+    for name in _FIELD_NAMES[type(event)]:
+        value = getattr(event, name)
+        if value is not None or name != "instance":
+            fields[name] = value
+    return fields
 
 
 def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -75,17 +84,38 @@ class LogWriter:
         self._file.flush()
 
 
+class StructlogSink:
+    """Hands events to an application's own structlog logger, at info level.
+
+    The application's processors decide how they look and where they go;
+    om_actors only supplies the event name and fields.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def __call__(self, event: Event) -> None:
+        fields = event_fields(event)
+        self._logger.info(fields.pop("event"), **fields)
+
+
+def _is_structlog_logger(target: object) -> bool:
+    return not hasattr(target, "write") and callable(getattr(target, "bind", None))
+
+
 @contextmanager
-def open_log(target: LogTarget | None) -> Iterator[LogWriter | None]:
+def open_log(target: LogTarget | None) -> Iterator[Callable[[Event], None] | None]:
     """A writer for ``target``; a file we opened is closed again, one we were given is not."""
     if target is None:
         yield None
+    elif _is_structlog_logger(target):
+        yield StructlogSink(target)
     elif isinstance(target, (str, os.PathLike)):
         with open(target, "wb") as file:
             writer = LogWriter(file)
             yield writer
     else:
-        writer = LogWriter(target)
+        writer = LogWriter(target)  # type: ignore[arg-type]
         try:
             yield writer
         finally:

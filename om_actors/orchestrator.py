@@ -4,17 +4,17 @@ The orchestrator is deliberately thin.  It opens a round by telling every
 general to send, waits until all have finished or the round's deadline has
 passed, then asks every general to acknowledge its inbox -- memory channels
 are FIFO, so that acknowledgement means every message of the round has been
-delivered.  Only then does it publish the round's events, sorted by path,
-receiver and sender, so trio's deliberately random scheduling never shows
-in the output.
+delivered.  Only then does it publish the round's events, sorted by
+instance, path, receiver and sender, so trio's deliberately random
+scheduling never shows in the output.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import trio
@@ -33,8 +33,8 @@ from .events import (
 )
 from .general import Ack, Command, Decide, Envelope, Flush, GeneralActor, SendRound
 from .log import LogTarget, open_log
-from .protocol import General, judge
-from .result import Result
+from .protocol import General, Verdict, combine, judge
+from .result import InstanceOutcome, Result
 from .scenario import Scenario
 
 if sys.version_info < (3, 11):
@@ -44,6 +44,8 @@ EventHandler = Callable[[Event], None]
 ProgressHandler = Callable[[int, int], None]
 PROGRESS_EVERY = 2048
 """How many messages pass between two progress reports."""
+EVENT_BUFFER = 256
+"""Events :func:`open_simulation` holds for a slow reader before the run waits for it."""
 
 
 async def simulate(
@@ -55,10 +57,15 @@ async def simulate(
 ) -> Result:
     """Run ``scenario`` in the current trio run and return its outcome.
 
-    ``on_event`` sees every event in log order, as soon as its round ends.
-    ``on_progress(round, sent)`` is told how many messages have been sent
-    so far, every few thousand messages, for progress bars: events come only
-    at the end of a round, and one round can hold almost all of a run.
+    ``log`` is a file name, a binary file, or a structlog logger of the
+    application's.  ``on_event`` sees every event in log order, as soon as
+    its round ends.  ``on_progress(round, sent)`` is told how many messages
+    have been sent so far, every few thousand messages, for progress bars:
+    events come only at the end of a round, and one round can hold almost
+    all of a run.
+
+    Cancelling the surrounding scope cancels the run; the log keeps every
+    line written so far.
     """
     with open_log(log) as writer:
         handlers = [h for h in (writer, on_event) if h is not None]
@@ -76,9 +83,72 @@ def simulate_sync(
     return trio.run(lambda: simulate(scenario, log=log, on_event=on_event, on_progress=on_progress))
 
 
+class Simulation:
+    """A run in progress, opened by :func:`open_simulation`."""
+
+    def __init__(self, scenario: Scenario, events: trio.MemoryReceiveChannel[Event]) -> None:
+        self.scenario = scenario
+        self._events = events
+        self._done = trio.Event()
+        self._result: Result | None = None
+
+    def events(self) -> trio.MemoryReceiveChannel[Event]:
+        """Every event, in log order, as the run produces it; ends after the verdict.
+
+        The channel holds at most :data:`EVENT_BUFFER` unread events; when it
+        is full the run waits for the reader, so a slow reader slows the run
+        down and never loses an event.
+        """
+        return self._events
+
+    async def result(self) -> Result:
+        """Wait for the run to finish and return its result.
+
+        Events nobody has read yet are read and discarded here, since the
+        run cannot finish while they wait; read :meth:`events` first to see
+        them.
+        """
+        async for _ in self._events:
+            pass
+        await self._done.wait()
+        assert self._result is not None
+        return self._result
+
+    async def _run(self, send: trio.MemorySendChannel[Event], log: LogTarget | None) -> None:
+        async with send:
+            with open_log(log) as writer:
+                handlers = [writer] if writer is not None else []
+                self._result = await _Run(self.scenario, handlers, None, stream=send).run()
+        self._done.set()
+
+
+@asynccontextmanager
+async def open_simulation(scenario: Scenario, *, log: LogTarget | None = None) -> AsyncIterator[Simulation]:
+    """Run ``scenario`` in the background and watch it live::
+
+        async with open_simulation(scenario) as sim:
+            async for event in sim.events():
+                ...
+            result = await sim.result()
+
+    Leaving the block before the run has finished cancels it.  An error in
+    the run comes out of the ``async with`` as itself, not inside an
+    ExceptionGroup.
+    """
+    send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
+    simulation = Simulation(scenario, receive)
+    with _unwrapped():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(simulation._run, send, log)
+            try:
+                yield simulation
+            finally:
+                nursery.cancel_scope.cancel()
+
+
 @contextmanager
 def _unwrapped() -> Iterator[None]:
-    """Raise a lone error from the nursery as itself, not inside an ExceptionGroup.
+    """Raise a lone error from a nursery as itself, not inside an ExceptionGroup.
 
     Generals catch their strategies' errors, so an error here comes from
     one place -- an event handler, say -- and the caller should be able to
@@ -108,66 +178,92 @@ def _path_key(path: object) -> tuple[int, Any]:
 
 
 def _event_key(event: Event) -> tuple[Any, ...]:
-    if isinstance(event, (MessageSent, MessageRejected)):
-        rank = 0 if isinstance(event, MessageSent) else 1
-        return (_path_key(event.path), event.receiver, event.sender, rank)
-    assert isinstance(event, StrategyFailed)
-    return (_path_key(event.path), event.receiver, event.general, 2)
+    assert isinstance(event, (MessageSent, MessageRejected, StrategyFailed))
+    instance = event.instance or 0
+    if isinstance(event, StrategyFailed):
+        return (instance, _path_key(event.path), event.receiver, event.general, 2)
+    rank = 0 if isinstance(event, MessageSent) else 1
+    return (instance, _path_key(event.path), event.receiver, event.sender, rank)
 
 
 class _Run:
     def __init__(
-        self, scenario: Scenario, handlers: Sequence[EventHandler], on_progress: ProgressHandler | None
+        self,
+        scenario: Scenario,
+        handlers: Sequence[EventHandler],
+        on_progress: ProgressHandler | None,
+        *,
+        stream: trio.MemorySendChannel[Event] | None = None,
     ) -> None:
         self.scenario = scenario
         self.handlers = handlers
         self.on_progress = on_progress
+        self.stream = stream
+        self.instances = scenario.effective_instances
+        self.tagged = len(self.instances) > 1
         self.pending: list[Event] = []
-        self.sent = [0] * scenario.setup.rounds
+        self.sent = [0] * (scenario.m + 1)
+        self.sent_by_instance = [0] * len(self.instances)
+        self.sent_by_general = [0] * scenario.generals
         self.timed_out: dict[int, tuple[int, ...]] = {}
         self.rejected = 0
         channels = [trio.open_memory_channel[Command](math.inf) for _ in range(scenario.generals)]
         self.inboxes = [send for send, _ in channels]
+        self.receivers = [receive for _, receive in channels]
         self.acks_in, self.acks_out = trio.open_memory_channel[Ack](math.inf)
+        self.actors = self._enlist()
+
+    def _enlist(self) -> list[GeneralActor]:
+        scenario = self.scenario
         strategies = scenario.strategies()
-        self.actors = [
+        setups = [scenario.setup_for(instance) for instance in self.instances]
+        return [
             GeneralActor(
-                General(scenario.setup, g, scenario.order),
+                [General(setup, g, instance.order) for setup, instance in zip(setups, self.instances)],
                 strategy=strategies.get(g),
                 seed=scenario.seed,
                 post=self._poster(g),
                 record=self.pending.append,
+                tagged=self.tagged,
             )
             for g in range(scenario.generals)
         ]
-        self.receivers = [receive for _, receive in channels]
 
-    def _poster(self, sender: int) -> Callable[[int, int, object, object], None]:
-        def post(round: int, receiver: int, path: object, value: object) -> None:
+    def _tag(self, instance: int) -> int | None:
+        return instance if self.tagged else None
+
+    def _poster(self, sender: int) -> Callable[[int, int, int, object, object], None]:
+        def post(instance: int, round: int, receiver: int, path: object, value: object) -> None:
             self.sent[round - 1] += 1
-            self.pending.append(MessageSent(round, sender, receiver, path, value))
-            self.inboxes[receiver].send_nowait(Envelope(sender, round, path, value))
+            self.sent_by_instance[instance] += 1
+            self.sent_by_general[sender] += 1
+            message = MessageSent(round, sender, receiver, path, value, instance=self._tag(instance))
+            self.pending.append(message)
+            self.inboxes[receiver].send_nowait(Envelope(instance, sender, round, path, value))
             if self.on_progress is not None and not len(self.pending) % PROGRESS_EVERY:
                 self.on_progress(round, sum(self.sent))
 
         return post
 
-    def emit(self, event: Event) -> None:
+    async def publish(self, event: Event) -> None:
         for handler in self.handlers:
             handler(event)
+        if self.stream is not None:
+            await self.stream.send(event)
 
     async def run(self) -> Result:
-        self.emit(RunStarted(SCHEMA, __version__, self.scenario.seed, self.scenario.to_dict()))
+        scenario = self.scenario
+        await self.publish(RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict()))
         with _unwrapped():
             async with trio.open_nursery() as nursery:
                 for actor, receiver in zip(self.actors, self.receivers):
                     nursery.start_soon(actor.run, receiver, self.acks_in)
-                for round in range(1, self.scenario.setup.rounds + 1):
+                for round in range(1, scenario.m + 2):
                     await self._round(round)
                 decisions = await self._decide()
                 for inbox in self.inboxes:
                     inbox.close()
-        return self._conclude(decisions)
+        return await self._conclude(decisions)
 
     async def _round(self, round: int) -> None:
         deadline = trio.current_time() + self.scenario.round_timeout
@@ -179,40 +275,54 @@ class _Run:
         events = sorted(self.pending, key=_event_key)
         self.pending.clear()
         for event in events:
-            self.emit(event)
+            await self.publish(event)
         if self.on_progress is not None:
             self.on_progress(round, sum(self.sent))
         rejected = sum(isinstance(e, MessageRejected) for e in events)
         self.rejected += rejected
-        self.emit(RoundEnded(round, self.sent[round - 1], rejected, late))
+        await self.publish(RoundEnded(round, self.sent[round - 1], rejected, late))
 
     async def _barrier(self, command: Callable[[], Command]) -> list[Ack]:
         for inbox in self.inboxes:
             inbox.send_nowait(command())
         return [await self.acks_out.receive() for _ in self.inboxes]
 
-    async def _decide(self) -> dict[int, str]:
+    async def _decide(self) -> dict[int, tuple[str, ...]]:
         acks = await self._barrier(Decide)
-        decisions = {ack.general: ack.decision for ack in acks if ack.decision is not None}
-        return dict(sorted(decisions.items()))
+        return {ack.general: ack.decisions for ack in sorted(acks, key=lambda ack: ack.general)}
 
-    def _conclude(self, decisions: dict[int, str]) -> Result:
-        scenario = self.scenario
-        for general, value in decisions.items():
-            self.emit(Decided(general, value, general in scenario.traitors))
-        loyal = {g: decisions[g] for g in scenario.loyal}
-        verdict = judge(scenario.setup, loyal, loyal=loyal, order=scenario.order)
-        self.emit(
-            VerdictReached(
-                verdict.agreement, verdict.validity, verdict.success, sum(self.sent), scenario.setup.rounds
-            )
-        )
+    async def _conclude(self, decisions: dict[int, tuple[str, ...]]) -> Result:
+        outcomes = []
+        for index in range(len(self.instances)):
+            for general, values in decisions.items():
+                traitor = general in self.scenario.traitors
+                await self.publish(Decided(general, values[index], traitor, instance=self._tag(index)))
+            outcome = self._judge(index, {g: values[index] for g, values in decisions.items()})
+            outcomes.append(outcome)
+            if self.tagged:
+                await self._publish_verdict(outcome.verdict, self.sent_by_instance[index], instance=index)
+        await self._publish_verdict(combine(o.verdict for o in outcomes), sum(self.sent))
         return Result(
-            scenario=scenario,
-            decisions=loyal,
-            verdict=verdict,
+            scenario=self.scenario,
+            instances=tuple(outcomes),
             messages_per_round=tuple(self.sent),
+            sent=dict(enumerate(self.sent_by_general)),
             received={actor.id: actor.received for actor in self.actors},
             rejected=self.rejected,
             timed_out=self.timed_out,
+        )
+
+    def _judge(self, index: int, decisions: dict[int, str]) -> InstanceOutcome:
+        instance = self.instances[index]
+        loyal = {g: decisions[g] for g in self.scenario.loyal}
+        setup = self.scenario.setup_for(instance)
+        verdict = judge(setup, loyal, loyal=loyal, order=instance.order)
+        return InstanceOutcome(index, instance.commander, instance.order, loyal, verdict)
+
+    async def _publish_verdict(self, verdict: Verdict, messages: int, *, instance: int | None = None) -> None:
+        rounds = self.scenario.m + 1
+        await self.publish(
+            VerdictReached(
+                verdict.agreement, verdict.validity, verdict.success, messages, rounds, instance=instance
+            )
         )

@@ -296,3 +296,17 @@ def judge(setup: Setup, decisions: Mapping[int, str], *, loyal: Iterable[int], o
     if setup.commander in loyal:
         validity = lieutenant_decisions <= {order}
     return Verdict(agreement=agreement, validity=validity)
+
+
+def combine(verdicts: Iterable[Verdict]) -> Verdict:
+    """One verdict for several instances run together: each condition must hold in all.
+
+    Validity is ``None`` only when it is ``None`` in every instance, that is
+    when every commander is a traitor.
+    """
+    verdicts = list(verdicts)
+    validities = [v.validity for v in verdicts if v.validity is not None]
+    return Verdict(
+        agreement=all(v.agreement for v in verdicts),
+        validity=all(validities) if validities else None,
+    )

@@ -7,27 +7,63 @@ from typing import Any
 
 import attrs
 
-from .protocol import Verdict
+from .protocol import Verdict, combine
 from .scenario import Scenario
+
+
+@attrs.frozen
+class InstanceOutcome:
+    """How one consensus instance ended: every loyal general's decision, and IC1/IC2."""
+
+    index: int
+    commander: int
+    order: str
+    decisions: Mapping[int, str]
+    verdict: Verdict
+
+    @property
+    def agreement(self) -> bool:
+        return self.verdict.agreement
+
+    @property
+    def validity(self) -> bool | None:
+        return self.verdict.validity
+
+    @property
+    def success(self) -> bool:
+        return self.verdict.success
 
 
 @attrs.frozen
 class Result:
     """The outcome of one run.
 
-    ``decisions`` holds every loyal general, a loyal commander included.
-    ``received`` counts every message delivered to a general, refused ones
+    ``instances`` holds one outcome per consensus instance -- just one,
+    unless the scenario lists ``instances``.  ``decisions`` is the first
+    instance's, which is all there is in a single-instance run: every loyal
+    general's decision, a loyal commander included.  ``verdict`` holds for
+    the whole run: each condition must hold in every instance.
+
+    ``sent`` and ``received`` count messages per general, refused ones
     included; ``rejected`` counts the refused ones across all generals.
     ``timed_out`` maps a round to the generals its timeout cut off.
     """
 
     scenario: Scenario
-    decisions: Mapping[int, str]
-    verdict: Verdict
+    instances: tuple[InstanceOutcome, ...]
     messages_per_round: tuple[int, ...]
+    sent: Mapping[int, int]
     received: Mapping[int, int]
     rejected: int
     timed_out: Mapping[int, tuple[int, ...]]
+
+    @property
+    def decisions(self) -> Mapping[int, str]:
+        return self.instances[0].decisions
+
+    @property
+    def verdict(self) -> Verdict:
+        return combine(outcome.verdict for outcome in self.instances)
 
     @property
     def agreement(self) -> bool:
@@ -71,8 +107,14 @@ class Result:
             if wanted is not None and wanted != getattr(self, key):
                 unmet.append(f"expected {key} {_yaml(wanted)}, got {_yaml(getattr(self, key))}")
         if expect.decision is not None:
-            commander = self.scenario.commander
-            off = [g for g, v in self.decisions.items() if v != expect.decision and g != commander]
+            off = sorted(
+                {
+                    g
+                    for outcome in self.instances
+                    for g, v in outcome.decisions.items()
+                    if v != expect.decision and g != outcome.commander
+                }
+            )
             if off:
                 wanted = f"expected every loyal lieutenant to decide {expect.decision!r}"
                 unmet.append(f"{wanted}; {describe_generals(off)} did not")
@@ -94,6 +136,18 @@ class Result:
             "received": {str(g): count for g, count in self.received.items()},
             "rejected": self.rejected,
             "timed_out": {str(r): list(gs) for r, gs in self.timed_out.items()},
+            "instances": [
+                {
+                    "commander": outcome.commander,
+                    "order": outcome.order,
+                    "decisions": {str(g): v for g, v in outcome.decisions.items()},
+                    "agreement": outcome.agreement,
+                    "validity": outcome.validity,
+                    "success": outcome.success,
+                }
+                for outcome in self.instances
+            ],
+            "sent": {str(g): count for g, count in self.sent.items()},
             "traitors": list(self.traitors),
             "generals": self.scenario.generals,
             "m": self.scenario.m,

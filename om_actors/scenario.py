@@ -60,6 +60,18 @@ class TraitorSpec:
 
 
 @attrs.frozen
+class Instance:
+    """One consensus instance: who commands it, and what a loyal one would order."""
+
+    commander: int
+    order: str
+
+
+def _as_instances(instances: Iterable[Instance]) -> tuple[Instance, ...]:
+    return tuple(instances)
+
+
+@attrs.frozen
 class Expect:
     """What a scenario is meant to show; unset fields are not checked."""
 
@@ -93,6 +105,7 @@ class Scenario:
     seed: int = 0
     round_timeout: float = 1.0
     expect: Expect | None = None
+    instances: tuple[Instance, ...] = attrs.field(default=(), converter=_as_instances)
 
     def __attrs_post_init__(self) -> None:
         fields = {f.name: getattr(self, f.name) for f in attrs.fields(Scenario)}
@@ -102,7 +115,16 @@ class Scenario:
 
     @property
     def setup(self) -> Setup:
-        return Setup(self.generals, self.m, self.commander, self.values, self.default)
+        """The first (usually the only) instance's parameters."""
+        return self.setup_for(self.effective_instances[0])
+
+    @property
+    def effective_instances(self) -> tuple[Instance, ...]:
+        """What runs: ``instances`` when given, else one from ``commander`` and ``order``."""
+        return self.instances or (Instance(self.commander, self.order),)
+
+    def setup_for(self, instance: Instance) -> Setup:
+        return Setup(self.generals, self.m, instance.commander, self.values, self.default)
 
     @property
     def loyal(self) -> tuple[int, ...]:
@@ -140,6 +162,8 @@ class Scenario:
             str(general): spec.strategy if not spec.args else {"strategy": spec.strategy, **spec.args}
             for general, spec in self.traitors.items()
         }
+        if not self.instances:
+            del data["instances"]
         if self.expect is None:
             del data["expect"]
         else:
@@ -179,6 +203,10 @@ def _army_problems(fields: Mapping[str, Any]) -> list[tuple[Where, str, bool]]:
         problems.append((("m",), text, False))
     if n is not None and not 0 <= fields.get("commander", 0) < n:
         problems.append((("commander",), f"must be a general id from 0 to {n - 1}", False))
+    for index, instance in enumerate(fields.get("instances", ())):
+        if n is not None and not 0 <= instance.commander < n:
+            where: Where = ("instances", index, "commander")
+            problems.append((where, f"must be a general id from 0 to {n - 1}", False))
     for general in fields.get("traitors", {}):
         if n is not None and not 0 <= general < n:
             problems.append((("traitors", general), f"no general {general}: ids run from 0 to {n - 1}", True))
@@ -198,14 +226,15 @@ def _value_problems(fields: Mapping[str, Any], values: tuple[str, ...]) -> list[
         if not value:
             problems.append((("values", index), "must not be empty", False))
     expect = fields.get("expect")
-    named = {
+    named: dict[Where, str | None] = {
         ("order",): fields.get("order"),
         ("default",): fields.get("default", "retreat"),
         ("expect", "decision"): expect.decision if expect is not None else None,
+        **{("instances", i, "order"): x.order for i, x in enumerate(fields.get("instances", ()))},
     }
-    for where, value in named.items():
-        if value is not None and value not in values:
-            text = f"{value!r} is not one of values {list(values)}"
+    for where, given in named.items():
+        if given is not None and given not in values:
+            text = f"{given!r} is not one of values {list(values)}"
             if where == ("default",) and "default" not in fields:
                 where, text = ("values",), f"default is 'retreat' unless set, and {text}: set default"
             problems.append((where, text, False))
@@ -371,6 +400,7 @@ def _is(wanted: object) -> Callable[[object], bool]:
 
 attrs.resolve_types(Scenario, globals())
 attrs.resolve_types(Expect, globals())
+attrs.resolve_types(Instance, globals())
 _converter = cattrs.Converter(forbid_extra_keys=True)
 _converter.register_structure_hook(int, _strict_int)
 _converter.register_structure_hook(float, _strict_float)
@@ -378,6 +408,30 @@ _converter.register_structure_hook(str, _strict_str)
 _converter.register_structure_hook(bool, _strict_bool)
 _converter.register_structure_hook_func(_is(tuple[str, ...]), _strings)
 _converter.register_structure_hook_func(_is(Mapping[int, TraitorSpec]), _traitors)
+
+
+def _instances(value: object, _: type) -> tuple[Instance, ...]:
+    if not isinstance(value, list):
+        raise _mismatch("a list of instances, each with a commander and an order", value)
+    if not value:
+        raise _Invalid([((), "needs at least one instance", False)])
+    instances: list[Instance] = []
+    problems: list[tuple[Where, str, bool]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            text = f"expected a mapping with commander and order, got {_describe(item)}"
+            problems.append(((index,), text, False))
+            continue
+        try:
+            instances.append(_converter.structure(item, Instance))
+        except (cattrs.BaseValidationError, _Invalid) as exc:
+            problems.extend(((index, *where), text, on_key) for where, text, on_key in _flatten(exc))
+    if problems:
+        raise _Invalid(problems, partial=tuple(instances) if instances else None)
+    return tuple(instances)
+
+
+_converter.register_structure_hook_func(_is(tuple[Instance, ...]), _instances)
 
 _FIELDS = {f.name: f for f in attrs.fields(Scenario)}
 _REQUIRED = [name for name, f in _FIELDS.items() if f.default is attrs.NOTHING]
@@ -407,6 +461,8 @@ def _flatten(exc: BaseException, where: Where = ()) -> Any:
     elif isinstance(exc, _Invalid):
         for sub_where, text, on_key in exc.problems:
             yield (*where, *sub_where), text, on_key
+    elif isinstance(exc, KeyError):
+        yield where, "missing required key", False
     else:
         yield where, str(exc), False
 
@@ -430,6 +486,9 @@ def _structure_document(doc: object, *, name: str) -> tuple[dict[str, Any], list
             if exc.partial is not None:
                 fields[key] = exc.partial
     problems.extend(((), f"missing required key {key!r}", False) for key in _REQUIRED if key not in doc)
+    if "instances" in doc and ({"commander", "order"} & set(doc)):
+        text = "replaces commander and order: give one or the other"
+        problems.append((("instances",), text, True))
     unusable = {key for key in doc if key in _FIELDS and key not in fields}
     problems.extend(semantic_problems(fields, unusable=unusable))
     fields.setdefault("name", name)
