@@ -24,9 +24,8 @@ def report(out: Console, result: Result) -> None:
     out.print(f"Traitors: {escape(traitors)}")
     for outcome in result.instances:
         if several:
-            out.print(
-                f'Instance {outcome.index}: commander {outcome.commander} would order "{escape(outcome.order)}"'
-            )
+            order = f'commander {outcome.commander} would order "{escape(outcome.order)}"'
+            out.print(f"Instance {outcome.index}: {order}")
         _decisions(out, scenario, outcome, indent="  " if several else "")
         if several:
             out.print("  " + verdict_line(outcome))
