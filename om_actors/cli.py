@@ -22,7 +22,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import OmActorsError
-from .explain import dot_graph, explain, text_tree
+from .explain import View, dot_graph, explain, text_tree
 from .log import LogLine, Selection, read_log
 from .orchestrator import ProgressHandler, simulate
 from .protocol import messages_sent
@@ -167,9 +167,12 @@ def _report_rerun(out: Console, log: Path) -> bool:
 @click.option("--general", "-g", required=True, type=int, help="The general whose decision to explain.")
 @click.option("--path", "start", callback=_path_option, help="Start at this subtree, e.g. 0,3.")
 @click.option("--depth", type=click.IntRange(min=0), help="Show at most this many levels below the start.")
+@click.option(
+    "--instance", type=int, default=0, show_default=True, help="The consensus instance, if several."
+)
 @click.option("--format", "form", type=click.Choice(["text", "dot"]), default="text", show_default=True)
 def explain_command(
-    log: Path, general: int, start: tuple[int, ...] | None, depth: int | None, form: str
+    log: Path, general: int, start: tuple[int, ...] | None, depth: int | None, instance: int, form: str
 ) -> None:
     """Show the recursive majority GENERAL evaluated in LOG, vote by vote.
 
@@ -177,12 +180,12 @@ def explain_command(
     """
     out, err = _consoles()
     with _reporting_errors(err):
-        reconstruction = reconstruct(log)
-        node = explain(reconstruction, general, path=start, depth=depth)
+        view = View(reconstruct(log), general, instance)
+        node = explain(view, path=start, depth=depth)
     if form == "dot":
-        click.echo(dot_graph(reconstruction, general, node), nl=False)
+        click.echo(dot_graph(view, node), nl=False)
     else:
-        out.print(text_tree(reconstruction, general, node))
+        out.print(text_tree(view, node))
 
 
 @main.command("show")
@@ -193,6 +196,7 @@ def explain_command(
 @click.option(
     "--path-prefix", "prefix", callback=_path_option, help="Only paths starting like this, e.g. 0,5."
 )
+@click.option("--instance", type=int, help="Only events of this consensus instance.")
 @click.option("--event", "events", multiple=True, help="Only events with this name; may be repeated.")
 @click.option("--json", "as_json", is_flag=True, help="Pass the matching lines through unchanged.")
 def show_command(
@@ -201,12 +205,13 @@ def show_command(
     sender: int | None,
     receiver: int | None,
     prefix: tuple[int, ...] | None,
+    instance: int | None,
     events: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Print the events of LOG that match every filter given, in log order."""
     out, err = _consoles()
-    wanted = Selection(round_, sender, receiver, prefix, frozenset(events))
+    wanted = Selection(round_, sender, receiver, prefix, instance, frozenset(events))
     with _reporting_errors(err):
         matching = (line for line in read_log(log) if wanted.matches(line))
         if as_json:

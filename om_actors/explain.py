@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import attrs
 from rich.markup import escape
 from rich.tree import Tree
 
 from .errors import OmActorsError
-from .protocol import Node, Path
+from .protocol import General, Node, Path
 from .replay import Reconstruction
 
 PALETTE = ("#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ffed6f")
@@ -22,37 +23,58 @@ PALETTE = ("#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#b
 
 
 class ExplainError(OmActorsError):
-    """A general or path that the logged run has no tree for."""
+    """A general, instance or path that the logged run has no tree for."""
 
 
-def explain(
-    reconstruction: Reconstruction, general: int, *, path: Path | None = None, depth: int | None = None
-) -> Node:
-    """The recursion tree ``general`` evaluated, from ``path`` (default: the root)."""
+@attrs.frozen
+class View:
+    """One general in one consensus instance of a reconstructed run."""
+
+    reconstruction: Reconstruction
+    general: int
+    instance: int = 0
+
+    @property
+    def state(self) -> General:
+        return self.reconstruction.state(self.general, self.instance)
+
+    def sent_by_traitor(self, path: Path) -> bool:
+        return path in self.state.received and path[-1] in self.reconstruction.traitors
+
+    def rejection(self, path: Path) -> str | None:
+        return self.reconstruction.rejections.get((self.instance, self.general, path))
+
+
+def explain(view: View, *, path: Path | None = None, depth: int | None = None) -> Node:
+    """The recursion tree the view's general evaluated, from ``path`` (default: the root)."""
+    reconstruction, general = view.reconstruction, view.general
     scenario = reconstruction.scenario
+    if not 0 <= view.instance < len(reconstruction.instances):
+        raise ExplainError(f"no instance {view.instance}: this run has {len(reconstruction.instances)}")
     if not 0 <= general < scenario.generals:
         raise ExplainError(f"no general {general}: ids run from 0 to {scenario.generals - 1}")
-    if general == scenario.commander:
+    commander = reconstruction.instances[view.instance].commander
+    if general == commander:
         raise ExplainError(
             f"general {general} is the commander: it decides its own order and evaluates no tree"
         )
-    start = path if path is not None else (scenario.commander,)
-    problem = _path_problem(reconstruction, general, start)
+    start = path if path is not None else (commander,)
+    problem = _path_problem(view, commander, start)
     if problem:
         raise ExplainError(f"--path {','.join(map(str, start))}: {problem}")
-    return reconstruction.states[general].explain(start, depth)
+    return view.state.explain(start, depth)
 
 
-def _path_problem(reconstruction: Reconstruction, general: int, path: Path) -> str | None:
-    scenario = reconstruction.scenario
-    if not path or path[0] != scenario.commander:
-        return f"a path starts with the commander, {scenario.commander}"
+def _path_problem(view: View, commander: int, path: Path) -> str | None:
+    scenario = view.reconstruction.scenario
+    if not path or path[0] != commander:
+        return f"a path starts with the commander, {commander}"
     if any(not 0 <= g < scenario.generals for g in path) or len(set(path)) != len(path):
         return "a path names distinct generals of this run"
-    if general in path:
-        return f"general {general} never receives a path through itself"
-    if len(path) > scenario.setup.rounds:
-        return f"paths are at most {scenario.setup.rounds} long with m = {scenario.m}"
+    if view.general in path:
+        return f"general {view.general} never receives a path through itself"
+    if len(path) > scenario.m + 1:
+        return f"paths are at most {scenario.m + 1} long with m = {scenario.m}"
     return None
 
 
@@ -64,21 +86,18 @@ def _tally(votes: tuple[str, ...]) -> str:
     return ", ".join(f"{value} x{count}" for value, count in Counter(votes).most_common())
 
 
-def _receipt(reconstruction: Reconstruction, general: int, node: Node) -> str:
-    """What ``general`` got for the node's path, in words."""
-    default = reconstruction.scenario.default
-    state = reconstruction.states[general]
-    if node.path in state.received:
-        sender = node.path[-1]
-        liar = f" [red](from traitor {sender})[/]" if sender in reconstruction.traitors else ""
+def _receipt(view: View, node: Node) -> str:
+    """What the general got for the node's path, in words."""
+    if node.path in view.state.received:
+        liar = f" [red](from traitor {node.path[-1]})[/]" if view.sent_by_traitor(node.path) else ""
         return f'"{escape(node.held)}"{liar}'
-    reason = reconstruction.rejections.get((general, node.path))
+    reason = view.rejection(node.path)
     why = f"rejected: {escape(reason)}" if reason else "missing"
-    return f'default "{escape(default)}" [yellow]({why})[/]'
+    return f'default "{escape(node.held)}" [yellow]({why})[/]'
 
 
-def _label(reconstruction: Reconstruction, general: int, node: Node) -> str:
-    text = f"[bold]{_path(node.path)}[/] {_receipt(reconstruction, general, node)}"
+def _label(view: View, node: Node) -> str:
+    text = f"[bold]{_path(node.path)}[/] {_receipt(view, node)}"
     if node.votes:
         text += f"  votes {escape(_tally(node.votes))} -> [bold]{escape(node.value)}[/]"
     elif node.hidden:
@@ -86,57 +105,61 @@ def _label(reconstruction: Reconstruction, general: int, node: Node) -> str:
     return text
 
 
-def text_tree(reconstruction: Reconstruction, general: int, node: Node) -> Tree:
+def _title(view: View) -> str:
+    instance = f" (instance {view.instance})" if view.reconstruction.tagged else ""
+    return f"General {view.general}{instance} decided"
+
+
+def text_tree(view: View, node: Node) -> Tree:
     """A rich tree; the root line says what the general decided."""
-    decision = reconstruction.states[general].decide()
-    role = " (a traitor: its decision does not count)" if general in reconstruction.traitors else ""
-    tree = Tree(f'General {general} decided [bold]"{escape(decision)}"[/]{role}')
-    _grow(tree.add(_label(reconstruction, general, node)), reconstruction, general, node)
+    role = " (a traitor: its decision does not count)" if view.general in view.reconstruction.traitors else ""
+    tree = Tree(f'{_title(view)} [bold]"{escape(view.state.decide())}"[/]{role}')
+    _grow(tree.add(_label(view, node)), view, node)
     return tree
 
 
-def _grow(branch: Tree, reconstruction: Reconstruction, general: int, node: Node) -> None:
+def _grow(branch: Tree, view: View, node: Node) -> None:
     for child in node.children:
-        _grow(branch.add(_label(reconstruction, general, child)), reconstruction, general, child)
+        _grow(branch.add(_label(view, child)), view, child)
 
 
-def dot_graph(reconstruction: Reconstruction, general: int, node: Node) -> str:
+def dot_graph(view: View, node: Node) -> str:
     """Graphviz DOT: nodes filled by the value they resolve to, edges from traitors dashed.
 
     A node whose own value a traitor sent also gets a red border, since the
     root has no edge to dash.
     """
-    decision = reconstruction.states[general].decide()
     lines = [
         "digraph om {",
         "  rankdir=LR;",
-        f'  label="{_dot_text(f"General {general} decided {decision}")}"; labelloc=t;',
+        f'  label="{_dot_text(f"{_title(view)} {view.state.decide()}")}"; labelloc=t;',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
     ]
-    _dot_nodes(lines, reconstruction, general, node)
+    _dot_nodes(lines, view, node)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _dot_nodes(lines: list[str], reconstruction: Reconstruction, general: int, node: Node) -> None:
-    values = reconstruction.scenario.values
+def _dot_nodes(lines: list[str], view: View, node: Node) -> None:
+    values = view.reconstruction.scenario.values
     colour = PALETTE[values.index(node.value) % len(PALETTE)] if node.value in values else "#ffffff"
-    received = node.path in reconstruction.states[general].received
-    from_traitor = received and node.path[-1] in reconstruction.traitors
+    received = node.path in view.state.received
     got = node.held if received else f"default {node.held}"
-    label = f"{_path(node.path)}\n{got}" + (f" (from traitor {node.path[-1]})" if from_traitor else "")
+    label = f"{_path(node.path)}\n{got}"
+    if view.sent_by_traitor(node.path):
+        label += f" (from traitor {node.path[-1]})"
     if node.votes:
         label += f"\n{_tally(node.votes)}\n-> {node.value}"
     elif node.hidden:
         label += f"\n-> {node.value} (+{node.hidden} hidden)"
-    border = ', color="#d62728", penwidth=2' if from_traitor else ""
+    border = ', color="#d62728", penwidth=2' if view.sent_by_traitor(node.path) else ""
     lines.append(f'  "{_node_id(node.path)}" [label="{_dot_text(label)}", fillcolor="{colour}"{border}];')
     for child in node.children:
-        style = ", style=dashed" if child.path[-1] in reconstruction.traitors else ""
+        style = ", style=dashed" if child.path[-1] in view.reconstruction.traitors else ""
         lines.append(
             f'  "{_node_id(node.path)}" -> "{_node_id(child.path)}" [label="{child.path[-1]}"{style}];'
         )
-        _dot_nodes(lines, reconstruction, general, child)
+        _dot_nodes(lines, view, child)
 
 
 def _dot_text(text: str) -> str:

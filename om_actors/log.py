@@ -294,11 +294,12 @@ class Selection:
     sender: int | None = None
     receiver: int | None = None
     path_prefix: tuple[int, ...] | None = None
+    instance: int | None = None
     events: frozenset[str] = frozenset()
 
     def matches(self, line: LogLine) -> bool:
         fields = line.fields
-        for key in ("round", "sender", "receiver"):
+        for key in ("round", "sender", "receiver", "instance"):
             wanted = getattr(self, key)
             if wanted is not None and fields.get(key) != wanted:
                 return False

@@ -162,7 +162,9 @@ class Scenario:
             str(general): spec.strategy if not spec.args else {"strategy": spec.strategy, **spec.args}
             for general, spec in self.traitors.items()
         }
-        if not self.instances:
+        if self.instances:
+            del data["commander"], data["order"]
+        else:
             del data["instances"]
         if self.expect is None:
             del data["expect"]

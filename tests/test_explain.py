@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from om_actors import Event, MessageSent, Scenario, load_scenario, simulate_sync
-from om_actors.explain import ExplainError, dot_graph, explain, text_tree
+from om_actors.explain import ExplainError, View, dot_graph, explain, text_tree
 from om_actors.protocol import General
 from om_actors.replay import reconstruct
 
@@ -34,7 +34,7 @@ def _core_tree_for(general: int) -> General:
 
 
 def test_explain_gives_the_tree_the_protocol_core_computes() -> None:
-    node = explain(reconstruct(GOLDEN), 1)
+    node = explain(View(reconstruct(GOLDEN), 1))
     assert node == _core_tree_for(1).explain((0,))
     assert node.value == "retreat"
     assert len(node.children) == 5
@@ -42,10 +42,10 @@ def test_explain_gives_the_tree_the_protocol_core_computes() -> None:
 
 
 def _render(general: int, **options: object) -> list[str]:
-    reconstruction = reconstruct(GOLDEN)
-    node = explain(reconstruction, general, **options)  # type: ignore[arg-type]
+    view = View(reconstruct(GOLDEN), general)
+    node = explain(view, **options)  # type: ignore[arg-type]
     console = Console(width=100, record=True, color_system=None)
-    console.print(text_tree(reconstruction, general, node))
+    console.print(text_tree(view, node))
     return console.export_text().splitlines()
 
 
@@ -76,9 +76,9 @@ def test_a_subtree_by_path() -> None:
 def test_missing_and_rejected_values_say_why(tmp_path: Path) -> None:
     log = tmp_path / "run.jsonl"
     simulate_sync(Scenario(generals=4, m=1, traitors={2: "silent", 3: "adversaries:Garbage"}), log=log)
-    reconstruction = reconstruct(log)
+    view = View(reconstruct(log), 1)
     console = Console(width=100, record=True, color_system=None)
-    console.print(text_tree(reconstruction, 1, explain(reconstruction, 1)))
+    console.print(text_tree(view, explain(view)))
     assert console.export_text().splitlines() == [
         'General 1 decided "retreat"',
         '└── [0] "attack"  votes retreat x2, attack x1 -> retreat',  # two traitors: more than m
@@ -99,12 +99,12 @@ def test_missing_and_rejected_values_say_why(tmp_path: Path) -> None:
 )
 def test_impossible_requests_are_errors(general: int, path: tuple[int, ...] | None, error: str) -> None:
     with pytest.raises(ExplainError, match=error.replace("(", r"\(")):
-        explain(reconstruct(GOLDEN), general, path=path)
+        explain(View(reconstruct(GOLDEN), general), path=path)
 
 
 def test_dot_colours_by_value_and_dashes_edges_from_traitors() -> None:
-    reconstruction = reconstruct(GOLDEN)
-    dot = dot_graph(reconstruction, 1, explain(reconstruction, 1))
+    view = View(reconstruct(GOLDEN), 1)
+    dot = dot_graph(view, explain(view))
     assert dot.startswith("digraph om {\n")
     assert dot.endswith("}\n")
     assert dot.count(" -> ") == 25
