@@ -2,9 +2,17 @@
 
 Everything importable from ``om_actors`` itself is the public API; the
 modules behind it are private and may change without notice.
+
+Errors raised on purpose share one base class::
+
+    OmActorsError
+    ├── ScenarioError   a scenario with mistakes, each with its line and column
+    ├── StrategyError   a strategy name or arguments that build no strategy
+    └── LogError        a log that cannot be read, with the line
 """
 
 from ._version import __version__ as __version__
+from .asyncio_host import simulate_asyncio as simulate_asyncio
 from .errors import LogError as LogError
 from .errors import OmActorsError as OmActorsError
 from .errors import Problem as Problem
@@ -20,6 +28,9 @@ from .events import StrategyFailed as StrategyFailed
 from .events import VerdictReached as VerdictReached
 from .log import LogLine as LogLine
 from .log import read_log as read_log
+from .orchestrator import EVENT_BUFFER as EVENT_BUFFER
+from .orchestrator import Simulation as Simulation
+from .orchestrator import open_simulation as open_simulation
 from .orchestrator import simulate as simulate
 from .orchestrator import simulate_sync as simulate_sync
 from .protocol import General as General
@@ -33,8 +44,10 @@ from .replay import Inconsistency as Inconsistency
 from .replay import ReplayReport as ReplayReport
 from .replay import replay_log as replay_log
 from .replay import rerun_log as rerun_log
+from .result import InstanceOutcome as InstanceOutcome
 from .result import Result as Result
 from .scenario import Expect as Expect
+from .scenario import Instance as Instance
 from .scenario import Scenario as Scenario
 from .scenario import TraitorSpec as TraitorSpec
 from .scenario import load_scenario as load_scenario
@@ -46,3 +59,5 @@ from .strategies import RandomChoice as RandomChoice
 from .strategies import Silent as Silent
 from .strategies import Split as Split
 from .strategies import Strategy as Strategy
+from .strategies import StrategyError as StrategyError
+from .strategies import build_strategy as build_strategy

@@ -28,7 +28,7 @@ from .protocol import Setup
 from .strategies import (
     Constant,
     Strategy,
-    StrategyLookupError,
+    StrategyError,
     build_strategy,
     required_parameters,
     strategy_class,
@@ -249,7 +249,7 @@ def _strategy_problems(
     where: Where = ("traitors", general)
     try:
         cls = strategy_class(spec.strategy)
-    except StrategyLookupError as exc:
+    except StrategyError as exc:
         return [((*where, "strategy"), str(exc), False)]
     problems: list[tuple[Where, str, bool]] = []
     allowed = strategy_parameters(cls)
@@ -264,7 +264,7 @@ def _strategy_problems(
         return [((*where, "value"), f"{spec.args['value']!r} is not one of values {list(values)}", False)]
     try:
         build_strategy(spec.strategy, spec.args, values=values)
-    except StrategyLookupError as exc:
+    except StrategyError as exc:
         return [(where, str(exc), False)]
     return []
 

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from .errors import OmActorsError
 from .protocol import Path
 
 
@@ -139,8 +140,13 @@ _FILLED_IN = frozenset({"values"})
 """Constructor arguments the scenario supplies, which a file must not set."""
 
 
-class StrategyLookupError(Exception):
-    """A strategy name or its arguments cannot be turned into a strategy."""
+class StrategyError(OmActorsError):
+    """A strategy name or its arguments cannot be turned into a strategy.
+
+    Scenario validation turns this into a :class:`ScenarioError` with the
+    file's line and column; it reaches a caller directly only from
+    :func:`build_strategy`.
+    """
 
 
 def strategy_class(name: str) -> type:
@@ -150,14 +156,14 @@ def strategy_class(name: str) -> type:
     module_name, colon, class_name = name.partition(":")
     if not colon or not module_name or not class_name:
         known = ", ".join(sorted(BUILT_IN))
-        raise StrategyLookupError(f"unknown strategy {name!r}: use one of {known}, or module:Class")
+        raise StrategyError(f"unknown strategy {name!r}: use one of {known}, or module:Class")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise StrategyLookupError(f"cannot import module {module_name!r}: {exc}") from None
+        raise StrategyError(f"cannot import module {module_name!r}: {exc}") from None
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
-        raise StrategyLookupError(f"module {module_name!r} has no class {class_name!r}")
+        raise StrategyError(f"module {module_name!r} has no class {class_name!r}")
     return cls
 
 
@@ -184,7 +190,7 @@ def build_strategy(name: str, args: Mapping[str, object], *, values: tuple[str, 
     try:
         strategy = cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise StrategyLookupError(f"strategy {name!r}: {exc}") from None
+        raise StrategyError(f"strategy {name!r}: {exc}") from None
     if not isinstance(strategy, Strategy):
-        raise StrategyLookupError(f"strategy {name!r} has no choose() method")
+        raise StrategyError(f"strategy {name!r} has no choose() method")
     return strategy

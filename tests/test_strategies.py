@@ -12,7 +12,7 @@ import pytest
 from adversaries import Slow
 
 from om_actors import Constant, Flip, Loyal, RandomChoice, Silent, Split, Strategy
-from om_actors.strategies import StrategyLookupError, build_strategy, following
+from om_actors.strategies import StrategyError, build_strategy, following
 
 VALUES = ("attack", "retreat", "hold")
 
@@ -49,7 +49,7 @@ def test_build_strategy_fills_in_the_values_and_checks_the_rest() -> None:
     assert build_strategy("flip", {}, values=VALUES) == Flip(VALUES)
     assert build_strategy("random", {"seed": 3}, values=VALUES) == RandomChoice(VALUES, seed=3)
     assert build_strategy("adversaries:Slow", {"delay": 0.5}, values=VALUES) == Slow(0.5)
-    with pytest.raises(StrategyLookupError, match="unknown strategy 'flipp'"):
+    with pytest.raises(StrategyError, match="unknown strategy 'flipp'"):
         build_strategy("flipp", {}, values=VALUES)
-    with pytest.raises(StrategyLookupError, match="has no choose"):
+    with pytest.raises(StrategyError, match="has no choose"):
         build_strategy("collections:OrderedDict", {}, values=VALUES)
