@@ -13,7 +13,9 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -566,7 +568,27 @@ def load_scenario(source: str | os.PathLike[str]) -> Scenario:
         raise ScenarioError([_yaml_problem(exc)], origin) from None
     except YAMLError as exc:
         raise ScenarioError([Problem(f"not valid YAML: {exc}")], origin) from None
-    return _from_document(doc, name=name, source=origin)
+    folder = FilePath(origin).resolve().parent if origin != "<string>" else None
+    with _importable_from(folder):
+        return _from_document(doc, name=name, source=origin)
+
+
+@contextmanager
+def _importable_from(folder: FilePath | None) -> Iterator[None]:
+    """Let ``module:Class`` strategies live next to the scenario file that names them.
+
+    The folder goes last on ``sys.path``, so installed modules win; it is
+    only there while the file is checked, which imports the module, and
+    Python keeps it imported for the run.
+    """
+    if folder is None or str(folder) in sys.path:
+        yield
+        return
+    sys.path.append(str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
 
 
 def _reason(exc: Exception) -> str:

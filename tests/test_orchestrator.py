@@ -11,25 +11,33 @@ Rules for this file:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from om_actors import (
+    EVENT_BUFFER,
     Event,
+    Instance,
     MessageRejected,
     MessageSent,
+    RoundEnded,
     Scenario,
+    ScenarioError,
     StrategyFailed,
     TraitorSpec,
     load_scenario,
     messages_received,
     messages_sent,
+    open_simulation,
     simulate,
     simulate_sync,
 )
@@ -237,3 +245,107 @@ def test_progress_is_reported_while_a_long_round_sends() -> None:
     assert reports == sorted(reports)
     assert reports[-1] == (4, result.messages)
     assert len([r for r in reports if r[0] == 4]) > 1  # round 4 reports before it ends
+
+
+async def test_open_simulation_streams_every_event_in_log_order() -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    expected: list[Event] = []
+    with bounded():
+        await simulate(scenario, on_event=expected.append)
+        async with open_simulation(scenario) as simulation:
+            streamed = [event async for event in simulation.events()]
+            result = await simulation.result()
+    assert streamed == expected
+    assert result.success
+
+
+async def test_a_slow_reader_holds_the_run_back_and_loses_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scenario = Scenario(generals=8, m=2)
+    with bounded(100):
+        async with open_simulation(scenario) as simulation:
+            await trio.sleep(10)  # read nothing for a while: the run must wait, not drop
+            assert simulation.events().statistics().current_buffer_used == EVENT_BUFFER
+            events = []
+            async for event in simulation.events():
+                events.append(event)
+                await trio.sleep(0.01)
+            result = await simulation.result()
+    assert sum(isinstance(e, MessageSent) for e in events) == result.messages == messages_sent(8, 2)
+
+
+async def test_leaving_open_simulation_early_cancels_the_run(tmp_path: Path) -> None:
+    log = tmp_path / "early.jsonl"
+    with bounded():
+        async with open_simulation(Scenario(generals=8, m=2), log=log) as simulation:
+            async for event in simulation.events():
+                if isinstance(event, RoundEnded):
+                    break
+    lines = log.read_text().splitlines()
+    assert json.loads(lines[-1])["event"] in {"message", "round.end"}
+    assert not any('"verdict"' in line for line in lines)
+
+
+async def test_an_error_in_a_handler_comes_out_of_open_simulation_as_itself() -> None:
+    class Sink:
+        def bind(self) -> Sink:
+            return self
+
+        def info(self, event: str, **fields: object) -> None:
+            if event == "round.end":
+                raise KeyError("sink full")
+
+    with bounded(), pytest.raises(KeyError, match="sink full"):
+        async with open_simulation(Scenario(generals=4, m=1), log=Sink()) as simulation:  # type: ignore[arg-type]
+            await simulation.result()
+
+
+def test_an_applications_structlog_logger_receives_every_event() -> None:
+    captured: list[dict[str, object]] = []
+
+    def capture(_: object, __: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        captured.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    logger = structlog.wrap_logger(structlog.PrintLogger(), processors=[capture])
+    simulate_sync(Scenario(generals=4, m=1), log=logger)
+    assert captured[0]["event"] == "run.start"
+    assert captured[1] == {
+        "event": "message",
+        "round": 1,
+        "sender": 0,
+        "receiver": 1,
+        "path": (0,),
+        "value": "attack",
+    }
+    assert captured[-1]["event"] == "verdict"
+    assert not structlog.is_configured()
+
+
+def test_several_instances_run_on_the_same_generals() -> None:
+    scenario = Scenario(
+        generals=7,
+        m=2,
+        instances=[Instance(0, "attack"), Instance(3, "retreat"), Instance(6, "attack")],
+        traitors={3: "flip", 5: "split"},
+    )
+    log = io.BytesIO()
+    result = simulate_sync(scenario, log=log)
+    assert [(o.commander, o.order, o.validity) for o in result.instances] == [
+        (0, "attack", True),
+        (3, "retreat", None),
+        (6, "attack", True),
+    ]
+    assert result.instances[2].decisions == dict.fromkeys((0, 1, 2, 4, 6), "attack")
+    assert result.messages == 3 * messages_sent(7, 2)
+    assert result.success
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert {line.get("instance") for line in lines if line["event"] == "message"} == {0, 1, 2}
+    verdicts = [line for line in lines if line["event"] == "verdict"]
+    assert [v.get("instance") for v in verdicts] == [0, 1, 2, None]
+
+
+def test_instances_are_checked_like_everything_else() -> None:
+    with pytest.raises(ScenarioError, match=r"instances\.1\.commander: must be a general id from 0 to 3"):
+        Scenario(generals=4, m=1, instances=[Instance(0, "attack"), Instance(4, "attack")])

@@ -1,0 +1,110 @@
+"""simulate_asyncio: a simulation inside an asyncio application.
+
+Rules for this file:
+- each test runs its own ``asyncio.run``; nothing sleeps on a real clock;
+  cancellation is triggered from the event stream, not by timing;
+- after every run, no asyncio task, trio run or extra thread may be left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import om_actors
+from om_actors import (
+    Event,
+    LogError,
+    LogLine,
+    RoundEnded,
+    Scenario,
+    load_scenario,
+    read_log,
+    simulate_asyncio,
+    simulate_sync,
+)
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+SEVEN = load_scenario(SCENARIOS / "seven-generals.yaml")
+
+
+def run_clean(main: Coroutine[Any, Any, Any]) -> Any:
+    """asyncio.run, then check that nothing was left behind."""
+    threads = threading.active_count()
+
+    async def checked() -> Any:
+        value = await main
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert not trio.lowlevel.in_trio_run()
+        return value
+
+    value = asyncio.run(checked())
+    assert threading.active_count() == threads
+    return value
+
+
+def test_the_result_is_the_same_as_under_trio() -> None:
+    result = run_clean(simulate_asyncio(SEVEN))
+    expected = simulate_sync(SEVEN)
+    assert result.decisions == expected.decisions
+    assert result.verdict == expected.verdict
+    assert result.messages == 156
+
+
+def test_events_are_delivered_on_the_loops_thread_for_every_run() -> None:
+    async def main() -> tuple[list[int], list[om_actors.Result]]:
+        loop_thread = threading.get_ident()
+        threads: list[int] = []
+
+        def seen(event: Event) -> None:
+            threads.append(threading.get_ident())
+
+        results = await asyncio.gather(*(simulate_asyncio(SEVEN, on_event=seen) for _ in range(3)))
+        assert set(threads) == {loop_thread}
+        return threads, list(results)
+
+    threads, results = run_clean(main())
+    assert len(threads) == 3 * 168
+    assert all(r.success for r in results)
+
+
+@pytest.mark.parametrize("concurrent", [False, True], ids=["guest", "worker-thread"])
+def test_cancelling_the_task_cancels_the_run_and_keeps_the_log(tmp_path: Path, concurrent: bool) -> None:
+    log = tmp_path / "cancelled.jsonl"
+    scenario = Scenario(generals=10, m=3, traitors={4: "flip"})
+
+    async def main() -> None:
+        def cancel_after_round_two(event: Event) -> None:
+            if isinstance(event, RoundEnded) and event.round == 2:
+                task.cancel()
+
+        companion = asyncio.create_task(simulate_asyncio(SEVEN)) if concurrent else None
+        task = asyncio.create_task(simulate_asyncio(scenario, log=log, on_event=cancel_after_round_two))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        if companion is not None:
+            assert (await companion).success
+
+    run_clean(main())
+    lines: list[LogLine] = []
+    with pytest.raises(LogError, match="ends without a verdict"):
+        lines.extend(read_log(log))
+    assert lines[-1].event == "round.end"
+    assert lines[-1].fields["round"] >= 2
+
+
+def test_errors_come_out_as_themselves() -> None:
+    class Boom(Exception):
+        pass
+
+    def explode(event: Event) -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        run_clean(simulate_asyncio(SEVEN, on_event=explode))
