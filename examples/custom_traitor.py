@@ -37,7 +37,7 @@ def main() -> None:
         generals=4,
         m=1,
         order="attack",
-        traitors={3: om_actors.TraitorSpec("custom_traitor:Grudge", {"victim": 2})},
+        traitors={3: Grudge(values=("attack", "retreat"), victim=2)},
     )
     from_file = om_actors.load_scenario(Path(__file__).with_name("custom_traitor.yaml"))
     for scenario in (in_code, from_file):

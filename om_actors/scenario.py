@@ -28,6 +28,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from .errors import Problem, ScenarioError
 from .protocol import Setup
 from .strategies import (
+    BUILT_IN,
     Constant,
     Strategy,
     StrategyError,
@@ -42,11 +43,16 @@ DEFAULT_VALUES = ("attack", "retreat")
 Where = tuple[str | int, ...]
 
 
-def _traitor_specs(traitors: Mapping[int, TraitorSpec | str]) -> Mapping[int, TraitorSpec]:
-    return {
-        general: spec if isinstance(spec, TraitorSpec) else TraitorSpec(spec)
-        for general, spec in sorted(traitors.items())
-    }
+def _traitor_specs(traitors: Mapping[int, TraitorSpec | str | Strategy]) -> Mapping[int, TraitorSpec]:
+    return {general: _traitor_spec_of(spec) for general, spec in sorted(traitors.items())}
+
+
+def _traitor_spec_of(spec: TraitorSpec | str | Strategy) -> TraitorSpec:
+    if isinstance(spec, TraitorSpec):
+        return spec
+    if isinstance(spec, str):
+        return TraitorSpec(spec)
+    return TraitorSpec.of(spec)
 
 
 def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:
@@ -55,10 +61,26 @@ def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:
 
 @attrs.frozen
 class TraitorSpec:
-    """A strategy by name, with the arguments to build it."""
+    """A strategy by name, with the arguments to build it.
+
+    ``built`` holds a strategy object handed over in code, which is then
+    used as it is; its name and, for an attrs class, its fields still go
+    into the log, so a reader knows what lied.
+    """
 
     strategy: str
     args: Mapping[str, object] = attrs.field(factory=dict)
+    built: Strategy | None = attrs.field(default=None, eq=False, repr=False)
+
+    @classmethod
+    def of(cls, strategy: Strategy) -> TraitorSpec:
+        """The spec of a strategy object: ``module:Class``, and its fields if it is an attrs class."""
+        kind = type(strategy)
+        args = {}
+        if attrs.has(kind):
+            args = {f.name: getattr(strategy, f.name) for f in attrs.fields(kind) if f.name != "values"}
+        built_in = {built: name for name, built in BUILT_IN.items()}
+        return cls(built_in.get(kind, f"{kind.__module__}:{kind.__qualname__}"), args, strategy)
 
 
 @attrs.frozen
@@ -104,6 +126,7 @@ class Scenario:
     )
     default: str = "retreat"
     traitors: Mapping[int, TraitorSpec] = attrs.field(factory=dict, converter=_traitor_specs)
+    """Traitor ids, each with a strategy: a built-in name, a :class:`TraitorSpec`, or a strategy object."""
     seed: int = 0
     round_timeout: float = 1.0
     expect: Expect | None = None
@@ -150,9 +173,9 @@ class Scenario:
         return found
 
     def strategies(self) -> dict[int, Strategy]:
-        """A fresh strategy object for every traitor."""
+        """The strategy of every traitor: built fresh from its name, or the object given in code."""
         return {
-            general: build_strategy(spec.strategy, spec.args, values=self.values)
+            general: spec.built or build_strategy(spec.strategy, spec.args, values=self.values)
             for general, spec in self.traitors.items()
         }
 
@@ -249,6 +272,8 @@ def _strategy_problems(
     general: int, spec: TraitorSpec, values: tuple[str, ...] | None
 ) -> list[tuple[Where, str, bool]]:
     where: Where = ("traitors", general)
+    if spec.built is not None:
+        return []
     try:
         cls = strategy_class(spec.strategy)
     except StrategyError as exc:
