@@ -4,7 +4,8 @@ An asyncio application awaits :func:`simulate_asyncio` like any coroutine.
 The first simulation runs in trio's guest mode on the application's own
 loop and thread, so ``on_event`` is called there, between the loop's other
 work.  Trio allows one guest run per thread, so a simulation started while
-another is still running goes to a worker thread with its own ``trio.run``;
+another is still running goes to a thread of the loop's default executor,
+with its own ``trio.run`` (``asyncio.run`` joins those threads on exit);
 its ``on_event`` calls are handed back to the loop with
 ``call_soon_threadsafe``, so they still run on the loop's thread, slightly
 later.  Either way, cancelling the awaiting task cancels the simulation and
@@ -75,17 +76,13 @@ async def simulate_asyncio(
     """
     loop = asyncio.get_running_loop()
     handle = _TrioRun()
-    finished: asyncio.Future[outcome.Outcome[Result]] = loop.create_future()
-
-    def finish(result: outcome.Outcome[Result]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed first; nobody is waiting any more
-            loop.call_soon_threadsafe(_settle, finished, result)
-
+    finished: asyncio.Future[outcome.Outcome[Result]]
     if trio.lowlevel.in_trio_run():
-        on_loop = _on_loop(loop, on_event)
-        main = _main(handle, scenario, log, on_loop)
-        threading.Thread(target=lambda: finish(outcome.capture(trio.run, main)), daemon=True).start()
+        # The loop's default executor: asyncio.run joins its threads on the way out.
+        main = _main(handle, scenario, log, _on_loop(loop, on_event))
+        finished = loop.run_in_executor(None, _run_in_thread, main)
     else:
+        finished = loop.create_future()
         trio.lowlevel.start_guest_run(
             _main(handle, scenario, log, on_event),
             run_sync_soon_threadsafe=loop.call_soon_threadsafe,
@@ -105,6 +102,11 @@ def _main(
         raise _Cancelled
 
     return main
+
+
+def _run_in_thread(main: Callable[[], Any]) -> outcome.Outcome[Result]:
+    result: outcome.Outcome[Result] = outcome.capture(trio.run, main)
+    return result
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, on_event: EventHandler | None) -> EventHandler | None:
