@@ -8,16 +8,26 @@ Exit statuses are part of the interface, so scripts can rely on them:
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import click
 import trio
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from . import __version__
@@ -27,8 +37,19 @@ from .log import LogLine, Selection, read_log
 from .orchestrator import ProgressHandler, simulate
 from .protocol import messages_sent
 from .replay import reconstruct, replay_log, rerun_log
-from .report import report
+from .report import VerifySummary, print_verify, report
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario
+from .verify import (
+    ADVERSARIES,
+    DEFAULT_BUDGET,
+    Adversary,
+    CaseReport,
+    Counts,
+    Tally,
+    cases,
+    verify,
+    write_violation,
+)
 
 PROGRESS_ABOVE = 20_000
 """Messages above which a run on a terminal shows a progress bar."""
@@ -233,6 +254,115 @@ def _table(lines: Iterable[LogLine]) -> Table:
         detail = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items() if k not in shown)
         table.add_row(str(line.number), line.event, *map(escape, cells), escape(detail))
     return table
+
+
+def _range_option(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    """``3..7`` as 3 to 7 inclusive, or a single number."""
+    low, dots, high = value.partition("..")
+    try:
+        numbers = list(range(int(low), int(high if dots else low) + 1))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a range: write 3..7, or a single number") from None
+    if not numbers or numbers[0] < 0:
+        raise click.BadParameter(f"{value!r} is an empty or negative range")
+    return numbers
+
+
+def _traitors_option(ctx: click.Context, param: click.Parameter, value: str) -> Counts:
+    """``upto-m``, ``exactly:K`` or ``upto:K`` as the traitor counts to try for a given m."""
+    kind, _, number = value.partition(":")
+    if kind == "upto-m" and not number:
+        return lambda m: range(m + 1)
+    if kind in ("exactly", "upto") and number.isdigit():
+        k = int(number)
+        return (lambda m: [k]) if kind == "exactly" else (lambda m: range(k + 1))
+    raise click.BadParameter(f"{value!r}: use upto-m, exactly:K or upto:K")
+
+
+@main.command("verify")
+@click.option(
+    "--generals", "generals", default="3..7", show_default=True, callback=_range_option, help="Army sizes."
+)
+@click.option("--m", "ms", default="1..2", show_default=True, callback=_range_option, help="Values of m.")
+@click.option("--traitors", "counts", default="upto-m", show_default=True, callback=_traitors_option,
+              help="Traitor set sizes: upto-m, exactly:K or upto:K.")  # fmt: skip
+@click.option("--adversary", type=click.Choice(ADVERSARIES), default="canonical", show_default=True)
+@click.option(
+    "--budget", type=click.IntRange(min=1), help="Adversaries per case at most (default by family)."
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("violations"),
+              show_default=True, help="Where violations are written as scenario files.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the table.")
+def verify_command(
+    generals: list[int],
+    ms: list[int],
+    counts: Counts,
+    adversary: Adversary,
+    budget: int | None,
+    jobs: int,
+    out_dir: Path,
+    as_json: bool,
+) -> None:
+    """Check IC1 and IC2 for every traitor set, order and adversary of a family.
+
+    Exits 0 when every violation found is one the theorem allows (n <= 3m,
+    or more than m traitors), 1 when one contradicts it, 2 for bad arguments.
+    """
+    out, err = _consoles()
+    all_cases = list(cases(generals, ms, counts))
+    if not all_cases:
+        raise click.UsageError("no army in these ranges has m <= generals - 2")
+    budget = budget or DEFAULT_BUDGET[adversary]
+    tally = Tally()
+    started = time.monotonic()
+    interrupted = False
+    with _verify_progress(out, len(all_cases), quiet=as_json) as on_case:
+        try:
+            trio.run(
+                partial(verify, all_cases, adversary, budget=budget, jobs=jobs, tally=tally, on_case=on_case)
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+    seconds = time.monotonic() - started
+    with _reporting_errors(err):
+        files = [write_violation(v, out_dir, adversary) for v in tally.violations]
+    summary = VerifySummary(tally, adversary, budget, jobs, seconds, files, len(all_cases))
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print_verify(out, summary)
+    if interrupted:
+        err.print(f"interrupted: {summary.done} of {len(all_cases)} cases checked")
+        sys.exit(130)
+    sys.exit(1 if tally.contradictions or tally.mismatches else 0)
+
+
+@contextmanager
+def _verify_progress(
+    out: Console, total: int, *, quiet: bool
+) -> Iterator[Callable[[CaseReport], None] | None]:
+    """A live bar with cases per second and the time left, on a terminal."""
+    if quiet or not out.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("verify"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} cases/s"),
+        TimeRemainingColumn(),
+    )
+    started = time.monotonic()
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = progress.add_task("cases", total=total, rate="-")
+
+        def on_case(report: CaseReport) -> None:
+            done = progress.tasks[0].completed + 1
+            rate = done / max(time.monotonic() - started, 1e-9)
+            progress.update(task, completed=done, rate=f"{rate:,.0f}")
+
+        yield on_case
 
 
 def _load(scenario_file: Path | None) -> Scenario:

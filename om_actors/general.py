@@ -20,7 +20,7 @@ import trio
 
 from .events import Event, MessageRejected, StrategyFailed
 from .protocol import General, Outgoing
-from .strategies import Forgery, Strategy
+from .strategies import Forgery, Strategy, message_rng
 
 
 @attrs.frozen
@@ -164,11 +164,7 @@ class GeneralActor:
                     await self._send_as_traitor(instance, round, outgoing, self.strategy)
 
     def _rng(self, instance: int, outgoing: Outgoing) -> random.Random:
-        """Seeded by what identifies the message, so draws never depend on scheduling."""
-        where = f"{self.id}/{outgoing.path}/{outgoing.receiver}"
-        if self._tagged:
-            where = f"{instance}/{where}"
-        return random.Random(f"{self.seed}/{where}")
+        return message_rng(self.seed, self.id, outgoing.path, outgoing.receiver, self._tag(instance))
 
     async def _send_as_traitor(
         self, instance: int, round: int, outgoing: Outgoing, strategy: Strategy

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import attrs
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from .result import InstanceOutcome, Result, describe_generals
 from .scenario import Scenario
+from .verify import Row, Tally
 
 
 def report(out: Console, result: Result) -> None:
@@ -83,3 +89,110 @@ def _overall_line(result: Result) -> str:
         )
     which = ", ".join(map(str, failed))
     return f"[bold red]FAILURE:[/] instance(s) {which} broke agreement or validity"
+
+
+def verify_table(tally: Tally) -> Table:
+    """One row per army and traitor count: what was covered, what broke, what the theorem says."""
+    table = Table(
+        "n",
+        "m",
+        "traitors",
+        "cases",
+        "adversaries",
+        "IC1 broken",
+        "IC2 broken",
+        "over budget",
+        "theorem",
+        "result",
+    )
+    for row in tally.sorted_rows():
+        theorem = "may fail" if row.theorem_allows_failure else "must hold"
+        if row.contradicts_theorem:
+            outcome = "[bold red]CONTRADICTION[/]"
+        elif row.violating_cases:
+            outcome = f"[yellow]{row.violating_cases} case(s) fail, as allowed[/]"
+        elif row.over_budget == row.cases:
+            outcome = "[dim]not checked[/]"
+        else:
+            outcome = "[green]no violation[/]"
+        numbers = (row.cases, row.adversaries, row.agreement_broken, row.validity_broken, row.over_budget)
+        table.add_row(
+            str(row.generals), str(row.m), str(row.traitors), *(f"{x:,}" for x in numbers), theorem, outcome
+        )
+    return table
+
+
+@attrs.frozen
+class VerifySummary:
+    """Everything ``om-actors verify`` reports at the end, for the table or for JSON."""
+
+    tally: Tally
+    adversary: str
+    budget: int
+    jobs: int
+    seconds: float
+    files: list[Path]
+    planned: int
+
+    @property
+    def done(self) -> int:
+        return sum(row.cases for row in self.tally.rows.values())
+
+    @property
+    def adversaries(self) -> int:
+        return sum(row.adversaries for row in self.tally.rows.values())
+
+    @property
+    def over_budget(self) -> int:
+        return sum(row.over_budget for row in self.tally.rows.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "adversary": self.adversary,
+            "budget": self.budget,
+            "jobs": self.jobs,
+            "cases": self.done,
+            "cases_planned": self.planned,
+            "adversaries": self.adversaries,
+            "seconds": round(self.seconds, 3),
+            "cases_per_second": round(self.done / self.seconds, 1) if self.seconds else None,
+            "rows": [_row_dict(row) for row in self.tally.sorted_rows()],
+            "violations": [str(path) for path in self.files],
+            "contradictions": len(self.tally.contradictions),
+            "mismatches": self.tally.mismatches,
+        }
+
+
+def _row_dict(row: Row) -> dict[str, Any]:
+    return {
+        **attrs.asdict(row),
+        "theorem_allows_failure": row.theorem_allows_failure,
+        "contradicts_theorem": row.contradicts_theorem,
+    }
+
+
+def print_verify(out: Console, summary: VerifySummary) -> None:
+    """The table, then the totals, where violations went, and what was not checked."""
+    out.print(verify_table(summary.tally))
+    rate = summary.done / summary.seconds if summary.seconds else 0.0
+    out.print(
+        f"{summary.done:,} cases, {summary.adversaries:,} adversaries ({summary.adversary}) in "
+        f"{summary.seconds:.2f} s: {rate:,.1f} cases/s on {summary.jobs} job(s)"
+    )
+    if summary.over_budget:
+        out.print(
+            f"[yellow]{summary.over_budget} case(s) have more than {summary.budget:,} adversaries and were "
+            "skipped, not sampled:[/] raise --budget, or use --adversary search"
+        )
+    if summary.files:
+        shown = ", ".join(str(p) for p in summary.files[:3])
+        more = f" and {len(summary.files) - 3} more" if len(summary.files) > 3 else ""
+        out.print(f"{len(summary.files)} violation(s) written as scenarios: {escape(shown)}{more}")
+    for mismatch in summary.tally.mismatches:
+        out.print(f"[bold red]SIMULATOR BUG:[/] {escape(mismatch)}")
+    if summary.tally.contradictions:
+        out.print(f"[bold red]{len(summary.tally.contradictions)} violation(s) contradict the theorem[/]")
+    elif summary.tally.violations:
+        out.print("Every violation found is one the theorem allows.")
+    else:
+        out.print("No violation found.")

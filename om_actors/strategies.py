@@ -58,6 +58,20 @@ class Strategy(Protocol):
     ) -> object | Awaitable[object]: ...
 
 
+def message_rng(
+    seed: int, general: int, path: Path, receiver: int, instance: int | None = None
+) -> random.Random:
+    """The rng a traitor gets for one message: seeded by what identifies the message.
+
+    Scheduling never enters into it, so a random strategy lies the same way
+    on every run -- and in verify's lockstep runs, which share this.
+    """
+    where = f"{general}/{path}/{receiver}"
+    if instance is not None:
+        where = f"{instance}/{where}"
+    return random.Random(f"{seed}/{where}")
+
+
 def following(values: Sequence[str], value: str) -> str:
     """The value after ``value`` in ``values``, wrapping around."""
     return values[(values.index(value) + 1) % len(values)]
@@ -126,6 +140,75 @@ class RandomChoice:
         return rng.choice(self.values)
 
 
+@attrs.frozen
+class ScriptedMessage:
+    """One message a :class:`Scripted` traitor gets wrong: ``value``, or silence when ``None``."""
+
+    path: tuple[int, ...]
+    receiver: int
+    value: str | None
+
+
+def _script(entries: Iterable[object]) -> tuple[ScriptedMessage, ...]:
+    return tuple(_scripted_message(index, entry) for index, entry in enumerate(entries))
+
+
+def _scripted_message(index: int, entry: object) -> ScriptedMessage:
+    if isinstance(entry, ScriptedMessage):
+        return entry
+    if not isinstance(entry, Mapping):
+        raise ValueError(
+            f"messages[{index}]: expected a mapping with path, receiver and value (or silent: true)"
+        )
+    path, receiver = entry.get("path"), entry.get("receiver")
+    if not isinstance(path, (list, tuple)) or not all(type(g) is int for g in path):
+        raise ValueError(f"messages[{index}]: path must be a list of general ids")
+    if type(receiver) is not int:
+        raise ValueError(f"messages[{index}]: receiver must be a general id")
+    unknown = set(entry) - {"path", "receiver", "value", "silent"}
+    if unknown:
+        raise ValueError(f"messages[{index}]: unknown key {sorted(unknown)[0]!r}")
+    if entry.get("silent") is True and "value" not in entry:
+        return ScriptedMessage(tuple(path), receiver, None)
+    value = entry.get("value")
+    if not isinstance(value, str) or "silent" in entry:
+        raise ValueError(f"messages[{index}]: give a value, or silent: true")
+    return ScriptedMessage(tuple(path), receiver, value)
+
+
+@attrs.frozen
+class Scripted:
+    """Lies exactly where its script says, and tells the truth everywhere else.
+
+    ``om-actors verify`` writes its counterexamples with this strategy: each
+    entry names a message by path and receiver and says what the traitor
+    sends on it, so a file reproduces one adversary message for message.
+    """
+
+    messages: tuple[ScriptedMessage, ...] = attrs.field(converter=_script)
+    _table: dict[tuple[tuple[int, ...], int], str | None] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        table = {(m.path, m.receiver): m.value for m in self.messages}
+        object.__setattr__(self, "_table", table)
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return self._table.get((path, receiver), value)
+
+    def to_args(self) -> dict[str, object]:
+        """The script as a scenario file writes it."""
+        return {
+            "messages": [
+                {
+                    "path": list(m.path),
+                    "receiver": m.receiver,
+                    **({"value": m.value} if m.value else {"silent": True}),
+                }
+                for m in self.messages
+            ]
+        }
+
+
 BUILT_IN: Mapping[str, type] = {
     "loyal": Loyal,
     "flip": Flip,
@@ -133,6 +216,7 @@ BUILT_IN: Mapping[str, type] = {
     "constant": Constant,
     "silent": Silent,
     "random": RandomChoice,
+    "scripted": Scripted,
 }
 """Strategy names a scenario file may use, besides ``module:Class``."""
 
