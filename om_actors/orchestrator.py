@@ -137,7 +137,7 @@ async def open_simulation(scenario: Scenario, *, log: LogTarget | None = None) -
     """
     send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
     simulation = Simulation(scenario, receive)
-    with _unwrapped():
+    with unwrapped():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(simulation._run, send, log)
             try:
@@ -147,7 +147,7 @@ async def open_simulation(scenario: Scenario, *, log: LogTarget | None = None) -
 
 
 @contextmanager
-def _unwrapped() -> Iterator[None]:
+def unwrapped() -> Iterator[None]:
     """Raise a lone error from a nursery as itself, not inside an ExceptionGroup.
 
     Generals catch their strategies' errors, so an error here comes from
@@ -254,7 +254,7 @@ class _Run:
     async def run(self) -> Result:
         scenario = self.scenario
         await self.publish(RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict()))
-        with _unwrapped():
+        with unwrapped():
             async with trio.open_nursery() as nursery:
                 for actor, receiver in zip(self.actors, self.receivers):
                     nursery.start_soon(actor.run, receiver, self.acks_in)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -93,28 +94,21 @@ def _overall_line(result: Result) -> str:
 
 def verify_table(tally: Tally) -> Table:
     """One row per army and traitor count: what was covered, what broke, what the theorem says."""
-    table = Table(
-        "n",
-        "m",
-        "traitors",
-        "cases",
-        "adversaries",
-        "IC1 broken",
-        "IC2 broken",
-        "over budget",
-        "theorem",
-        "result",
-    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header in ("n", "m", "traitors", "cases", "adversaries", "IC1 broken", "IC2 broken", "skipped"):
+        table.add_column(header, justify="right")
+    table.add_column("theorem")
+    table.add_column("result")
     for row in tally.sorted_rows():
         theorem = "may fail" if row.theorem_allows_failure else "must hold"
         if row.contradicts_theorem:
             outcome = "[bold red]CONTRADICTION[/]"
         elif row.violating_cases:
-            outcome = f"[yellow]{row.violating_cases} case(s) fail, as allowed[/]"
+            outcome = f"[yellow]{row.violating_cases} fail, allowed[/]"
         elif row.over_budget == row.cases:
             outcome = "[dim]not checked[/]"
         else:
-            outcome = "[green]no violation[/]"
+            outcome = "[green]none fail[/]"
         numbers = (row.cases, row.adversaries, row.agreement_broken, row.validity_broken, row.over_budget)
         table.add_row(
             str(row.generals), str(row.m), str(row.traitors), *(f"{x:,}" for x in numbers), theorem, outcome

@@ -32,7 +32,7 @@ import trio_parallel
 from ruamel.yaml import YAML
 
 from .lockstep import Choice, LockstepRun, run_lockstep, traitor_messages
-from .orchestrator import simulate
+from .orchestrator import simulate, unwrapped
 from .protocol import Path, Setup
 from .scenario import DEFAULT_VALUES, scenario_from_dict
 from .strategies import Constant, Flip, Silent, Split, Strategy
@@ -487,9 +487,10 @@ async def verify(
             )
         )
 
-    async with trio.open_nursery() as nursery:
-        for case in all_cases:
-            nursery.start_soon(one, case)
+    with unwrapped():  # Ctrl-C comes out as KeyboardInterrupt, not inside a group
+        async with trio.open_nursery() as nursery:
+            for case in all_cases:
+                nursery.start_soon(one, case)
 
 
 def write_violation(violation: Violation, folder: FilePath, adversary: Adversary) -> FilePath:
