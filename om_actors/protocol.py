@@ -80,6 +80,15 @@ def messages_received(generals: int, m: int) -> int:
     return sum(math.perm(generals - 2, k - 1) for k in range(1, m + 2))
 
 
+def theorem_allows_failure(generals: int, m: int, traitors: int) -> bool:
+    """Whether the paper's theorem leaves OM(m) free to fail here.
+
+    It promises IC1 and IC2 only with more than ``3m`` generals and at most
+    ``m`` traitors; outside that, a violation is no bug.
+    """
+    return generals <= 3 * m or traitors > m
+
+
 def majority(votes: Iterable[str], default: str) -> str:
     """The value held by more than half of ``votes``, else ``default``.
 

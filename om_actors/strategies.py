@@ -13,6 +13,7 @@ general that hangs is modelled, and the round timeout is what stops it.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import random
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
@@ -240,7 +241,9 @@ def strategy_class(name: str) -> type:
     module_name, colon, class_name = name.partition(":")
     if not colon or not module_name or not class_name:
         known = ", ".join(sorted(BUILT_IN))
-        raise StrategyError(f"unknown strategy {name!r}: use one of {known}, or module:Class")
+        close = difflib.get_close_matches(name, BUILT_IN, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise StrategyError(f"unknown strategy {name!r}: {hint}use one of {known}, or module:Class")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -33,7 +33,7 @@ from ruamel.yaml import YAML
 
 from .lockstep import Choice, LockstepRun, run_lockstep, traitor_messages
 from .orchestrator import simulate, unwrapped
-from .protocol import Path, Setup
+from .protocol import Path, Setup, theorem_allows_failure
 from .scenario import DEFAULT_VALUES, scenario_from_dict
 from .strategies import Constant, Flip, Silent, Split, Strategy
 
@@ -66,8 +66,7 @@ class Case:
 
     @property
     def theorem_allows_failure(self) -> bool:
-        """True when the paper's theorem does not promise IC1 and IC2 here."""
-        return self.generals <= 3 * self.m or len(self.traitors) > self.m
+        return theorem_allows_failure(self.generals, self.m, len(self.traitors))
 
 
 @attrs.frozen
@@ -173,7 +172,7 @@ class _Canonical:
 
     def choices(self, case: Case, plan: tuple[int, ...]) -> dict[int, Choice]:
         table = self.strategies()
-        return {t: _strategy_choice(table[i][2]) for t, i in zip(case.traitors, plan)}
+        return {t: strategy_choice(table[i][2]) for t, i in zip(case.traitors, plan)}
 
     def scenario(self, case: Case, plan: tuple[int, ...], run: LockstepRun) -> dict[str, Any]:
         table = self.strategies()
@@ -307,7 +306,7 @@ def _power(base: int, exponent: int) -> int:
     return math.prod(itertools.repeat(base, exponent))
 
 
-def _strategy_choice(strategy: Strategy) -> Choice:
+def strategy_choice(strategy: Strategy) -> Choice:
     def choose(round: int, path: Path, receiver: int, value: str) -> str | None:
         sent = strategy.choose(round, path, receiver, value, _ANY_RNG)
         assert sent is None or isinstance(sent, str)
@@ -409,7 +408,7 @@ class Row:
 
     @property
     def theorem_allows_failure(self) -> bool:
-        return self.generals <= 3 * self.m or self.traitors > self.m
+        return theorem_allows_failure(self.generals, self.m, self.traitors)
 
     @property
     def contradicts_theorem(self) -> bool:

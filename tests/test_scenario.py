@@ -100,8 +100,8 @@ expect: {decision: stay, agreement: yes}
         "4:20: values.2: 'go' is listed twice",
         "5:8: order: expected a string, got 5",
         "7:3: traitors.9: no general 9: ids run from 0 to 3",
-        "8:17: traitors.2.strategy: unknown strategy 'flipp': use one of constant, flip, loyal, "
-        "random, silent, split, or module:Class",
+        "8:17: traitors.2.strategy: unknown strategy 'flipp': did you mean 'flip'? use one of "
+        "constant, flip, loyal, random, scripted, silent, split, or module:Class",
         "9:34: traitors.3.value: 'sing' is not one of values ['go', 'stay', 'go']",
         "10:24: traitors.1.extra: strategy 'split' takes no argument 'extra'",
         "11:3: traitors.x: expected a general id, got 'x'",
@@ -152,8 +152,8 @@ def test_scenarios_built_in_code_are_validated_the_same_way() -> None:
     assert str(caught.value).splitlines() == [
         "scenario: commander: must be a general id from 0 to 3",
         "scenario: traitors.5: no general 5: ids run from 0 to 3",
-        "scenario: traitors.5.strategy: unknown strategy 'flipp': use one of constant, flip, loyal, "
-        "random, silent, split, or module:Class",
+        "scenario: traitors.5.strategy: unknown strategy 'flipp': did you mean 'flip'? use one of "
+        "constant, flip, loyal, random, scripted, silent, split, or module:Class",
     ]
 
 

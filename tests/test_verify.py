@@ -1,0 +1,167 @@
+"""om-actors verify: the theorem checked case by case, and counterexamples that replay.
+
+Rules for this file:
+- the cases the issue names are checked with the numbers worked out by hand:
+  n = 4, m = 1 has 2 + 108 adversaries (27 for a traitor commander, 9 for a
+  traitor lieutenant, per order);
+- every violation file is run through ``load_scenario`` and the actors, as
+  ``om-actors run`` would.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from om_actors import load_scenario, simulate_sync
+from om_actors.cli import main
+from om_actors.verify import (
+    DEFAULT_BUDGET,
+    Adversary,
+    Case,
+    Tally,
+    cases,
+    check_case,
+    exhaustive_plan,
+    exhaustive_size,
+    run_plan,
+    write_violation,
+)
+
+
+def _tally(
+    generals: list[int], ms: list[int], adversary: Adversary, counts: list[int] | None = None
+) -> Tally:
+    tally = Tally()
+    for case in cases(generals, ms, lambda m: counts if counts is not None else range(m + 1)):
+        tally.add(check_case(case, adversary, DEFAULT_BUDGET[adversary]))
+    return tally
+
+
+def test_four_generals_survive_every_exhaustive_adversary() -> None:
+    tally = _tally([4], [1], "exhaustive")
+    rows = tally.sorted_rows()
+    assert [(r.traitors, r.cases, r.adversaries) for r in rows] == [(0, 2, 2), (1, 8, 2 * 27 + 6 * 9)]
+    assert tally.violations == []
+    assert tally.mismatches == []
+
+
+def test_three_generals_fail_and_the_counterexample_replays(tmp_path: Path) -> None:
+    tally = _tally([3], [1], "exhaustive")
+    assert len(tally.violations) == 2
+    assert tally.contradictions == []
+    for violation in tally.violations:
+        path = write_violation(violation, tmp_path, "exhaustive")
+        assert path.read_text().startswith(
+            "# Found by om-actors verify --adversary exhaustive: validity broken"
+        )
+        result = simulate_sync(load_scenario(path))
+        assert result.validity is False
+        assert result.unmet_expectations() == []
+    traitors = load_scenario(tmp_path / "exhaustive-n3-m1-traitors-1-attack.yaml").traitors
+    assert traitors[1].strategy == "scripted"
+    assert traitors[1].args == {"messages": [{"path": [0, 1], "receiver": 2, "value": "retreat"}]}
+
+
+def test_seven_generals_survive_every_canonical_pair_of_traitors() -> None:
+    tally = _tally([7], [2], "canonical", counts=[2])
+    (row,) = tally.sorted_rows()
+    assert (row.cases, row.adversaries, row.violating_cases) == (42, 42 * 5**2, 0)
+
+
+def test_search_breaks_six_generals_with_two_traitors() -> None:
+    report = check_case(Case(6, 2, (3, 4), "attack"), "search", DEFAULT_BUDGET["search"])
+    assert report.adversaries == DEFAULT_BUDGET["search"]
+    assert report.violation is not None
+    assert report.mismatch is None
+    shrunk = report.violation.scenario
+    assert set(shrunk["traitors"]) <= {3, 4}
+    assert simulate_sync(load_scenario(json.dumps(shrunk) + "\n")).unmet_expectations() == []
+
+
+def test_shrinking_keeps_only_needed_traitors_and_messages() -> None:
+    report = check_case(Case(4, 1, (0, 1), "attack"), "canonical", 1000)
+    assert report.violation is not None
+    scenario = report.violation.scenario
+    assert len(scenario["traitors"]) == 2  # one traitor cannot break OM(1) on four generals
+    with_fewer = dict(scenario, traitors=dict(list(scenario["traitors"].items())[:1]))
+    assert simulate_sync(load_scenario(json.dumps(with_fewer) + "\n")).success
+
+
+def test_a_case_over_budget_is_skipped_never_sampled() -> None:
+    report = check_case(Case(7, 2, (3,), "attack"), "exhaustive", 1000)
+    assert (report.adversaries, report.over_budget, report.violation) == (0, 1, None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_exhaustive_adversaries_never_break_four_generals(data: st.DataObject) -> None:
+    traitor = data.draw(st.sampled_from([(), (0,), (1,), (2,), (3,)]))
+    case = Case(4, 1, traitor, data.draw(st.sampled_from(["attack", "retreat"])))
+    index = data.draw(st.integers(0, exhaustive_size(case) - 1))
+    assert run_plan(case, exhaustive_plan(case, index)).verdict.success
+
+
+def _verify(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["verify", "--jobs", "1", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_table_exit_status_and_files(tmp_path: Path) -> None:
+    status, out, _ = _verify(
+        "--generals", "3..4", "--m", "1", "--adversary", "exhaustive", "--out-dir", str(tmp_path)
+    )
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1].split() == [
+        "n", "m", "traitors", "cases", "adversaries", "IC1", "broken", "IC2", "broken", "skipped", "theorem",
+        "result",
+    ]  # fmt: skip
+    rows = [line.split() for line in lines[3:7]]
+    assert rows[1] == ["3", "1", "1", "6", "30", "0", "4", "0", "may", "fail", "2", "fail,", "allowed"]
+    assert rows[3] == ["4", "1", "1", "8", "108", "0", "0", "0", "must", "hold", "none", "fail"]
+    assert "Every violation found is one the theorem allows." in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "exhaustive-n3-m1-traitors-1-attack.yaml",
+        "exhaustive-n3-m1-traitors-2-attack.yaml",
+    ]
+
+
+def test_cli_json_summary(tmp_path: Path) -> None:
+    status, out, _ = _verify(
+        "--generals", "4", "--m", "1", "--adversary", "exhaustive", "--json", "--out-dir", str(tmp_path)
+    )
+    assert status == 0
+    summary = json.loads(out)
+    assert (summary["cases"], summary["adversaries"], summary["contradictions"]) == (10, 110, 0)
+    assert summary["violations"] == []
+
+
+def test_a_violation_the_theorem_forbids_exits_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("om_actors.verify.theorem_allows_failure", lambda generals, m, traitors: False)
+    status, out, _ = _verify(
+        "--generals", "3", "--m", "1", "--adversary", "exhaustive", "--out-dir", str(tmp_path)
+    )
+    assert status == 1
+    assert "CONTRADICTION" in out
+    assert "2 violation(s) contradict the theorem" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--generals", "x..7"], "'x..7' is not a range"),
+        (["--traitors", "most"], "'most': use upto-m, exactly:K or upto:K"),
+        (["--generals", "2", "--m", "3"], "no army in these ranges has m <= generals - 2"),
+        (["--adversary", "lucky"], "'lucky' is not one of"),
+    ],
+)
+def test_cli_bad_arguments_exit_2(args: list[str], message: str) -> None:
+    status, _, err = _verify(*args)
+    assert status == 2
+    assert message in err
