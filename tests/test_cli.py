@@ -215,3 +215,20 @@ def test_show_filters_into_a_table_or_passes_json_through() -> None:
     assert len(passed.stdout.splitlines()) == 1 + 4  # [0, 5] itself, then 5's value as 2, 3, 4, 6 relay it
     decisions = invoke("show", str(GOLDEN), "--event", "decision", "--json")
     assert len(decisions.stdout.splitlines()) == 7
+
+
+def test_explain_and_show_pick_an_instance(tmp_path: Path) -> None:
+    scenario = tmp_path / "two.yaml"
+    scenario.write_text(
+        "generals: 4\nm: 1\ninstances: [{commander: 0, order: attack}, {commander: 2, order: retreat}]\n"
+    )
+    log = tmp_path / "two.jsonl"
+    assert run(str(scenario), "--log", str(log), "--quiet").exit_code == 0
+    tree = invoke("explain", str(log), "--general", "1", "--instance", "1")
+    assert tree.exit_code == 0
+    assert tree.stdout.splitlines()[:2] == [
+        'General 1 (instance 1) decided "retreat"',
+        '└── [2] "retreat"  votes retreat x3 -> retreat',
+    ]
+    shown = invoke("show", str(log), "--instance", "1", "--event", "verdict", "--json")
+    assert [json.loads(line)["instance"] for line in shown.stdout.splitlines()] == [1]

@@ -197,3 +197,19 @@ def test_reading_streams_line_by_line(tmp_path: Path) -> None:
     first = next(lines)
     assert (first.number, first.event) == (1, "run.start")
     assert sum(1 for _ in lines) == 167
+
+
+def test_a_log_of_several_instances_replays_and_reruns(tmp_path: Path) -> None:
+    scenario = load_scenario(
+        "generals: 7\nm: 2\ntraitors: {3: flip, 5: split}\n"
+        "instances: [{commander: 0, order: attack}, {commander: 3, order: retreat}]\n"
+    )
+    log = _log_of(scenario, tmp_path)
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+    assert report.messages == 2 * 156
+    assert rerun_log(log)[1] is None
+    line = _edit(
+        log, lambda e: e["event"] == "message" and e.get("instance") == 1 and e["sender"] == 2, _flip
+    )
+    assert replay_log(log).inconsistencies[0].line == line
