@@ -26,6 +26,7 @@ class RunStarted:
     """The first line of every log: enough to run the same thing again."""
 
     name: ClassVar[str] = "run.start"
+    mode: str | None = attrs.field(default=None, kw_only=True)
     schema: int
     version: str
     seed: int

@@ -14,13 +14,17 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Callable, Sequence
+from typing import Union
 
 import attrs
+import numpy as np
 import trio
 
+from .eig import NO_VOTE, EigLayout, EigStore, stack_rows
 from .events import Event, MessageRejected, StrategyFailed
-from .protocol import General, Outgoing
-from .strategies import Forgery, Strategy, message_rng
+from .protocol import General, Outgoing, rejection_reason
+from .strategies import Batch as BatchValues
+from .strategies import BatchStrategy, Forgery, Strategy, message_rng
 
 
 @attrs.frozen
@@ -54,7 +58,8 @@ class Decide:
     """Report the decisions; nothing more will arrive."""
 
 
-Command = Envelope | SendRound | Flush | Decide
+Command = Union[Envelope, "Batch", SendRound, Flush, Decide]
+"""What an inbox carries: messages (one at a time, or batched) and the orchestrator's commands."""
 
 
 @attrs.frozen
@@ -131,7 +136,7 @@ class GeneralActor:
             acks.send_nowait(Ack(self.id, timed_out=scope.cancelled_caught))
         elif isinstance(command, Flush):
             acks.send_nowait(Ack(self.id))
-        else:
+        elif isinstance(command, Decide):
             acks.send_nowait(Ack(self.id, decisions=tuple(state.decide() for state in self.states)))
 
     def _tag(self, instance: int) -> int | None:
@@ -187,3 +192,183 @@ class GeneralActor:
             self._post(instance, round, outgoing.receiver, choice.path, choice.value)
         else:
             self._post(instance, round, outgoing.receiver, outgoing.path, choice)
+
+
+# --- batched mode --------------------------------------------------------------
+
+
+@attrs.frozen
+class Batch:
+    """All of one round's messages from one sender to one receiver, in batched mode.
+
+    ``row`` gives, per path of the previous round, the value index sent along
+    that path extended by the sender (the sender's own held array when it is
+    loyal, shared by every receiver, never copied).  ``messages`` carries
+    messages one at a time, ``(path, value)``, from a strategy that has no
+    batch form; the receiver checks each with the protocol's path rules.
+    """
+
+    instance: int
+    sender: int
+    round: int
+    row: BatchValues | None
+    messages: tuple[tuple[object, object], ...]
+    count: int
+
+
+BatchPost = Callable[[Batch, int], None]
+"""``post(batch, receiver)``: the runtime's delivery of a batch, bound to its sender."""
+
+
+class BatchedGeneralActor:
+    """A general whose values live in a compact EIG store, one per instance.
+
+    It answers the same commands as :class:`GeneralActor`, but a round's
+    messages to each receiver travel as one :class:`Batch`, and it takes a
+    level of its store in one go when the orchestrator flushes the round.
+    """
+
+    def __init__(
+        self,
+        me: int,
+        layouts: Sequence[EigLayout],
+        orders: Sequence[str],
+        *,
+        strategy: Strategy | None,
+        seed: int,
+        post: BatchPost,
+        record: Callable[[Event], None],
+        tagged: bool,
+    ) -> None:
+        self.id = me
+        self.layouts = layouts
+        self.orders = orders
+        self.stores = [EigStore(layout, me) for layout in layouts]
+        self.strategy = strategy
+        self.seed = seed
+        self.received = 0
+        self._post = post
+        self._record = record
+        self._tagged = tagged
+        self._inbox: dict[int, dict[int, Batch]] = {}
+
+    async def run(
+        self,
+        inbox: trio.MemoryReceiveChannel[Command],
+        acks: trio.MemorySendChannel[Ack],
+    ) -> None:
+        async for command in inbox:
+            if isinstance(command, Batch):
+                self.received += command.count
+                self._inbox.setdefault(command.instance, {})[command.sender] = command
+            elif isinstance(command, SendRound):
+                with trio.move_on_at(command.deadline) as scope:
+                    for instance in range(len(self.layouts)):
+                        await self._send(instance, command.round)
+                acks.send_nowait(Ack(self.id, timed_out=scope.cancelled_caught))
+            elif isinstance(command, Flush):
+                for instance in range(len(self.layouts)):
+                    self._take(instance, command.round)
+                acks.send_nowait(Ack(self.id))
+            elif isinstance(command, Decide):
+                acks.send_nowait(
+                    Ack(self.id, decisions=tuple(self._decide(i) for i in range(len(self.layouts))))
+                )
+
+    # sending
+
+    def _receivers(self, instance: int) -> list[int]:
+        setup = self.layouts[instance].setup
+        return [r for r in setup.lieutenants if r != self.id]
+
+    async def _send(self, instance: int, round: int) -> None:
+        layout = self.layouts[instance]
+        setup = layout.setup
+        if (round == 1) != (self.id == setup.commander):
+            return
+        if round == 1:
+            held: BatchValues = np.full(1, setup.values.index(self.orders[instance]), dtype=np.uint8)
+        else:
+            held = self.stores[instance].held(round - 1)
+        for receiver in self._receivers(instance):
+            full = layout.messages_between(round, self.id, receiver)
+            if self.strategy is None:
+                self._post(Batch(instance, self.id, round, held, (), full), receiver)
+            elif isinstance(self.strategy, BatchStrategy):
+                lie = self.strategy.choose_batch(round, receiver, held, setup.values)
+                self._post(Batch(instance, self.id, round, lie, (), full if lie is not None else 0), receiver)
+            else:
+                messages = await self._one_by_one(instance, round, receiver, held, self.strategy)
+                self._post(Batch(instance, self.id, round, None, messages, len(messages)), receiver)
+
+    async def _one_by_one(
+        self, instance: int, round: int, receiver: int, held: BatchValues, strategy: Strategy
+    ) -> tuple[tuple[object, object], ...]:
+        """A strategy without a batch form, asked message by message, in path order."""
+        layout = self.layouts[instance]
+        values = layout.setup.values
+        sent: list[tuple[object, object]] = []
+        for rank in range(len(held)):
+            path = layout.path(round - 1, rank) if round > 1 else ()
+            relayed = (*path, self.id)
+            if held[rank] == NO_VOTE or receiver in relayed:
+                continue
+            tag = instance if self._tagged else None
+            rng = message_rng(self.seed, self.id, relayed, receiver, tag)
+            try:
+                choice = strategy.choose(round, relayed, receiver, values[held[rank]], rng)
+                if inspect.isawaitable(choice):
+                    choice = await choice
+            except Exception as exc:
+                self._record(StrategyFailed(round, self.id, relayed, receiver, repr(exc), instance=tag))
+                continue
+            if isinstance(choice, Forgery):
+                sent.append((choice.path, choice.value))
+            elif choice is not None:
+                sent.append((relayed, choice))
+        return tuple(sent)
+
+    # receiving
+
+    def _take(self, instance: int, round: int) -> None:
+        """Assemble this round's level of the store from every sender's batch."""
+        layout = self.layouts[instance]
+        store = self.stores[instance]
+        batches = self._inbox.pop(instance, {})
+        if self.id == layout.setup.commander:
+            return
+        if round == 1:
+            first = batches.get(layout.setup.commander)
+            row = first.row if first is not None else None
+            store.receive_first(int(row[0]) if row is not None else store.default)
+        else:
+            size = layout.level_size(round - 1)
+            rows = [batches[g].row if g in batches else None for g in range(layout.setup.generals)]
+            store.receive_level(round, stack_rows(rows, size, store.default))
+        for sender in sorted(batches):
+            self._take_one_by_one(instance, round, batches[sender])
+
+    def _take_one_by_one(self, instance: int, round: int, batch: Batch) -> None:
+        layout = self.layouts[instance]
+        setup = layout.setup
+        seen: set[object] = set()
+        tag = instance if self._tagged else None
+        for path, value in batch.messages:
+            reason = rejection_reason(
+                setup, receiver=self.id, sender=batch.sender, round=round, path=path, value=value
+            )
+            if reason is None and path in seen:
+                reason = "duplicate message"
+            if reason is not None:
+                self._record(MessageRejected(round, batch.sender, self.id, path, value, reason, instance=tag))
+                continue
+            assert isinstance(path, tuple)
+            assert isinstance(value, str)
+            seen.add(path)
+            self.stores[instance].overwrite(round, layout.rank(path), setup.values.index(value))
+
+    def _decide(self, instance: int) -> str:
+        setup = self.layouts[instance].setup
+        if self.id == setup.commander:
+            return self.orders[instance]
+        return setup.values[self.stores[instance].decide()]

@@ -31,16 +31,19 @@ LogTarget = Union[str, "os.PathLike[str]", IO[bytes], "structlog.typing.Bindable
 _FIELD_NAMES = {cls: tuple(field.name for field in attrs.fields(cls)) for cls in get_args(Event)}
 
 
+_OMITTED_WHEN_UNSET = frozenset({"instance", "mode"})
+
+
 def event_fields(event: Event) -> dict[str, Any]:
     """An event as the plain fields a log line holds.
 
-    ``instance`` is left out when it is ``None``: a single-instance run's
-    log looks as if instances did not exist.
+    ``instance`` and ``mode`` are left out when they are ``None``: a
+    single-instance, per-message run's log looks as if neither existed.
     """
     fields = {"event": event.name}
     for name in _FIELD_NAMES[type(event)]:
         value = getattr(event, name)
-        if value is not None or name != "instance":
+        if value is not None or name not in _OMITTED_WHEN_UNSET:
             fields[name] = value
     return fields
 

@@ -15,11 +15,13 @@ import math
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 import trio
 
 from ._version import __version__
+from .eig import EigLayout
 from .events import (
     SCHEMA,
     Decided,
@@ -31,9 +33,19 @@ from .events import (
     StrategyFailed,
     VerdictReached,
 )
-from .general import Ack, Command, Decide, Envelope, Flush, GeneralActor, SendRound
+from .general import (
+    Ack,
+    Batch,
+    BatchedGeneralActor,
+    Command,
+    Decide,
+    Envelope,
+    Flush,
+    GeneralActor,
+    SendRound,
+)
 from .log import LogTarget, open_log
-from .protocol import General, Verdict, combine, judge
+from .protocol import General, Verdict, combine, judge, messages_sent, paths_of_round
 from .result import InstanceOutcome, Result
 from .scenario import Scenario
 
@@ -48,12 +60,27 @@ EVENT_BUFFER = 256
 """Events :func:`open_simulation` holds for a slow reader before the run waits for it."""
 
 
+Mode = Literal["per-message", "batched", "auto"]
+BATCHED_ABOVE = 200_000
+"""Messages above which ``auto`` mode batches: just above thirteen generals with m = 4."""
+
+
+def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batched"]:
+    """``auto`` as the mode it stands for, for this scenario."""
+    if mode != "auto":
+        return mode
+    total = messages_sent(scenario.generals, scenario.m) * len(scenario.effective_instances)
+    return "batched" if total > BATCHED_ABOVE else "per-message"
+
+
 async def simulate(
     scenario: Scenario,
     *,
     log: LogTarget | None = None,
     on_event: EventHandler | None = None,
     on_progress: ProgressHandler | None = None,
+    mode: Mode = "auto",
+    log_messages: bool = False,
 ) -> Result:
     """Run ``scenario`` in the current trio run and return its outcome.
 
@@ -64,12 +91,20 @@ async def simulate(
     events come only at the end of a round, and one round can hold almost
     all of a run.
 
+    ``mode`` is ``"per-message"`` (every message its own inbox item and its
+    own event), ``"batched"`` (one batch per sender, receiver and round, and
+    a compact EIG store; only round summaries are logged unless
+    ``log_messages``) or ``"auto"``, which batches above
+    :data:`BATCHED_ABOVE` messages.  Both give the same decisions, verdicts
+    and counts.
+
     Cancelling the surrounding scope cancels the run; the log keeps every
     line written so far.
     """
     with open_log(log) as writer:
         handlers = [h for h in (writer, on_event) if h is not None]
-        return await _Run(scenario, handlers, on_progress).run()
+        run = _Run(scenario, handlers, on_progress, mode=mode, log_messages=log_messages)
+        return await run.run()
 
 
 def simulate_sync(
@@ -78,9 +113,21 @@ def simulate_sync(
     log: LogTarget | None = None,
     on_event: EventHandler | None = None,
     on_progress: ProgressHandler | None = None,
+    mode: Mode = "auto",
+    log_messages: bool = False,
 ) -> Result:
     """:func:`simulate` for code that is not async: starts and ends its own trio run."""
-    return trio.run(lambda: simulate(scenario, log=log, on_event=on_event, on_progress=on_progress))
+    return trio.run(
+        partial(
+            simulate,
+            scenario,
+            log=log,
+            on_event=on_event,
+            on_progress=on_progress,
+            mode=mode,
+            log_messages=log_messages,
+        )
+    )
 
 
 class Simulation:
@@ -194,11 +241,15 @@ class _Run:
         on_progress: ProgressHandler | None,
         *,
         stream: trio.MemorySendChannel[Event] | None = None,
+        mode: Mode = "auto",
+        log_messages: bool = False,
     ) -> None:
         self.scenario = scenario
         self.handlers = handlers
         self.on_progress = on_progress
         self.stream = stream
+        self.mode = resolve_mode(mode, scenario)
+        self.log_messages = log_messages
         self.instances = scenario.effective_instances
         self.tagged = len(self.instances) > 1
         self.pending: list[Event] = []
@@ -211,12 +262,28 @@ class _Run:
         self.inboxes = [send for send, _ in channels]
         self.receivers = [receive for _, receive in channels]
         self.acks_in, self.acks_out = trio.open_memory_channel[Ack](math.inf)
-        self.actors = self._enlist()
+        self.actors: Sequence[GeneralActor | BatchedGeneralActor] = self._enlist()
 
-    def _enlist(self) -> list[GeneralActor]:
+    def _enlist(self) -> Sequence[GeneralActor | BatchedGeneralActor]:
         scenario = self.scenario
         strategies = scenario.strategies()
         setups = [scenario.setup_for(instance) for instance in self.instances]
+        if self.mode == "batched":
+            self.layouts = [EigLayout(setup) for setup in setups]
+            orders = [instance.order for instance in self.instances]
+            return [
+                BatchedGeneralActor(
+                    g,
+                    self.layouts,
+                    orders,
+                    strategy=strategies.get(g),
+                    seed=scenario.seed,
+                    post=self._batch_poster(g),
+                    record=self.pending.append,
+                    tagged=self.tagged,
+                )
+                for g in range(scenario.generals)
+            ]
         return [
             GeneralActor(
                 [General(setup, g, instance.order) for setup, instance in zip(setups, self.instances)],
@@ -245,6 +312,37 @@ class _Run:
 
         return post
 
+    def _batch_poster(self, sender: int) -> Callable[[Batch, int], None]:
+        def post(batch: Batch, receiver: int) -> None:
+            self.sent[batch.round - 1] += batch.count
+            self.sent_by_instance[batch.instance] += batch.count
+            self.sent_by_general[sender] += batch.count
+            if self.log_messages:
+                self.pending.extend(self._unbatched(batch, receiver))
+            self.inboxes[receiver].send_nowait(batch)
+            if self.on_progress is not None:
+                self.on_progress(batch.round, sum(self.sent))
+
+        return post
+
+    def _unbatched(self, batch: Batch, receiver: int) -> Iterator[MessageSent]:
+        """A batch's messages one by one, for ``log_messages``: slow, and as big as the run."""
+        tag = self._tag(batch.instance)
+        for path, value in batch.messages:
+            yield MessageSent(batch.round, batch.sender, receiver, path, value, instance=tag)
+        if batch.row is None:
+            return
+        layout = self.layouts[batch.instance]
+        values = layout.setup.values
+        if batch.round == 1:
+            yield MessageSent(1, batch.sender, receiver, (batch.sender,), values[batch.row[0]], instance=tag)
+            return
+        for path in paths_of_round(layout.setup, batch.round - 1, excluding=batch.sender):
+            if receiver not in path:
+                value = values[batch.row[layout.rank(path)]]
+                relayed = (*path, batch.sender)
+                yield MessageSent(batch.round, batch.sender, receiver, relayed, value, instance=tag)
+
     async def publish(self, event: Event) -> None:
         for handler in self.handlers:
             handler(event)
@@ -253,7 +351,8 @@ class _Run:
 
     async def run(self) -> Result:
         scenario = self.scenario
-        await self.publish(RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict()))
+        batched = "batched" if self.mode == "batched" else None
+        await self.publish(RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict(), mode=batched))
         with unwrapped():
             async with trio.open_nursery() as nursery:
                 for actor, receiver in zip(self.actors, self.receivers):

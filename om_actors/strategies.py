@@ -17,12 +17,17 @@ import difflib
 import importlib
 import random
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import attrs
+import numpy as np
+import numpy.typing as npt
 
 from .errors import OmActorsError
 from .protocol import Path
+
+Batch: TypeAlias = npt.NDArray[np.uint8]
+"""Value indices, one per path: what a general holds, or what a traitor sends one receiver."""
 
 
 def _as_path(path: Iterable[object]) -> tuple[object, ...]:
@@ -43,6 +48,21 @@ class Forgery:
 
     path: tuple[object, ...] = attrs.field(converter=_as_path)
     value: object
+
+
+@runtime_checkable
+class BatchStrategy(Protocol):
+    """A strategy that can also lie to one receiver about a whole round at once.
+
+    ``held`` holds value indices, one per path of the previous round (what a
+    loyal general would relay); the result is what to send instead, or
+    ``None`` for silence.  It must give what :meth:`Strategy.choose` would,
+    path by path: batched runs use it, per-message runs do not, and the two
+    modes must agree.  Strategies without it run at per-path speed in
+    batched mode.
+    """
+
+    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None: ...
 
 
 @runtime_checkable
@@ -78,12 +98,19 @@ def following(values: Sequence[str], value: str) -> str:
     return values[(values.index(value) + 1) % len(values)]
 
 
+def _next_index(held: Batch, count: int) -> Batch:
+    return ((held.astype(np.int16) + 1) % count).astype(np.uint8)
+
+
 @attrs.frozen
 class Loyal:
     """Sends the truth: a traitor in name only, useful as a control."""
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return value
+
+    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+        return held
 
 
 @attrs.frozen
@@ -95,6 +122,9 @@ class Flip:
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return following(self.values, value)
 
+    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+        return _next_index(held, len(values))
+
 
 @attrs.frozen
 class Split:
@@ -104,6 +134,9 @@ class Split:
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return value if receiver % 2 == 0 else following(self.values, value)
+
+    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+        return held if receiver % 2 == 0 else _next_index(held, len(values))
 
 
 @attrs.frozen
@@ -115,12 +148,20 @@ class Constant:
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return self.value
 
+    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+        if self.value not in values:
+            raise ValueError(f"constant {self.value!r} is not one of the values")
+        return np.full_like(held, values.index(self.value))
+
 
 @attrs.frozen
 class Silent:
     """Sends nothing at all; receivers fall back on the default."""
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return None
+
+    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
         return None
 
 
