@@ -23,10 +23,16 @@ SCHEMA = 1
 
 @attrs.frozen
 class RunStarted:
-    """The first line of every log: enough to run the same thing again."""
+    """The first line of every log: enough to run the same thing again.
+
+    ``mode`` is ``"batched"`` for a batched run, with ``messages_logged``
+    saying whether its messages are in the log; both are left out of a
+    per-message run's log, where every message always is.
+    """
 
     name: ClassVar[str] = "run.start"
     mode: str | None = attrs.field(default=None, kw_only=True)
+    messages_logged: bool | None = attrs.field(default=None, kw_only=True)
     schema: int
     version: str
     seed: int

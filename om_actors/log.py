@@ -31,7 +31,7 @@ LogTarget = Union[str, "os.PathLike[str]", IO[bytes], "structlog.typing.Bindable
 _FIELD_NAMES = {cls: tuple(field.name for field in attrs.fields(cls)) for cls in get_args(Event)}
 
 
-_OMITTED_WHEN_UNSET = frozenset({"instance", "mode"})
+_OMITTED_WHEN_UNSET = frozenset({"instance", "mode", "messages_logged"})
 
 
 def event_fields(event: Event) -> dict[str, Any]:

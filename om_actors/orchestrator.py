@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any, Literal
 
+import attrs
 import trio
 
 from ._version import __version__
@@ -351,8 +352,11 @@ class _Run:
 
     async def run(self) -> Result:
         scenario = self.scenario
-        batched = "batched" if self.mode == "batched" else None
-        await self.publish(RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict(), mode=batched))
+        batched = self.mode == "batched"
+        start = RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict())
+        if batched:
+            start = attrs.evolve(start, mode="batched", messages_logged=self.log_messages)
+        await self.publish(start)
         with unwrapped():
             async with trio.open_nursery() as nursery:
                 for actor, receiver in zip(self.actors, self.receivers):

@@ -17,6 +17,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import attrs
@@ -25,7 +26,7 @@ import trio
 from .errors import LogError, OmActorsError
 from .events import Event
 from .log import LogLine, path_of, read_log, render
-from .orchestrator import simulate
+from .orchestrator import Mode, simulate
 from .protocol import General, Path, Verdict, combine, judge
 from .scenario import Scenario, scenario_from_dict
 
@@ -67,6 +68,8 @@ class Reconstruction:
 
     def __init__(self, source: str, start: LogLine) -> None:
         self.source = source
+        if _summary_only(start):
+            raise LogError(source, start.number, SUMMARY_ONLY)
         self.scenario = _scenario(source, start)
         self.instances = self.scenario.effective_instances
         self.tagged = len(self.instances) > 1
@@ -305,16 +308,31 @@ def reconstruct(path: LogPath) -> Reconstruction:
     return reconstruction
 
 
+SUMMARY_ONLY = (
+    "this log of a batched run holds round summaries, not messages, so there is nothing to replay: "
+    "check it with replay --rerun, or run again with --log-messages"
+)
+
+
+def _summary_only(start: LogLine) -> bool:
+    return start.fields.get("mode") == "batched" and not start.fields.get("messages_logged")
+
+
 @attrs.frozen
 class ReplayReport:
-    """What replaying a log found; ``inconsistencies`` come in line order."""
+    """What replaying a log found; ``inconsistencies`` come in line order.
+
+    ``summary_only`` says the log was written by a batched run without its
+    messages: nothing could be replayed, only rerun.
+    """
 
     messages: int
     inconsistencies: tuple[Inconsistency, ...]
+    summary_only: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.inconsistencies
+        return not self.inconsistencies and not self.summary_only
 
 
 def replay_log(path: LogPath) -> ReplayReport:
@@ -322,6 +340,8 @@ def replay_log(path: LogPath) -> ReplayReport:
 
     Raises :class:`LogError` for a log that cannot be read at all.
     """
+    if _summary_only(next(read_log(path))):
+        return ReplayReport(0, (), summary_only=True)
     reconstruction = reconstruct(path)
     found = sorted(reconstruction.inconsistencies, key=lambda i: i.line)
     return ReplayReport(reconstruction.messages, tuple(_with_cited_lines(path, found)))
@@ -378,8 +398,10 @@ def rerun_log(path: LogPath) -> tuple[int, Divergence | None]:
         if not _same(logged.fields, json.loads(rendered)):
             raise _Diverged(Divergence(logged.number, logged.raw.decode("utf-8").rstrip("\n"), rendered))
 
+    mode: Mode = "batched" if first.fields.get("mode") == "batched" else "per-message"
+    logged = bool(first.fields.get("messages_logged"))
     try:
-        trio.run(lambda: simulate(scenario, on_event=compare))
+        trio.run(partial(simulate, scenario, on_event=compare, mode=mode, log_messages=logged))
     except _Diverged as diverged:
         return compared[0], diverged.divergence
     extra = next(pending, None)

@@ -59,7 +59,12 @@ def _flip(event: dict[str, Any]) -> None:
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_scenario_replays_ok(scenario: Path, tmp_path: Path) -> None:
     loaded = load_scenario(scenario)
-    report = replay_log(_log_of(loaded, tmp_path))
+    log = _log_of(loaded, tmp_path)
+    report = replay_log(log)
+    if report.summary_only:  # batched by `auto`: the log has round summaries, which rerun checks
+        assert loaded.generals >= 16
+        assert rerun_log(log)[1] is None
+        return
     assert report.ok, report.inconsistencies
     assert report.messages == simulate_sync(loaded).messages
 
