@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, Union, get_args
@@ -54,8 +55,15 @@ def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> Mut
 
 
 def _fallback(value: object) -> str:
-    """A traitor's garbage that JSON cannot hold, as its ``repr``."""
-    return repr(value)
+    """A traitor's garbage that JSON cannot hold, as its ``repr``, less any memory address.
+
+    An address differs from run to run, and one scenario and seed must
+    always write the same log.
+    """
+    return _ADDRESS.sub("", repr(value))
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 _renderer = structlog.wrap_logger(
