@@ -55,7 +55,7 @@ def _stacked(layout: EigLayout, level: int) -> Values:
     return np.zeros((SETUP.generals, layout.level_size(level - 1)), dtype=np.uint8)
 
 
-STRATEGIES = [
+STRATEGIES: list[TraitorSpec | str] = [
     "loyal",
     "flip",
     "split",
