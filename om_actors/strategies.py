@@ -17,7 +17,7 @@ import difflib
 import importlib
 import random
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 import numpy as np
@@ -85,12 +85,38 @@ def message_rng(
     """The rng a traitor gets for one message: seeded by what identifies the message.
 
     Scheduling never enters into it, so a random strategy lies the same way
-    on every run -- and in verify's lockstep runs, which share this.
+    on every run -- and in verify's lockstep runs, which share this.  Seeding
+    is put off until a strategy draws, since most never do.
     """
     where = f"{general}/{path}/{receiver}"
     if instance is not None:
         where = f"{instance}/{where}"
-    return random.Random(f"{seed}/{where}")
+    return _LazyRandom(f"{seed}/{where}")
+
+
+class _LazyRandom(random.Random):
+    """A ``random.Random`` seeded on its first draw, exactly as if seeded at once."""
+
+    def __init__(self, seed: str) -> None:  # deliberately not calling super(): that seeds
+        self._pending: str | None = seed
+        self.gauss_next = None
+
+    def _ready(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            super().seed(pending)
+
+    def random(self) -> float:
+        self._ready()
+        return super().random()
+
+    def getrandbits(self, k: int, /) -> int:
+        self._ready()
+        return super().getrandbits(k)
+
+    def getstate(self) -> tuple[Any, ...]:
+        self._ready()
+        return super().getstate()
 
 
 def following(values: Sequence[str], value: str) -> str:

@@ -1,0 +1,172 @@
+"""Benchmark om_actors against the plainest correct OM(m), measured in the same run.
+
+    python bench/run.py            # every case
+    python bench/run.py --quick    # the small cases only
+
+Each case runs in a fresh interpreter, so its peak RSS is its own.  The
+baseline is written here, on purpose without om_actors: a dict per general
+keyed by path tuples, relays round by round, and the recursive majority --
+what anyone would write first.  A baseline that exceeds its time limit is
+stopped, and the table says how far it got.
+
+Every army has its first m lieutenants as traitors that flip every value,
+the same lie in every implementation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+VALUES = ("attack", "retreat")
+DEFAULT = "retreat"
+ROOT = Path(__file__).resolve().parent.parent
+
+# --- the yardstick ---------------------------------------------------------------
+
+
+def baseline(n: int, m: int, report: bool = False) -> dict[int, str]:
+    """OM(m) as plainly as it can be written: dicts of paths, then recursion."""
+    traitors = set(range(1, m + 1))
+    flip = {"attack": "retreat", "retreat": "attack"}
+    levels: list[list[dict[tuple[int, ...], str]]] = [[{} for _ in range(m + 2)] for _ in range(n)]
+    for r in range(1, n):
+        levels[r][1][(0,)] = "attack"
+    delivered = n - 1
+    for k in range(1, m + 1):
+        for j in range(1, n):
+            for path, value in levels[j][k].items():
+                sent = flip[value] if j in traitors else value
+                relayed = (*path, j)
+                for r in range(1, n):
+                    if r not in relayed:
+                        levels[r][k + 1][relayed] = sent
+                        delivered += 1
+            if report:
+                print(json.dumps({"progress": delivered}), flush=True)
+
+    def om(me: int, path: tuple[int, ...]) -> str:
+        own = levels[me][len(path)].get(path, DEFAULT)
+        if len(path) == m + 1:
+            return own
+        votes = [own, *(om(me, (*path, j)) for j in range(1, n) if j not in path and j != me)]
+        value, count = Counter(votes).most_common(1)[0]
+        return value if 2 * count > len(votes) else DEFAULT
+
+    return {g: om(g, (0,)) for g in range(1, n) if g not in traitors}
+
+
+# --- one measurement, in a child process -------------------------------------------
+
+
+def child(kind: str, n: int, m: int, log: str | None) -> None:
+    import resource
+
+    if kind != "baseline":
+        import om_actors  # before the clock starts: imports are not the algorithm
+    started = time.perf_counter()
+    if kind == "baseline":
+        decisions = baseline(n, m, report=True)
+    else:
+        scenario = om_actors.Scenario(generals=n, m=m, traitors={t: "flip" for t in range(1, m + 1)})
+        result = om_actors.simulate_sync(scenario, mode=kind, log=log)  # type: ignore[arg-type]
+        decisions = {g: v for g, v in result.decisions.items() if g != 0}
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    agreed = sorted(set(decisions.values()))
+    print(json.dumps({"seconds": seconds, "peak": peak, "decisions": agreed}), flush=True)
+
+
+def measure(kind: str, n: int, m: int, *, log: Path | None = None, limit: float = 600) -> dict[str, object]:
+    """Run one case in a child; on time-out, say how far it got."""
+    command = [sys.executable, __file__, "--child", kind, str(n), str(m)]
+    if log is not None:
+        command += ["--log", str(log)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    lines: list[dict[str, object]] = []
+    deadline = time.monotonic() + limit
+    assert process.stdout is not None
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(command, limit)
+            line = _readline(process, remaining)
+            if not line:
+                break
+            lines.append(json.loads(line))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        progress = [line["progress"] for line in lines if "progress" in line]
+        return {"timed_out": True, "progress": progress[-1] if progress else 0, "limit": limit}
+    process.wait()
+    return lines[-1]
+
+
+def _readline(process: subprocess.Popen[str], timeout: float) -> str:
+    import selectors
+
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise subprocess.TimeoutExpired(process.args, timeout)
+    return process.stdout.readline()
+
+
+# --- the table -----------------------------------------------------------------------
+
+
+def messages(n: int, m: int) -> int:
+    return sum(math.perm(n - 1, k) for k in range(1, m + 2))
+
+
+def row(case: str, mode: str, n: int, m: int, got: dict[str, object], base: dict[str, object]) -> list[str]:
+    total = messages(n, m)
+    if got.get("timed_out"):
+        share = int(got["progress"]) / total  # type: ignore[call-overload]
+        return [case, mode, f"{total:,}", f"> {got['limit']:.0f}", "-", "-", f"stopped at {share:.0%} of the messages"]
+    seconds, peak = float(got["seconds"]), int(got["peak"])  # type: ignore[arg-type, call-overload]
+    ratio = "-"
+    if base is not got and not base.get("timed_out"):
+        ratio = f"{seconds / float(base['seconds']):.2f}x time, {peak / int(base['peak']):.2f}x RSS"  # type: ignore[arg-type, call-overload]
+    return [case, mode, f"{total:,}", f"{seconds:.2f}", f"{total / seconds:,.0f}", f"{peak / 2**20:,.0f} MB", ratio]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="only n = 13, m = 4")
+    parser.add_argument("--baseline-limit", type=float, default=300, help="seconds before the baseline is stopped")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "N", "M"), help=argparse.SUPPRESS)
+    known, extra = parser.parse_known_args()
+    if known.child:
+        kind, n, m = known.child[0], int(known.child[1]), int(known.child[2])
+        log = extra[extra.index("--log") + 1] if "--log" in extra else None
+        child(kind, n, m, log)
+        return
+    log = ROOT / "bench" / "thirteen.jsonl"
+    rows = [["case", "mode", "messages", "seconds", "messages/s", "peak RSS", "vs baseline"]]
+    cases = [(13, 4)] if known.quick else [(13, 4), (16, 5), (19, 6)]
+    for n, m in cases:
+        name = f"n={n}, m={m}"
+        base = measure("baseline", n, m, limit=known.baseline_limit)
+        rows.append(row(name, "baseline (dicts)", n, m, base, base))
+        if n == 13:
+            logged = measure("per-message", n, m, log=log)
+            rows.append(row(name, "per-message, every path logged", n, m, logged, base))
+            log.unlink(missing_ok=True)
+        rows.append(row(name, "batched", n, m, measure("batched", n, m), base))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(r, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
