@@ -407,8 +407,9 @@ def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_mess
     if log_file is None or (mode == "batched" and not log_messages):
         return []
     if total > BIG_LOG_MESSAGES:
-        size = total * BYTES_PER_LOGGED_MESSAGE / 1e9
-        return [f"logging all {total:,} messages writes about {size:,.1f} GB and takes long"]
+        megabytes = total * BYTES_PER_LOGGED_MESSAGE / 1e6
+        size = f"{megabytes / 1000:,.1f} GB" if megabytes >= 1000 else f"{megabytes:,.1f} MB"
+        return [f"logging all {total:,} messages writes about {size} and takes long"]
     return []
 
 

@@ -232,3 +232,29 @@ def test_explain_and_show_pick_an_instance(tmp_path: Path) -> None:
     ]
     shown = invoke("show", str(log), "--instance", "1", "--event", "verdict", "--json")
     assert [json.loads(line)["instance"] for line in shown.stdout.splitlines()] == [1]
+
+
+def test_mode_batched_gives_the_same_report_and_a_summary_log(tmp_path: Path) -> None:
+    log = tmp_path / "batched.jsonl"
+    per_message = run(str(SCENARIOS / "seven-generals.yaml"), "--json", "--mode", "per-message")
+    batched = run(str(SCENARIOS / "seven-generals.yaml"), "--json", "--mode", "batched", "--log", str(log))
+    assert json.loads(batched.stdout) == json.loads(per_message.stdout)
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events.count("message") == 0
+    assert events[:2] == ["run.start", "round.end"]
+    replayed = invoke("replay", str(log), "--rerun")
+    assert replayed.exit_code == 0
+    assert "replay skipped: this log of a batched run holds round summaries" in replayed.stderr
+    assert replayed.stdout == "rerun OK: all 12 events match the log\n"
+
+
+def test_logging_every_message_of_a_big_batched_run_warns_of_the_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("om_actors.cli.BIG_LOG_MESSAGES", 100)
+    args = [str(SCENARIOS / "seven-generals.yaml"), "--mode", "batched", "--log-messages"]
+    quiet = run(*args, "--log", str(tmp_path / "quiet.jsonl"), "-q")
+    assert (quiet.exit_code, quiet.stderr) == (0, "")
+    loud = run(*args, "--log", str(tmp_path / "loud.jsonl"), "--json")
+    assert "warning: logging all 156 messages writes about " in loud.stderr
+    assert (tmp_path / "loud.jsonl").read_text().count('"event": "message"') == 156
