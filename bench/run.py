@@ -59,13 +59,36 @@ def baseline(n: int, m: int, report: bool = False) -> dict[int, str]:
         value, count = Counter(votes).most_common(1)[0]
         return value if 2 * count > len(votes) else DEFAULT
 
-    return {g: om(g, (0,)) for g in range(1, n) if g not in traitors}
+    decisions = {}
+    for g in range(1, n):
+        if g not in traitors:
+            decisions[g] = om(g, (0,))
+            if report:
+                print(json.dumps({"decided": len(decisions)}), flush=True)
+    return decisions
 
 
 # --- one measurement, in a child process -------------------------------------------
 
 
+BASELINE_MEMORY = 8 * 2**30
+"""The baseline's address-space cap: on a 24 GB machine, n = 19 would otherwise swap it to a halt."""
+
+
 def child(kind: str, n: int, m: int, log: str | None) -> None:
+    import resource
+
+    if kind == "baseline":
+        resource.setrlimit(resource.RLIMIT_AS, (BASELINE_MEMORY, BASELINE_MEMORY))
+        try:
+            _measured(kind, n, m, log)
+        except MemoryError:
+            print(json.dumps({"out_of_memory": True}), flush=True)
+        return
+    _measured(kind, n, m, log)
+
+
+def _measured(kind: str, n: int, m: int, log: str | None) -> None:
     import resource
 
     if kind != "baseline":
@@ -74,7 +97,7 @@ def child(kind: str, n: int, m: int, log: str | None) -> None:
     if kind == "baseline":
         decisions = baseline(n, m, report=True)
     else:
-        scenario = om_actors.Scenario(generals=n, m=m, traitors={t: "flip" for t in range(1, m + 1)})
+        scenario = om_actors.Scenario(generals=n, m=m, traitors=dict.fromkeys(range(1, m + 1), "flip"))
         result = om_actors.simulate_sync(scenario, mode=kind, log=log)  # type: ignore[arg-type]
         decisions = {g: v for g, v in result.decisions.items() if g != 0}
     seconds = time.perf_counter() - started
@@ -104,10 +127,21 @@ def measure(kind: str, n: int, m: int, *, log: Path | None = None, limit: float 
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        progress = [line["progress"] for line in lines if "progress" in line]
-        return {"timed_out": True, "progress": progress[-1] if progress else 0, "limit": limit}
+        return {
+            "stopped": f"> {limit:.0f} s",
+            "progress": _progress(lines),
+            "decided": _progress(lines, "decided"),
+        }
     process.wait()
+    if lines[-1].get("out_of_memory"):
+        stopped = f"out of memory at {BASELINE_MEMORY / 2**30:.0f} GB"
+        return {"stopped": stopped, "progress": _progress(lines), "decided": _progress(lines, "decided")}
     return lines[-1]
+
+
+def _progress(lines: list[dict[str, object]], key: str = "progress") -> int:
+    progress = [int(line[key]) for line in lines if key in line]  # type: ignore[call-overload]
+    return progress[-1] if progress else 0
 
 
 def _readline(process: subprocess.Popen[str], timeout: float) -> str:
@@ -130,20 +164,34 @@ def messages(n: int, m: int) -> int:
 
 def row(case: str, mode: str, n: int, m: int, got: dict[str, object], base: dict[str, object]) -> list[str]:
     total = messages(n, m)
-    if got.get("timed_out"):
+    if got.get("stopped"):
         share = int(got["progress"]) / total  # type: ignore[call-overload]
-        return [case, mode, f"{total:,}", f"> {got['limit']:.0f}", "-", "-", f"stopped at {share:.0%} of the messages"]
+        loyal = n - 1 - m
+        done = f"stopped ({got['stopped']}): {share:.0%} of messages relayed, {got['decided']} of {loyal} decided"
+        return [case, mode, f"{total:,}", "-", "-", "-", done]
     seconds, peak = float(got["seconds"]), int(got["peak"])  # type: ignore[arg-type, call-overload]
     ratio = "-"
-    if base is not got and not base.get("timed_out"):
+    if base is not got and not base.get("stopped"):
         ratio = f"{seconds / float(base['seconds']):.2f}x time, {peak / int(base['peak']):.2f}x RSS"  # type: ignore[arg-type, call-overload]
-    return [case, mode, f"{total:,}", f"{seconds:.2f}", f"{total / seconds:,.0f}", f"{peak / 2**20:,.0f} MB", ratio]
+    return [
+        case,
+        mode,
+        f"{total:,}",
+        f"{seconds:.2f}",
+        f"{total / seconds:,.0f}",
+        f"{peak / 2**20:,.0f} MB",
+        ratio,
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="only n = 13, m = 4")
-    parser.add_argument("--baseline-limit", type=float, default=300, help="seconds before the baseline is stopped")
+    parser.add_argument(
+        "--baseline-limit", type=float, default=300, help="seconds before the baseline is stopped"
+    )
     parser.add_argument("--child", nargs=3, metavar=("KIND", "N", "M"), help=argparse.SUPPRESS)
     known, extra = parser.parse_known_args()
     if known.child:
@@ -151,21 +199,24 @@ def main() -> None:
         log = extra[extra.index("--log") + 1] if "--log" in extra else None
         child(kind, n, m, log)
         return
-    log = ROOT / "bench" / "thirteen.jsonl"
-    rows = [["case", "mode", "messages", "seconds", "messages/s", "peak RSS", "vs baseline"]]
+    log_file = ROOT / "bench" / "thirteen.jsonl"
+    widths = [10, 31, 12, 8, 11, 9, 0]
+    show(["case", "mode", "messages", "seconds", "messages/s", "peak RSS", "vs baseline"], widths)
     cases = [(13, 4)] if known.quick else [(13, 4), (16, 5), (19, 6)]
     for n, m in cases:
         name = f"n={n}, m={m}"
         base = measure("baseline", n, m, limit=known.baseline_limit)
-        rows.append(row(name, "baseline (dicts)", n, m, base, base))
+        show(row(name, "baseline (dicts)", n, m, base, base), widths)
         if n == 13:
-            logged = measure("per-message", n, m, log=log)
-            rows.append(row(name, "per-message, every path logged", n, m, logged, base))
-            log.unlink(missing_ok=True)
-        rows.append(row(name, "batched", n, m, measure("batched", n, m), base))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(r, widths)).rstrip())
+            logged = measure("per-message", n, m, log=log_file)
+            show(row(name, "per-message, every path logged", n, m, logged, base), widths)
+            log_file.unlink(missing_ok=True)
+        show(row(name, "batched", n, m, measure("batched", n, m), base), widths)
+
+
+def show(cells: list[str], widths: list[int]) -> None:
+    """One table row, printed as soon as it is measured: a full run takes minutes."""
+    print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip(), flush=True)
 
 
 if __name__ == "__main__":
