@@ -166,8 +166,8 @@ def row(case: str, mode: str, n: int, m: int, got: dict[str, object], base: dict
     total = messages(n, m)
     if got.get("stopped"):
         share = int(got["progress"]) / total  # type: ignore[call-overload]
-        loyal = n - 1 - m
-        done = f"stopped ({got['stopped']}): {share:.0%} of messages relayed, {got['decided']} of {loyal} decided"
+        decided = f"{got['decided']} of {n - 1 - m} loyal generals decided"
+        done = f"stopped ({got['stopped']}): {share:.0%} of messages relayed, {decided}"
         return [case, mode, f"{total:,}", "-", "-", "-", done]
     seconds, peak = float(got["seconds"]), int(got["peak"])  # type: ignore[arg-type, call-overload]
     ratio = "-"
