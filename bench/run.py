@@ -124,6 +124,8 @@ def measure(kind: str, n: int, m: int, *, log: Path | None = None, limit: float 
             if not line:
                 break
             lines.append(json.loads(line))
+            if "seconds" in lines[-1] or "out_of_memory" in lines[-1]:
+                break  # measured; tearing down a big baseline's dicts can take minutes more
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -132,6 +134,7 @@ def measure(kind: str, n: int, m: int, *, log: Path | None = None, limit: float 
             "progress": _progress(lines),
             "decided": _progress(lines, "decided"),
         }
+    process.kill()
     process.wait()
     if lines[-1].get("out_of_memory"):
         stopped = f"out of memory at {BASELINE_MEMORY / 2**30:.0f} GB"
@@ -189,6 +192,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="only n = 13, m = 4")
+    parser.add_argument("--only", metavar="N,M", help="only this army, e.g. 19,6")
     parser.add_argument(
         "--baseline-limit", type=float, default=300, help="seconds before the baseline is stopped"
     )
@@ -203,6 +207,9 @@ def main() -> None:
     widths = [10, 31, 12, 8, 11, 9, 0]
     show(["case", "mode", "messages", "seconds", "messages/s", "peak RSS", "vs baseline"], widths)
     cases = [(13, 4)] if known.quick else [(13, 4), (16, 5), (19, 6)]
+    if known.only:
+        n, m = (int(part) for part in known.only.split(","))
+        cases = [(n, m)]
     for n, m in cases:
         name = f"n={n}, m={m}"
         base = measure("baseline", n, m, limit=known.baseline_limit)

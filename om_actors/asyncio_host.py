@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import outcome
@@ -26,7 +27,7 @@ import trio
 
 from .events import Event
 from .log import LogTarget
-from .orchestrator import EventHandler, simulate
+from .orchestrator import EventHandler, Mode, simulate
 from .result import Result
 from .scenario import Scenario
 
@@ -67,6 +68,7 @@ async def simulate_asyncio(
     *,
     log: LogTarget | None = None,
     on_event: EventHandler | None = None,
+    mode: Mode = "auto",
 ) -> Result:
     """:func:`~om_actors.simulate` for asyncio applications.
 
@@ -79,12 +81,14 @@ async def simulate_asyncio(
     finished: asyncio.Future[outcome.Outcome[Result]]
     if trio.lowlevel.in_trio_run():
         # The loop's default executor: asyncio.run joins its threads on the way out.
-        main = _main(handle, scenario, log, _on_loop(loop, on_event))
+        main = _main(
+            handle, partial(simulate, scenario, log=log, on_event=_on_loop(loop, on_event), mode=mode)
+        )
         finished = loop.run_in_executor(None, _run_in_thread, main)
     else:
         finished = loop.create_future()
         trio.lowlevel.start_guest_run(
-            _main(handle, scenario, log, on_event),
+            _main(handle, partial(simulate, scenario, log=log, on_event=on_event, mode=mode)),
             run_sync_soon_threadsafe=loop.call_soon_threadsafe,
             done_callback=lambda result: _settle(finished, result),
             host_uses_signal_set_wakeup_fd=True,
@@ -92,13 +96,11 @@ async def simulate_asyncio(
     return await _outcome(finished, handle)
 
 
-def _main(
-    handle: _TrioRun, scenario: Scenario, log: LogTarget | None, on_event: EventHandler | None
-) -> Callable[[], Any]:
+def _main(handle: _TrioRun, run: Callable[[], Awaitable[Result]]) -> Callable[[], Awaitable[Result]]:
     async def main() -> Result:
         with trio.CancelScope() as scope:
             handle.started(scope)
-            return await simulate(scenario, log=log, on_event=on_event)
+            return await run()
         raise _Cancelled
 
     return main

@@ -162,16 +162,18 @@ class Simulation:
         assert self._result is not None
         return self._result
 
-    async def _run(self, send: trio.MemorySendChannel[Event], log: LogTarget | None) -> None:
+    async def _run(self, send: trio.MemorySendChannel[Event], log: LogTarget | None, mode: Mode) -> None:
         async with send:
             with open_log(log) as writer:
                 handlers = [writer] if writer is not None else []
-                self._result = await _Run(self.scenario, handlers, None, stream=send).run()
+                self._result = await _Run(self.scenario, handlers, None, stream=send, mode=mode).run()
         self._done.set()
 
 
 @asynccontextmanager
-async def open_simulation(scenario: Scenario, *, log: LogTarget | None = None) -> AsyncIterator[Simulation]:
+async def open_simulation(
+    scenario: Scenario, *, log: LogTarget | None = None, mode: Mode = "auto"
+) -> AsyncIterator[Simulation]:
     """Run ``scenario`` in the background and watch it live::
 
         async with open_simulation(scenario) as sim:
@@ -187,7 +189,7 @@ async def open_simulation(scenario: Scenario, *, log: LogTarget | None = None) -
     simulation = Simulation(scenario, receive)
     with unwrapped():
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(simulation._run, send, log)
+            nursery.start_soon(simulation._run, send, log, mode)
             try:
                 yield simulation
             finally:
