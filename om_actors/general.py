@@ -75,7 +75,25 @@ Post = Callable[[int, int, int, object, object], None]
 """``post(instance, round, receiver, path, value)``, bound to one general as the sender."""
 
 
-class GeneralActor:
+class _Actor:
+    """What every kind of general actor has: an id, maybe a strategy, and a way to report."""
+
+    def __init__(
+        self, me: int, *, strategy: Strategy | None, seed: int, record: Callable[[Event], None], tagged: bool
+    ) -> None:
+        self.id = me
+        self.strategy = strategy
+        self.seed = seed
+        self.received = 0
+        self._record = record
+        self._tagged = tagged
+
+    def _tag(self, instance: int) -> int | None:
+        """The instance as events carry it: only when a run has several."""
+        return instance if self._tagged else None
+
+
+class GeneralActor(_Actor):
     """Runs one general until its inbox closes.
 
     A loyal general sends without awaiting anything, so its round costs no
@@ -93,17 +111,9 @@ class GeneralActor:
         record: Callable[[Event], None],
         tagged: bool,
     ) -> None:
+        super().__init__(states[0].me, strategy=strategy, seed=seed, record=record, tagged=tagged)
         self.states = states
-        self.strategy = strategy
-        self.seed = seed
-        self.received = 0
         self._post = post
-        self._record = record
-        self._tagged = tagged
-
-    @property
-    def id(self) -> int:
-        return self.states[0].me
 
     async def run(
         self,
@@ -138,9 +148,6 @@ class GeneralActor:
             acks.send_nowait(Ack(self.id))
         elif isinstance(command, Decide):
             acks.send_nowait(Ack(self.id, decisions=tuple(state.decide() for state in self.states)))
-
-    def _tag(self, instance: int) -> int | None:
-        return instance if self._tagged else None
 
     def _deliver(self, envelope: Envelope) -> None:
         self.received += 1
@@ -220,7 +227,7 @@ BatchPost = Callable[[Batch, int], None]
 """``post(batch, receiver)``: the runtime's delivery of a batch, bound to its sender."""
 
 
-class BatchedGeneralActor:
+class BatchedGeneralActor(_Actor):
     """A general whose values live in a compact EIG store, one per instance.
 
     It answers the same commands as :class:`GeneralActor`, but a round's
@@ -240,16 +247,11 @@ class BatchedGeneralActor:
         record: Callable[[Event], None],
         tagged: bool,
     ) -> None:
-        self.id = me
+        super().__init__(me, strategy=strategy, seed=seed, record=record, tagged=tagged)
         self.layouts = layouts
         self.orders = orders
         self.stores = [EigStore(layout, me) for layout in layouts]
-        self.strategy = strategy
-        self.seed = seed
-        self.received = 0
         self._post = post
-        self._record = record
-        self._tagged = tagged
         self._inbox: dict[int, dict[int, Batch]] = {}
 
     async def run(
@@ -313,7 +315,7 @@ class BatchedGeneralActor:
             relayed = (*path, self.id)
             if held[rank] == NO_VOTE or receiver in relayed:
                 continue
-            tag = instance if self._tagged else None
+            tag = self._tag(instance)
             rng = message_rng(self.seed, self.id, relayed, receiver, tag)
             try:
                 choice = strategy.choose(round, relayed, receiver, values[held[rank]], rng)
@@ -352,7 +354,7 @@ class BatchedGeneralActor:
         layout = self.layouts[instance]
         setup = layout.setup
         seen: set[object] = set()
-        tag = instance if self._tagged else None
+        tag = self._tag(instance)
         for path, value in batch.messages:
             reason = rejection_reason(
                 setup, receiver=self.id, sender=batch.sender, round=round, path=path, value=value

@@ -11,15 +11,12 @@ from .protocol import Verdict, combine
 from .scenario import Scenario
 
 
-@attrs.frozen
-class InstanceOutcome:
-    """How one consensus instance ended: every loyal general's decision, and IC1/IC2."""
+class _Conditions:
+    """IC1, IC2 and success, read off a ``verdict``."""
 
-    index: int
-    commander: int
-    order: str
-    decisions: Mapping[int, str]
-    verdict: Verdict
+    @property
+    def verdict(self) -> Verdict:
+        raise NotImplementedError
 
     @property
     def agreement(self) -> bool:
@@ -35,7 +32,18 @@ class InstanceOutcome:
 
 
 @attrs.frozen
-class Result:
+class InstanceOutcome(_Conditions):
+    """How one consensus instance ended: every loyal general's decision, and IC1/IC2."""
+
+    index: int
+    commander: int
+    order: str
+    decisions: Mapping[int, str]
+    verdict: Verdict
+
+
+@attrs.frozen
+class Result(_Conditions):
     """The outcome of one run.
 
     ``instances`` holds one outcome per consensus instance -- just one,
@@ -64,18 +72,6 @@ class Result:
     @property
     def verdict(self) -> Verdict:
         return combine(outcome.verdict for outcome in self.instances)
-
-    @property
-    def agreement(self) -> bool:
-        return self.verdict.agreement
-
-    @property
-    def validity(self) -> bool | None:
-        return self.verdict.validity
-
-    @property
-    def success(self) -> bool:
-        return self.verdict.success
 
     @property
     def messages(self) -> int:

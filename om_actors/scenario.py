@@ -41,6 +41,8 @@ from .strategies import (
 DEFAULT_VALUES = ("attack", "retreat")
 
 Where = tuple[str | int, ...]
+Found = tuple[Where, str, bool]
+"""A problem found: where it is, what it is, and whether it is about a mapping's key."""
 
 
 def _traitor_specs(traitors: Mapping[int, TraitorSpec | str | Strategy]) -> Mapping[int, TraitorSpec]:
@@ -198,9 +200,7 @@ class Scenario:
         return data
 
 
-def semantic_problems(
-    fields: Mapping[str, Any], *, unusable: Collection[str] = ()
-) -> list[tuple[Where, str, bool]]:
+def semantic_problems(fields: Mapping[str, Any], *, unusable: Collection[str] = ()) -> list[Found]:
     """The rules between keys, over whatever keys are present and well typed.
 
     Keys in ``unusable`` were given but could not be read; rules that need
@@ -217,8 +217,8 @@ def semantic_problems(
     return problems
 
 
-def _army_problems(fields: Mapping[str, Any]) -> list[tuple[Where, str, bool]]:
-    problems: list[tuple[Where, str, bool]] = []
+def _army_problems(fields: Mapping[str, Any]) -> list[Found]:
+    problems: list[Found] = []
     n, m = fields.get("generals"), fields.get("m")
     if n is not None and n < 2:
         problems.append((("generals",), "needs at least 2 generals: a commander and a lieutenant", False))
@@ -243,8 +243,8 @@ def _army_problems(fields: Mapping[str, Any]) -> list[tuple[Where, str, bool]]:
     return problems
 
 
-def _value_problems(fields: Mapping[str, Any], values: tuple[str, ...]) -> list[tuple[Where, str, bool]]:
-    problems: list[tuple[Where, str, bool]] = []
+def _value_problems(fields: Mapping[str, Any], values: tuple[str, ...]) -> list[Found]:
+    problems: list[Found] = []
     if len(values) < 2:
         problems.append((("values",), "needs at least 2 values", False))
     for index, value in enumerate(values):
@@ -268,9 +268,7 @@ def _value_problems(fields: Mapping[str, Any], values: tuple[str, ...]) -> list[
     return problems
 
 
-def _strategy_problems(
-    general: int, spec: TraitorSpec, values: tuple[str, ...] | None
-) -> list[tuple[Where, str, bool]]:
+def _strategy_problems(general: int, spec: TraitorSpec, values: tuple[str, ...] | None) -> list[Found]:
     where: Where = ("traitors", general)
     if spec.built is not None:
         return []
@@ -278,7 +276,7 @@ def _strategy_problems(
         cls = strategy_class(spec.strategy)
     except StrategyError as exc:
         return [((*where, "strategy"), str(exc), False)]
-    problems: list[tuple[Where, str, bool]] = []
+    problems: list[Found] = []
     allowed = strategy_parameters(cls)
     if allowed is not None:
         for arg in sorted(set(spec.args) - allowed):
@@ -310,10 +308,15 @@ class _Invalid(Exception):
     is worth checking further: one bad traitor should not hide the others.
     """
 
-    def __init__(self, problems: list[tuple[Where, str, bool]], partial: object = None) -> None:
+    def __init__(self, problems: list[Found], partial: object = None) -> None:
         super().__init__(problems)
         self.problems = problems
         self.partial = partial
+
+
+def _under(prefix: Where, found: Iterable[Found]) -> list[Found]:
+    """Problems found inside a value, re-rooted at where that value sits."""
+    return [((*prefix, *where), text, on_key) for where, text, on_key in found]
 
 
 def _describe(value: object) -> str:
@@ -357,7 +360,7 @@ def _strict_bool(value: object, _: type) -> bool:
 def _strings(value: object, _: type) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise _mismatch("a list of strings", value)
-    problems: list[tuple[Where, str, bool]] = []
+    problems: list[Found] = []
     for index, item in enumerate(value):
         if not isinstance(item, str):
             problems.append(((index,), f"expected a string, got {_describe(item)}", False))
@@ -398,7 +401,7 @@ def _traitors(value: object, _: type) -> Mapping[int, TraitorSpec]:
     if not isinstance(value, Mapping):
         raise _mismatch("a mapping from general id to strategy", value)
     specs: dict[int, TraitorSpec] = {}
-    problems: list[tuple[Where, str, bool]] = []
+    problems: list[Found] = []
     for key, item in value.items():
         general = _general_id(key)
         if general is None:
@@ -407,7 +410,7 @@ def _traitors(value: object, _: type) -> Mapping[int, TraitorSpec]:
         try:
             specs[general] = _traitor_spec(item, TraitorSpec)
         except _Invalid as exc:
-            problems.extend(((key, *where), text, on_key) for where, text, on_key in exc.problems)
+            problems.extend(_under((key,), exc.problems))
     if problems:
         raise _Invalid(problems, partial=specs)
     return specs
@@ -445,7 +448,7 @@ def _instances(value: object, _: type) -> tuple[Instance, ...]:
     if not value:
         raise _Invalid([((), "needs at least one instance", False)])
     instances: list[Instance] = []
-    problems: list[tuple[Where, str, bool]] = []
+    problems: list[Found] = []
     for index, item in enumerate(value):
         if not isinstance(item, Mapping):
             text = f"expected a mapping with commander and order, got {_describe(item)}"
@@ -454,7 +457,7 @@ def _instances(value: object, _: type) -> tuple[Instance, ...]:
         try:
             instances.append(_converter.structure(item, Instance))
         except (cattrs.BaseValidationError, _Invalid) as exc:
-            problems.extend(((index, *where), text, on_key) for where, text, on_key in _flatten(exc))
+            problems.extend(_under((index,), _flatten(exc)))
     if problems:
         raise _Invalid(problems, partial=tuple(instances) if instances else None)
     return tuple(instances)
@@ -488,21 +491,20 @@ def _flatten(exc: BaseException, where: Where = ()) -> Any:
             ]
             yield from _flatten(sub, (*where, *step))
     elif isinstance(exc, _Invalid):
-        for sub_where, text, on_key in exc.problems:
-            yield (*where, *sub_where), text, on_key
+        yield from _under(where, exc.problems)
     elif isinstance(exc, KeyError):
         yield where, "missing required key", False
     else:
         yield where, str(exc), False
 
 
-def _structure_document(doc: object, *, name: str) -> tuple[dict[str, Any], list[tuple[Where, str, bool]]]:
+def _structure_document(doc: object, *, name: str) -> tuple[dict[str, Any], list[Found]]:
     if not isinstance(doc, Mapping):
         return {}, [
             ((), f"a scenario is a mapping with keys such as generals and m, not {_describe(doc)}", False)
         ]
     fields: dict[str, Any] = {}
-    problems: list[tuple[Where, str, bool]] = []
+    problems: list[Found] = []
     for key, value in doc.items():
         field = _FIELDS.get(key) if isinstance(key, str) else None
         if field is None:
@@ -511,7 +513,7 @@ def _structure_document(doc: object, *, name: str) -> tuple[dict[str, Any], list
         try:
             fields[key] = _structure(value, field)
         except _Invalid as exc:
-            problems.extend(((key, *where), text, on_key) for where, text, on_key in exc.problems)
+            problems.extend(_under((key,), exc.problems))
             if exc.partial is not None:
                 fields[key] = exc.partial
     problems.extend(((), f"missing required key {key!r}", False) for key in _REQUIRED if key not in doc)
@@ -552,7 +554,7 @@ def _locate(doc: object, where: Where, on_key: bool) -> tuple[int, int] | None:
     return line + 1, column + 1
 
 
-def _located(doc: object, problems: Sequence[tuple[Where, str, bool]]) -> list[Problem]:
+def _located(doc: object, problems: Sequence[Found]) -> list[Problem]:
     located = []
     for where, text, on_key in problems:
         position = _locate(doc, where, on_key)
