@@ -7,6 +7,11 @@ are FIFO, so that acknowledgement means every message of the round has been
 delivered.  Only then does it publish the round's events, sorted by
 instance, path, receiver and sender, so trio's deliberately random
 scheduling never shows in the output.
+
+The same barrier drives both modes: in per-message mode an inbox item is
+one message; in batched mode it is one :class:`~om_actors.general.Batch`
+per sender, receiver and round, and a flush is when a general takes a whole
+level of its EIG store at once.
 """
 
 from __future__ import annotations

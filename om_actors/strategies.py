@@ -59,7 +59,8 @@ class BatchStrategy(Protocol):
     ``None`` for silence.  It must give what :meth:`Strategy.choose` would,
     path by path: batched runs use it, per-message runs do not, and the two
     modes must agree.  Strategies without it run at per-path speed in
-    batched mode.
+    batched mode.  A subclass of a built-in that overrides ``choose`` must
+    override this too, or batched mode keeps lying the parent's way.
     """
 
     def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None: ...
