@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
+from .cluster import run_cluster, serve_node
 from .errors import OmActorsError
 from .explain import View, dot_graph, explain, text_tree
 from .log import LogLine, Selection, read_log
@@ -38,6 +39,7 @@ from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, si
 from .protocol import messages_sent
 from .replay import SUMMARY_ONLY, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, print_verify, report
+from .result import describe_generals
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario
 from .verify import (
     ADVERSARIES,
@@ -132,6 +134,58 @@ def run(
         sys.exit(130)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        report(out, result)
+    sys.exit(0 if not result.unmet_expectations() else 1)
+
+
+@main.command("node")
+@click.option("--id", "me", type=click.IntRange(min=0), required=True, help="This general's id.")
+@click.option("--cluster", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The cluster file: every general's address and public key.")  # fmt: skip
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="This general's Ed25519 private key, PEM.")  # fmt: skip
+def node_command(me: int, cluster: Path, key: Path) -> None:
+    """Serve one general over HTTP at its address in the cluster file, until stopped."""
+    _, err = _consoles()
+    with _reporting_errors(err), suppress(KeyboardInterrupt):
+        trio.run(partial(serve_node, me, cluster, key))
+
+
+@main.command("cluster")
+@click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 65000),
+    help="General g listens on this port + g (default: free ports).",
+)
+@click.option("--log", "log_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write every event as JSON lines to this file.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+def cluster_command(scenario_file: Path, base_port: int | None, log_file: Path | None, as_json: bool) -> None:
+    """Run SCENARIO with every general its own process on 127.0.0.1, over signed HTTP.
+
+    Output, log and exit status are those of `om-actors run`.
+    """
+    out, err = _consoles()
+    if as_json:
+        out.quiet = True
+    with _reporting_errors(err):
+        scenario = load_scenario(scenario_file)
+        for warning in scenario.warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning)}")
+        try:
+            outcome = trio.run(partial(run_cluster, scenario, base_port=base_port, log=log_file))
+        except KeyboardInterrupt:
+            err.print("interrupted: every node process was stopped")
+            sys.exit(130)
+    result = outcome.result
+    if outcome.crashed:
+        err.print(
+            f"[yellow]warning:[/] {describe_generals(list(outcome.crashed))} crashed and counted as silent"
+        )
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "crashed": list(outcome.crashed)}, indent=2))
     else:
         report(out, result)
     sys.exit(0 if not result.unmet_expectations() else 1)

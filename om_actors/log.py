@@ -54,7 +54,7 @@ def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> Mut
     return {"event": event_dict.pop("event"), **event_dict}
 
 
-def _fallback(value: object) -> str:
+def json_fallback(value: object) -> str:
     """A traitor's garbage that JSON cannot hold, as its ``repr``, less any memory address.
 
     An address differs from run to run, and one scenario and seed must
@@ -68,7 +68,7 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 _renderer = structlog.wrap_logger(
     structlog.ReturnLogger(),
-    processors=[event_first, structlog.processors.JSONRenderer(default=_fallback)],
+    processors=[event_first, structlog.processors.JSONRenderer(default=json_fallback)],
     wrapper_class=structlog.BoundLogger,
 ).bind()
 

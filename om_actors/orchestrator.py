@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any, Literal
@@ -232,7 +232,7 @@ def _path_key(path: object) -> tuple[int, Any]:
     return (1, repr(path))
 
 
-def _event_key(event: Event) -> tuple[Any, ...]:
+def event_order(event: Event) -> tuple[Any, ...]:
     assert isinstance(event, (MessageSent, MessageRejected, StrategyFailed))
     instance = event.instance or 0
     if isinstance(event, StrategyFailed):
@@ -382,7 +382,7 @@ class _Run:
         if late:
             self.timed_out[round] = late
         await self._barrier(lambda: Flush(round))
-        events = sorted(self.pending, key=_event_key)
+        events = sorted(self.pending, key=event_order)
         self.pending.clear()
         for event in events:
             await self.publish(event)
@@ -402,16 +402,9 @@ class _Run:
         return {ack.general: ack.decisions for ack in sorted(acks, key=lambda ack: ack.general)}
 
     async def _conclude(self, decisions: dict[int, tuple[str, ...]]) -> Result:
-        outcomes = []
-        for index in range(len(self.instances)):
-            for general, values in decisions.items():
-                traitor = general in self.scenario.traitors
-                await self.publish(Decided(general, values[index], traitor, instance=self._tag(index)))
-            outcome = self._judge(index, {g: values[index] for g, values in decisions.items()})
-            outcomes.append(outcome)
-            if self.tagged:
-                await self._publish_verdict(outcome.verdict, self.sent_by_instance[index], instance=index)
-        await self._publish_verdict(combine(o.verdict for o in outcomes), sum(self.sent))
+        outcomes, events = conclusion(self.scenario, decisions, self.sent_by_instance)
+        for event in events:
+            await self.publish(event)
         return Result(
             scenario=self.scenario,
             instances=tuple(outcomes),
@@ -422,17 +415,41 @@ class _Run:
             timed_out=self.timed_out,
         )
 
-    def _judge(self, index: int, decisions: dict[int, str]) -> InstanceOutcome:
-        instance = self.instances[index]
-        loyal = {g: decisions[g] for g in self.scenario.loyal}
-        setup = self.scenario.setup_for(instance)
-        verdict = judge(setup, loyal, loyal=loyal, order=instance.order)
-        return InstanceOutcome(index, instance.commander, instance.order, loyal, verdict)
 
-    async def _publish_verdict(self, verdict: Verdict, messages: int, *, instance: int | None = None) -> None:
-        rounds = self.scenario.m + 1
-        await self.publish(
-            VerdictReached(
-                verdict.agreement, verdict.validity, verdict.success, messages, rounds, instance=instance
-            )
-        )
+def conclusion(
+    scenario: Scenario,
+    decisions: Mapping[int, tuple[str, ...]],
+    sent_by_instance: Sequence[int],
+    *,
+    faulty: Collection[int] = (),
+) -> tuple[list[InstanceOutcome], list[Event]]:
+    """The end of a run: each instance's outcome, and the decision and verdict events, in log order.
+
+    ``decisions`` maps each general to its decision in every instance;
+    ``faulty`` generals (a node that died) count as neither loyal nor
+    traitor: their decisions are lost.
+    """
+    instances = scenario.effective_instances
+    tagged = len(instances) > 1
+    outcomes: list[InstanceOutcome] = []
+    events: list[Event] = []
+    for index, instance in enumerate(instances):
+        tag = index if tagged else None
+        for general, values in decisions.items():
+            events.append(Decided(general, values[index], general in scenario.traitors, instance=tag))
+        loyal = {g: decisions[g][index] for g in scenario.loyal if g in decisions and g not in faulty}
+        verdict = judge(scenario.setup_for(instance), loyal, loyal=loyal, order=instance.order)
+        outcomes.append(InstanceOutcome(index, instance.commander, instance.order, loyal, verdict))
+        if tagged:
+            events.append(_verdict_event(scenario, verdict, sent_by_instance[index], index))
+    events.append(_verdict_event(scenario, combine(o.verdict for o in outcomes), sum(sent_by_instance), None))
+    return outcomes, events
+
+
+def _verdict_event(
+    scenario: Scenario, verdict: Verdict, messages: int, instance: int | None
+) -> VerdictReached:
+    rounds = scenario.m + 1
+    return VerdictReached(
+        verdict.agreement, verdict.validity, verdict.success, messages, rounds, instance=instance
+    )
