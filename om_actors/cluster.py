@@ -183,15 +183,13 @@ def _processes(folder: Path, count: int) -> Iterator[list[subprocess.Popen[bytes
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for general in range(count):
-            output = (folder / f"general-{general}.log").open("wb")
+            key = folder / f"general-{general}.pem"
             command = [sys.executable, "-m", "om_actors", "node", "--id", str(general)]
-            command += [
-                "--cluster",
-                str(folder / "cluster.yaml"),
-                "--key",
-                str(folder / f"general-{general}.pem"),
-            ]
-            processes.append(subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=_env()))
+            command += ["--cluster", str(folder / "cluster.yaml"), "--key", str(key)]
+            # The child keeps its own copy of the descriptor; ours closes at once.
+            with (folder / f"general-{general}.log").open("wb") as output:
+                process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=_env())
+            processes.append(process)
         yield processes
     finally:
         for process in processes:

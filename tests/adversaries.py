@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 from collections.abc import Iterable
 
 import attrs
@@ -60,3 +62,13 @@ class Crash:
         if receiver % 2:
             raise RuntimeError(f"boom at {path}")
         return "retreat"
+
+
+@attrs.frozen
+class Crashes:
+    """Kills its own process with SIGKILL when asked for its first round-2 message: a node that dies."""
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        if round == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return value

@@ -1,0 +1,90 @@
+"""Every general its own process: the cluster against the in-memory run.
+
+Rules for this file:
+- loopback only, on ports chosen free at run time;
+- every test is bounded with ``trio.fail_after`` and reaps every process
+  it started (``run_cluster`` stops them; the last check is that none is
+  left);
+- a node that dies does so by SIGKILL, from a traitor strategy that kills
+  its own process in round 2, so the crash is mid-run by construction.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
+from om_actors.cluster import run_cluster
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def nodes_see_the_test_strategies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+
+
+def _nodes_left() -> int:
+    found = subprocess.run(["pgrep", "-f", "om_actors node"], capture_output=True, text=True, check=False)
+    return len(found.stdout.split())
+
+
+async def test_the_cluster_writes_the_same_log_as_the_in_memory_run(tmp_path: Path) -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    log = tmp_path / "cluster.jsonl"
+    with trio.fail_after(60):
+        outcome = await run_cluster(scenario, log=log)
+    memory = io.BytesIO()
+    expected = await trio.to_thread.run_sync(lambda: simulate_sync(scenario, log=memory))
+    assert outcome.crashed == ()
+    assert outcome.result.decisions == expected.decisions
+    assert outcome.result.messages_per_round == expected.messages_per_round
+    assert outcome.result.received == expected.received
+    assert log.read_bytes() == memory.getvalue()
+    assert _nodes_left() == 0
+
+
+async def test_a_node_killed_mid_run_is_named_and_counted_silent() -> None:
+    scenario = Scenario(generals=7, m=2, traitors={3: "adversaries:Crashes"}, round_timeout=2)
+    with trio.fail_after(60):
+        outcome = await run_cluster(scenario)
+    assert outcome.crashed == (3,)
+    result = outcome.result
+    assert result.decisions == dict.fromkeys((0, 1, 2, 4, 5, 6), "attack")
+    assert result.success
+    assert result.messages_per_round[0] == 6
+    assert 3 in result.timed_out[2]
+    assert _nodes_left() == 0
+
+
+async def test_a_slow_node_within_the_timeout_changes_nothing() -> None:
+    slow = TraitorSpec("adversaries:Slow", {"delay": 0.02})
+    scenario = Scenario(generals=4, m=1, traitors={3: slow}, round_timeout=5)
+    with trio.fail_after(60):
+        outcome = await run_cluster(scenario)
+    expected = await trio.to_thread.run_sync(lambda: simulate_sync(scenario))
+    assert outcome.result.decisions == expected.decisions
+    assert outcome.result.messages == expected.messages
+    assert outcome.result.timed_out == {}
+
+
+def test_the_cluster_command_prints_what_run_prints() -> None:
+    from click.testing import CliRunner
+
+    from om_actors.cli import main
+
+    scenario = str(SCENARIOS / "four-generals-traitor-lieutenant.yaml")
+    cluster = CliRunner().invoke(main, ["cluster", scenario])
+    run = CliRunner().invoke(main, ["run", scenario])
+    assert (cluster.exit_code, cluster.stdout) == (0, run.stdout)
+    as_json = CliRunner().invoke(main, ["cluster", scenario, "--json"])
+    assert json.loads(as_json.stdout)["decisions"] == {"0": "attack", "1": "attack", "2": "attack"}
+    assert json.loads(as_json.stdout)["crashed"] == []
+    assert _nodes_left() == 0
