@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from .cluster import run_cluster, serve_node
+from .cluster import run_cluster, serve_node, write_keys
 from .errors import OmActorsError
 from .explain import View, dot_graph, explain, text_tree
 from .log import LogLine, Selection, read_log
@@ -162,9 +162,17 @@ def node_command(me: int, cluster: Path, key: Path) -> None:
 @click.option("--log", "log_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write every event as JSON lines to this file.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
-def cluster_command(scenario_file: Path, base_port: int | None, log_file: Path | None, as_json: bool) -> None:
-    """Run SCENARIO with every general its own process on 127.0.0.1, over signed HTTP.
+@click.option(
+    "--nodes",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Drive nodes already running, listed in this cluster file, instead of starting them here.",
+)
+def cluster_command(
+    scenario_file: Path, base_port: int | None, log_file: Path | None, as_json: bool, nodes: Path | None
+) -> None:
+    """Run SCENARIO with every general its own process, over signed HTTP.
 
+    By default it starts the nodes on 127.0.0.1 and stops them afterwards.
     Output, log and exit status are those of `om-actors run`.
     """
     out, err = _consoles()
@@ -175,7 +183,7 @@ def cluster_command(scenario_file: Path, base_port: int | None, log_file: Path |
         for warning in scenario.warnings:
             err.print(f"[yellow]warning:[/] {escape(warning)}")
         try:
-            outcome = trio.run(partial(run_cluster, scenario, base_port=base_port, log=log_file))
+            outcome = trio.run(partial(run_cluster, scenario, base_port=base_port, log=log_file, nodes=nodes))
         except KeyboardInterrupt:
             err.print("interrupted: every node process was stopped")
             sys.exit(130)
@@ -189,6 +197,23 @@ def cluster_command(scenario_file: Path, base_port: int | None, log_file: Path |
     else:
         report(out, result)
     sys.exit(0 if not result.unmet_expectations() else 1)
+
+
+@main.command("keys")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--addresses", required=True, help="host:port of general 0, 1, ..., separated by commas.")
+def keys_command(folder: Path, addresses: str) -> None:
+    """Write a key pair per general and the cluster file into FOLDER, for nodes started by hand."""
+    out, err = _consoles()
+    listed = [address.strip() for address in addresses.split(",")]
+    if any(":" not in address for address in listed):
+        raise click.BadParameter("write each address as host:port", param_hint="--addresses")
+    with _reporting_errors(err):
+        folder.mkdir(parents=True, exist_ok=True)
+        cluster = write_keys(folder, dict(enumerate(listed)))
+    out.print(
+        f"wrote {cluster} and {len(listed)} private keys, general-0.pem to general-{len(listed) - 1}.pem"
+    )
 
 
 def _path_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:

@@ -157,24 +157,56 @@ class ClusterRun:
 
 
 async def run_cluster(
-    scenario: Scenario, *, base_port: int | None = None, log: LogTarget | None = None
+    scenario: Scenario,
+    *,
+    base_port: int | None = None,
+    log: LogTarget | None = None,
+    nodes: Path | None = None,
 ) -> ClusterRun:
-    """Run ``scenario`` on one node process per general, and stop them all afterwards."""
+    """Run ``scenario`` over HTTP, one node per general.
+
+    Without ``nodes``, starts a node process per general on 127.0.0.1 (on
+    ``base_port + g``, or on free ports) and stops them all afterwards.
+    With ``nodes``, a cluster file, drives nodes someone started already,
+    wherever they run.
+    """
+    if nodes is not None:
+        peers = load_cluster(nodes)
+        if set(peers) != set(range(scenario.generals)):
+            raise ClusterError(
+                f"{nodes}: lists generals {sorted(peers)}, the scenario has {scenario.generals}"
+            )
+        return await _drive(scenario, {g: peer.address for g, peer in peers.items()}, [], log)
     with tempfile.TemporaryDirectory(prefix="om-actors-cluster-") as folder:
         ports = (
             [base_port + g for g in range(scenario.generals)] if base_port else free_ports(scenario.generals)
         )
         addresses = {g: f"127.0.0.1:{port}" for g, port in enumerate(ports)}
-        keys = {g: Ed25519PrivateKey.generate() for g in addresses}
-        cluster = Path(folder) / "cluster.yaml"
-        write_cluster(cluster, addresses, keys)
-        for general, key in keys.items():
-            write_key(key, Path(folder) / f"general-{general}.pem")
+        write_keys(Path(folder), addresses)
         with _processes(Path(folder), scenario.generals) as processes:
-            async with httpx.AsyncClient(timeout=max(5.0, 2 * scenario.round_timeout)) as client:
-                driver = _Driver(scenario, addresses, processes, client)
-                await driver.wait_until_healthy()
-                return await driver.run(log)
+            return await _drive(scenario, addresses, processes, log)
+
+
+def write_keys(folder: Path, addresses: Mapping[int, str]) -> Path:
+    """A key pair per general, ``general-G.pem``, and ``cluster.yaml`` naming them all."""
+    keys = {g: Ed25519PrivateKey.generate() for g in addresses}
+    cluster = folder / "cluster.yaml"
+    write_cluster(cluster, addresses, keys)
+    for general, key in keys.items():
+        write_key(key, folder / f"general-{general}.pem")
+    return cluster
+
+
+async def _drive(
+    scenario: Scenario,
+    addresses: Mapping[int, str],
+    processes: Sequence[subprocess.Popen[bytes]],
+    log: LogTarget | None,
+) -> ClusterRun:
+    async with httpx.AsyncClient(timeout=max(5.0, 2 * scenario.round_timeout)) as client:
+        driver = _Driver(scenario, addresses, processes, client)
+        await driver.wait_until_healthy()
+        return await driver.run(log)
 
 
 @contextmanager
@@ -230,7 +262,7 @@ class _Driver:
         with trio.move_on_after(STARTUP_TIMEOUT) as waiting:
             for general in self.addresses:
                 while True:
-                    if self.processes[general].poll() is not None:
+                    if self.processes and self.processes[general].poll() is not None:
                         raise ClusterError(f"node {general} exited during start-up")
                     try:
                         (await self.client.get(self._url(general, "/status"))).raise_for_status()

@@ -14,13 +14,14 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import trio
 
 from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
-from om_actors.cluster import run_cluster
+from om_actors.cluster import free_ports, run_cluster, write_keys
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 TESTS = Path(__file__).parent
@@ -36,8 +37,13 @@ def _nodes_left() -> int:
     return len(found.stdout.split())
 
 
-async def test_the_cluster_writes_the_same_log_as_the_in_memory_run(tmp_path: Path) -> None:
-    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+SMALL = sorted(p for p in SCENARIOS.glob("*.yaml") if load_scenario(p).generals <= 7)
+"""The shipped scenarios that fit a test's time as processes; thirteen generals was checked by hand."""
+
+
+@pytest.mark.parametrize("path", SMALL, ids=lambda p: p.stem)
+async def test_the_cluster_writes_the_same_log_as_the_in_memory_run(path: Path, tmp_path: Path) -> None:
+    scenario = load_scenario(path)
     log = tmp_path / "cluster.jsonl"
     with trio.fail_after(60):
         outcome = await run_cluster(scenario, log=log)
@@ -87,4 +93,29 @@ def test_the_cluster_command_prints_what_run_prints() -> None:
     as_json = CliRunner().invoke(main, ["cluster", scenario, "--json"])
     assert json.loads(as_json.stdout)["decisions"] == {"0": "attack", "1": "attack", "2": "attack"}
     assert json.loads(as_json.stdout)["crashed"] == []
+    assert _nodes_left() == 0
+
+
+async def test_nodes_started_by_hand_are_driven_from_their_cluster_file(tmp_path: Path) -> None:
+    addresses = {g: f"127.0.0.1:{port}" for g, port in enumerate(free_ports(4))}
+    cluster = write_keys(tmp_path, addresses)
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "om_actors", "node", "--id", str(g), "--cluster", str(cluster),
+             "--key", str(tmp_path / f"general-{g}.pem")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for g in addresses
+    ]  # fmt: skip
+    try:
+        scenario = load_scenario(SCENARIOS / "four-generals-traitor-lieutenant.yaml")
+        with trio.fail_after(60):
+            outcome = await run_cluster(scenario, nodes=cluster)
+        assert outcome.result.decisions == {0: "attack", 1: "attack", 2: "attack"}
+        assert outcome.result.messages == 9
+    finally:
+        for node in nodes:
+            node.terminate()
+            node.wait(timeout=10)
     assert _nodes_left() == 0
