@@ -39,7 +39,7 @@ from .errors import OmActorsError
 from .events import SCHEMA, Event, MessageRejected, MessageSent, RoundEnded, RunStarted, StrategyFailed
 from .log import LogTarget, open_log
 from .node import Node, Peer
-from .orchestrator import conclusion, event_order
+from .orchestrator import conclusion, event_order, unwrapped
 from .result import Result
 from .scenario import Scenario
 
@@ -282,10 +282,11 @@ class _Driver:
             except httpx.TransportError:
                 self.crashed.add(general)
 
-        async with trio.open_nursery() as nursery:
-            for general in self.addresses:
-                if general not in self.crashed:
-                    nursery.start_soon(one, general)
+        with unwrapped():  # a refusal comes out as the ClusterError it is
+            async with trio.open_nursery() as nursery:
+                for general in self.addresses:
+                    if general not in self.crashed:
+                        nursery.start_soon(one, general)
         return answers
 
     async def _post(self, general: int, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:

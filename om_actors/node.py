@@ -104,6 +104,7 @@ class Node:
         """The ASGI entry point: route, run, and turn refusals into JSON errors."""
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            await self.client.aclose()
             return
         if scope["type"] != "http":
             return
@@ -145,20 +146,23 @@ class Node:
         round = _field(fields, "round", int)
         if not 1 <= round <= instance.state.setup.rounds:
             raise RequestError(422, f"round {round} is not a round of this instance")
-        orders = await self._outgoing(instance, round)
+        orders: dict[int, list[dict[str, Any]]] = {}
         unreachable: list[int] = []
-        with trio.move_on_after(instance.round_timeout) as scope_:
+        # One deadline for choosing and for sending: a strategy that hangs is cut off like a slow peer.
+        with trio.move_on_after(instance.round_timeout) as deadline:
+            await self._outgoing(instance, round, orders)
             async with trio.open_nursery() as nursery:
                 for receiver, messages in orders.items():
                     nursery.start_soon(self._deliver, instance, round, receiver, messages, unreachable)
         if round == instance.state.setup.rounds:
             instance.finished = True
-        return 200, {"sent": sum(len(m) for m in orders.values()), "unreachable": sorted(unreachable),
-                     "timed_out": scope_.cancelled_caught}  # fmt: skip
+        sent = sum(len(m) for m in orders.values())
+        return 200, {"sent": sent, "unreachable": sorted(unreachable), "timed_out": deadline.cancelled_caught}
 
-    async def _outgoing(self, instance: _Instance, round: int) -> dict[int, list[dict[str, Any]]]:
+    async def _outgoing(
+        self, instance: _Instance, round: int, orders: dict[int, list[dict[str, Any]]]
+    ) -> None:
         """This round's messages by receiver, each a traitor's choice where it is one."""
-        orders: dict[int, list[dict[str, Any]]] = {}
         for outgoing in instance.state.outbox(round):
             path, value = outgoing.path, outgoing.value
             if instance.strategy is not None:
@@ -187,7 +191,6 @@ class Node:
                 message = {"path": list(path), "value": value}
             orders.setdefault(outgoing.receiver, []).append(message)
             instance.sent.append({"round": round, "receiver": outgoing.receiver, **message})
-        return orders
 
     async def _deliver(
         self, instance: _Instance, round: int, receiver: int, messages: list[dict[str, Any]], lost: list[int]
