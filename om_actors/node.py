@@ -22,17 +22,19 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
 import httpx
+import structlog
 import trio
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import OmActorsError
-from .log import json_fallback
+from .log import event_first, json_fallback
 from .protocol import General
 from .scenario import Scenario, scenario_from_dict
 from .strategies import Forgery, Strategy, message_rng
@@ -99,6 +101,11 @@ class Node:
         self.peers = peers
         self.instances: dict[int, _Instance] = {}
         self.client = httpx.AsyncClient()
+        self.log = structlog.wrap_logger(
+            structlog.PrintLogger(sys.stderr),
+            processors=[event_first, structlog.processors.JSONRenderer(default=json_fallback)],
+            wrapper_class=structlog.BoundLogger,
+        ).bind(general=me)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point: route, run, and turn refusals into JSON errors."""
@@ -115,6 +122,9 @@ class Node:
             body = await _body(receive) if scope["method"] == "POST" else b""
             status, answer = await route(self, scope, body)
         except RequestError as refusal:
+            # A refused order is a message treated as missing: the node's own log says why.
+            self.log.msg("request.refused", method=scope["method"], path=scope["path"], status=refusal.status,
+                         error=refusal.message)  # fmt: skip
             status, answer = refusal.status, {"error": refusal.message}
         await _respond(send, status, answer)
 

@@ -9,11 +9,13 @@ Rules for this file:
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -73,7 +75,9 @@ async def test_a_signed_order_is_delivered_and_a_forged_path_rejected() -> None:
             assert forged.json() == {"accepted": 0, "rejected": 1}
 
 
-async def test_refusals_are_4xx_with_a_json_error_and_the_node_keeps_serving() -> None:
+async def test_refusals_are_4xx_with_a_json_error_and_the_node_keeps_serving(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with bounded():
         async with node_client() as client:
             await started(client)
@@ -106,6 +110,15 @@ async def test_refusals_are_4xx_with_a_json_error_and_the_node_keeps_serving() -
                 "replayed message: round 2 from 2 was already delivered",
             )
             assert (await client.get("/status")).status_code == 200
+    refusals = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert {r["event"] for r in refusals} == {"request.refused"}
+    assert {
+        "general": 1,
+        "method": "POST",
+        "path": "/order",
+        "status": 403,
+        "error": "bad signature for sender 2",
+    } | {"event": "request.refused"} in refusals
 
 
 async def test_a_scenario_that_does_not_load_is_422() -> None:
