@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from click.testing import CliRunner, Result
 
 from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
+from om_actors.cli import main
 from om_actors.cluster import free_ports, run_cluster, write_keys
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -81,16 +83,17 @@ async def test_a_slow_node_within_the_timeout_changes_nothing() -> None:
     assert outcome.result.timed_out == {}
 
 
-def test_the_cluster_command_prints_what_run_prints() -> None:
-    from click.testing import CliRunner
-
-    from om_actors.cli import main
-
+async def test_the_cluster_command_prints_what_run_prints() -> None:
     scenario = str(SCENARIOS / "four-generals-traitor-lieutenant.yaml")
-    cluster = CliRunner().invoke(main, ["cluster", scenario])
-    run = CliRunner().invoke(main, ["run", scenario])
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args))
+
+    with trio.fail_after(90):
+        cluster = await trio.to_thread.run_sync(invoke, "cluster", scenario, abandon_on_cancel=True)
+        as_json = await trio.to_thread.run_sync(invoke, "cluster", scenario, "--json", abandon_on_cancel=True)
+    run = invoke("run", scenario)
     assert (cluster.exit_code, cluster.stdout) == (0, run.stdout)
-    as_json = CliRunner().invoke(main, ["cluster", scenario, "--json"])
     assert json.loads(as_json.stdout)["decisions"] == {"0": "attack", "1": "attack", "2": "attack"}
     assert json.loads(as_json.stdout)["crashed"] == []
     assert _nodes_left() == 0
