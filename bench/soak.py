@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,8 +30,15 @@ def descriptors() -> int:
 
 
 def nodes_left() -> int:
-    found = subprocess.run(["pgrep", "-f", "om_actors node"], capture_output=True, text=True, check=False)
-    return len(found.stdout.split())
+    """Node processes still alive on this machine, read from /proc: no pgrep needed."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        count += b"om_actors" in command and b"node" in command
+    return count
 
 
 def port_free(port: int) -> bool:
