@@ -30,14 +30,20 @@ def descriptors() -> int:
 
 
 def nodes_left() -> int:
-    """Node processes still alive on this machine, read from /proc: no pgrep needed."""
+    """Node processes this process started that are still alive, read from /proc.
+
+    Only our own children count: other test runs on the machine may have
+    nodes of their own.
+    """
     count = 0
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
         except OSError:
             continue
-        count += b"om_actors" in command and b"node" in command
+        parent = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
+        count += parent == str(os.getpid()) and b"om_actors" in command and b"node" in command
     return count
 
 
