@@ -20,31 +20,13 @@ from pathlib import Path
 import trio
 
 import om_actors
-from om_actors.cluster import run_cluster
+from om_actors.cluster import run_cluster, running_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def nodes_left() -> int:
-    """Node processes this process started that are still alive, read from /proc.
-
-    Only our own children count: other test runs on the machine may have
-    nodes of their own.
-    """
-    count = 0
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        parent = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
-        count += parent == str(os.getpid()) and b"om_actors" in command and b"node" in command
-    return count
 
 
 def port_free(port: int) -> bool:
@@ -76,8 +58,8 @@ def main() -> None:
             problems.append("decisions or message count differ from the in-memory run")
         if outcome.crashed:
             problems.append(f"generals {outcome.crashed} crashed")
-        if nodes_left():
-            problems.append(f"{nodes_left()} node process(es) left")
+        if running_nodes():
+            problems.append(f"{running_nodes()} node process(es) left")
         busy = [port for port in ports if not port_free(port)]
         if busy:
             problems.append(f"ports still bound: {busy}")

@@ -234,6 +234,24 @@ def _processes(folder: Path, count: int) -> Iterator[list[subprocess.Popen[bytes
                 process.wait()
 
 
+def running_nodes() -> int:
+    """Node processes this process started that are still alive, read from /proc (Linux).
+
+    Only our own children count: other runs on the machine may have nodes of
+    their own.  The tests and the soak script use it to check for leaks.
+    """
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        parent = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
+        count += parent == str(os.getpid()) and b"om_actors" in command and b"node" in command
+    return count
+
+
 def _env() -> dict[str, str]:
     """The nodes import om_actors from where this process did, whatever the working folder."""
     package_root = str(Path(__file__).resolve().parent.parent)

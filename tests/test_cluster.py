@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from click.testing import CliRunner, Result
 
 from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
 from om_actors.cli import main
-from om_actors.cluster import free_ports, run_cluster, write_keys
+from om_actors.cluster import free_ports, run_cluster, running_nodes, write_keys
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 TESTS = Path(__file__).parent
@@ -33,24 +32,6 @@ TESTS = Path(__file__).parent
 @pytest.fixture(autouse=True)
 def nodes_see_the_test_strategies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
-
-
-def _nodes_left() -> int:
-    """Node processes this process started that are still alive, read from /proc.
-
-    Only our own children count: other test runs on the machine may have
-    nodes of their own.
-    """
-    count = 0
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        parent = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
-        count += parent == str(os.getpid()) and b"om_actors" in command and b"node" in command
-    return count
 
 
 SMALL = sorted(p for p in SCENARIOS.glob("*.yaml") if load_scenario(p).generals <= 7)
@@ -70,7 +51,7 @@ async def test_the_cluster_writes_the_same_log_as_the_in_memory_run(path: Path, 
     assert outcome.result.messages_per_round == expected.messages_per_round
     assert outcome.result.received == expected.received
     assert log.read_bytes() == memory.getvalue()
-    assert _nodes_left() == 0
+    assert running_nodes() == 0
 
 
 async def test_a_node_killed_mid_run_is_named_and_counted_silent() -> None:
@@ -83,7 +64,7 @@ async def test_a_node_killed_mid_run_is_named_and_counted_silent() -> None:
     assert result.success
     assert result.messages_per_round[0] == 6
     assert 3 in result.timed_out[2]
-    assert _nodes_left() == 0
+    assert running_nodes() == 0
 
 
 async def test_a_slow_node_within_the_timeout_changes_nothing() -> None:
@@ -110,7 +91,7 @@ async def test_the_cluster_command_prints_what_run_prints() -> None:
     assert (cluster.exit_code, cluster.stdout) == (0, run.stdout)
     assert json.loads(as_json.stdout)["decisions"] == {"0": "attack", "1": "attack", "2": "attack"}
     assert json.loads(as_json.stdout)["crashed"] == []
-    assert _nodes_left() == 0
+    assert running_nodes() == 0
 
 
 async def test_nodes_started_by_hand_are_driven_from_their_cluster_file(tmp_path: Path) -> None:
@@ -135,4 +116,4 @@ async def test_nodes_started_by_hand_are_driven_from_their_cluster_file(tmp_path
         for node in nodes:
             node.terminate()
             node.wait(timeout=10)
-    assert _nodes_left() == 0
+    assert running_nodes() == 0
