@@ -11,7 +11,6 @@ traitor from speaking for anyone else.
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections.abc import Callable, Sequence
 from typing import Union
@@ -24,7 +23,7 @@ from .eig import NO_VOTE, EigLayout, EigStore, stack_rows
 from .events import Event, MessageRejected, StrategyFailed
 from .protocol import General, Outgoing, rejection_reason
 from .strategies import Batch as BatchValues
-from .strategies import BatchStrategy, Forgery, Strategy, message_rng
+from .strategies import BatchStrategy, Strategy, StrategyRaised, consult, message_rng
 
 
 @attrs.frozen
@@ -181,24 +180,17 @@ class GeneralActor(_Actor):
     async def _send_as_traitor(
         self, instance: int, round: int, outgoing: Outgoing, strategy: Strategy
     ) -> None:
+        rng = self._rng(instance, outgoing)
         try:
-            choice = strategy.choose(
-                round, outgoing.path, outgoing.receiver, outgoing.value, self._rng(instance, outgoing)
+            told = await consult(strategy, round, outgoing.path, outgoing.receiver, outgoing.value, rng)
+        except StrategyRaised as raised:
+            error, tag = str(raised), self._tag(instance)
+            self._record(
+                StrategyFailed(round, self.id, outgoing.path, outgoing.receiver, error, instance=tag)
             )
-            if inspect.isawaitable(choice):
-                choice = await choice
-        except Exception as exc:
-            failure = StrategyFailed(
-                round, self.id, outgoing.path, outgoing.receiver, repr(exc), instance=self._tag(instance)
-            )
-            self._record(failure)
             return
-        if choice is None:
-            return
-        if isinstance(choice, Forgery):
-            self._post(instance, round, outgoing.receiver, choice.path, choice.value)
-        else:
-            self._post(instance, round, outgoing.receiver, outgoing.path, choice)
+        if told is not None:
+            self._post(instance, round, outgoing.receiver, *told)
 
 
 # --- batched mode --------------------------------------------------------------
@@ -318,16 +310,12 @@ class BatchedGeneralActor(_Actor):
             tag = self._tag(instance)
             rng = message_rng(self.seed, self.id, relayed, receiver, tag)
             try:
-                choice = strategy.choose(round, relayed, receiver, values[held[rank]], rng)
-                if inspect.isawaitable(choice):
-                    choice = await choice
-            except Exception as exc:
-                self._record(StrategyFailed(round, self.id, relayed, receiver, repr(exc), instance=tag))
+                told = await consult(strategy, round, relayed, receiver, values[held[rank]], rng)
+            except StrategyRaised as raised:
+                self._record(StrategyFailed(round, self.id, relayed, receiver, str(raised), instance=tag))
                 continue
-            if isinstance(choice, Forgery):
-                sent.append((choice.path, choice.value))
-            elif choice is not None:
-                sent.append((relayed, choice))
+            if told is not None:
+                sent.append(told)
         return tuple(sent)
 
     # receiving

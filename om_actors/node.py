@@ -20,7 +20,6 @@ gets a 4xx with a JSON error, and the node keeps serving.
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,7 +36,7 @@ from .errors import OmActorsError
 from .log import event_first, json_fallback
 from .protocol import General
 from .scenario import Scenario, scenario_from_dict
-from .strategies import Forgery, Strategy, message_rng
+from .strategies import Strategy, StrategyRaised, consult, message_rng
 
 MAX_BODY = 4 * 2**20
 """Largest request body a node reads, in bytes; anything bigger gets 413."""
@@ -179,24 +178,19 @@ class Node:
                 tag = instance.index if len(instance.scenario.effective_instances) > 1 else None
                 rng = message_rng(instance.scenario.seed, self.me, path, outgoing.receiver, tag)
                 try:
-                    choice = instance.strategy.choose(round, path, outgoing.receiver, value, rng)
-                    if inspect.isawaitable(choice):
-                        choice = await choice
-                except Exception as exc:
+                    told = await consult(instance.strategy, round, path, outgoing.receiver, value, rng)
+                except StrategyRaised as raised:
                     failure = {
                         "round": round,
                         "path": list(path),
                         "receiver": outgoing.receiver,
-                        "error": repr(exc),
+                        "error": str(raised),
                     }
                     instance.failed.append(failure)
                     continue
-                if choice is None:
+                if told is None:
                     continue
-                sent_path, sent_value = (
-                    (choice.path, choice.value) if isinstance(choice, Forgery) else (path, choice)
-                )
-                message = {"path": _plain(list(sent_path)), "value": _plain(sent_value)}
+                message = {"path": _plain(list(told[0])), "value": _plain(told[1])}
             else:
                 message = {"path": list(path), "value": value}
             orders.setdefault(outgoing.receiver, []).append(message)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import random
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -78,6 +79,37 @@ class Strategy(Protocol):
     def choose(
         self, round: int, path: Path, receiver: int, value: str, rng: random.Random
     ) -> object | Awaitable[object]: ...
+
+
+class StrategyRaised(Exception):
+    """A strategy raised while choosing one message; that message is not sent."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+async def consult(
+    strategy: Strategy, round: int, path: Path, receiver: int, value: str, rng: random.Random
+) -> tuple[tuple[object, ...], object] | None:
+    """What a traitor sends for one message: ``(path, value)``, or ``None`` for silence.
+
+    The one place that knows what a strategy may answer -- a value, ``None``,
+    a :class:`Forgery`, an awaitable of any of those -- for every runtime
+    that asks: the actors, batched mode and the network nodes.  Raises
+    :class:`StrategyRaised` when the strategy raises; cancellation passes.
+    """
+    try:
+        choice = strategy.choose(round, path, receiver, value, rng)
+        if inspect.isawaitable(choice):
+            choice = await choice
+    except Exception as exc:
+        raise StrategyRaised(exc) from exc
+    if choice is None:
+        return None
+    if isinstance(choice, Forgery):
+        return choice.path, choice.value
+    return path, choice
 
 
 def message_rng(
