@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 VALUES = ("attack", "retreat")
 DEFAULT = "retreat"
@@ -106,13 +107,13 @@ def _measured(kind: str, n: int, m: int, log: str | None) -> None:
     print(json.dumps({"seconds": seconds, "peak": peak, "decisions": agreed}), flush=True)
 
 
-def measure(kind: str, n: int, m: int, *, log: Path | None = None, limit: float = 600) -> dict[str, object]:
+def measure(kind: str, n: int, m: int, *, log: Path | None = None, limit: float = 600) -> dict[str, Any]:
     """Run one case in a child; on time-out, say how far it got."""
     command = [sys.executable, __file__, "--child", kind, str(n), str(m)]
     if log is not None:
         command += ["--log", str(log)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    lines: list[dict[str, object]] = []
+    lines: list[dict[str, Any]] = []
     deadline = time.monotonic() + limit
     assert process.stdout is not None
     try:
@@ -142,8 +143,8 @@ def measure(kind: str, n: int, m: int, *, log: Path | None = None, limit: float 
     return lines[-1]
 
 
-def _progress(lines: list[dict[str, object]], key: str = "progress") -> int:
-    progress = [int(line[key]) for line in lines if key in line]  # type: ignore[call-overload]
+def _progress(lines: list[dict[str, Any]], key: str = "progress") -> int:
+    progress = [int(line[key]) for line in lines if key in line]
     return progress[-1] if progress else 0
 
 
@@ -165,17 +166,17 @@ def messages(n: int, m: int) -> int:
     return sum(math.perm(n - 1, k) for k in range(1, m + 2))
 
 
-def row(case: str, mode: str, n: int, m: int, got: dict[str, object], base: dict[str, object]) -> list[str]:
+def row(case: str, mode: str, n: int, m: int, got: dict[str, Any], base: dict[str, Any]) -> list[str]:
     total = messages(n, m)
     if got.get("stopped"):
-        share = int(got["progress"]) / total  # type: ignore[call-overload]
+        share = int(got["progress"]) / total
         decided = f"{got['decided']} of {n - 1 - m} loyal generals decided"
         done = f"stopped ({got['stopped']}): {share:.0%} of messages relayed, {decided}"
         return [case, mode, f"{total:,}", "-", "-", "-", done]
-    seconds, peak = float(got["seconds"]), int(got["peak"])  # type: ignore[arg-type, call-overload]
+    seconds, peak = float(got["seconds"]), int(got["peak"])
     ratio = "-"
     if base is not got and not base.get("stopped"):
-        ratio = f"{seconds / float(base['seconds']):.2f}x time, {peak / int(base['peak']):.2f}x RSS"  # type: ignore[arg-type, call-overload]
+        ratio = f"{seconds / float(base['seconds']):.2f}x time, {peak / int(base['peak']):.2f}x RSS"
     return [
         case,
         mode,

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
-from typing import IO, Any, Union, get_args
+from typing import IO, Any, Union, cast, get_args
 
 import attrs
 import structlog
@@ -126,7 +126,7 @@ def open_log(target: LogTarget | None) -> Iterator[Callable[[Event], None] | Non
             writer = LogWriter(file)
             yield writer
     else:
-        writer = LogWriter(target)  # type: ignore[arg-type]
+        writer = LogWriter(cast(IO[bytes], target))  # what is left: a binary file
         try:
             yield writer
         finally:
