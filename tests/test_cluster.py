@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 
 from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
 from om_actors.cli import main
-from om_actors.cluster import free_ports, run_cluster, running_nodes, write_keys
+from om_actors.cluster import free_ports, load_cluster, run_cluster, running_nodes, write_keys
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 TESTS = Path(__file__).parent
@@ -117,3 +117,56 @@ async def test_nodes_started_by_hand_are_driven_from_their_cluster_file(tmp_path
             node.terminate()
             node.wait(timeout=10)
     assert running_nodes() == 0
+
+
+def test_keys_writes_a_cluster_file_that_loads(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["keys", str(tmp_path), "--addresses", "hostA:9000,hostB:9000,hostC:9000"]
+    )
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"wrote {tmp_path / 'cluster.yaml'} and 3 private keys")
+    peers = load_cluster(tmp_path / "cluster.yaml")
+    assert [(p.id, p.address) for p in peers.values()] == [
+        (0, "hostA:9000"),
+        (1, "hostB:9000"),
+        (2, "hostC:9000"),
+    ]
+    assert oct((tmp_path / "general-1.pem").stat().st_mode & 0o777) == "0o600"
+    bad = CliRunner().invoke(main, ["keys", str(tmp_path), "--addresses", "hostA"])
+    assert bad.exit_code == 2
+    assert "write each address as host:port" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("cluster_text", "key_text", "error"),
+    [
+        ("generals: 3\n", None, "expected a mapping 'generals' of id to address and public_key"),
+        (
+            "generals: {0: {address: 'x:1'}}\n",
+            None,
+            "general 0: needs an address and a base64 Ed25519 public_key",
+        ),
+        (None, "not a key", "not a readable PEM private key"),
+    ],
+)
+def test_a_node_with_a_bad_cluster_file_or_key_exits_2(
+    tmp_path: Path, cluster_text: str | None, key_text: str | None, error: str
+) -> None:
+    write_keys(tmp_path, {0: "127.0.0.1:1", 1: "127.0.0.1:2"})
+    if cluster_text is not None:
+        (tmp_path / "cluster.yaml").write_text(cluster_text)
+    if key_text is not None:
+        (tmp_path / "general-0.pem").write_text(key_text)
+    args = [
+        "node",
+        "--id",
+        "0",
+        "--cluster",
+        str(tmp_path / "cluster.yaml"),
+        "--key",
+        str(tmp_path / "general-0.pem"),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert error in result.stderr
+    assert "Traceback" not in result.stderr
