@@ -72,10 +72,6 @@ class EigLayout:
         self.source.append(last.astype(np.int64) * parents + parent)
         return {x: np.repeat(contains[x], width) | (last == x) for x in self.lieutenants}
 
-    @property
-    def rounds(self) -> int:
-        return self.setup.rounds
-
     def level_size(self, level: int) -> int:
         return self.sizes[level - 1]
 

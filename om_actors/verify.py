@@ -380,15 +380,6 @@ def _reproduces(violation: Violation) -> str | None:
     return None
 
 
-def expected_total(generals: Sequence[int], ms: Sequence[int], counts: Any) -> int:
-    """How many cases :func:`cases` will yield, for a progress bar."""
-    total = 0
-    for n, m in itertools.product(generals, ms):
-        if 0 <= m <= n - 2:
-            total += sum(math.comb(n, k) for k in counts(m)) * len(DEFAULT_VALUES)
-    return total
-
-
 # --- a whole verification ------------------------------------------------------
 
 
