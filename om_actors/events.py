@@ -50,6 +50,10 @@ class MessageSent:
     receiver: int
     path: object
     value: object
+    delivered: bool | None = attrs.field(default=None, kw_only=True)
+    """``False`` for a message that left its sender but never reached its
+    receiver (a network that lost it, a receiver that died); ``None``, and
+    left out of the log, for every message that arrived."""
 
 
 @attrs.frozen
@@ -80,14 +84,34 @@ class StrategyFailed:
 
 
 @attrs.frozen
+class GeneralCrashed:
+    """A general's process died in ``round``: from then on it sends nothing and decides nothing.
+
+    Only networked runs log it.  Replay excuses what the crash explains --
+    the general's missing sends and decision -- and says what was lost.
+    """
+
+    name: ClassVar[str] = "general.crashed"
+    round: int
+    general: int
+
+
+@attrs.frozen
 class RoundEnded:
-    """A round's barrier passed. ``timed_out`` lists generals cut off by the timeout."""
+    """A round's barrier passed. ``timed_out`` lists generals cut off by the timeout.
+
+    ``undelivered`` counts the round's messages from loyal generals that were
+    sent but never arrived: a broken synchrony assumption (the paper's A3),
+    not a silent default.  It is ``None``, and left out of the log, when
+    every one arrived.
+    """
 
     name: ClassVar[str] = "round.end"
     round: int
     messages: int
     rejected: int
     timed_out: tuple[int, ...]
+    undelivered: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -114,4 +138,13 @@ class VerdictReached:
     rounds: int
 
 
-Event = RunStarted | MessageSent | MessageRejected | StrategyFailed | RoundEnded | Decided | VerdictReached
+Event = (
+    RunStarted
+    | MessageSent
+    | MessageRejected
+    | StrategyFailed
+    | GeneralCrashed
+    | RoundEnded
+    | Decided
+    | VerdictReached
+)

@@ -32,7 +32,7 @@ LogTarget = Union[str, "os.PathLike[str]", IO[bytes], "structlog.typing.Bindable
 _FIELD_NAMES = {cls: tuple(field.name for field in attrs.fields(cls)) for cls in get_args(Event)}
 
 
-_OMITTED_WHEN_UNSET = frozenset({"instance", "mode", "messages_logged"})
+_OMITTED_WHEN_UNSET = frozenset({"instance", "mode", "messages_logged", "delivered", "undelivered"})
 
 
 def event_fields(event: Event) -> dict[str, Any]:
@@ -201,6 +201,10 @@ FIELDS: dict[str, dict[str, tuple[_Check, str]]] = {
         "path": (_is_list, "a list of general ids"),
         "receiver": (_is_id, "a general id"),
         "error": (_is_text, "an error text"),
+    },
+    "general.crashed": {
+        "round": (_is_count, "a round number"),
+        "general": (_is_id, "a general id"),
     },
     "round.end": {
         "round": (_is_count, "a round number"),

@@ -55,6 +55,9 @@ class Result(_Conditions):
     ``sent`` and ``received`` count messages per general, refused ones
     included; ``rejected`` counts the refused ones across all generals.
     ``timed_out`` maps a round to the generals its timeout cut off.
+    ``undelivered`` counts messages loyal generals sent that never arrived,
+    and ``crashed`` lists the generals whose process died: both only happen
+    over a network, and either means the paper's assumptions did not hold.
     """
 
     scenario: Scenario
@@ -64,6 +67,8 @@ class Result(_Conditions):
     received: Mapping[int, int]
     rejected: int
     timed_out: Mapping[int, tuple[int, ...]]
+    undelivered: int = 0
+    crashed: tuple[int, ...] = ()
 
     @property
     def decisions(self) -> Mapping[int, str]:
@@ -132,6 +137,8 @@ class Result(_Conditions):
             "received": {str(g): count for g, count in self.received.items()},
             "rejected": self.rejected,
             "timed_out": {str(r): list(gs) for r, gs in self.timed_out.items()},
+            "undelivered": self.undelivered,
+            "crashed": list(self.crashed),
             "instances": [
                 {
                     "commander": outcome.commander,

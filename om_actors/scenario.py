@@ -581,23 +581,31 @@ def load_scenario(source: str | os.PathLike[str]) -> Scenario:
     every problem and its line and column.
     """
     if isinstance(source, str) and "\n" in source:
-        text, origin, name = source, "<string>", "scenario"
-    else:
-        path = FilePath(source)
-        origin, name = str(path), path.stem
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ScenarioError([Problem(f"cannot read the file: {_reason(exc)}")], origin) from None
+        return parse_scenario(source, source="<string>")
+    path = FilePath(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([Problem(f"cannot read the file: {_reason(exc)}")], str(path)) from None
+    return parse_scenario(text, source=str(path), folder=path.resolve().parent, name=path.stem)
+
+
+def parse_scenario(
+    text: str, *, source: str, folder: FilePath | None = None, name: str = "scenario"
+) -> Scenario:
+    """A scenario from YAML ``text``; ``source`` names it in every problem (``<stdin>``, say).
+
+    ``folder`` is where ``module:Class`` strategies may live besides the
+    installed modules: the scenario file's own folder.
+    """
     try:
         doc = YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as exc:
-        raise ScenarioError([_yaml_problem(exc)], origin) from None
+        raise ScenarioError([_yaml_problem(exc)], source) from None
     except YAMLError as exc:
-        raise ScenarioError([Problem(f"not valid YAML: {exc}")], origin) from None
-    folder = FilePath(origin).resolve().parent if origin != "<string>" else None
+        raise ScenarioError([Problem(f"not valid YAML: {exc}")], source) from None
     with _importable_from(folder):
-        return _from_document(doc, name=name, source=origin)
+        return _from_document(doc, name=name, source=source)
 
 
 @contextmanager
