@@ -13,9 +13,9 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -30,10 +30,16 @@ from .protocol import Setup
 from .strategies import (
     BUILT_IN,
     Constant,
+    ScriptContext,
+    Scripted,
     Strategy,
     StrategyError,
     build_strategy,
+    check_strategy_name,
+    importable_from,
+    is_custom,
     required_parameters,
+    script_problems,
     strategy_class,
     strategy_parameters,
 )
@@ -73,6 +79,11 @@ class TraitorSpec:
     strategy: str
     args: Mapping[str, object] = attrs.field(factory=dict)
     built: Strategy | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def custom(self) -> bool:
+        """Whether this is a user's ``module:Class`` rather than a built-in strategy."""
+        return is_custom(self.strategy)
 
     @classmethod
     def of(cls, strategy: Strategy) -> TraitorSpec:
@@ -133,10 +144,19 @@ class Scenario:
     round_timeout: float = 1.0
     expect: Expect | None = None
     instances: tuple[Instance, ...] = attrs.field(default=(), converter=_as_instances)
+    strategy_folder: str | None = None
+    """The folder of the scenario file, where its ``module:Class`` strategies may live.
+
+    Set by :func:`load_scenario` for a file that uses such a strategy, and
+    carried in :meth:`to_dict`, so that whatever builds the strategies later
+    -- ``run``, ``replay --rerun``, a cluster's nodes -- imports the same
+    module.  A scenario file cannot set it.
+    """
 
     def __attrs_post_init__(self) -> None:
         fields = {f.name: getattr(self, f.name) for f in attrs.fields(Scenario)}
-        problems = [_message(where, text) for where, text, _ in semantic_problems(fields)]
+        with importable_from(self.strategy_folder if _IMPORT_STRATEGIES.get() else None):
+            problems = [_message(where, text) for where, text, _ in semantic_problems(fields)]
         if problems:
             raise ScenarioError([Problem(p) for p in problems], self.name)
 
@@ -174,12 +194,44 @@ class Scenario:
             )
         return found
 
+    @property
+    def custom_strategies(self) -> tuple[str, ...]:
+        """The ``module:Class`` names this scenario's traitors use, each once, sorted.
+
+        A caller that got the scenario from a log or a network request
+        checks these against what its user allows before it calls
+        :meth:`strategies` or :meth:`strategy_for`, which import them.
+        """
+        return tuple(sorted({spec.strategy for spec in self.traitors.values() if spec.custom}))
+
+    def strategy_for(self, general: int) -> Strategy | None:
+        """The strategy of ``general``, built fresh; ``None`` for a loyal general.
+
+        This is where a ``module:Class`` strategy is imported (from
+        :attr:`strategy_folder` too, last) and constructed, so its code runs
+        here and nowhere else: validating a scenario only looks.  Call it
+        only for a scenario whose strategies the user chose or trusts; see
+        :attr:`custom_strategies`.  Raises :class:`StrategyError` naming the
+        strategy, the traitor and the scenario when that fails.
+        """
+        spec = self.traitors.get(general)
+        if spec is None:
+            return None
+        if spec.built is not None:
+            return spec.built
+        try:
+            return build_strategy(spec.strategy, spec.args, values=self.values, folder=self.strategy_folder)
+        except StrategyError as exc:
+            raise StrategyError(f"scenario {self.name!r}, traitor {general}: {exc}") from None
+
     def strategies(self) -> dict[int, Strategy]:
-        """The strategy of every traitor: built fresh from its name, or the object given in code."""
-        return {
-            general: spec.built or build_strategy(spec.strategy, spec.args, values=self.values)
-            for general, spec in self.traitors.items()
-        }
+        """The strategy of every traitor: built fresh from its name, or the object given in code.
+
+        Imports and constructs every ``module:Class`` strategy, as
+        :meth:`strategy_for` does; a run calls this before its first round.
+        """
+        built = {general: self.strategy_for(general) for general in self.traitors}
+        return {general: strategy for general, strategy in built.items() if strategy is not None}
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario as plain JSON data, the shape a scenario file has."""
@@ -197,7 +249,19 @@ class Scenario:
             del data["expect"]
         else:
             data["expect"] = {k: v for k, v in data["expect"].items() if v is not None}
+        if self.strategy_folder is None:
+            del data["strategy_folder"]
         return data
+
+
+_IMPORT_STRATEGIES: ContextVar[bool] = ContextVar("_IMPORT_STRATEGIES", default=True)
+"""Whether validation may import ``module:Class`` strategies to look at them.
+
+True for scenarios built in code and read from the user's own files; false
+while :func:`scenario_from_dict` rebuilds one from a log or a request,
+unless its caller says otherwise.  Validation never constructs a strategy
+either way.
+"""
 
 
 def semantic_problems(fields: Mapping[str, Any], *, unusable: Collection[str] = ()) -> list[Found]:
@@ -213,8 +277,17 @@ def semantic_problems(fields: Mapping[str, Any], *, unusable: Collection[str] = 
     if values is not None:
         problems += _value_problems(fields, values)
     for general, spec in fields.get("traitors", {}).items():
-        problems += _strategy_problems(general, spec, values)
+        problems += _strategy_problems(general, spec, values, _script_context(fields, general))
     return problems
+
+
+def _script_context(fields: Mapping[str, Any], traitor: int) -> ScriptContext | None:
+    """What a ``scripted`` traitor's paths are checked against, when the army is usable."""
+    n, m = fields.get("generals"), fields.get("m")
+    if n is None or m is None or not 0 <= m <= n - 2:
+        return None
+    instances = fields.get("instances") or (Instance(fields.get("commander", 0), ""),)
+    return ScriptContext(n, m, traitor, frozenset(instance.commander for instance in instances))
 
 
 def _army_problems(fields: Mapping[str, Any]) -> list[Found]:
@@ -268,11 +341,21 @@ def _value_problems(fields: Mapping[str, Any], values: tuple[str, ...]) -> list[
     return problems
 
 
-def _strategy_problems(general: int, spec: TraitorSpec, values: tuple[str, ...] | None) -> list[Found]:
+def _strategy_problems(
+    general: int, spec: TraitorSpec, values: tuple[str, ...] | None, context: ScriptContext | None
+) -> list[Found]:
+    """What is wrong with one traitor's strategy, found by looking and never by constructing it.
+
+    A ``module:Class`` name is imported only when validation may import
+    (see :data:`_IMPORT_STRATEGIES`); otherwise only its form is checked.
+    """
     where: Where = ("traitors", general)
     if spec.built is not None:
         return []
     try:
+        if spec.custom and not _IMPORT_STRATEGIES.get():
+            check_strategy_name(spec.strategy)
+            return []
         cls = strategy_class(spec.strategy)
     except StrategyError as exc:
         return [((*where, "strategy"), str(exc), False)]
@@ -281,16 +364,15 @@ def _strategy_problems(general: int, spec: TraitorSpec, values: tuple[str, ...] 
     if allowed is not None:
         for arg in sorted(set(spec.args) - allowed):
             problems.append(((*where, arg), f"strategy {spec.strategy!r} takes no argument {arg!r}", True))
-        for arg in sorted(required_parameters(cls) - set(spec.args)):
-            problems.append((where, f"strategy {spec.strategy!r} needs argument {arg!r}", False))
+    for arg in sorted(required_parameters(cls) - set(spec.args)):
+        problems.append((where, f"strategy {spec.strategy!r} needs argument {arg!r}", False))
     if problems or values is None:
         return problems
     if cls is Constant and spec.args["value"] not in values:
         return [((*where, "value"), f"{spec.args['value']!r} is not one of values {list(values)}", False)]
-    try:
-        build_strategy(spec.strategy, spec.args, values=values)
-    except StrategyError as exc:
-        return [(where, str(exc), False)]
+    if cls is Scripted:
+        found = script_problems(spec.args["messages"], context)
+        return [((*where, *inner), text, False) for inner, text in found]
     return []
 
 
@@ -467,6 +549,8 @@ _converter.register_structure_hook_func(_is(tuple[Instance, ...]), _instances)
 
 _FIELDS = {f.name: f for f in attrs.fields(Scenario)}
 _REQUIRED = [name for name, f in _FIELDS.items() if f.default is attrs.NOTHING]
+_FILE_KEYS = frozenset(_FIELDS) - {"strategy_folder"}
+"""What a scenario file may set: ``strategy_folder`` is where the file itself is, never its own say."""
 
 
 def _structure(value: object, field: attrs.Attribute[Any]) -> Any:
@@ -498,7 +582,9 @@ def _flatten(exc: BaseException, where: Where = ()) -> Any:
         yield where, str(exc), False
 
 
-def _structure_document(doc: object, *, name: str) -> tuple[dict[str, Any], list[Found]]:
+def _structure_document(
+    doc: object, *, name: str, keys: Collection[str]
+) -> tuple[dict[str, Any], list[Found]]:
     if not isinstance(doc, Mapping):
         return {}, [
             ((), f"a scenario is a mapping with keys such as generals and m, not {_describe(doc)}", False)
@@ -506,9 +592,9 @@ def _structure_document(doc: object, *, name: str) -> tuple[dict[str, Any], list
     fields: dict[str, Any] = {}
     problems: list[Found] = []
     for key, value in doc.items():
-        field = _FIELDS.get(key) if isinstance(key, str) else None
+        field = _FIELDS.get(key) if isinstance(key, str) and key in keys else None
         if field is None:
-            problems.append(((key,), f"unknown key {key!r}{_suggestion(key)}", True))
+            problems.append(((key,), f"unknown key {key!r}{_suggestion(key, keys)}", True))
             continue
         try:
             fields[key] = _structure(value, field)
@@ -526,8 +612,8 @@ def _structure_document(doc: object, *, name: str) -> tuple[dict[str, Any], list
     return fields, problems
 
 
-def _suggestion(key: object) -> str:
-    close = difflib.get_close_matches(str(key), _FIELDS, n=1)
+def _suggestion(key: object, keys: Collection[str]) -> str:
+    close = difflib.get_close_matches(str(key), keys, n=1)
     return f": did you mean {close[0]!r}?" if close else ""
 
 
@@ -566,10 +652,14 @@ def _located(doc: object, problems: Sequence[Found]) -> list[Problem]:
     return sorted(located, key=lambda p: (p.line or 0, p.column or 0))
 
 
-def _from_document(doc: object, *, name: str, source: str) -> Scenario:
-    fields, problems = _structure_document(doc, name=name)
+def _from_document(
+    doc: object, *, name: str, source: str, keys: Collection[str] = _FILE_KEYS, folder: FilePath | None = None
+) -> Scenario:
+    fields, problems = _structure_document(doc, name=name, keys=keys)
     if problems:
         raise ScenarioError(_located(doc, problems), source)
+    if folder is not None and any(spec.custom for spec in fields.get("traitors", {}).values()):
+        fields["strategy_folder"] = str(folder.resolve())
     return Scenario(**fields)
 
 
@@ -596,7 +686,10 @@ def parse_scenario(
     """A scenario from YAML ``text``; ``source`` names it in every problem (``<stdin>``, say).
 
     ``folder`` is where ``module:Class`` strategies may live besides the
-    installed modules: the scenario file's own folder.
+    installed modules: the scenario file's own folder.  A scenario that
+    uses such a strategy records it as :attr:`Scenario.strategy_folder`.
+    The text is the user's own, so its ``module:Class`` strategies are
+    imported to check them -- but never constructed.
     """
     try:
         doc = YAML(typ="rt", pure=True).load(text)
@@ -604,26 +697,18 @@ def parse_scenario(
         raise ScenarioError([_yaml_problem(exc)], source) from None
     except YAMLError as exc:
         raise ScenarioError([Problem(f"not valid YAML: {exc}")], source) from None
-    with _importable_from(folder):
-        return _from_document(doc, name=name, source=source)
+    with importable_from(folder), _imports(allowed=True):
+        return _from_document(doc, name=name, source=source, folder=folder)
 
 
 @contextmanager
-def _importable_from(folder: FilePath | None) -> Iterator[None]:
-    """Let ``module:Class`` strategies live next to the scenario file that names them.
-
-    The folder goes last on ``sys.path``, so installed modules win; it is
-    only there while the file is checked, which imports the module, and
-    Python keeps it imported for the run.
-    """
-    if folder is None or str(folder) in sys.path:
-        yield
-        return
-    sys.path.append(str(folder))
+def _imports(*, allowed: bool) -> Iterator[None]:
+    """Validation within the block may (or may not) import ``module:Class`` strategies."""
+    token = _IMPORT_STRATEGIES.set(allowed)
     try:
         yield
     finally:
-        sys.path.remove(str(folder))
+        _IMPORT_STRATEGIES.reset(token)
 
 
 def _reason(exc: Exception) -> str:
@@ -638,10 +723,20 @@ def _yaml_problem(exc: MarkedYAMLError) -> Problem:
     return Problem(f"not valid YAML: {text}", mark.line + 1, mark.column + 1)
 
 
-def scenario_from_dict(data: object, *, source: str = "<data>") -> Scenario:
-    """Rebuild a scenario from :meth:`Scenario.to_dict` data, as logs carry it."""
+def scenario_from_dict(data: object, *, source: str = "<data>", import_strategies: bool = False) -> Scenario:
+    """Rebuild a scenario from :meth:`Scenario.to_dict` data, as logs and requests carry it.
+
+    Such data is untrusted, so by default a ``module:Class`` strategy is
+    checked for its form only and not imported: nothing the data names runs
+    here.  The caller decides whether to build the strategies later (see
+    :attr:`Scenario.custom_strategies`).  With ``import_strategies`` the
+    modules are imported, from :attr:`Scenario.strategy_folder` too, and
+    checked as a scenario file's are.
+    """
     name = data.get("name", "scenario") if isinstance(data, Mapping) else "scenario"
-    return _from_document(data, name=str(name), source=source)
+    folder = data.get("strategy_folder") if isinstance(data, Mapping) and import_strategies else None
+    with importable_from(folder if isinstance(folder, str) else None), _imports(allowed=import_strategies):
+        return _from_document(data, name=str(name), source=source, keys=_FIELDS)
 
 
 SEVEN_GENERALS = Scenario(

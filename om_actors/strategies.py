@@ -16,8 +16,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
 import random
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+import re
+import sys
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from types import ModuleType
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
@@ -251,30 +256,104 @@ class ScriptedMessage:
 
 
 def _script(entries: Iterable[object]) -> tuple[ScriptedMessage, ...]:
-    return tuple(_scripted_message(index, entry) for index, entry in enumerate(entries))
+    if isinstance(entries, (str, bytes, Mapping)) or not isinstance(entries, Iterable):
+        raise ValueError("messages: expected a list of messages, each with path, receiver and value")
+    script = []
+    for index, entry in enumerate(entries):
+        try:
+            script.append(_scripted_message(entry))
+        except ValueError as exc:
+            raise ValueError(f"messages[{index}]: {exc}") from None
+    return tuple(script)
 
 
-def _scripted_message(index: int, entry: object) -> ScriptedMessage:
+def _scripted_message(entry: object) -> ScriptedMessage:
     if isinstance(entry, ScriptedMessage):
         return entry
     if not isinstance(entry, Mapping):
-        raise ValueError(
-            f"messages[{index}]: expected a mapping with path, receiver and value (or silent: true)"
-        )
+        raise ValueError("expected a mapping with path, receiver and value (or silent: true)")
     path, receiver = entry.get("path"), entry.get("receiver")
     if not isinstance(path, (list, tuple)) or not all(type(g) is int for g in path):
-        raise ValueError(f"messages[{index}]: path must be a list of general ids")
+        raise ValueError("path must be a list of general ids")
     if type(receiver) is not int:
-        raise ValueError(f"messages[{index}]: receiver must be a general id")
+        raise ValueError("receiver must be a general id")
     unknown = set(entry) - {"path", "receiver", "value", "silent"}
     if unknown:
-        raise ValueError(f"messages[{index}]: unknown key {sorted(unknown)[0]!r}")
+        raise ValueError(f"unknown key {sorted(unknown, key=str)[0]!r}")
     if entry.get("silent") is True and "value" not in entry:
         return ScriptedMessage(tuple(path), receiver, None)
     value = entry.get("value")
     if not isinstance(value, str) or "silent" in entry:
-        raise ValueError(f"messages[{index}]: give a value, or silent: true")
+        raise ValueError("give a value, or silent: true")
     return ScriptedMessage(tuple(path), receiver, value)
+
+
+@attrs.frozen
+class ScriptContext:
+    """What a script's paths are checked against: the scenario's army, and the traitor running it."""
+
+    generals: int
+    m: int
+    traitor: int
+    commanders: frozenset[int]
+
+
+def script_problems(
+    messages: object, context: ScriptContext | None
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with a ``scripted`` strategy's ``messages``, entry by entry; nothing is built.
+
+    Each entry must name a message the traitor really sends -- what
+    :meth:`Scripted.choose` is asked about: a path that starts with a
+    commander, ends with the traitor itself, repeats nobody and has at
+    most ``m + 1`` generals, and a receiver not on it.  An entry that names
+    anything else would be silently ignored by the run, so it is refused
+    here.  ``context`` is ``None`` when the scenario's army is itself
+    unusable; then only each entry's shape is checked.
+    """
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
+        return [(("messages",), "expected a list of messages, each with path, receiver and value")]
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    seen: dict[tuple[tuple[int, ...], int], int] = {}
+    for index, entry in enumerate(messages):
+        try:
+            message = _scripted_message(entry)
+        except ValueError as exc:
+            problems.append((("messages", index), str(exc)))
+            continue
+        reason = None if context is None else _impossible(message, context)
+        key = (message.path, message.receiver)
+        if reason is None and key in seen:
+            reason = f"the same message as messages.{seen[key]}: script each message once"
+        seen.setdefault(key, index)
+        if reason is not None:
+            problems.append((("messages", index), reason))
+    return problems
+
+
+def _impossible(message: ScriptedMessage, context: ScriptContext) -> str | None:
+    """Why the traitor never sends ``message``, or ``None`` when it does."""
+    path, receiver, last = message.path, message.receiver, context.generals - 1
+    if not path:
+        return "path is empty"
+    outside = [g for g in path if not 0 <= g <= last]
+    if outside:
+        return f"path names general {outside[0]}, but ids run from 0 to {last}"
+    if path[0] not in context.commanders:
+        commanders = ", ".join(map(str, sorted(context.commanders)))
+        return f"path must start with the commander ({commanders}), not {path[0]}"
+    repeated = [g for i, g in enumerate(path) if g in path[:i]]
+    if repeated:
+        return f"path repeats general {repeated[0]}"
+    if len(path) > context.m + 1:
+        return f"path has {len(path)} generals, but OM({context.m}) paths have at most {context.m + 1}"
+    if path[-1] != context.traitor:
+        return f"path must end with general {context.traitor}, the traitor itself, as all its messages do"
+    if not 0 <= receiver <= last:
+        return f"receiver {receiver}: ids run from 0 to {last}"
+    if receiver in path:
+        return f"receiver {receiver} is on the path, and nobody sends a general its own path back"
+    return None
 
 
 @attrs.frozen
@@ -329,55 +408,178 @@ class StrategyError(OmActorsError):
     """A strategy name or its arguments cannot be turned into a strategy.
 
     Scenario validation turns this into a :class:`ScenarioError` with the
-    file's line and column; it reaches a caller directly only from
-    :func:`build_strategy`.
+    file's line and column; it reaches a caller directly from
+    :func:`build_strategy` and from building a scenario's strategies.
     """
 
 
-def strategy_class(name: str) -> type:
-    """The class behind a strategy name: built-in, or ``module:Class``."""
+_IDENTIFIER_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_QUALNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|<locals>))*")
+"""A class's ``__qualname__``: what :meth:`TraitorSpec.of` writes for a class defined in code."""
+
+
+def is_custom(name: str) -> bool:
+    """Whether ``name`` names a user's ``module:Class`` rather than a built-in strategy."""
+    return name not in BUILT_IN and ":" in name
+
+
+def check_strategy_name(name: str) -> None:
+    """Raise :class:`StrategyError` unless ``name`` is a built-in or has the form ``module.path:Class``.
+
+    Looks at the text alone and imports nothing, so it is safe on names
+    that come from a log or a network request.
+    """
     if name in BUILT_IN:
-        return BUILT_IN[name]
+        return
     module_name, colon, class_name = name.partition(":")
-    if not colon or not module_name or not class_name:
+    if not colon:
         known = ", ".join(sorted(BUILT_IN))
         close = difflib.get_close_matches(name, BUILT_IN, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise StrategyError(f"unknown strategy {name!r}: {hint}use one of {known}, or module:Class")
+    if not _IDENTIFIER_PATH.fullmatch(module_name) or not _QUALNAME.fullmatch(class_name):
+        raise StrategyError(
+            f"strategy {name!r} is not of the form module:Class (a dotted module path, a colon, a class name)"
+        )
+
+
+def strategy_class(name: str) -> type:
+    """The class behind a strategy name: built-in, or ``module:Class``.
+
+    A ``module:Class`` name imports its module -- which runs that module's
+    code, so call this only for names the user chose -- and then only looks:
+    the class is found and its ``choose`` checked with
+    :func:`inspect.getattr_static`, and nothing is constructed or called.
+    Whatever the module raises while it is imported becomes a
+    :class:`StrategyError` naming the module and the exception.
+    """
+    check_strategy_name(name)
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    module_name, _, class_name = name.partition(":")
+    module = _import(name, module_name)
+    found: object = module
+    for part in class_name.split("."):
+        found = inspect.getattr_static(found, part, None)
+    if not isinstance(found, type):
+        raise StrategyError(f"module {module_name!r} has no class {class_name!r}")
+    if not callable(inspect.getattr_static(found, "choose", None)):
+        raise StrategyError(f"strategy {name!r} has no choose() method")
+    return found
+
+
+def _import(name: str, module_name: str) -> ModuleType:
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as exc:
         raise StrategyError(f"cannot import module {module_name!r}: {exc}") from None
-    cls = getattr(module, class_name, None)
-    if not isinstance(cls, type):
-        raise StrategyError(f"module {module_name!r} has no class {class_name!r}")
-    return cls
+    except Exception as exc:  # a user's module may raise anything while it loads
+        raise StrategyError(
+            f"importing module {module_name!r} for strategy {name!r} raised {_described(exc)}"
+        ) from None
+
+
+def _described(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextmanager
+def importable_from(folder: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Let ``module:Class`` strategies live in ``folder``: the folder of the scenario file naming them.
+
+    The folder goes last on ``sys.path``, so installed modules win, and only
+    for as long as the block runs; Python keeps a module imported once, so
+    the run that follows uses the same one.
+    """
+    entry = None if folder is None else os.fspath(folder)
+    if entry is None or entry in sys.path:
+        yield
+        return
+    sys.path.append(entry)
+    try:
+        yield
+    finally:
+        with suppress(ValueError):
+            sys.path.remove(entry)
 
 
 def strategy_parameters(cls: type) -> frozenset[str] | None:
-    """The arguments a file may give ``cls``, or ``None`` when they cannot be known."""
-    if not attrs.has(cls):
+    """The arguments a file may give ``cls``, or ``None`` when any may do.
+
+    Read from the attrs fields, else from the constructor's signature --
+    looked at, never called.
+    """
+    parameters = _parameters(cls)
+    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
-    return frozenset(f.name for f in attrs.fields(cls) if f.init) - _FILLED_IN
+    return frozenset(p.name for p in parameters if p.kind in _NAMED) - _FILLED_IN
 
 
 def required_parameters(cls: type) -> frozenset[str]:
     """The arguments a file must give ``cls``, as far as they can be known."""
-    if not attrs.has(cls):
-        return frozenset()
-    return frozenset(f.name for f in attrs.fields(cls) if f.init and f.default is attrs.NOTHING) - _FILLED_IN
+    parameters = _parameters(cls) or []
+    required = {p.name for p in parameters if p.kind in _NAMED and p.default is p.empty}
+    return frozenset(required) - _FILLED_IN
 
 
-def build_strategy(name: str, args: Mapping[str, object], *, values: tuple[str, ...]) -> Strategy:
-    """Instantiate strategy ``name`` with ``args``, filling in the scenario's values."""
-    cls = strategy_class(name)
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _parameters(cls: type) -> list[inspect.Parameter] | None:
+    if attrs.has(cls):
+        return [
+            inspect.Parameter(
+                f.alias or f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=inspect.Parameter.empty if f.default is attrs.NOTHING else f.default,
+            )
+            for f in attrs.fields(cls)
+            if f.init
+        ]
+    try:
+        return list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):  # a class implemented in C, say: its arguments cannot be known
+        return None
+
+
+def build_strategy(
+    name: str,
+    args: Mapping[str, object],
+    *,
+    values: tuple[str, ...],
+    folder: str | os.PathLike[str] | None = None,
+) -> Strategy:
+    """Instantiate strategy ``name`` with ``args``, filling in the scenario's values.
+
+    This is the one place a strategy is constructed, and so the one place a
+    user's class runs: call it only for names the user chose, never for a
+    name read from a log or a request.  ``folder`` is searched last for a
+    ``module:Class`` module.  Whatever the class raises becomes a
+    :class:`StrategyError` naming the strategy (and its file, for a user's
+    class).
+    """
+    with importable_from(folder):
+        cls = strategy_class(name)
     kwargs = dict(args)
-    if attrs.has(cls) and "values" in {f.name for f in attrs.fields(cls)}:
+    if "values" in {p.name for p in _parameters(cls) or []}:
         kwargs["values"] = values
     try:
         strategy = cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise StrategyError(f"strategy {name!r}: {exc}") from None
+    except Exception as exc:  # a user's class may raise anything
+        if name in BUILT_IN:
+            raise StrategyError(f"strategy {name!r}: {exc}") from None
+        raise StrategyError(
+            f"strategy {name!r}{_source_file(cls)} raised when built: {_described(exc)}"
+        ) from None
     if not isinstance(strategy, Strategy):
         raise StrategyError(f"strategy {name!r} has no choose() method")
     return strategy
+
+
+def _source_file(cls: type) -> str:
+    try:
+        found = inspect.getsourcefile(cls)
+    except TypeError:
+        return ""
+    return f" (from {found})" if found else ""

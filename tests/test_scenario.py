@@ -9,11 +9,15 @@ Rules for this file:
 
 from __future__ import annotations
 
+import re
+import sys
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from om_actors import Expect, Scenario, ScenarioError, TraitorSpec, load_scenario
+from om_actors import Expect, Scenario, ScenarioError, StrategyError, TraitorSpec, load_scenario
 from om_actors.scenario import SEVEN_GENERALS, scenario_from_dict
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -182,3 +186,152 @@ def test_every_shipped_scenario_says_what_it_shows() -> None:
     assert len(files) >= 7
     for path in files:
         assert path.read_text().startswith("# "), path
+
+
+# --- strategies are looked at, never run, while a scenario is checked ---------
+
+POPEN = "generals: 4\nm: 1\ntraitors:\n  1: {{strategy: 'subprocess:Popen', args: [touch, '{marker}']}}\n"
+
+
+@pytest.fixture
+def strategy_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], str]]:
+    """Writes a strategy module to ``tmp_path`` under a fresh name, and returns that name.
+
+    Fresh names keep Python's module cache from hiding an import a test
+    expects; the modules are forgotten again after the test.
+    """
+
+    def write(source: str) -> str:
+        name = f"user_traitor_{uuid.uuid4().hex[:12]}"
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        return name
+
+    yield write
+    for name in [n for n in sys.modules if n.startswith("user_traitor_")]:
+        del sys.modules[name]
+
+
+MARKS_IMPORT = """\
+import pathlib
+pathlib.Path(__file__).with_suffix(".imported").touch()
+
+class Liar:
+    def choose(self, round, path, receiver, value, rng):
+        return value
+"""
+
+
+def test_a_popen_strategy_in_a_file_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "popen.yaml"
+    path.write_text(POPEN.format(marker=marker))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(caught.value) == (
+        f"{path}:4:17: traitors.1.strategy: strategy 'subprocess:Popen' has no choose() method"
+    )
+    assert not marker.exists()
+
+
+def test_a_popen_strategy_in_yaml_text_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    with pytest.raises(ScenarioError, match=r"'subprocess:Popen' has no choose\(\) method"):
+        load_scenario(POPEN.format(marker=marker))
+    assert not marker.exists()
+
+
+def test_a_popen_strategy_in_code_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    with pytest.raises(ScenarioError, match=r"'subprocess:Popen' has no choose\(\) method"):
+        Scenario(
+            generals=4, m=1, traitors={1: TraitorSpec("subprocess:Popen", {"args": ["touch", str(marker)]})}
+        )
+    assert not marker.exists()
+
+
+def test_a_popen_strategy_in_data_is_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    data = {
+        "generals": 4,
+        "m": 1,
+        "traitors": {"1": {"strategy": "subprocess:Popen", "args": ["touch", str(marker)]}},
+    }
+    with pytest.raises(ScenarioError, match=r"'subprocess:Popen' has no choose\(\) method"):
+        scenario_from_dict(data, import_strategies=True)
+    scenario = scenario_from_dict(data)  # from a log or a request: the name is not even imported
+    assert scenario.custom_strategies == ("subprocess:Popen",)
+    with pytest.raises(
+        StrategyError, match=r"traitor 1: strategy 'subprocess:Popen' has no choose\(\) method"
+    ):
+        scenario.strategies()
+    assert not marker.exists()
+
+
+def test_data_names_strategies_without_importing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy_module: Callable[[str], str]
+) -> None:
+    name = strategy_module(MARKS_IMPORT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {"generals": 4, "m": 1, "traitors": {"1": f"{name}:Liar", "2": "flip"}}
+    scenario = scenario_from_dict(data)
+    assert not (tmp_path / f"{name}.imported").exists()
+    assert scenario.custom_strategies == (f"{name}:Liar",)
+    assert [spec.custom for spec in scenario.traitors.values()] == [True, False]
+    assert scenario.strategy_for(0) is None
+    assert type(scenario.strategy_for(1)).__name__ == "Liar"
+    assert (tmp_path / f"{name}.imported").exists()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "error"),
+    [
+        ("os path:X", "strategy 'os path:X' is not of the form module:Class"),
+        ("os:", "strategy 'os:' is not of the form module:Class"),
+        ("flipp", "unknown strategy 'flipp': did you mean 'flip'?"),
+    ],
+)
+def test_data_names_are_checked_for_their_form(strategy: str, error: str) -> None:
+    with pytest.raises(ScenarioError, match=f"<data>: traitors.1.strategy: {re.escape(error)}"):
+        scenario_from_dict({"generals": 4, "m": 1, "traitors": {"1": strategy}})
+
+
+def test_a_strategy_next_to_the_file_is_found_by_every_later_build(
+    tmp_path: Path, strategy_module: Callable[[str], str]
+) -> None:
+    name = strategy_module(MARKS_IMPORT)
+    path = tmp_path / "mine.yaml"
+    path.write_text(f"generals: 4\nm: 1\ntraitors:\n  3: '{name}:Liar'\n")
+    scenario = load_scenario(path)
+    assert scenario.strategy_folder == str(tmp_path.resolve())
+    assert str(tmp_path) not in sys.path
+    data = scenario.to_dict()
+    assert data["strategy_folder"] == str(tmp_path.resolve())
+    del sys.modules[name]  # as in another process: a replay, or a cluster's node
+    rebuilt = scenario_from_dict(data)
+    assert rebuilt == scenario
+    assert type(rebuilt.strategies()[3]).__name__ == "Liar"
+    assert str(tmp_path) not in sys.path
+
+
+def test_only_files_with_user_strategies_record_their_folder(tmp_path: Path) -> None:
+    path = tmp_path / "plain.yaml"
+    path.write_text("generals: 4\nm: 1\ntraitors: {3: flip}\n")
+    assert load_scenario(path).strategy_folder is None
+    assert "strategy_folder" not in load_scenario(path).to_dict()
+
+
+def test_a_file_cannot_name_its_own_strategy_folder(tmp_path: Path) -> None:
+    assert _errors(tmp_path, "generals: 4\nm: 1\nstrategy_folder: /tmp\n") == [
+        "3:1: strategy_folder: unknown key 'strategy_folder'"
+    ]
+
+
+def test_a_strategy_missing_from_its_folder_is_a_strategy_error(tmp_path: Path) -> None:
+    data = {"name": "gone", "generals": 4, "m": 1, "traitors": {"1": "no_such_traitor_module:Liar"}}
+    scenario = scenario_from_dict({**data, "strategy_folder": str(tmp_path)})
+    with pytest.raises(
+        StrategyError,
+        match=r"^scenario 'gone', traitor 1: cannot import module 'no_such_traitor_module': No module named",
+    ):
+        scenario.strategies()
