@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 import trio
@@ -31,16 +32,19 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
+from .catalog import find_scenario, shipped_scenarios
 from .cluster import run_cluster, serve_node, write_keys
-from .errors import OmActorsError
+from .errors import LogError, OmActorsError, Problem, ScenarioError
 from .explain import View, dot_graph, explain, text_tree
+from .guarded_stdout import GuardedStdout
+from .limits import DEFAULT_MAX_MESSAGES, LIMIT_VARIABLE
 from .log import LogLine, Selection, read_log
 from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
 from .protocol import messages_sent
 from .replay import SUMMARY_ONLY, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, print_verify, report
 from .result import describe_generals
-from .scenario import SEVEN_GENERALS, Scenario, load_scenario
+from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario
 from .verify import (
     ADVERSARIES,
     DEFAULT_BUDGET,
@@ -49,6 +53,7 @@ from .verify import (
     Counts,
     Tally,
     cases,
+    check_ranges,
     verify,
     write_violation,
 )
@@ -60,26 +65,119 @@ BYTES_PER_LOGGED_MESSAGE = 105
 """Above this many messages, logging every one earns a warning of the file's size."""
 
 
+STDIN = "-"
+"""``run -`` reads the scenario from standard input; ``--log -`` writes the log to standard output."""
+MAX_STDIN_BYTES = 16 * 1024 * 1024
+"""A scenario read from standard input is refused past this size, before it is parsed."""
+JSON_COMMANDS = frozenset({"run", "cluster", "verify"})
+"""The commands whose ``--json`` promises one JSON object, errors included."""
+
+
 class _Exit(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _JsonError(click.ClickException):
+    """Unusable input under ``--json``: the error object on stdout, exit status 2, nothing else."""
+
+    exit_code = 2
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(str(error["error"]))
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        click.echo(json.dumps(self.error, indent=2))
+
+
+class _JsonCommand(click.Command):
+    """A command whose ``--json`` keeps its promise even for click's own usage errors."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        wants_json = "--json" in args  # before parsing: parsing is what failed
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:
+            if wants_json:
+                raise _JsonError(_error_object(exc)) from None
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if ctx.params.get("as_json") and not isinstance(exc, _JsonError):
+                raise _JsonError(_error_object(exc)) from None
+            raise
+
+
+class _Cli(click.Group):
+    """The ``om-actors`` group: stdout failures end politely, and ``--json`` errors stay JSON."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        guard = GuardedStdout.install()
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exit:
+            status = exit.code
+            raise SystemExit(guard.finish(status) if isinstance(status, int) else status) from None
+        finally:
+            guard.flush()
+            guard.uninstall()
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        wants_json = "--json" in args and not JSON_COMMANDS.isdisjoint(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:
+            if wants_json:
+                raise _JsonError(_error_object(exc)) from None
+            raise
+
+
+def _set_max_messages(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    """The limit for this command and every process it starts; the previous one is back afterwards.
+
+    The environment is what node and worker processes inherit, and what
+    :func:`om_actors.limits.max_messages` reads.
+    """
+    if value is None:
+        return
+    previous = os.environ.get(LIMIT_VARIABLE)
+    os.environ[LIMIT_VARIABLE] = str(value)
+    ctx.call_on_close(partial(_restore_environment, LIMIT_VARIABLE, previous))
+
+
+def _restore_environment(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="om-actors")
+@click.option(
+    "--max-messages",
+    type=click.IntRange(min=1),
+    callback=_set_max_messages,
+    expose_value=False,
+    metavar="N",
+    help=f"Refuse runs that would send more than N messages (default ${LIMIT_VARIABLE}, else "
+    f"{DEFAULT_MAX_MESSAGES:,}).",
+)
 def main() -> None:
     """Simulate the Byzantine Generals' oral-messages algorithm OM(m)."""
 
 
-@main.command()
-@click.argument(
-    "scenario_file", metavar="[SCENARIO]", required=False, type=click.Path(dir_okay=False, path_type=Path)
-)
+@main.command(cls=_JsonCommand)
+@click.argument("scenario_file", metavar="[SCENARIO]", required=False)
 @click.option(
     "--log",
     "log_file",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write every event as JSON lines to this file.",
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path),
+    help="Write every event as JSON lines to this file; - for stdout (the report then goes to stderr).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing; the exit status tells the outcome.")
@@ -92,23 +190,28 @@ def main() -> None:
 )
 @click.option("--log-messages", is_flag=True, help="In batched mode, log every message too (a big file).")
 def run(
-    scenario_file: Path | None,
+    scenario_file: str | None,
     log_file: Path | None,
     as_json: bool,
     quiet: bool,
     mode: Mode,
     log_messages: bool,
 ) -> None:
-    """Run SCENARIO, a YAML file (default: the seven generals, traitors 0 and 5).
+    """Run SCENARIO: a YAML file, - for stdin, or the name of a shipped scenario (om-actors scenarios
+    lists them). Default: the seven generals, traitors 0 and 5.
 
     Exits 0 when the outcome is what the scenario expects, 1 when not, and 2
     when the input cannot be used.
     """
+    log_to_stdout = log_file is not None and str(log_file) == STDIN
+    if log_to_stdout and as_json:
+        raise click.UsageError("--json and --log - would both write to stdout: give --log a file name")
     # soft_wrap: a line is one line in a pipe or a file, and a terminal wraps it anyway.
-    out = Console(quiet=quiet or as_json, highlight=False, soft_wrap=True)
+    out = Console(quiet=quiet or as_json, stderr=log_to_stdout, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        scenario = _load(scenario_file)
+    with _reporting_errors(err, as_json=as_json):
+        scenario, path = _load(scenario_file)
+        _refuse_overwriting(log_file, path)
         resolved = resolve_mode(mode, scenario)
         if not quiet:
             for warning in [*scenario.warnings, *_log_warnings(scenario, resolved, log_file, log_messages)]:
@@ -117,26 +220,34 @@ def run(
             simulation = partial(
                 simulate,
                 scenario,
-                log=log_file,
+                log=sys.stdout.buffer if log_to_stdout else log_file,
                 on_progress=on_progress,
                 mode=resolved,
                 log_messages=log_messages,
             )
-            result = trio.run(simulation)
-    except OmActorsError as exc:
-        err.print(escape(str(exc)))
-        sys.exit(2)
-    except OSError as exc:
-        err.print(f"error: {escape(str(exc))}")
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+            try:
+                result = trio.run(simulation)
+            except KeyboardInterrupt:
+                err.print("interrupted")
+                sys.exit(130)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         report(out, result)
     sys.exit(0 if not result.unmet_expectations() else 1)
+
+
+@main.command("scenarios")
+def scenarios_command() -> None:
+    """List the scenarios that ship with om-actors, each with what it shows.
+
+    `om-actors run NAME` runs one; a file of the same name in the working
+    folder wins over it.
+    """
+    shipped = shipped_scenarios()
+    width = max((len(scenario.name) for scenario in shipped), default=0)
+    for scenario in shipped:
+        click.echo(f"{scenario.name:<{width}}  {scenario.summary}".rstrip())
 
 
 @main.command("node")
@@ -152,7 +263,7 @@ def node_command(me: int, cluster: Path, key: Path) -> None:
         trio.run(partial(serve_node, me, cluster, key))
 
 
-@main.command("cluster")
+@main.command("cluster", cls=_JsonCommand)
 @click.argument("scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--base-port",
@@ -178,8 +289,9 @@ def cluster_command(
     out, err = _consoles()
     if as_json:
         out.quiet = True
-    with _reporting_errors(err):
-        scenario = load_scenario(scenario_file)
+    with _reporting_errors(err, as_json=as_json):
+        scenario, path = _load(str(scenario_file))
+        _refuse_overwriting(log_file, path)
         for warning in scenario.warnings:
             err.print(f"[yellow]warning:[/] {escape(warning)}")
         try:
@@ -229,18 +341,42 @@ def _path_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 @contextmanager
-def _reporting_errors(err: Console) -> Iterator[None]:
-    """Our errors as one line on stderr and exit status 2, never a traceback."""
+def _reporting_errors(err: Console, *, as_json: bool = False) -> Iterator[None]:
+    """Our errors as one line on stderr and exit status 2, never a traceback.
+
+    Under ``--json`` the same errors are the one JSON object on stdout
+    instead (:func:`_error_object`).  A reader that leaves stdout early is
+    not an error here: :class:`GuardedStdout` sees to that.
+    """
     try:
         yield
-    except OmActorsError as exc:
-        err.print(escape(str(exc)))
+    except (OmActorsError, OSError) as exc:
+        if as_json:
+            click.echo(json.dumps(_error_object(exc), indent=2))
+        else:
+            err.print(escape(str(exc) if isinstance(exc, OmActorsError) else f"error: {exc}"))
         sys.exit(2)
-    except BrokenPipeError:
-        raise  # click quiets it: `om-actors show LOG | head` is normal use
-    except OSError as exc:
-        err.print(f"error: {escape(str(exc))}")
-        sys.exit(2)
+
+
+def _error_object(exc: Exception) -> dict[str, Any]:
+    """``{"error", "source", "problems": [{"line", "column", "message"}]}`` for input we cannot use.
+
+    A scenario's problems keep their lines and columns, a log's its line;
+    anything else is one problem with neither.
+    """
+    source: str | None = None
+    problems = [Problem(str(exc))]
+    if isinstance(exc, click.ClickException):
+        problems = [Problem(exc.format_message())]
+    elif isinstance(exc, ScenarioError):
+        source, problems = exc.source, exc.problems
+    elif isinstance(exc, LogError):
+        source, problems = exc.source, [Problem(exc.message, exc.line)]
+    return {
+        "error": problems[0].message if isinstance(exc, click.ClickException) else str(exc),
+        "source": source,
+        "problems": [{"line": p.line, "column": p.column, "message": p.message} for p in problems],
+    }
 
 
 def _consoles() -> tuple[Console, Console]:
@@ -366,11 +502,11 @@ def _table(lines: Iterable[LogLine]) -> Table:
     return table
 
 
-def _range_option(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-    """``3..7`` as 3 to 7 inclusive, or a single number."""
+def _range_option(ctx: click.Context, param: click.Parameter, value: str) -> range:
+    """``3..7`` as 3 to 7 inclusive, or a single number; a range, so ``3..10**30`` costs nothing yet."""
     low, dots, high = value.partition("..")
     try:
-        numbers = list(range(int(low), int(high if dots else low) + 1))
+        numbers = range(int(low), int(high if dots else low) + 1)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a range: write 3..7, or a single number") from None
     if not numbers or numbers[0] < 0:
@@ -389,7 +525,7 @@ def _traitors_option(ctx: click.Context, param: click.Parameter, value: str) -> 
     raise click.BadParameter(f"{value!r}: use upto-m, exactly:K or upto:K")
 
 
-@main.command("verify")
+@main.command("verify", cls=_JsonCommand)
 @click.option(
     "--generals", "generals", default="3..7", show_default=True, callback=_range_option, help="Army sizes."
 )
@@ -405,8 +541,8 @@ def _traitors_option(ctx: click.Context, param: click.Parameter, value: str) -> 
               show_default=True, help="Where violations are written as scenario files.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the table.")
 def verify_command(
-    generals: list[int],
-    ms: list[int],
+    generals: range,
+    ms: range,
     counts: Counts,
     adversary: Adversary,
     budget: int | None,
@@ -420,6 +556,8 @@ def verify_command(
     or more than m traitors), 1 when one contradicts it, 2 for bad arguments.
     """
     out, err = _consoles()
+    with _reporting_errors(err, as_json=as_json):
+        check_ranges(generals, ms, counts)
     all_cases = list(cases(generals, ms, counts))
     if not all_cases:
         raise click.UsageError("no army in these ranges has m <= generals - 2")
@@ -435,7 +573,7 @@ def verify_command(
         except KeyboardInterrupt:
             interrupted = True
     seconds = time.monotonic() - started
-    with _reporting_errors(err):
+    with _reporting_errors(err, as_json=as_json):
         files = [write_violation(v, out_dir, adversary) for v in tally.violations]
     summary = VerifySummary(tally, adversary, budget, jobs, seconds, files, len(all_cases))
     if as_json:
@@ -475,10 +613,47 @@ def _verify_progress(
         yield on_case
 
 
-def _load(scenario_file: Path | None) -> Scenario:
-    if scenario_file is None:
-        return SEVEN_GENERALS
-    return load_scenario(scenario_file)
+def _load(argument: str | None) -> tuple[Scenario, Path | None]:
+    """The scenario SCENARIO names, and its file when it has one.
+
+    ``-`` is standard input; a path that exists wins over a shipped scenario
+    of the same name; anything else must be a shipped scenario's name.
+    """
+    if argument is None:
+        return SEVEN_GENERALS, None
+    if argument == STDIN:
+        return _from_stdin(), None
+    path = Path(argument)
+    if not path.exists():
+        path = find_scenario(argument)
+    return load_scenario(path), path
+
+
+def _from_stdin() -> Scenario:
+    """The scenario piped in, refused unread past :data:`MAX_STDIN_BYTES`."""
+    source = "<stdin>"
+    if sys.stdin is None:
+        raise ScenarioError([Problem("standard input is closed")], source)
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        raise ScenarioError([Problem(f"more than {MAX_STDIN_BYTES:,} bytes: not a scenario")], source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([Problem(f"not UTF-8 text: {exc.reason} at byte {exc.start}")], source) from None
+    return parse_scenario(text, source=source, name="stdin")
+
+
+def _refuse_overwriting(log_file: Path | None, scenario_file: Path | None) -> None:
+    """Refuse a ``--log`` that is the scenario file itself, by any name or link, before it is truncated."""
+    if log_file is None or scenario_file is None or str(log_file) == STDIN:
+        return
+    with suppress(OSError):  # a log that does not exist yet cannot be the scenario
+        if log_file.resolve() == scenario_file.resolve() or os.path.samefile(log_file, scenario_file):
+            raise click.BadParameter(
+                f"{log_file} is the scenario file {scenario_file}: the log would overwrite it",
+                param_hint="'--log'",
+            )
 
 
 def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_messages: bool) -> list[str]:

@@ -18,6 +18,7 @@ and the real runtime agree.
 
 from __future__ import annotations
 
+import bisect
 import io
 import itertools
 import math
@@ -31,6 +32,8 @@ import trio
 import trio_parallel
 from ruamel.yaml import YAML
 
+from .errors import OmActorsError
+from .limits import size_problem
 from .lockstep import Choice, LockstepRun, run_lockstep, traitor_messages
 from .orchestrator import simulate, unwrapped
 from .protocol import Path, Setup, theorem_allows_failure
@@ -48,7 +51,14 @@ ADVERSARIES: tuple[Adversary, ...] = ("canonical", "exhaustive", "search")
 DEFAULT_BUDGET: Mapping[Adversary, int] = {"canonical": 100_000, "exhaustive": 100_000, "search": 2_000}
 """Adversaries tried per case at most, by family, unless ``--budget`` says otherwise."""
 
+MAX_CASES = 1_000_000
+"""Cases one verification may hold; wider ranges are refused before a single case is made."""
+
 _ANY_RNG = random.Random(0)  # canonical strategies are deterministic and never draw from it
+
+
+class RangesTooLarge(OmActorsError):
+    """Ranges that ask for more than a run may: an army over the message limit, or too many cases."""
 
 
 @attrs.frozen
@@ -103,6 +113,57 @@ def cases(generals: Sequence[int], ms: Sequence[int], traitor_counts: Counts) ->
                     yield Case(n, m, traitors, order)
 
 
+def check_ranges(generals: Sequence[int], ms: Sequence[int], traitor_counts: Counts) -> None:
+    """Refuse ranges too large to run, before any case exists or any worker starts.
+
+    ``generals`` and ``ms`` must be ascending (the CLI passes ranges), so the
+    largest army -- the most generals, with the largest m they allow -- is
+    found without walking them, and the message limit
+    (:func:`om_actors.limits.size_problem`) is checked on it alone: every
+    other army sends fewer messages.  Then the cases are counted, stopping
+    as soon as there are more than :data:`MAX_CASES`.
+    """
+    if not generals or not ms or ms[0] > generals[-1] - 2:
+        return
+    largest = generals[-1]
+    problem = size_problem(largest, min(ms[-1], largest - 2))
+    if problem is not None:
+        raise RangesTooLarge(problem)
+    if _count_cases(generals, ms, traitor_counts, cap=MAX_CASES) > MAX_CASES:
+        raise RangesTooLarge(
+            f"these ranges hold more than {MAX_CASES:,} cases: narrow --generals, --m or --traitors"
+        )
+
+
+def _count_cases(generals: Sequence[int], ms: Sequence[int], traitor_counts: Counts, *, cap: int) -> int:
+    """How many cases :func:`cases` would make, or a number past ``cap`` as soon as it passes it."""
+    total = 0
+    for m in ms:
+        if m > generals[-1] - 2:
+            break
+        sizes = traitor_counts(m)
+        smallest = max(m + 2, min(sizes[:1], default=0))  # no case has fewer generals than traitors
+        for n in generals[bisect.bisect_left(generals, smallest) :]:
+            for k in sizes:
+                if k > n:
+                    break
+                total += _bounded_binomial(n, k, cap) * len(DEFAULT_VALUES)
+                if total > cap:
+                    return total
+    return total
+
+
+def _bounded_binomial(n: int, k: int, cap: int) -> int:
+    """``math.comb(n, k)``, or a number past ``cap`` once it is clear the true value is."""
+    k = min(k, n - k)
+    value = 1
+    for i in range(k):
+        value = value * (n - i) // (i + 1)  # C(n, i + 1), growing while i < k <= n / 2
+        if value > cap:
+            return value
+    return value
+
+
 def check_case(case: Case, adversary: Adversary, budget: int, seed: int = 0) -> CaseReport:
     """Run ``adversary`` against ``case``; meant to run in a worker process.
 
@@ -132,9 +193,25 @@ def check_case(case: Case, adversary: Adversary, budget: int, seed: int = 0) -> 
         plan = _next_plan(plans, run)
     violation = None
     if first_violation is not None:
-        violation = family.shrink(case, *first_violation)
+        violation = _named_after_its_case(family.shrink(case, *first_violation))
         mismatch = mismatch or _reproduces(violation)
     return CaseReport(case, tried, agreement_broken, validity_broken, 0, violation, mismatch)
+
+
+def _named_after_its_case(violation: Violation) -> Violation:
+    """A violation shrunk to fewer traitors, renamed to say which case it was found in.
+
+    Cases that shrink to the same traitors would otherwise share a name, and
+    so a file, the later overwriting the earlier; each case occurs once in a
+    run, so the case's own traitors make the name unique, and it stays the
+    same from run to run.
+    """
+    kept = tuple(violation.scenario["traitors"])
+    if kept == violation.case.traitors:
+        return violation
+    found_in = "-".join(map(str, violation.case.traitors))
+    renamed = {**violation.scenario, "name": f"{violation.scenario['name']}-shrunk-from-{found_in}"}
+    return attrs.evolve(violation, scenario=renamed)
 
 
 def _next_plan(plans: Generator[Plan, LockstepRun, None], run: LockstepRun) -> Plan | None:

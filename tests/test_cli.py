@@ -9,12 +9,17 @@ Rules for this file:
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from om_actors.cli import main
+from om_actors.limits import LIMIT_VARIABLE
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -98,7 +103,7 @@ def test_an_unmet_expectation_is_named(tmp_path: Path) -> None:
 def test_bad_scenarios_exit_2_with_located_errors_and_no_traceback(tmp_path: Path) -> None:
     scenario = tmp_path / "bad.yaml"
     scenario.write_text("generals: seven\nm: 1\nsurprise: true\n")
-    result = run(str(scenario), "--json")
+    result = run(str(scenario))
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
@@ -107,10 +112,27 @@ def test_bad_scenarios_exit_2_with_located_errors_and_no_traceback(tmp_path: Pat
     ]
 
 
+def test_bad_scenarios_under_json_are_one_json_object_with_every_problem(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text("generals: seven\nm: 1\nsurprise: true\n")
+    result = run(str(scenario), "--json")
+    assert (result.exit_code, result.stderr) == (2, "")
+    error = json.loads(result.stdout)
+    assert error["error"] == (
+        f"{scenario}:1:11: generals: expected an integer, got 'seven'\n"
+        f"{scenario}:3:1: surprise: unknown key 'surprise'"
+    )
+    assert error["source"] == str(scenario)
+    assert error["problems"] == [
+        {"line": 1, "column": 11, "message": "generals: expected an integer, got 'seven'"},
+        {"line": 3, "column": 1, "message": "surprise: unknown key 'surprise'"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["missing.yaml"], "cannot read the file: No such file or directory"),
+        (["missing.yaml"], "missing.yaml: no such file, nor a shipped scenario of that name"),
         (["--frobnicate"], "No such option '--frobnicate'"),
     ],
 )
@@ -258,3 +280,265 @@ def test_logging_every_message_of_a_big_batched_run_warns_of_the_size(
     loud = run(*args, "--log", str(tmp_path / "loud.jsonl"), "--json")
     assert "warning: logging all 156 messages writes about " in loud.stderr
     assert (tmp_path / "loud.jsonl").read_text().count('"event": "message"') == 156
+
+
+# --- a log that would destroy its own scenario ---------------------------------
+
+
+def test_a_log_over_its_own_scenario_is_refused_by_any_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = tmp_path / "s.yaml"
+    text = (SCENARIOS / "four-generals-traitor-lieutenant.yaml").read_text()
+    scenario.write_text(text)
+    (tmp_path / "link.jsonl").symlink_to(scenario)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for log in ["s.yaml", str(scenario), "sub/../s.yaml", "link.jsonl"]:
+        result = run("s.yaml", "--log", log)
+        assert result.exit_code == 2, log
+        assert (
+            f"Invalid value for '--log': {log} is the scenario file s.yaml: the log would overwrite it"
+            in (result.stderr)
+        )
+        assert "Traceback" not in result.stderr
+    assert scenario.read_text() == text
+
+
+def test_a_log_over_a_shipped_scenario_named_by_name_is_refused() -> None:
+    shipped = SCENARIOS / "seven-generals.yaml"
+    text = shipped.read_text()
+    result = run("seven-generals", "--log", str(shipped), "--json")
+    assert result.exit_code == 2
+    assert "the log would overwrite it" in json.loads(result.stdout)["error"]
+    assert shipped.read_text() == text
+
+
+def test_cluster_refuses_a_log_over_its_scenario_before_starting_nodes(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("generals: 4\nm: 1\n")
+    result = invoke("cluster", str(scenario), "--log", str(scenario))
+    assert result.exit_code == 2
+    assert "the log would overwrite it" in result.stderr
+    assert scenario.read_text() == "generals: 4\nm: 1\n"
+
+
+def test_a_log_that_is_a_folder_is_refused_cleanly(tmp_path: Path) -> None:
+    result = run("--log", str(tmp_path))
+    assert result.exit_code == 2
+    assert f"Invalid value for '--log': File '{tmp_path}' is a directory." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- shipped scenarios, by name ---------------------------------------------------
+
+
+def test_scenarios_lists_every_shipped_scenario_with_its_opening_line() -> None:
+    result = invoke("scenarios")
+    assert result.exit_code == 0
+    listed = {line.split()[0]: line.split(maxsplit=1)[1] for line in result.stdout.splitlines()}
+    files = sorted(SCENARIOS.glob("*.yaml"))
+    assert sorted(listed) == [path.stem for path in files]
+    for path in files:
+        assert listed[path.stem] == path.read_text().splitlines()[0].removeprefix("# ").strip()
+
+
+def test_run_finds_a_shipped_scenario_by_name() -> None:
+    by_name = run("three-generals", "--json")
+    by_path = run(str(SCENARIOS / "three-generals.yaml"), "--json")
+    assert by_name.exit_code == 0
+    assert json.loads(by_name.stdout) == json.loads(by_path.stdout)
+    assert run("three-generals.yaml", "--json").stdout == by_name.stdout
+
+
+def test_a_file_in_the_working_folder_wins_over_a_shipped_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "seven-generals").write_text("name: mine\ngenerals: 4\nm: 1\n")
+    monkeypatch.chdir(tmp_path)
+    result = run("seven-generals", "--json")
+    assert result.exit_code == 0
+    assert (json.loads(result.stdout)["scenario"], json.loads(result.stdout)["generals"]) == ("mine", 4)
+
+
+def test_an_unknown_name_lists_the_shipped_ones() -> None:
+    result = run("seven-general")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "seven-general: no such file, nor a shipped scenario of that name: did you mean 'seven-generals'? "
+        "shipped scenarios: " + ", ".join(sorted(path.stem for path in SCENARIOS.glob("*.yaml")))
+    ]
+
+
+# --- "-": stdin and stdout --------------------------------------------------------
+
+
+def test_run_dash_reads_the_scenario_from_stdin() -> None:
+    text = (SCENARIOS / "four-generals-traitor-lieutenant.yaml").read_text()
+    result = CliRunner().invoke(main, ["run", "-", "--json"], input=text)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["scenario"] == "four-generals-traitor-lieutenant"
+    bad = CliRunner().invoke(main, ["run", "-"], input="generals: seven\nm: 1\n")
+    assert bad.exit_code == 2
+    assert bad.stderr == "<stdin>:1:11: generals: expected an integer, got 'seven'\n"
+
+
+def test_stdin_past_the_size_limit_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("om_actors.cli.MAX_STDIN_BYTES", 100)
+    result = CliRunner().invoke(main, ["run", "-"], input="# padding\n" * 20 + "generals: 4\nm: 1\n")
+    assert result.exit_code == 2
+    assert result.stderr == "<stdin>: more than 100 bytes: not a scenario\n"
+
+
+def test_log_dash_writes_the_log_to_stdout_and_the_report_to_stderr() -> None:
+    result = run("three-generals", "--log", "-")
+    assert result.exit_code == 0
+    events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
+    assert (events[0], events[-1], events.count("message")) == ("run.start", "verdict", 4)
+    assert "FAILURE: validity (IC2) broken" in result.stderr
+    assert "As this scenario expects." in result.stderr
+
+
+def test_log_dash_with_json_is_refused_as_json() -> None:
+    result = run("--log", "-", "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"] == (
+        "--json and --log - would both write to stdout: give --log a file name"
+    )
+
+
+# --- --json keeps its promise -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--json", "--mode", "bogus"], "Invalid value for '--mode': 'bogus' is not one of"),
+        (["run", "--json", "--frobnicate"], "No such option '--frobnicate'"),
+        (["run", "missing.yaml", "--json"], "no such file, nor a shipped scenario of that name"),
+        (["cluster", "--json"], "Missing argument 'SCENARIO'"),
+        (["cluster", "missing.yaml", "--json"], "no such file, nor a shipped scenario of that name"),
+        (["verify", "--json", "--generals", "x..7"], "'x..7' is not a range"),
+        (
+            ["verify", "--json", "--generals", "2", "--m", "3"],
+            "no army in these ranges has m <= generals - 2",
+        ),
+        (
+            ["--max-messages", "0", "run", "--json"],
+            "Invalid value for '--max-messages': 0 is not in the range",
+        ),
+    ],
+)
+def test_unusable_input_under_json_is_one_json_object(args: list[str], message: str) -> None:
+    result = invoke(*args)
+    assert (result.exit_code, result.stderr) == (2, "")
+    error = json.loads(result.stdout)
+    assert set(error) == {"error", "source", "problems"}
+    assert message in error["error"]
+    (problem,) = error["problems"]
+    assert message in problem["message"]
+    assert (problem["line"], problem["column"]) == (None, None)
+
+
+# --- --max-messages ---------------------------------------------------------------
+
+
+def test_max_messages_sets_the_limit_for_the_command_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(LIMIT_VARIABLE, raising=False)
+    result = invoke("--max-messages", "100", "verify", "--generals", "7", "--m", "2")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "7 generals with m = 2 send 156 messages, over the limit of 100: set OM_ACTORS_MAX_MESSAGES "
+        "(or --max-messages) to raise it, if this machine has the memory\n"
+    )
+    assert LIMIT_VARIABLE not in os.environ
+
+
+# --- stdout that cannot be written ------------------------------------------------
+
+ROOT = Path(__file__).parent.parent
+UNWRITABLE = "error: cannot write to standard output: No space left on device"
+
+
+def _om_actors(args: list[str], stdout: int | IO[Any], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "om_actors", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _commands(tmp_path: Path) -> list[list[str]]:
+    golden = str(GOLDEN)
+    return [
+        ["run"],
+        ["run", "--json"],
+        ["run", "--log", "-", "--quiet"],
+        ["scenarios"],
+        ["--help"],
+        ["verify", "--generals", "4", "--m", "1", "--jobs", "1", "--out-dir", str(tmp_path)],
+        ["replay", golden],
+        ["explain", golden, "-g", "1", "--format", "dot"],
+        ["show", golden],
+        ["show", golden, "--json"],
+        ["keys", str(tmp_path / "keys"), "--addresses", "127.0.0.1:9000,127.0.0.1:9001"],
+    ]
+
+
+def test_a_full_stdout_is_one_line_on_stderr_and_status_2_for_every_command(tmp_path: Path) -> None:
+    with open("/dev/full", "w") as full:
+        for args in _commands(tmp_path):
+            done = _om_actors(args, full)
+            assert (done.returncode, done.stderr) == (2, UNWRITABLE + "\n"), args
+
+
+def test_a_closed_stdout_is_one_line_on_stderr_and_status_2() -> None:
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", "om_actors", "run"],
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        "error: cannot write to standard output: standard output is closed\n",
+    )
+
+
+def _into_a_closed_pipe(args: list[str], cwd: Path = ROOT) -> tuple[int, str]:
+    """Run with stdout a pipe whose reader left before the first write: every write breaks it."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = _om_actors(args, write, cwd)
+    finally:
+        os.close(write)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (
+            ["verify", "--generals", "3..4", "--m", "1", "--jobs", "1"],
+            0,
+        ),  # `verify | head -1`: not a contradiction
+        (["run", "three-generals"], 0),  # a failure the scenario expects
+        (["run", "hopeful.yaml"], 1),  # a failure it does not
+        (["show", str(GOLDEN), "--json"], 0),
+    ],
+)
+def test_a_reader_that_leaves_early_keeps_the_status_the_outcome_deserves(
+    tmp_path: Path, args: list[str], status: int
+) -> None:
+    (tmp_path / "hopeful.yaml").write_text("generals: 3\nm: 1\ntraitors: {2: flip}\n")
+    returncode, stderr = _into_a_closed_pipe(args, tmp_path)
+    assert returncode == status
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
