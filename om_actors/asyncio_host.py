@@ -27,7 +27,7 @@ import trio
 
 from .events import Event
 from .log import LogTarget
-from .orchestrator import EventHandler, Mode, simulate
+from .orchestrator import EventHandler, Mode, resolve_mode, simulate
 from .result import Result
 from .scenario import Scenario
 
@@ -75,7 +75,11 @@ async def simulate_asyncio(
     Runs trio as a guest of the running asyncio loop, or on a worker thread
     when another simulation is already the loop's guest.  Cancelling the
     task that awaits this cancels the simulation cleanly.
+
+    The mode is checked against the scenario before trio starts, as
+    :func:`~om_actors.simulate` does.
     """
+    resolve_mode(mode, scenario)
     loop = asyncio.get_running_loop()
     handle = _TrioRun()
     finished: asyncio.Future[outcome.Outcome[Result]]

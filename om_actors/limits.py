@@ -10,6 +10,12 @@ microseconds with its count, instead of dying in an allocation.
 The limit is the user's, never the input's: it comes from the environment
 variable :data:`LIMIT_VARIABLE` (or the CLI's ``--max-messages``, which
 sets it), so a scenario, a log or a request cannot raise it for itself.
+One number bounds everything that grows with a run: the messages, the
+generals' own state (:data:`MESSAGES_PER_GENERAL`) and per-message mode
+(:data:`PER_MESSAGE_SHARE`), so raising it raises them all.
+
+The rest of a scenario is bounded by fixed sizes, so that no string,
+list or script in it can cost more than the run it describes.
 """
 
 from __future__ import annotations
@@ -19,9 +25,51 @@ import os
 from .errors import OmActorsError
 
 DEFAULT_MAX_MESSAGES = 200_000_000
-"""Messages a run may send by default: room for nineteen generals with m = 6 (about 175 million)."""
+"""Messages a run may send by default: room for nineteen generals with m = 6 (about 175 million).
+
+Batched mode keeps about 9 bytes per message, so the default run fits in
+about 2 GB.
+"""
 
 LIMIT_VARIABLE = "OM_ACTORS_MAX_MESSAGES"
+
+MESSAGES_PER_GENERAL = 2_000
+"""What one general costs, in messages of the limit, in every instance it takes part in.
+
+A general is a task, an inbox and a protocol state per instance: about
+6 KB even when it sends nothing, so a scenario with a million generals and
+``m = 0`` -- a million messages only -- would still take gigabytes.  The
+default limit allows 100,000 general states.
+"""
+
+PER_MESSAGE_SHARE = 20
+"""Per-message mode may send one twentieth of the limit: 10 million messages by default.
+
+It keeps every message of a round as Python objects, about 300 bytes each
+(measured with thirteen generals and m = 4, and twelve with m = 5), so ten
+million take about 3 GB; batched mode keeps about 9 bytes per message.
+"""
+
+MAX_VALUES = 254
+"""Values a scenario may have: batched mode stores a value as one byte, and 255 marks "no vote"."""
+
+MAX_BATCHED_GENERALS = 255
+"""Generals batched mode can hold: its store names senders in one byte too."""
+
+MAX_STRING = 1_000
+"""Characters in any one string of a scenario: a name, a value, a strategy name."""
+
+MAX_SCRIPT = 1_000_000
+"""Entries in one ``scripted`` strategy's script."""
+
+MAX_NESTING = 64
+"""How deep lists and mappings may nest in a scenario, its strategy arguments included."""
+
+MAX_NODES = 1_000_000
+"""Scalars, lists and mappings in a scenario, counted as written out: aliases count in full."""
+
+MAX_TEXT = 16 * 1024 * 1024
+"""Characters in a scenario file: 16 MB, far beyond any scenario a person writes."""
 
 
 class LimitError(OmActorsError):
@@ -60,22 +108,55 @@ def bounded_count(generals: int, m: int, instances: int, limit: int) -> int:
 
 
 def size_problem(generals: int, m: int, instances: int = 1, *, limit: int | None = None) -> str | None:
-    """Why a run of this size is refused, with its count and how to raise the limit; ``None`` if it fits."""
+    """Why a run of this size is refused, with its count and how to raise the limit; ``None`` if it fits.
+
+    Checks the messages first, then the generals' own state.
+    """
     limit = max_messages() if limit is None else limit
     count = bounded_count(generals, m, instances, limit)
     if count <= limit:
-        return None
-    if count == _exact_if_small(generals, m, instances, limit):
-        amount = f"{count:,} messages"
-    else:
-        amount = f"more than {limit:,} messages"
+        return _general_states_problem(generals, instances, limit)
+    exact = _exact_if_small(generals, m, instances)
+    amount = f"more than {limit:,} messages" if exact is None else f"{exact:,} messages"
     return (
-        f"{generals:,} generals with m = {m:,} send {amount}, over the limit of {limit:,}: "
-        f"set {LIMIT_VARIABLE} (or --max-messages) to raise it, if this machine has the memory"
+        f"{generals:,} generals with m = {m:,} send {amount}, over the limit of {limit:,}: {_how_to_raise()}"
     )
 
 
-def _exact_if_small(generals: int, m: int, instances: int, limit: int) -> int | None:
+def _general_states_problem(generals: int, instances: int, limit: int) -> str | None:
+    allowed = max(limit // MESSAGES_PER_GENERAL, 1)
+    if generals * instances <= allowed:
+        return None
+    what = f"{generals:,} generals" if instances == 1 else f"{generals:,} generals in {instances:,} instances"
+    return (
+        f"{what} are over the limit of {allowed:,} general states "
+        f"(one per {MESSAGES_PER_GENERAL:,} messages of the limit of {limit:,}): {_how_to_raise()}"
+    )
+
+
+def per_message_problem(messages: int, *, generals: int = 0, limit: int | None = None) -> str | None:
+    """Why per-message mode must not run ``messages`` messages, suggesting batched mode; ``None`` if it may.
+
+    Batched mode is suggested only when it can hold ``generals``.
+    """
+    allowed = (max_messages() if limit is None else limit) // PER_MESSAGE_SHARE
+    if messages <= allowed:
+        return None
+    if generals > MAX_BATCHED_GENERALS:
+        instead = f"batched mode holds at most {MAX_BATCHED_GENERALS} generals, so {_how_to_raise()}"
+    else:
+        instead = f"use batched mode, or {_how_to_raise()}"
+    return (
+        f"per-message mode keeps every message as Python objects (about 300 bytes each), and "
+        f"{messages:,} messages are over its limit of {allowed:,}: {instead}"
+    )
+
+
+def _how_to_raise() -> str:
+    return f"set {LIMIT_VARIABLE} (or --max-messages) to raise it, if this machine has the memory"
+
+
+def _exact_if_small(generals: int, m: int, instances: int) -> int | None:
     """The exact count when computing it stays cheap (a few hundred digits at most)."""
     if m > 1000 or generals.bit_length() * (m + 1) > 2048:
         return None

@@ -28,6 +28,7 @@ import trio
 
 from ._version import __version__
 from .eig import EigLayout
+from .errors import OmActorsError, Problem, ScenarioError
 from .events import (
     SCHEMA,
     Decided,
@@ -50,10 +51,12 @@ from .general import (
     GeneralActor,
     SendRound,
 )
+from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, open_log
 from .protocol import General, Verdict, combine, judge, messages_sent, paths_of_round
 from .result import InstanceOutcome, Result
 from .scenario import Scenario
+from .strategies import Strategy
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -67,16 +70,56 @@ EVENT_BUFFER = 256
 
 
 Mode = Literal["per-message", "batched", "auto"]
+MODES: tuple[Mode, ...] = ("per-message", "batched", "auto")
 BATCHED_ABOVE = 200_000
 """Messages above which ``auto`` mode batches: just above thirteen generals with m = 4."""
 
 
 def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batched"]:
-    """``auto`` as the mode it stands for, for this scenario."""
-    if mode != "auto":
-        return mode
+    """``auto`` as the mode it stands for, for this scenario; checked before anything is allocated.
+
+    Raises :class:`ScenarioError` for a mode that is not one of
+    :data:`MODES`, and for a run the mode cannot hold: per-message mode
+    keeps every message as Python objects, so it refuses runs far beyond
+    what batched mode takes (:func:`~om_actors.limits.per_message_problem`),
+    and batched mode stores a general's id in one byte.  ``auto`` picks
+    per-message mode for more than 255 generals.
+    """
+    if mode not in MODES:
+        allowed = ", ".join(repr(m) for m in MODES)
+        raise ScenarioError([Problem(f"mode: {mode!r} is not a mode: use one of {allowed}")], scenario.name)
     total = messages_sent(scenario.generals, scenario.m) * len(scenario.effective_instances)
-    return "batched" if total > BATCHED_ABOVE else "per-message"
+    resolved: Literal["per-message", "batched"]
+    if mode == "auto":
+        too_many = scenario.generals > MAX_BATCHED_GENERALS
+        resolved = "batched" if total > BATCHED_ABOVE and not too_many else "per-message"
+    else:
+        resolved = mode
+    if resolved == "per-message":
+        problem = per_message_problem(total, generals=scenario.generals)
+    else:
+        problem = _batched_problem(scenario)
+    if problem is not None:
+        raise ScenarioError([Problem(f"mode: {problem}")], scenario.name)
+    return resolved
+
+
+def _batched_problem(scenario: Scenario) -> str | None:
+    if scenario.generals <= MAX_BATCHED_GENERALS:
+        return None
+    return (
+        f"batched mode holds at most {MAX_BATCHED_GENERALS} generals, and this scenario has "
+        f"{scenario.generals:,}: use per-message mode"
+    )
+
+
+def _require_trio(name: str) -> None:
+    """Refuse, with a hint, a call from outside trio, which would fail deep inside trio instead."""
+    if not trio.lowlevel.in_trio_task():
+        raise OmActorsError(
+            f"{name}() runs inside trio: from asyncio (or anyio's asyncio backend) use "
+            "simulate_asyncio(), and from code that is not async, simulate_sync()"
+        )
 
 
 async def simulate(
@@ -106,10 +149,20 @@ async def simulate(
 
     Cancelling the surrounding scope cancels the run; the log keeps every
     line written so far.
+
+    Before anything else -- before the log is opened -- the mode is checked
+    against the scenario's size (see :func:`resolve_mode`) and every
+    traitor's strategy is built, so a strategy that cannot be imported or
+    whose class raises when constructed is a :class:`StrategyError` here.
+    Call this only from trio; asyncio applications use
+    :func:`~om_actors.simulate_asyncio`.
     """
+    _require_trio("simulate")
+    resolved = resolve_mode(mode, scenario)
+    strategies = scenario.strategies()
     with open_log(log) as writer:
         handlers = [h for h in (writer, on_event) if h is not None]
-        run = _Run(scenario, handlers, on_progress, mode=mode, log_messages=log_messages)
+        run = _Run(scenario, strategies, handlers, on_progress, mode=resolved, log_messages=log_messages)
         return await run.run()
 
 
@@ -167,11 +220,18 @@ class Simulation:
         assert self._result is not None
         return self._result
 
-    async def _run(self, send: trio.MemorySendChannel[Event], log: LogTarget | None, mode: Mode) -> None:
+    async def _run(
+        self,
+        send: trio.MemorySendChannel[Event],
+        log: LogTarget | None,
+        mode: Literal["per-message", "batched"],
+        strategies: Mapping[int, Strategy],
+    ) -> None:
         async with send:
             with open_log(log) as writer:
                 handlers = [writer] if writer is not None else []
-                self._result = await _Run(self.scenario, handlers, None, stream=send, mode=mode).run()
+                run = _Run(self.scenario, strategies, handlers, None, stream=send, mode=mode)
+                self._result = await run.run()
         self._done.set()
 
 
@@ -188,13 +248,17 @@ async def open_simulation(
 
     Leaving the block before the run has finished cancels it.  An error in
     the run comes out of the ``async with`` as itself, not inside an
-    ExceptionGroup.
+    ExceptionGroup.  The mode and the strategies are checked and built on
+    entry, as :func:`simulate` does.
     """
+    _require_trio("open_simulation")
+    resolved = resolve_mode(mode, scenario)
+    strategies = scenario.strategies()
     send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
     simulation = Simulation(scenario, receive)
     with unwrapped():
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(simulation._run, send, log, mode)
+            nursery.start_soon(simulation._run, send, log, resolved, strategies)
             try:
                 yield simulation
             finally:
@@ -245,18 +309,20 @@ class _Run:
     def __init__(
         self,
         scenario: Scenario,
+        strategies: Mapping[int, Strategy],
         handlers: Sequence[EventHandler],
         on_progress: ProgressHandler | None,
         *,
         stream: trio.MemorySendChannel[Event] | None = None,
-        mode: Mode = "auto",
+        mode: Literal["per-message", "batched"],
         log_messages: bool = False,
     ) -> None:
         self.scenario = scenario
+        self.strategies = strategies
         self.handlers = handlers
         self.on_progress = on_progress
         self.stream = stream
-        self.mode = resolve_mode(mode, scenario)
+        self.mode = mode
         self.log_messages = log_messages
         self.instances = scenario.effective_instances
         self.tagged = len(self.instances) > 1
@@ -274,7 +340,7 @@ class _Run:
 
     def _enlist(self) -> Sequence[GeneralActor | BatchedGeneralActor]:
         scenario = self.scenario
-        strategies = scenario.strategies()
+        strategies = self.strategies
         setups = [scenario.setup_for(instance) for instance in self.instances]
         if self.mode == "batched":
             self.layouts = [EigLayout(setup) for setup in setups]

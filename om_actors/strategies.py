@@ -473,7 +473,7 @@ def _import(name: str, module_name: str) -> ModuleType:
         return importlib.import_module(module_name)
     except ImportError as exc:
         raise StrategyError(f"cannot import module {module_name!r}: {exc}") from None
-    except Exception as exc:  # a user's module may raise anything while it loads
+    except (Exception, SystemExit) as exc:  # a user's module may raise anything while it loads, even exit
         raise StrategyError(
             f"importing module {module_name!r} for strategy {name!r} raised {_described(exc)}"
         ) from None
@@ -566,7 +566,7 @@ def build_strategy(
         kwargs["values"] = values
     try:
         strategy = cls(**kwargs)
-    except Exception as exc:  # a user's class may raise anything
+    except (Exception, SystemExit) as exc:  # a user's class may raise anything, even exit
         if name in BUILT_IN:
             raise StrategyError(f"strategy {name!r}: {exc}") from None
         raise StrategyError(

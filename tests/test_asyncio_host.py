@@ -108,3 +108,35 @@ def test_errors_come_out_as_themselves() -> None:
 
     with pytest.raises(Boom):
         run_clean(simulate_asyncio(SEVEN, on_event=explode))
+
+
+def test_simulate_under_asyncio_says_to_use_simulate_asyncio() -> None:
+    with pytest.raises(
+        om_actors.OmActorsError,
+        match=r"^simulate\(\) runs inside trio: from asyncio .* use simulate_asyncio\(\)",
+    ):
+        run_clean(om_actors.simulate(SEVEN))
+
+
+def test_simulate_under_anyios_asyncio_backend_says_to_use_simulate_asyncio() -> None:
+    anyio = pytest.importorskip("anyio")
+    with pytest.raises(om_actors.OmActorsError, match=r"use simulate_asyncio\(\)"):
+        anyio.run(om_actors.simulate, SEVEN, backend="asyncio")
+
+
+async def _open_simulation_from_asyncio() -> None:
+    async with om_actors.open_simulation(SEVEN):
+        pass  # pragma: no cover -- refused on entry
+
+
+def test_open_simulation_under_asyncio_says_to_use_simulate_asyncio() -> None:
+    with pytest.raises(om_actors.OmActorsError, match=r"^open_simulation\(\) runs inside trio"):
+        run_clean(_open_simulation_from_asyncio())
+
+
+def test_a_bogus_mode_is_refused_before_trio_starts() -> None:
+    with pytest.raises(
+        om_actors.ScenarioError,
+        match="mode: 'bogus' is not a mode: use one of 'per-message', 'batched', 'auto'",
+    ):
+        run_clean(simulate_asyncio(SEVEN, mode="bogus"))  # type: ignore[arg-type]

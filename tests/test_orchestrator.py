@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from om_actors import (
     RoundEnded,
     Scenario,
     ScenarioError,
+    StrategyError,
     StrategyFailed,
     TraitorSpec,
     load_scenario,
@@ -41,6 +43,8 @@ from om_actors import (
     simulate,
     simulate_sync,
 )
+from om_actors.orchestrator import resolve_mode
+from om_actors.scenario import scenario_from_dict
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -349,3 +353,91 @@ def test_several_instances_run_on_the_same_generals() -> None:
 def test_instances_are_checked_like_everything_else() -> None:
     with pytest.raises(ScenarioError, match=r"instances\.1\.commander: must be a general id from 0 to 3"):
         Scenario(generals=4, m=1, instances=[Instance(0, "attack"), Instance(4, "attack")])
+
+
+# --- refused before round 1 ---------------------------------------------------
+
+RAISES_IN_INIT = """\
+class Grumpy:
+    def __init__(self, mood="bad"):
+        raise ValueError(f"in a {mood} mood")
+
+    def choose(self, round, path, receiver, value, rng):
+        return value
+"""
+
+
+def test_a_strategy_class_that_raises_when_built_stops_the_run_before_round_1(tmp_path: Path) -> None:
+    module = tmp_path / "grumpy_traitor.py"
+    module.write_text(RAISES_IN_INIT)
+    path = tmp_path / "grumpy.yaml"
+    path.write_text("generals: 4\nm: 1\ntraitors:\n  2: {strategy: 'grumpy_traitor:Grumpy', mood: foul}\n")
+    scenario = load_scenario(path)  # checking it only looks at the class
+    log = tmp_path / "run.jsonl"
+    with pytest.raises(StrategyError) as caught:
+        simulate_sync(scenario, log=log)
+    assert str(caught.value) == (
+        f"scenario 'grumpy', traitor 2: strategy 'grumpy_traitor:Grumpy' (from {module}) "
+        "raised when built: ValueError: in a foul mood"
+    )
+    assert not log.exists()
+
+
+async def test_open_simulation_builds_the_strategies_on_entry(tmp_path: Path) -> None:
+    (tmp_path / "grumpy_traitor2.py").write_text(RAISES_IN_INIT)
+    path = tmp_path / "grumpy.yaml"
+    path.write_text("generals: 4\nm: 1\ntraitors:\n  2: 'grumpy_traitor2:Grumpy'\n")
+    with (
+        bounded(),
+        pytest.raises(StrategyError, match=r"traitor 2: .* raised when built: ValueError: in a bad mood"),
+    ):
+        async with open_simulation(load_scenario(path)):
+            pass  # pragma: no cover -- refused on entry
+
+
+@pytest.mark.parametrize("run", [simulate_sync, lambda s, mode: trio.run(partial(simulate, s, mode=mode))])
+def test_a_bogus_mode_names_the_modes(run: Callable[..., object]) -> None:
+    with pytest.raises(
+        ScenarioError,
+        match=r"^scenario: mode: 'bogus' is not a mode: use one of 'per-message', 'batched', 'auto'$",
+    ):
+        run(Scenario(generals=4, m=1), mode="bogus")
+
+
+async def test_per_message_mode_refuses_runs_too_big_for_it() -> None:
+    scenario = Scenario(generals=19, m=5)  # 14,472,900 messages: fine batched, gigabytes one by one
+    with bounded(), pytest.raises(ScenarioError) as caught:
+        await simulate(scenario, mode="per-message")
+    assert str(caught.value) == (
+        "scenario: mode: per-message mode keeps every message as Python objects (about 300 bytes each), "
+        "and 14,472,900 messages are over its limit of 10,000,000: use batched mode, or set "
+        "OM_ACTORS_MAX_MESSAGES (or --max-messages) to raise it, if this machine has the memory"
+    )
+
+
+def test_batched_mode_refuses_more_generals_than_its_store_holds_and_auto_does_not_pick_it() -> None:
+    scenario = Scenario(generals=300, m=1)  # 89,401 messages
+    with pytest.raises(
+        ScenarioError, match="batched mode holds at most 255 generals, and this scenario has 300"
+    ):
+        simulate_sync(scenario, mode="batched")
+    wide = Scenario(generals=460, m=1)  # 210,681 messages: auto would batch them, if batched mode could
+    assert resolve_mode("auto", wide) == "per-message"
+
+
+def test_a_strategy_module_that_raises_on_import_stops_the_run_before_round_1(tmp_path: Path) -> None:
+    (tmp_path / "unready_traitor.py").write_text("raise KeyError('HOME')\n")
+    data = {
+        "name": "unready",
+        "generals": 4,
+        "m": 1,
+        "traitors": {"3": "unready_traitor:Liar"},
+        "strategy_folder": str(tmp_path),
+    }
+    scenario = scenario_from_dict(data)  # as replay and the nodes read it: nothing imported yet
+    with pytest.raises(StrategyError) as caught:
+        simulate_sync(scenario)
+    assert str(caught.value) == (
+        "scenario 'unready', traitor 3: importing module 'unready_traitor' for strategy "
+        "'unready_traitor:Liar' raised KeyError: 'HOME'"
+    )

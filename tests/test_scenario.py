@@ -335,3 +335,22 @@ def test_a_strategy_missing_from_its_folder_is_a_strategy_error(tmp_path: Path) 
         match=r"^scenario 'gone', traitor 1: cannot import module 'no_such_traitor_module': No module named",
     ):
         scenario.strategies()
+
+
+@pytest.mark.parametrize(
+    ("source", "raised"),
+    [
+        ("raise RuntimeError('no config here')\n", "RuntimeError: no config here"),
+        ("def broken(:\n", "SyntaxError: invalid syntax"),
+        ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
+    ],
+)
+def test_a_strategy_module_that_raises_on_import_is_a_located_scenario_error(
+    tmp_path: Path, strategy_module: Callable[[str], str], source: str, raised: str
+) -> None:
+    name = strategy_module(source)
+    errors = _errors(tmp_path, f"generals: 4\nm: 1\ntraitors:\n  1: {{strategy: '{name}:Liar'}}\n")
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        f"4:17: traitors.1.strategy: importing module '{name}' for strategy '{name}:Liar' raised {raised}"
+    )
