@@ -133,7 +133,7 @@ def test_bad_scenarios_under_json_are_one_json_object_with_every_problem(tmp_pat
     ("args", "message"),
     [
         (["missing.yaml"], "missing.yaml: no such file, nor a shipped scenario of that name"),
-        (["--frobnicate"], "No such option '--frobnicate'"),
+        (["--frobnicate"], "No such option"),
     ],
 )
 def test_unusable_arguments_exit_2(args: list[str], message: str) -> None:
@@ -414,7 +414,7 @@ def test_log_dash_with_json_is_refused_as_json() -> None:
     ("args", "message"),
     [
         (["run", "--json", "--mode", "bogus"], "Invalid value for '--mode': 'bogus' is not one of"),
-        (["run", "--json", "--frobnicate"], "No such option '--frobnicate'"),
+        (["run", "--json", "--frobnicate"], "No such option"),
         (["run", "missing.yaml", "--json"], "no such file, nor a shipped scenario of that name"),
         (["cluster", "--json"], "Missing argument 'SCENARIO'"),
         (["cluster", "missing.yaml", "--json"], "no such file, nor a shipped scenario of that name"),

@@ -24,7 +24,9 @@ from om_actors.verify import (
     DEFAULT_BUDGET,
     Adversary,
     Case,
+    Counts,
     Tally,
+    _count_cases,
     cases,
     check_case,
     exhaustive_plan,
@@ -165,3 +167,91 @@ def test_cli_bad_arguments_exit_2(args: list[str], message: str) -> None:
     status, _, err = _verify(*args)
     assert status == 2
     assert message in err
+
+
+def test_cli_runs_cases_on_two_worker_processes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["verify", "--generals", "3..4", "--m", "1", "--jobs", "2", "--json", "--out-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["jobs"], summary["cases"], summary["mismatches"]) == (2, 18, [])
+    assert sorted(Path(file).name for file in summary["violations"]) == [
+        "canonical-n3-m1-traitors-1-attack.yaml",  # three generals fail, as the theorem allows
+        "canonical-n3-m1-traitors-2-attack.yaml",
+    ]
+
+
+def test_violations_shrunk_to_the_same_traitors_get_files_of_their_own(tmp_path: Path) -> None:
+    status, out, _ = _verify(
+        "--generals", "5", "--m", "1", "--traitors", "exactly:3", "--json", "--out-dir", str(tmp_path)
+    )
+    assert status == 0
+    files = json.loads(out)["violations"]
+    assert len(files) == 16
+    assert sorted(files) == sorted(str(path) for path in tmp_path.iterdir())  # none overwrote another
+    shrunk = tmp_path / "canonical-n5-m1-traitors-2-3-attack-shrunk-from-1-2-3.yaml"
+    assert str(shrunk) in files
+    scenario = load_scenario(shrunk)
+    assert (scenario.name, sorted(scenario.traitors)) == (
+        "n5-m1-traitors-2-3-attack-shrunk-from-1-2-3",
+        [2, 3],
+    )
+    assert simulate_sync(scenario).unmet_expectations() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--generals", "40", "--m", "12"],
+            "40 generals with m = 12 send 52,521,079,662,488,028,579 messages, over the limit of 200,000,000",
+        ),
+        (["--generals", "3..1000000000000000000000000000000", "--m", "1"], "over the limit of 200,000,000"),
+        (
+            ["--generals", "60", "--m", "3", "--traitors", "exactly:30"],
+            "these ranges hold more than 1,000,000 cases: narrow --generals, --m or --traitors",
+        ),
+    ],
+)
+def test_ranges_too_large_are_refused_before_any_case_is_made(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
+    monkeypatch.setattr("om_actors.cli.cases", _no_cases)
+    status, out, err = _verify(*args)
+    assert (status, out) == (2, "")
+    assert message in err
+    assert len(err.splitlines()) == 1
+    json_status, json_out, _ = _verify(*args, "--json")
+    assert json_status == 2
+    assert message in json.loads(json_out)["error"]
+
+
+def _no_cases(*args: object) -> None:
+    raise AssertionError("cases were made for ranges that should have been refused")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 9),
+    st.integers(0, 4),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.sampled_from(["upto-m", "exactly", "upto"]),
+    st.integers(0, 6),
+)
+def test_counting_cases_agrees_with_making_them(
+    low: int, width: int, m_low: int, m_width: int, kind: str, k: int
+) -> None:
+    generals, ms = range(low, low + width + 1), range(m_low, m_low + m_width + 1)
+    counts: Counts = {
+        "upto-m": lambda m: range(m + 1),
+        "exactly": lambda m: [k],
+        "upto": lambda m: range(k + 1),
+    }[kind]
+    made = len(list(cases(generals, ms, counts)))
+    assert _count_cases(generals, ms, counts, cap=10**9) == made
+    if made:
+        assert _count_cases(generals, ms, counts, cap=made - 1) > made - 1
