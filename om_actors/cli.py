@@ -91,25 +91,27 @@ class _JsonError(click.ClickException):
         click.echo(json.dumps(self.error, indent=2))
 
 
+@contextmanager
+def _click_errors_as_json(wanted: bool) -> Iterator[None]:
+    """Click's own errors (usage, bad values) as the JSON error object, when ``--json`` was asked for."""
+    try:
+        yield
+    except click.ClickException as exc:
+        if wanted and not isinstance(exc, _JsonError):
+            raise _JsonError(_error_object(exc)) from None
+        raise
+
+
 class _JsonCommand(click.Command):
     """A command whose ``--json`` keeps its promise even for click's own usage errors."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        wants_json = "--json" in args  # before parsing: parsing is what failed
-        try:
+        with _click_errors_as_json("--json" in args):  # looked for before parsing: parsing is what failed
             return super().parse_args(ctx, args)
-        except click.ClickException as exc:
-            if wants_json:
-                raise _JsonError(_error_object(exc)) from None
-            raise
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with _click_errors_as_json(bool(ctx.params.get("as_json"))):
             return super().invoke(ctx)
-        except click.ClickException as exc:
-            if ctx.params.get("as_json") and not isinstance(exc, _JsonError):
-                raise _JsonError(_error_object(exc)) from None
-            raise
 
 
 class _Cli(click.Group):
@@ -127,13 +129,9 @@ class _Cli(click.Group):
             guard.uninstall()
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        wants_json = "--json" in args and not JSON_COMMANDS.isdisjoint(args)
-        try:
+        """The group's own options; a bad one is JSON too when a command that promises JSON follows."""
+        with _click_errors_as_json("--json" in args and not JSON_COMMANDS.isdisjoint(args)):
             return super().parse_args(ctx, args)
-        except click.ClickException as exc:
-            if wants_json:
-                raise _JsonError(_error_object(exc)) from None
-            raise
 
 
 def _set_max_messages(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
@@ -197,8 +195,10 @@ def run(
     mode: Mode,
     log_messages: bool,
 ) -> None:
-    """Run SCENARIO: a YAML file, - for stdin, or the name of a shipped scenario (om-actors scenarios
-    lists them). Default: the seven generals, traitors 0 and 5.
+    """Run SCENARIO: a YAML file, a shipped scenario's name, or - for stdin.
+
+    Without SCENARIO, the seven generals with traitors 0 and 5; `om-actors
+    scenarios` lists the shipped ones.
 
     Exits 0 when the outcome is what the scenario expects, 1 when not, and 2
     when the input cannot be used.

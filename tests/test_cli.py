@@ -454,6 +454,16 @@ def test_max_messages_sets_the_limit_for_the_command_only(monkeypatch: pytest.Mo
     assert LIMIT_VARIABLE not in os.environ
 
 
+def test_max_messages_reaches_the_run_and_its_refusal_is_json_under_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(LIMIT_VARIABLE, raising=False)
+    result = invoke("--max-messages", "100", "run", "--json")
+    assert (result.exit_code, result.stderr) == (2, "")
+    assert "--max-messages" in json.loads(result.stdout)["error"]
+    assert run("--json").exit_code == 0  # the default limit is back
+
+
 # --- stdout that cannot be written ------------------------------------------------
 
 ROOT = Path(__file__).parent.parent
@@ -461,11 +471,13 @@ UNWRITABLE = "error: cannot write to standard output: No space left on device"
 
 
 def _om_actors(args: list[str], stdout: int | IO[Any], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """``om-actors ARGS`` in a fresh interpreter, importing this tree's package wherever it runs."""
     return subprocess.run(
         [sys.executable, "-m", "om_actors", *args],
         stdout=stdout,
         stderr=subprocess.PIPE,
         cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         text=True,
         timeout=120,
         check=False,
@@ -529,7 +541,7 @@ def _into_a_closed_pipe(args: list[str], cwd: Path = ROOT) -> tuple[int, str]:
             ["verify", "--generals", "3..4", "--m", "1", "--jobs", "1"],
             0,
         ),  # `verify | head -1`: not a contradiction
-        (["run", "three-generals"], 0),  # a failure the scenario expects
+        (["run", str(SCENARIOS / "three-generals.yaml")], 0),  # a failure the scenario expects
         (["run", "hopeful.yaml"], 1),  # a failure it does not
         (["show", str(GOLDEN), "--json"], 0),
     ],
