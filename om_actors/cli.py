@@ -33,7 +33,7 @@ from rich.table import Table
 
 from . import __version__
 from .catalog import find_scenario, shipped_scenarios
-from .cluster import run_cluster, serve_node, write_keys
+from .cluster import DRIVER_KEY, Stopped, run_cluster, serve_node, stoppable, write_keys
 from .errors import LogError, OmActorsError, Problem, ScenarioError
 from .explain import View, dot_graph, explain, text_tree
 from .guarded_stdout import GuardedStdout
@@ -43,7 +43,7 @@ from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, si
 from .protocol import messages_sent
 from .replay import SUMMARY_ONLY, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, print_verify, report
-from .result import describe_generals
+from .result import Result, describe_generals
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario
 from .verify import (
     ADVERSARIES,
@@ -256,11 +256,43 @@ def scenarios_command() -> None:
               help="The cluster file: every general's address and public key.")  # fmt: skip
 @click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="This general's Ed25519 private key, PEM.")  # fmt: skip
-def node_command(me: int, cluster: Path, key: Path) -> None:
-    """Serve one general over HTTP at its address in the cluster file, until stopped."""
+@click.option("--listen", "listen_on", metavar="HOST:PORT",
+              help="Listen here, not at the cluster file's address; port 0 picks a free one.")  # fmt: skip
+@click.option("--allow-strategy", "allowed", multiple=True, metavar="MODULE:CLASS",
+              help="A traitor strategy of your own this node may run; may be repeated.")  # fmt: skip
+@click.option("--strategy-folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also look for the allowed strategies' modules in this folder.")  # fmt: skip
+@click.option("--exit-with-stdin", is_flag=True,
+              help="Stop when standard input closes: no node outlives om-actors cluster.")  # fmt: skip
+def node_command(
+    me: int,
+    cluster: Path,
+    key: Path,
+    listen_on: str | None,
+    allowed: tuple[str, ...],
+    strategy_folder: Path | None,
+    exit_with_stdin: bool,
+) -> None:
+    """Serve one general over HTTP at its address in the cluster file, until stopped.
+
+    It prints one JSON line with the address it listens at, then runs what
+    the driver named in the cluster file asks.  The only traitor strategies
+    it runs are the built-in ones and those allowed with --allow-strategy
+    (or under strategies: in the cluster file).
+    """
     _, err = _consoles()
+    serving = partial(
+        serve_node,
+        me,
+        cluster,
+        key,
+        listen_on=listen_on,
+        allowed=allowed,
+        strategy_folder=strategy_folder,
+        exit_with_stdin=exit_with_stdin,
+    )
     with _reporting_errors(err), suppress(KeyboardInterrupt):
-        trio.run(partial(serve_node, me, cluster, key))
+        trio.run(serving)
 
 
 @main.command("cluster", cls=_JsonCommand)
@@ -268,7 +300,7 @@ def node_command(me: int, cluster: Path, key: Path) -> None:
 @click.option(
     "--base-port",
     type=click.IntRange(1024, 65000),
-    help="General g listens on this port + g (default: free ports).",
+    help="General g listens on this port + g (default: each node picks a free port).",
 )
 @click.option("--log", "log_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write every event as JSON lines to this file.")  # fmt: skip
@@ -278,13 +310,22 @@ def node_command(me: int, cluster: Path, key: Path) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Drive nodes already running, listed in this cluster file, instead of starting them here.",
 )
+@click.option("--driver-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --nodes: the driver's private key (default: its folder's driver.pem).")  # fmt: skip
 def cluster_command(
-    scenario_file: Path, base_port: int | None, log_file: Path | None, as_json: bool, nodes: Path | None
+    scenario_file: Path,
+    base_port: int | None,
+    log_file: Path | None,
+    as_json: bool,
+    nodes: Path | None,
+    driver_key: Path | None,
 ) -> None:
     """Run SCENARIO with every general its own process, over signed HTTP.
 
-    By default it starts the nodes on 127.0.0.1 and stops them afterwards.
-    Output, log and exit status are those of `om-actors run`.
+    By default it starts the nodes on 127.0.0.1 and stops them afterwards,
+    also when it is stopped by Ctrl-C, SIGTERM or SIGHUP.  Output, log and
+    exit status are those of `om-actors run`; a crashed node or a message
+    that was not delivered is named in a warning.
     """
     out, err = _consoles()
     if as_json:
@@ -294,28 +335,51 @@ def cluster_command(
         _refuse_overwriting(log_file, path)
         for warning in scenario.warnings:
             err.print(f"[yellow]warning:[/] {escape(warning)}")
+        running = partial(
+            run_cluster, scenario, base_port=base_port, log=log_file, nodes=nodes, driver_key=driver_key
+        )
         try:
-            outcome = trio.run(partial(run_cluster, scenario, base_port=base_port, log=log_file, nodes=nodes))
+            outcome = trio.run(partial(stoppable, running))
+        except Stopped as stop:
+            err.print(escape(str(stop)))
+            sys.exit(stop.status)
         except KeyboardInterrupt:
             err.print("interrupted: every node process was stopped")
             sys.exit(130)
     result = outcome.result
-    if outcome.crashed:
-        err.print(
-            f"[yellow]warning:[/] {describe_generals(list(outcome.crashed))} crashed and counted as silent"
-        )
+    for warning in _cluster_warnings(result):
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), "crashed": list(outcome.crashed)}, indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         report(out, result)
     sys.exit(0 if not result.unmet_expectations() else 1)
+
+
+def _cluster_warnings(result: Result) -> list[str]:
+    """What went wrong over the network: the paper's assumptions broke, so its theorem does not apply."""
+    warnings = []
+    if result.crashed:
+        generals = describe_generals(list(result.crashed))
+        warnings.append(f"{generals} crashed: counted as neither loyal nor traitor, their decisions are lost")
+    if result.undelivered:
+        warnings.append(
+            f"{result.undelivered:,} messages from loyal generals were not delivered: "
+            "the synchrony assumption (A3) broke, so the verdict is not the theorem's"
+        )
+    return warnings
 
 
 @main.command("keys")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--addresses", required=True, help="host:port of general 0, 1, ..., separated by commas.")
 def keys_command(folder: Path, addresses: str) -> None:
-    """Write a key pair per general and the cluster file into FOLDER, for nodes started by hand."""
+    """Write key pairs for every general and the driver, and the cluster file, into FOLDER.
+
+    The cluster file names every public key, the driver's included: nodes
+    obey only requests signed with the driver's private key, driver.pem,
+    which `om-actors cluster --nodes` reads from the same folder.
+    """
     out, err = _consoles()
     listed = [address.strip() for address in addresses.split(",")]
     if any(":" not in address for address in listed):
@@ -324,7 +388,8 @@ def keys_command(folder: Path, addresses: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         cluster = write_keys(folder, dict(enumerate(listed)))
     out.print(
-        f"wrote {cluster} and {len(listed)} private keys, general-0.pem to general-{len(listed) - 1}.pem"
+        f"wrote {cluster} and {len(listed)} private keys, general-0.pem to general-{len(listed) - 1}.pem, "
+        f"and the driver's private key {folder / DRIVER_KEY}: keep it where you run om-actors cluster --nodes"
     )
 
 

@@ -1,30 +1,46 @@
-"""Every general its own process: keys, the cluster file, and the driver of the rounds.
+"""Every general its own process: keys, the cluster file, the nodes, and the driver of the rounds.
 
-``om-actors cluster`` makes a key pair per general and a cluster file in a
-temporary folder, starts one ``om-actors node`` process per general on
-127.0.0.1, waits until each answers ``/status``, then drives the rounds over
-HTTP with the same barrier as the in-memory orchestrator: every node sends
-its round, and the next round starts only when all have answered, or their
-round timeout has passed.  It stops every process it started, on success,
-on error and on Ctrl-C.
+``om-actors cluster`` makes a key pair per general and one for itself (the
+driver), writes a cluster file naming their public keys in a temporary
+folder, and starts one ``om-actors node`` process per general.  Each node
+binds a port of its own choosing (port 0, unless ``--base-port`` says) and
+reports the address it got on its standard output; the driver then checks,
+with a signed ``/status`` over a fresh nonce, that each answers with the id
+and key it was given, so it knows it reached its own nodes and nobody
+else's.  The rounds are driven over signed HTTP with the barriers of the
+in-memory orchestrator: every node sends its round and waits for each
+receiver to acknowledge its batch, then every node closes the round and
+says what arrived.
 
-A node that dies mid-run is treated as silent from then on, like a traitor
-that stopped talking, and is named in the result; its own decision is lost,
-so it does not count as loyal.
+Nothing is lost silently.  A batch its receiver never took is logged as
+messages with ``delivered: false`` and counted (``RoundEnded.undelivered``,
+``Result.undelivered``).  A node that dies is logged as ``general.crashed``
+in the round it died, with everything it sent before -- what its receivers
+report having got from it -- and is counted as neither loyal nor traitor.
+
+The nodes go when the driver goes.  They run in a trio nursery
+(``trio.run_process``), which stops them on success, on error, on Ctrl-C
+and on cancellation; :func:`stoppable` turns SIGTERM and SIGHUP into such a
+cancellation; and each node also exits when its standard input, a pipe from
+the driver, closes, which covers a driver killed outright.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
+import secrets
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import httpx
@@ -36,27 +52,56 @@ from ruamel.yaml.error import YAMLError
 
 from ._version import __version__
 from .errors import OmActorsError
-from .events import SCHEMA, Event, MessageRejected, MessageSent, RoundEnded, RunStarted, StrategyFailed
+from .events import (
+    SCHEMA,
+    Event,
+    GeneralCrashed,
+    MessageRejected,
+    MessageSent,
+    RoundEnded,
+    RunStarted,
+    StrategyFailed,
+)
 from .log import LogTarget, open_log
-from .node import Node, Peer
+from .node import DELIVERY_TIMEOUT, Node, Peer, control_headers, public_text, verify
 from .orchestrator import conclusion, event_order, unwrapped
 from .result import Result
 from .scenario import Scenario
+from .strategies import importable_from, strategy_class
 
 STARTUP_TIMEOUT = 20.0
-"""Seconds the driver waits for every node to answer ``/status``."""
+"""Seconds the driver waits for every node to report its address and answer ``/status``."""
+CLUSTER_FILE = "cluster.yaml"
+DRIVER_KEY = "driver.pem"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+LISTEN_BACKLOG = 128
+MAX_LISTENING_LINE = 4096
+
+T = TypeVar("T")
 
 
 class ClusterError(OmActorsError):
     """A cluster file, key or node that cannot be used."""
 
 
+class Stopped(ClusterError):
+    """The driver was stopped by a signal, and stopped every node it started on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}: every node process was stopped")
+
+    @property
+    def status(self) -> int:
+        """The exit status a shell expects of a process a signal ended: 128 + the signal's number."""
+        return 128 + self.signum
+
+
 # --- keys and the cluster file ----------------------------------------------------
 
 
-def public_text(key: Ed25519PublicKey) -> str:
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
+def general_key_file(general: int) -> str:
+    return f"general-{general}.pem"
 
 
 def write_key(key: Ed25519PrivateKey, path: Path) -> None:
@@ -77,21 +122,41 @@ def load_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def write_cluster(path: Path, addresses: Mapping[int, str], keys: Mapping[int, Ed25519PrivateKey]) -> None:
-    """The cluster file: for each general, its address and public key."""
+@attrs.frozen
+class ClusterFile:
+    """What a cluster file says: every general's address and key, the driver's key, and what nodes may run.
+
+    ``strategies`` are ``module:Class`` traitor strategies every node of the
+    cluster may run, besides the built-in ones, imported from
+    ``strategy_folder`` too.
+    """
+
+    generals: Mapping[int, Peer]
+    driver: Ed25519PublicKey
+    strategies: tuple[str, ...] = ()
+    strategy_folder: Path | None = None
+
+
+def write_cluster(
+    path: Path,
+    addresses: Mapping[int, str],
+    keys: Mapping[int, Ed25519PrivateKey],
+    driver: Ed25519PublicKey,
+) -> None:
+    """The cluster file: the driver's public key, and for each general its address and public key."""
     generals = {
         g: {"address": addresses[g], "public_key": public_text(keys[g].public_key())}
         for g in sorted(addresses)
     }
     with path.open("w") as file:
-        YAML().dump({"generals": generals}, file)
+        YAML().dump({"driver": {"public_key": public_text(driver)}, "generals": generals}, file)
 
 
-def load_cluster(path: Path) -> dict[int, Peer]:
-    """Every general's address and public key, checked."""
+def load_cluster(path: Path) -> ClusterFile:
+    """Every general's address and public key, the driver's key and the allowed strategies, checked."""
     try:
         data = YAML(typ="safe").load(path.read_text())
-    except (OSError, YAMLError) as exc:
+    except (OSError, YAMLError, RecursionError) as exc:
         raise ClusterError(f"{path}: cannot read the cluster file: {exc}") from None
     generals = data.get("generals") if isinstance(data, dict) else None
     if not isinstance(generals, dict) or not generals:
@@ -99,50 +164,136 @@ def load_cluster(path: Path) -> dict[int, Peer]:
     peers = {}
     for general, entry in generals.items():
         try:
-            raw = base64.b64decode(entry["public_key"], validate=True)
-            peers[int(general)] = Peer(
-                int(general), str(entry["address"]), Ed25519PublicKey.from_public_bytes(raw)
-            )
+            key = _public_key(entry["public_key"])
+            peers[int(general)] = Peer(int(general), str(entry["address"]), key)
         except (KeyError, TypeError, ValueError) as exc:
             raise ClusterError(
                 f"{path}: general {general}: needs an address and a base64 Ed25519 public_key ({exc})"
             ) from None
-    return peers
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the system says are free right now, on 127.0.0.1."""
-    sockets = []
+    driver = data.get("driver")
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        driver_key = _public_key(driver["public_key"])
+    except (KeyError, TypeError, ValueError):
+        raise ClusterError(
+            f"{path}: needs 'driver: {{public_key: ...}}', the driver's base64 Ed25519 public key "
+            "(om-actors keys writes it)"
+        ) from None
+    strategies = data.get("strategies", [])
+    if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
+        raise ClusterError(f"{path}: 'strategies' must be a list of module:Class names")
+    folder = data.get("strategy_folder")
+    if folder is not None and not isinstance(folder, str):
+        raise ClusterError(f"{path}: 'strategy_folder' must be a folder name")
+    where = None if folder is None else (path.parent / folder).resolve()
+    return ClusterFile(peers, driver_key, tuple(strategies), where)
+
+
+def _public_key(text: object) -> Ed25519PublicKey:
+    if not isinstance(text, str):
+        raise TypeError("a public key is base64 text")
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+
+
+def write_keys(folder: Path, addresses: Mapping[int, str]) -> Path:
+    """A key pair per general (``general-G.pem``), the driver's (``driver.pem``), and ``cluster.yaml``."""
+    keys = {g: Ed25519PrivateKey.generate() for g in addresses}
+    driver = Ed25519PrivateKey.generate()
+    cluster = folder / CLUSTER_FILE
+    write_cluster(cluster, addresses, keys, driver.public_key())
+    for general, key in keys.items():
+        write_key(key, folder / general_key_file(general))
+    write_key(driver, folder / DRIVER_KEY)
+    return cluster
 
 
 # --- one node ---------------------------------------------------------------------
 
 
+def load_strategies(names: Collection[str], folder: str | os.PathLike[str] | None) -> None:
+    """Import the ``module:Class`` strategies a node's operator allowed, once, before it serves.
+
+    So a request never makes a node import anything: a name the operator
+    did not allow is refused, and an allowed one is already loaded.
+    """
+    with importable_from(folder):
+        for name in sorted(names):
+            try:
+                strategy_class(name)
+            except OmActorsError as exc:
+                raise ClusterError(f"cannot load the allowed strategy {name!r}: {exc}") from None
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``) as its host and port."""
+    host, colon, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ClusterError(f"{address!r} is not an address: write host:port")
+    return host, int(port)
+
+
+def listen(general: int, address: str) -> tuple[socket.socket, str]:
+    """A socket listening at ``address`` (port 0: any free port), and the address it got."""
+    host, port = split_address(address)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ClusterError(f"general {general} cannot listen on {address}: {reason.lower()}") from None
+    shown = f"[{host}]" if ":" in host else host
+    return sock, f"{shown}:{sock.getsockname()[1]}"
+
+
 async def serve_node(
-    me: int, cluster: Path, key: Path, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    me: int,
+    cluster: Path,
+    key: Path,
+    *,
+    listen_on: str | None = None,
+    allowed: Sequence[str] = (),
+    strategy_folder: Path | None = None,
+    exit_with_stdin: bool = False,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve general ``me`` at its address in the cluster file, until cancelled."""
+    """Serve general ``me`` until cancelled (or, with ``exit_with_stdin``, until stdin closes).
+
+    It listens at ``listen_on``, else at its address in the cluster file,
+    and prints one JSON line on stdout, ``{"event": "node.listening", ...}``,
+    with the address it got -- the port, when asked for port 0.  It may run
+    the built-in strategies and those ``allowed`` here or in the cluster
+    file, all imported before it serves.
+    """
     from hypercorn.config import Config
     from hypercorn.trio import serve
 
-    peers = load_cluster(cluster)
-    if me not in peers:
+    spec = load_cluster(cluster)
+    if me not in spec.generals:
         raise ClusterError(f"{cluster}: no general {me}")
+    private = load_key(key)
+    if public_text(private.public_key()) != public_text(spec.generals[me].public_key):
+        raise ClusterError(f"{key}: not the key {cluster} names for general {me}")
+    names = sorted({*spec.strategies, *allowed})
+    load_strategies(names, strategy_folder or spec.strategy_folder)
+    sock, address = listen(me, listen_on or spec.generals[me].address)
     config = Config()
-    config.bind = [peers[me].address]
+    config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None
     config.errorlog = None
-    node = Node(me, load_key(key), peers)
-    await serve(node, config, task_status=task_status, mode="asgi")  # type: ignore[arg-type]
+    node = Node(me, private, spec.generals, spec.driver, allowed=names)
+    print(json.dumps({"event": "node.listening", "general": me, "address": address}), flush=True)
+    trigger = _stdin_closed if exit_with_stdin else None
+    await serve(node, config, shutdown_trigger=trigger, task_status=task_status, mode="asgi")  # type: ignore[arg-type]
+
+
+async def _stdin_closed() -> None:
+    """Return when standard input ends: the driver that started this node, and holds the pipe, is gone."""
+    async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stream:
+        while await stream.receive_some():
+            pass
 
 
 # --- the driver -------------------------------------------------------------------
@@ -150,7 +301,7 @@ async def serve_node(
 
 @attrs.frozen
 class ClusterRun:
-    """A cluster run's result, and the generals whose processes died during it."""
+    """A cluster run's result, and the generals whose processes died during it (also ``result.crashed``)."""
 
     result: Result
     crashed: tuple[int, ...]
@@ -162,76 +313,137 @@ async def run_cluster(
     base_port: int | None = None,
     log: LogTarget | None = None,
     nodes: Path | None = None,
+    driver_key: Path | None = None,
 ) -> ClusterRun:
-    """Run ``scenario`` over HTTP, one node per general.
+    """Run ``scenario`` over signed HTTP, one node per general.
 
     Without ``nodes``, starts a node process per general on 127.0.0.1 (on
-    ``base_port + g``, or on free ports) and stops them all afterwards.
-    With ``nodes``, a cluster file, drives nodes someone started already,
-    wherever they run.
+    ``base_port + g``, or on a port each node chooses) and stops them all
+    afterwards; the scenario's ``module:Class`` strategies, and the folder
+    of its file, are passed on to them.  With ``nodes``, a cluster file,
+    drives nodes someone started already, wherever they run, signing with
+    ``driver_key`` (by default ``driver.pem`` next to the cluster file).
     """
     if nodes is not None:
-        peers = load_cluster(nodes)
-        if set(peers) != set(range(scenario.generals)):
+        spec = load_cluster(nodes)
+        if set(spec.generals) != set(range(scenario.generals)):
             raise ClusterError(
-                f"{nodes}: lists generals {sorted(peers)}, the scenario has {scenario.generals}"
+                f"{nodes}: lists generals {sorted(spec.generals)}, the scenario has {scenario.generals}"
             )
-        return await _drive(scenario, {g: peer.address for g, peer in peers.items()}, [], log)
-    with tempfile.TemporaryDirectory(prefix="om-actors-cluster-") as folder:
-        ports = (
-            [base_port + g for g in range(scenario.generals)] if base_port else free_ports(scenario.generals)
-        )
-        addresses = {g: f"127.0.0.1:{port}" for g, port in enumerate(ports)}
-        write_keys(Path(folder), addresses)
-        with _processes(Path(folder), scenario.generals) as processes:
-            return await _drive(scenario, addresses, processes, log)
+        key_path = driver_key or nodes.parent / DRIVER_KEY
+        key = load_key(key_path)
+        if public_text(key.public_key()) != public_text(spec.driver):
+            raise ClusterError(f"{key_path}: not the driver key {nodes} names")
+        links = {g: _Link(g, peer.address, peer.public_key) for g, peer in spec.generals.items()}
+        return await _drive(scenario, links, key, log)
+    with tempfile.TemporaryDirectory(prefix="om-actors-cluster-") as name:
+        folder = Path(name)
+        ports = {g: base_port + g if base_port else 0 for g in range(scenario.generals)}
+        spec = load_cluster(write_keys(folder, {g: f"127.0.0.1:{port}" for g, port in ports.items()}))
+        key = load_key(folder / DRIVER_KEY)
+        with unwrapped():
+            async with trio.open_nursery() as nursery:
+                try:
+                    addresses = await _start_nodes(nursery, folder, scenario, spec)
+                    links = {g: _Link(g, addresses[g], peer.public_key) for g, peer in spec.generals.items()}
+                    return await _drive(scenario, links, key, log)
+                finally:
+                    nursery.cancel_scope.cancel()  # every node goes, whatever happened
 
 
-def write_keys(folder: Path, addresses: Mapping[int, str]) -> Path:
-    """A key pair per general, ``general-G.pem``, and ``cluster.yaml`` naming them all."""
-    keys = {g: Ed25519PrivateKey.generate() for g in addresses}
-    cluster = folder / "cluster.yaml"
-    write_cluster(cluster, addresses, keys)
-    for general, key in keys.items():
-        write_key(key, folder / f"general-{general}.pem")
-    return cluster
+async def stoppable(run: Callable[[], Awaitable[T]]) -> T:
+    """``run()``, cancelled cleanly by SIGTERM or SIGHUP, which then raise :class:`Stopped`.
+
+    Cancelling :func:`run_cluster` stops every node it started, so a
+    terminal that closes or a ``kill`` leaves no node behind.  Call it from
+    the main thread, where signals arrive; elsewhere it only runs ``run()``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return await run()  # signals reach the main thread only: its own caller handles them
+    caught: list[int] = []
+    done: list[T] = []
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals, unwrapped():
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    caught.append(signum)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch)
+            done.append(await run())
+            nursery.cancel_scope.cancel()
+    if caught:
+        raise Stopped(caught[0])
+    return done[0]
 
 
-async def _drive(
-    scenario: Scenario,
-    addresses: Mapping[int, str],
-    processes: Sequence[subprocess.Popen[bytes]],
-    log: LogTarget | None,
-) -> ClusterRun:
-    async with httpx.AsyncClient(timeout=max(5.0, 2 * scenario.round_timeout)) as client:
-        driver = _Driver(scenario, addresses, processes, client)
-        await driver.wait_until_healthy()
-        return await driver.run(log)
+async def _start_nodes(
+    nursery: trio.Nursery, folder: Path, scenario: Scenario, spec: ClusterFile
+) -> dict[int, str]:
+    """Start a node per general in ``nursery``; the address each reports, once all have."""
+    processes = {}
+    for general, peer in spec.generals.items():
+        command = [sys.executable, "-m", "om_actors", "node", "--id", str(general)]
+        command += ["--cluster", str(folder / CLUSTER_FILE), "--key", str(folder / general_key_file(general))]
+        command += ["--listen", peer.address, "--exit-with-stdin"]
+        for strategy in scenario.custom_strategies:
+            command += ["--allow-strategy", strategy]
+        if scenario.strategy_folder is not None:
+            command += ["--strategy-folder", scenario.strategy_folder]
+        # The child keeps its own copy of the descriptor; ours closes at once.
+        with (folder / f"general-{general}.log").open("wb") as output:
+            processes[general] = await nursery.start(
+                partial(
+                    trio.run_process,
+                    command,
+                    stdin=subprocess.PIPE,  # the node exits when this pipe closes: when we go
+                    stdout=subprocess.PIPE,
+                    stderr=output,
+                    check=False,
+                    env=_env(),
+                )
+            )
+    addresses: dict[int, str] = {}
+    with trio.move_on_after(STARTUP_TIMEOUT):
+        async with trio.open_nursery() as waiting:
+            for general, process in processes.items():
+                waiting.start_soon(_read_address, general, process, addresses)
+    for general in sorted(processes):
+        if general not in addresses:
+            reason = _last_line(folder / f"general-{general}.log")
+            if reason is None:
+                reason = f"it reported no address within {STARTUP_TIMEOUT:.0f} s"
+            raise ClusterError(f"node {general} did not start: {reason}")
+    return addresses
 
 
-@contextmanager
-def _processes(folder: Path, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start a node process per general; terminate, then kill, every one of them on the way out."""
-    processes: list[subprocess.Popen[bytes]] = []
+async def _read_address(general: int, process: trio.Process, addresses: dict[int, str]) -> None:
+    """The address from a node's ``node.listening`` line; nothing if it exits first."""
+    assert process.stdout is not None
+    line = b""
+    while b"\n" not in line and len(line) < MAX_LISTENING_LINE:
+        chunk = await process.stdout.receive_some()
+        if not chunk:
+            return
+        line += chunk
     try:
-        for general in range(count):
-            key = folder / f"general-{general}.pem"
-            command = [sys.executable, "-m", "om_actors", "node", "--id", str(general)]
-            command += ["--cluster", str(folder / "cluster.yaml"), "--key", str(key)]
-            # The child keeps its own copy of the descriptor; ours closes at once.
-            with (folder / f"general-{general}.log").open("wb") as output:
-                process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=_env())
-            processes.append(process)
-        yield processes
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        announced = json.loads(line.split(b"\n", 1)[0])
+    except ValueError:
+        return
+    if isinstance(announced, dict) and announced.get("general") == general:
+        address = announced.get("address")
+        if isinstance(address, str):
+            addresses[general] = address
+
+
+def _last_line(path: Path) -> str | None:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
 
 
 def running_nodes() -> int:
@@ -240,16 +452,28 @@ def running_nodes() -> int:
     Only our own children count: other runs on the machine may have nodes of
     their own.  The tests and the soak script use it to check for leaks.
     """
-    count = 0
+    return len(node_processes(os.getpid()))
+
+
+def node_processes(parent: int) -> list[int]:
+    """The process ids of the live ``om_actors node`` processes whose parent is ``parent``."""
+    found = []
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
             status = (entry / "status").read_text()
         except OSError:
             continue
-        parent = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
-        count += parent == str(os.getpid()) and b"om_actors" in command and b"node" in command
-    return count
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        alive = not fields.get("State", "").strip().startswith("Z")
+        if (
+            fields.get("PPid", "").strip() == str(parent)
+            and alive
+            and b"om_actors" in command
+            and b"node" in command
+        ):
+            found.append(int(entry.name))
+    return found
 
 
 def _env() -> dict[str, str]:
@@ -259,114 +483,213 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
 
 
+@attrs.define
+class _Link:
+    """The driver's line to one node: where it is, the key it must prove, its session and counter."""
+
+    general: int
+    address: str
+    public_key: Ed25519PublicKey
+    session: str = ""
+    counter: int = 0
+
+
+async def _drive(
+    scenario: Scenario, links: Mapping[int, _Link], key: Ed25519PrivateKey, log: LogTarget | None
+) -> ClusterRun:
+    # A node answers /round once its receivers acknowledged (or DELIVERY_TIMEOUT passed).
+    timeout = scenario.round_timeout + DELIVERY_TIMEOUT + 30.0
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        driver = _Driver(scenario, links, key, client)
+        await driver.connect()
+        return await driver.run(log)
+
+
 class _Driver:
     def __init__(
         self,
         scenario: Scenario,
-        addresses: Mapping[int, str],
-        processes: Sequence[subprocess.Popen[bytes]],
+        links: Mapping[int, _Link],
+        key: Ed25519PrivateKey,
         client: httpx.AsyncClient,
     ) -> None:
         self.scenario = scenario
-        self.addresses = addresses
-        self.processes = processes
+        self.links = links
+        self.key = key
         self.client = client
-        self.crashed: set[int] = set()
+        self.round = 1
+        self.crashed: dict[int, int] = {}
+        """Each general whose node stopped answering, and the round it did."""
+        self.late: dict[int, set[int]] = {}
+        self.sent: dict[tuple[int, int], dict[int, Any]] = {}
+        """The ``/round`` answers, by round and instance, then general."""
+        self.closed: dict[tuple[int, int], dict[int, Any]] = {}
+        """The ``/close`` answers, by round and instance, then general."""
 
-    def _url(self, general: int, endpoint: str) -> str:
-        return f"http://{self.addresses[general]}{endpoint}"
+    # -- reaching our own nodes
 
-    async def wait_until_healthy(self) -> None:
-        with trio.move_on_after(STARTUP_TIMEOUT) as waiting:
-            for general in self.addresses:
-                while True:
-                    if self.processes and self.processes[general].poll() is not None:
-                        raise ClusterError(f"node {general} exited during start-up")
-                    try:
-                        (await self.client.get(self._url(general, "/status"))).raise_for_status()
-                        break
-                    except httpx.HTTPError:
-                        await trio.sleep(0.05)
-        if waiting.cancelled_caught:
-            raise ClusterError(f"the nodes did not all answer within {STARTUP_TIMEOUT:.0f} s")
-
-    async def _each(self, call: Any) -> dict[int, Any]:
-        """``call(general)`` for every live general at once; a dead one joins ``crashed``."""
-        answers: dict[int, Any] = {}
+    async def connect(self) -> None:
+        """Learn each node's session and check it is ours: it proves the key the cluster file names."""
+        errors: dict[int, ClusterError] = {}
 
         async def one(general: int) -> None:
             try:
-                answers[general] = await call(general)
-            except httpx.TransportError:
-                self.crashed.add(general)
+                await self._handshake(self.links[general])
+            except ClusterError as exc:
+                errors[general] = exc
 
-        with unwrapped():  # a refusal comes out as the ClusterError it is
-            async with trio.open_nursery() as nursery:
-                for general in self.addresses:
-                    if general not in self.crashed:
-                        nursery.start_soon(one, general)
+        async with trio.open_nursery() as nursery:
+            for general in self.links:
+                nursery.start_soon(one, general)
+        if errors:
+            raise errors[min(errors)]
+
+    async def _handshake(self, link: _Link) -> None:
+        general, address = link.general, link.address
+        with trio.move_on_after(STARTUP_TIMEOUT) as waiting:
+            while True:
+                try:
+                    response = await self.client.get(f"http://{address}/status")
+                    break
+                except httpx.TransportError:
+                    await trio.sleep(0.05)
+        if waiting.cancelled_caught:
+            raise ClusterError(f"node {general} at {address} did not answer within {STARTUP_TIMEOUT:.0f} s")
+        answer = _json(response)
+        session, counter = answer.get("session"), answer.get("counter")
+        if answer.get("general") != general or not isinstance(session, str) or type(counter) is not int:
+            raise ClusterError(f"the server at {address} is not general {general} of this cluster")
+        link.session, link.counter = session, counter  # another driver may have run on this node before
+        nonce = secrets.token_hex(16)
+        try:
+            identity = await self._request(general, "GET", "/status", query=f"nonce={nonce}")
+        except ClusterError as refusal:
+            raise ClusterError(
+                f"the server at {address} is not general {general} of this cluster: {refusal}"
+            ) from None
+        signature = identity.pop("signature", None)
+        proven = (
+            isinstance(signature, str)
+            and identity.get("general") == general
+            and identity.get("nonce") == nonce
+            and identity.get("public_key") == public_text(link.public_key)
+            and verify(link.public_key, signature, identity)
+        )
+        if not proven:
+            raise ClusterError(
+                f"the server at {address} does not prove it holds general {general}'s key: "
+                "it is not a node of this cluster"
+            )
+
+    async def _request(
+        self, general: int, method: str, path: str, body: Mapping[str, Any] | None = None, query: str = ""
+    ) -> dict[str, Any]:
+        """One control request, signed for this node's session with the next counter."""
+        link = self.links[general]
+        link.counter += 1
+        content = b"" if body is None else json.dumps(body).encode()
+        headers = control_headers(
+            self.key,
+            general=general,
+            session=link.session,
+            counter=link.counter,
+            method=method,
+            path=path,
+            query=query,
+            body=content,
+        )
+        url = f"http://{link.address}{path}" + (f"?{query}" if query else "")
+        headers["content-type"] = "application/json"
+        response = await self.client.request(method, url, content=content, headers=headers)
+        answer = _json(response)
+        if response.status_code >= 400:
+            raise ClusterError(f"node {general} refused {path}: {answer.get('error', response.status_code)}")
+        return answer
+
+    async def _each(
+        self, path: str, body: Callable[[int], Mapping[str, Any]] | Mapping[str, Any]
+    ) -> dict[int, Any]:
+        """The same request to every live node at once; one that stops answering joins ``crashed``.
+
+        A refusal is an error of the whole run, raised as the
+        :class:`ClusterError` of the lowest general that refused.
+        """
+        answers: dict[int, Any] = {}
+        errors: dict[int, ClusterError] = {}
+
+        async def one(general: int) -> None:
+            content = body(general) if callable(body) else body
+            try:
+                answers[general] = await self._request(general, "POST", path, content)
+            except httpx.TransportError:
+                self.crashed.setdefault(general, self.round)
+            except ClusterError as exc:
+                errors[general] = exc
+
+        async with trio.open_nursery() as nursery:
+            for general in self.links:
+                if general not in self.crashed:
+                    nursery.start_soon(one, general)
+        if errors:
+            raise errors[min(errors)]
         return answers
 
-    async def _post(self, general: int, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self.client.post(self._url(general, endpoint), json=body)
-        if response.status_code >= 400:
-            raise ClusterError(f"node {general} refused {endpoint}: {response.json().get('error')}")
-        answer: dict[str, Any] = response.json()
-        return answer
+    # -- the run
 
     async def run(self, log: LogTarget | None) -> ClusterRun:
         scenario = self.scenario
-        instances = scenario.effective_instances
-        for index in range(len(instances)):
-            start = {
-                "instance": index,
-                "scenario": scenario.to_dict(),
-                "round_timeout": scenario.round_timeout,
-            }
-            await self._each(lambda g, start=start: self._post(g, "/start", start))
-        late: dict[int, list[int]] = {}
+        count = len(scenario.effective_instances)
+        run = secrets.token_hex(8)
+        addresses = {str(g): link.address for g, link in self.links.items()}
+        data = scenario.to_dict()
+        for index in range(count):
+            start = {"run": run, "instance": index, "scenario": data, "addresses": addresses}
+            await self._each("/start", start)
         for round in range(1, scenario.m + 2):
-            for index in range(len(instances)):
-                body = {"instance": index, "round": round}
-                answers = await self._each(lambda g, body=body: self._post(g, "/round", body))
-                late.setdefault(round, []).extend(g for g, a in answers.items() if a["timed_out"])
-        reports = [
-            await self._each(lambda g, i=index: self._get_decision(g, i)) for index in range(len(instances))
-        ]
+            self.round = round
+            for index in range(count):
+                answers = await self._each("/round", {"instance": index, "round": round})
+                self.sent[(round, index)] = answers
+                self.late.setdefault(round, set()).update(g for g, a in answers.items() if a["timed_out"])
+            for index in range(count):
+                silent = sorted(g for g in self.links if g not in self.sent[(round, index)])
+                close = {"instance": index, "round": round, "batches_from": silent}
+                self.closed[(round, index)] = await self._each("/close", close)
+        decisions = [await self._each("/decide", {"instance": index}) for index in range(count)]
         with open_log(log) as writer:
-            return self._conclude(reports, late, writer)
+            return self._conclude(decisions, writer)
 
-    async def _get_decision(self, general: int, instance: int) -> dict[str, Any]:
-        response = await self.client.get(self._url(general, "/decide"), params={"instance": instance})
-        if response.status_code != 200:
-            raise ClusterError(f"node {general} has no decision: {response.json().get('error')}")
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    def _conclude(self, reports: list[dict[int, Any]], late: dict[int, list[int]], writer: Any) -> ClusterRun:
+    def _conclude(self, reports: list[dict[int, Any]], writer: Any) -> ClusterRun:
         """The same events, counts and result as an in-memory run, from what the nodes report."""
         scenario = self.scenario
         tagged = len(scenario.effective_instances) > 1
         events: list[Event] = [RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict())]
         per_round, per_instance = [0] * (scenario.m + 1), [0] * len(reports)
-        rejected_total = 0
+        received = dict.fromkeys(range(scenario.generals), 0)
+        rejected_total = undelivered_total = 0
         for round in range(1, scenario.m + 2):
             found = sorted(
                 (
                     event
-                    for index, report in enumerate(reports)
-                    for general, answer in report.items()
-                    for event in _round_events(general, answer, round, index if tagged else None)
+                    for index in range(len(reports))
+                    for event in self._round_events(round, index, index if tagged else None, received)
                 ),
                 key=event_order,
             )
             sent = [e for e in found if isinstance(e, MessageSent)]
             rejected = sum(isinstance(e, MessageRejected) for e in found)
-            per_round[round - 1], rejected_total = len(sent), rejected_total + rejected
+            undelivered = sum(e.delivered is False and e.sender not in scenario.traitors for e in sent)
+            per_round[round - 1] = len(sent)
+            rejected_total, undelivered_total = rejected_total + rejected, undelivered_total + undelivered
             for message in sent:
                 per_instance[message.instance or 0] += 1
-            cut_off = tuple(sorted(set(late.get(round, [])) | self.crashed))
-            events += [*found, RoundEnded(round, len(sent), rejected, cut_off)]
+            crashes = [GeneralCrashed(round, g) for g, r in sorted(self.crashed.items()) if r == round]
+            late = tuple(sorted(self.late.get(round, ())))
+            events += [
+                *found,
+                *crashes,
+                RoundEnded(round, len(sent), rejected, late, undelivered=undelivered or None),
+            ]
         live = [g for g in range(scenario.generals) if g not in self.crashed]
         decisions = {g: tuple(str(report[g]["decision"]) for report in reports) for g in live}
         outcomes, ending = conclusion(scenario, decisions, per_instance, faulty=self.crashed)
@@ -378,8 +701,7 @@ class _Driver:
         for event in events:
             if isinstance(event, MessageSent):
                 sent_by[event.sender] += 1
-        received = {g: sum(report[g]["received"] for report in reports) if g in live else 0 for g in sent_by}
-        timed_out = {r: tuple(sorted(set(gs) | self.crashed)) for r, gs in late.items() if gs or self.crashed}
+        crashed = tuple(sorted(self.crashed))
         result = Result(
             scenario=scenario,
             instances=tuple(outcomes),
@@ -387,25 +709,70 @@ class _Driver:
             sent=sent_by,
             received=received,
             rejected=rejected_total,
-            timed_out=timed_out,
+            timed_out={r: tuple(sorted(gs)) for r, gs in self.late.items() if gs},
+            undelivered=undelivered_total,
+            crashed=crashed,
         )
-        return ClusterRun(result, tuple(sorted(self.crashed)))
+        return ClusterRun(result, crashed)
+
+    def _round_events(
+        self, round: int, index: int, tag: int | None, received: dict[int, int]
+    ) -> Iterator[Event]:
+        """One round of one instance as the events an in-memory run logs.
+
+        A batch counts as delivered when its receiver says it took it; when
+        the receiver died before saying, the sender's acknowledgement
+        decides.  A sender that died mid-round reported nothing: its
+        receivers' copies of its batches are what it sent.
+        """
+        reports = self.sent.get((round, index), {})
+        closes = self.closed.get((round, index), {})
+        for sender, report in reports.items():
+            yield from _sent_events(round, sender, report, closes, tag)
+        for receiver, close in closes.items():
+            received[receiver] += close["received"]
+            yield from _close_events(round, receiver, close, tag)
 
 
-def _round_events(general: int, answer: Mapping[str, Any], round: int, tag: int | None) -> Iterator[Event]:
-    """A node's report of one round as the events an in-memory run logs."""
-    for message in answer["sent"]:
-        if message["round"] == round:
-            path = tuple(message["path"])
-            yield MessageSent(round, general, message["receiver"], path, message["value"], instance=tag)
-    for message in answer["rejected"]:
-        if message["round"] == round:
-            path = tuple(message["path"]) if isinstance(message["path"], list) else message["path"]
-            reason = message["reason"]
-            yield MessageRejected(
-                round, message["sender"], general, path, message["value"], reason, instance=tag
-            )
-    for failure in answer["failed"]:
-        if failure["round"] == round:
-            path = tuple(failure["path"])
-            yield StrategyFailed(round, general, path, failure["receiver"], failure["error"], instance=tag)
+def _sent_events(
+    round: int, sender: int, report: Mapping[str, Any], closes: Mapping[int, Any], tag: int | None
+) -> Iterator[Event]:
+    """What a sender says it sent in its ``/round`` answer, each marked delivered or not, and what failed."""
+    for batch in report["sent"]:
+        receiver = batch["receiver"]
+        close = closes.get(receiver)
+        delivered = sender in close["senders"] if close is not None else batch["delivered"]
+        for message in batch["messages"]:
+            path, value = _path(message["path"]), message["value"]
+            marked = None if delivered else False
+            yield MessageSent(round, sender, receiver, path, value, instance=tag, delivered=marked)
+    for failure in report["failed"]:
+        path = tuple(failure["path"])
+        yield StrategyFailed(round, sender, path, failure["receiver"], failure["error"], instance=tag)
+
+
+def _close_events(round: int, receiver: int, close: Mapping[str, Any], tag: int | None) -> Iterator[Event]:
+    """What a receiver's ``/close`` answer adds: the batches of senders that died, and its refusals."""
+    for sender, messages in close["batches"].items():
+        for message in messages:
+            fields = message if isinstance(message, dict) else {}
+            path, value = _path(fields.get("path")), fields.get("value")
+            yield MessageSent(round, int(sender), receiver, path, value, instance=tag)
+    for refused in close["rejected"]:
+        path, value, reason = _path(refused["path"]), refused["value"], refused["reason"]
+        yield MessageRejected(round, refused["sender"], receiver, path, value, reason, instance=tag)
+
+
+def _path(path: object) -> object:
+    """A path as the in-memory run logs it: a tuple when it is a list, else the traitor's garbage as is."""
+    return tuple(path) if isinstance(path, list) else path
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ClusterError(f"{response.request.url} did not answer with a JSON object: not an om-actors node")
+    return answer

@@ -1,28 +1,55 @@
 """One general as its own HTTP server: the protocol core behind a plain ASGI app.
 
 A node keeps one :class:`~om_actors.protocol.General` per consensus instance,
-exactly as the in-memory actor does, and speaks JSON over HTTP:
+exactly as the in-memory actor does, and speaks JSON over HTTP.  The driver
+(``om-actors cluster``) steps it through a run with *control* requests:
 
-- ``POST /start``: begin an instance (scenario, instance id, round timeout);
-- ``POST /round``: send this round's messages to every peer, then answer;
-- ``POST /order``: a peer's signed messages for one round;
-- ``GET /decide?instance=I``: the decision, or 409 while rounds are running;
-- ``GET /status``: liveness and progress.
+- ``POST /start``: begin an instance of a run (scenario, instance id, peers' addresses);
+- ``POST /round``: open the next round: send its messages to every peer, wait
+  for each to acknowledge, then answer with what was sent and what arrived;
+- ``POST /close``: close the round: answer with what arrived from peers and
+  what was refused, and accept nothing more for it;
+- ``POST /decide``: the decision, once every round is closed;
+- ``GET /status?nonce=N``: who this node is, signed with its own key.
 
-Every ``/order`` body is signed with its sender's Ed25519 key, and the node
-checks the signature against the cluster file before reading a single
-path: a traitor node can lie about values but cannot speak for anyone else
-(the paper's assumption A2).  A path whose last hop is not the signer is a
-forgery, refused by the same path rules as in memory.  Anything malformed
-gets a 4xx with a JSON error, and the node keeps serving.
+Peers send each other ``POST /order``: one signed batch per round.  An
+unsigned ``GET /status`` answers only the node's id and session, for
+liveness checks.
+
+Two signatures guard a node, and both are checked before anything else is
+parsed or allocated:
+
+- a control request carries the driver's Ed25519 signature in its headers,
+  over the node it is for, the node's session (a random id drawn when the
+  node starts), a counter that must grow with every request, the method,
+  path, query and a hash of the body.  Without it: 401, before the body is
+  read.  A bad, foreign, stale or replayed one: 403.  So nobody without the
+  driver's key can start instances, open rounds out of turn, or make a node
+  allocate; and nothing the driver sent can be played again.
+- an ``/order`` body carries its sender's signature, checked against the
+  cluster file: a traitor node can lie about values but cannot speak for
+  anyone else (the paper's assumption A2).  A path whose last hop is not the
+  signer is a forgery, refused by the same path rules as in memory.
+
+A peer with a valid key still cannot grow a node's memory: a node accepts
+one batch per peer for the round that is open, no bigger than what that
+peer owes it in that round, and forgets the batches when the round closes.
+
+The traitor strategies a node may run are fixed when it starts (the
+built-in ones, and the ``module:Class`` names its operator allowed): a
+``/start`` naming any other is refused, and nothing is imported.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
+import hashlib
 import json
+import math
+import secrets
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import attrs
@@ -30,21 +57,42 @@ import httpx
 import structlog
 import trio
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import OmActorsError
+from .limits import size_problem
 from .log import event_first, json_fallback
-from .protocol import General
+from .protocol import General, Setup
 from .scenario import Scenario, scenario_from_dict
-from .strategies import Strategy, StrategyRaised, consult, message_rng
+from .strategies import Strategy, StrategyRaised, build_strategy, consult, message_rng
 
 MAX_BODY = 4 * 2**20
 """Largest request body a node reads, in bytes; anything bigger gets 413."""
 DRAIN_LIMIT = 4 * MAX_BODY
 
+DELIVERY_TIMEOUT = 30.0
+"""Seconds a sender waits for a receiver to acknowledge one round's batch.
+
+Far longer than an unloaded network ever needs, so a run that loses a
+message has really lost it (a receiver that died, a network cut), and says
+so: the message is logged as not delivered.  The scenario's
+``round_timeout`` is a different bound: how long a traitor's strategy may
+take to choose a round's messages.
+"""
+
+SESSION_HEADER = "om-session"
+COUNTER_HEADER = "om-counter"
+SIGNATURE_HEADER = "om-signature"
+MAX_COUNTER_DIGITS = 30
+MAX_NONCE = 128
+MAX_RUN_ID = 64
+MAX_ADDRESS = 255
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Answer = tuple[int, dict[str, Any]]
 
 
 class RequestError(Exception):
@@ -66,7 +114,7 @@ class Peer:
 
 
 def canonical(fields: Mapping[str, Any]) -> bytes:
-    """The bytes a signature covers: the order's fields, in one fixed JSON form."""
+    """The bytes a signature covers: the fields, in one fixed JSON form."""
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -74,32 +122,139 @@ def sign(key: Ed25519PrivateKey, fields: Mapping[str, Any]) -> str:
     return base64.b64encode(key.sign(canonical(fields))).decode()
 
 
+def verify(key: Ed25519PublicKey, signature: str, fields: Mapping[str, Any]) -> bool:
+    """Whether ``signature`` is ``key``'s over ``fields``; a malformed signature is simply not."""
+    try:
+        key.verify(base64.b64decode(signature, validate=True), canonical(fields))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def public_text(key: Ed25519PublicKey) -> str:
+    """A public key as the cluster file and the signed ``/status`` write it: raw bytes, base64."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def control_fields(
+    *, general: int, session: str, counter: int, method: str, path: str, query: str, body: bytes
+) -> dict[str, Any]:
+    """What the driver signs for one control request.
+
+    The target general and the node's session bind it to one node process,
+    the counter to one moment, and the rest to this request alone, so a
+    signed request cannot be sent to another node, to the same node after a
+    restart, again, or with another body.
+    """
+    return {
+        "general": general,
+        "session": session,
+        "counter": counter,
+        "method": method,
+        "path": path,
+        "query": query,
+        "body": hashlib.sha256(body).hexdigest(),
+    }
+
+
+def control_headers(
+    key: Ed25519PrivateKey,
+    *,
+    general: int,
+    session: str,
+    counter: int,
+    method: str,
+    path: str,
+    query: str = "",
+    body: bytes = b"",
+) -> dict[str, str]:
+    """The headers that sign one control request with the driver's ``key``."""
+    fields = control_fields(
+        general=general, session=session, counter=counter, method=method, path=path, query=query, body=body
+    )
+    return {SESSION_HEADER: session, COUNTER_HEADER: str(counter), SIGNATURE_HEADER: sign(key, fields)}
+
+
+def owed(setup: Setup, sender: int, receiver: int, round: int) -> int:
+    """How many messages ``sender`` owes ``receiver`` in ``round``: the most a batch may hold.
+
+    Round 1 carries the commander's order; round ``k`` one message per path
+    of ``k`` generals from the commander to the sender, avoiding the receiver.
+    """
+    if sender == receiver or not 1 <= round <= setup.rounds:
+        return 0
+    if round == 1:
+        return 1 if sender == setup.commander else 0
+    if sender == setup.commander:
+        return 0
+    return math.perm(setup.generals - 3, round - 2)
+
+
+class Guard(enum.Enum):
+    """Whose signature an endpoint needs."""
+
+    DRIVER = "driver"
+    """Every control request: refused with 401 unsigned, 403 badly signed."""
+    PEER = "peer"
+    """``/order``: the sender's signature is in the body."""
+    LIVENESS = "liveness"
+    """``/status``: unsigned for a liveness check, or signed by the driver for the node's identity."""
+
+
 @attrs.define
 class _Instance:
-    """One consensus instance as this node runs it."""
+    """One consensus instance as this node runs it.
+
+    ``opened`` and ``closed`` are the last round the driver opened and
+    closed here.  Peers' batches are taken only for round ``closed + 1``,
+    one per peer, and kept only until that round closes.
+    """
 
     scenario: Scenario
     index: int
     state: General
     strategy: Strategy | None
-    round_timeout: float
-    sent: list[dict[str, Any]] = attrs.Factory(list)
+    opened: int = 0
+    closed: int = 0
+    batches: dict[int, list[Any]] = attrs.Factory(dict)
     rejected: list[dict[str, Any]] = attrs.Factory(list)
-    failed: list[dict[str, Any]] = attrs.Factory(list)
     received: int = 0
-    seen: set[tuple[int, int]] = attrs.Factory(set)
-    finished: bool = False
+
+    @property
+    def rounds(self) -> int:
+        return self.state.setup.rounds
 
 
 class Node:
-    """The state and the handlers of one networked general."""
+    """The state and the handlers of one networked general.
 
-    def __init__(self, me: int, key: Ed25519PrivateKey, peers: Mapping[int, Peer]) -> None:
+    ``allowed`` names the ``module:Class`` strategies this node may run,
+    besides the built-in ones; the caller imports them before the node
+    serves (see :func:`om_actors.cluster.serve_node`), so no request ever
+    makes it import anything.
+    """
+
+    def __init__(
+        self,
+        me: int,
+        key: Ed25519PrivateKey,
+        peers: Mapping[int, Peer],
+        driver: Ed25519PublicKey,
+        *,
+        allowed: Collection[str] = (),
+    ) -> None:
         self.me = me
         self.key = key
         self.peers = peers
+        self.driver = driver
+        self.allowed = frozenset(allowed)
+        self.session = secrets.token_hex(16)
+        self.counter = 0
+        self.run: str | None = None
+        self.addresses = {g: peer.address for g, peer in peers.items()}
         self.instances: dict[int, _Instance] = {}
-        self.client = httpx.AsyncClient()
+        self.client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT)
         self.log = structlog.wrap_logger(
             structlog.PrintLogger(sys.stderr),
             processors=[event_first, structlog.processors.JSONRenderer(default=json_fallback)],
@@ -107,7 +262,7 @@ class Node:
         ).bind(general=me)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI entry point: route, run, and turn refusals into JSON errors."""
+        """The ASGI entry point: route, check signatures, run, and turn refusals into JSON errors."""
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             await self.client.aclose()
@@ -118,8 +273,12 @@ class Node:
             route = _ROUTES.get((scope["method"], scope["path"]))
             if route is None:
                 raise RequestError(404, f"no {scope['method']} {scope['path']} here")
+            handler, guard = route
+            signature = _signature_headers(scope, required=guard is Guard.DRIVER)
             body = await _body(receive) if scope["method"] == "POST" else b""
-            status, answer = await route(self, scope, body)
+            if signature is not None:
+                self._authenticate(scope, body, *signature)
+            status, answer = await handler(self, scope, body, signature is not None)
         except RequestError as refusal:
             # A refused order is a message treated as missing: the node's own log says why.
             self.log.msg("request.refused", method=scope["method"], path=scope["path"], status=refusal.status,
@@ -127,49 +286,131 @@ class Node:
             status, answer = refusal.status, {"error": refusal.message}
         await _respond(send, status, answer)
 
+    def _authenticate(
+        self, scope: Scope, body: bytes, session: str, counter_text: str, signature: str
+    ) -> None:
+        """Refuse (403) a control request that is not the driver's, not for us, or not new."""
+        if not counter_text.isdigit() or len(counter_text) > MAX_COUNTER_DIGITS:
+            raise RequestError(403, "the counter must be a whole number")
+        counter = int(counter_text)
+        fields = control_fields(
+            general=self.me,
+            session=session,
+            counter=counter,
+            method=scope["method"],
+            path=scope["path"],
+            query=scope["query_string"].decode("latin-1"),
+            body=body,
+        )
+        if not verify(self.driver, signature, fields):
+            raise RequestError(403, "bad signature: not signed by this cluster's driver for this general")
+        if session != self.session:
+            raise RequestError(403, "signed for another session of this node: a replayed request")
+        if counter <= self.counter:
+            raise RequestError(403, f"replayed request: counter {counter} is not above {self.counter}")
+        self.counter = counter
+
     # /start
 
-    async def start(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def start(self, scope: Scope, body: bytes, signed: bool) -> Answer:
         fields = _json_object(body)
+        run = _field(fields, "run", str)
         index = _field(fields, "instance", int)
-        timeout = _field(fields, "round_timeout", float)
-        if index in self.instances:
+        data = _field(fields, "scenario", dict)
+        if not 0 < len(run) <= MAX_RUN_ID:
+            raise RequestError(422, f"'run' must be 1 to {MAX_RUN_ID} characters")
+        self._refuse_strategies_not_allowed(data)
+        _refuse_oversized(data)
+        addresses = self._addresses(fields.get("addresses"))
+        if run == self.run and index in self.instances:
             raise RequestError(409, f"instance {index} has already started")
         try:
-            scenario = scenario_from_dict(_field(fields, "scenario", dict), source="/start")
+            scenario = scenario_from_dict(data, source="/start")
         except OmActorsError as exc:
             raise RequestError(422, f"the scenario does not load: {exc}") from None
         if not 0 <= index < len(scenario.effective_instances) or self.me >= scenario.generals:
             raise RequestError(422, f"instance {index} or general {self.me} is not in this scenario")
+        if run != self.run:  # a new run: the last one's instances go
+            self.run, self.instances = run, {}
+        self.addresses = addresses
         command = scenario.effective_instances[index]
         state = General(scenario.setup_for(command), self.me, command.order)
-        strategy = scenario.strategies().get(self.me)
-        self.instances[index] = _Instance(scenario, index, state, strategy, timeout)
+        self.instances[index] = _Instance(scenario, index, state, self._strategy(scenario))
         return 200, {"started": index}
+
+    def _refuse_strategies_not_allowed(self, data: Mapping[str, Any]) -> None:
+        """403 for a ``module:Class`` this node was not started with, before anything is loaded."""
+        traitors = data.get("traitors")
+        if not isinstance(traitors, Mapping):
+            return
+        for general, spec in traitors.items():
+            name = spec.get("strategy") if isinstance(spec, Mapping) else spec
+            if isinstance(name, str) and ":" in name and name not in self.allowed:
+                raise RequestError(
+                    403,
+                    f"traitor {general}: strategy {name[:200]!r} is not allowed on this node: "
+                    f"start the node with --allow-strategy {name[:200]} to allow it",
+                )
+
+    def _addresses(self, given: object) -> dict[int, str]:
+        """Where each peer listens in this run: the driver's word, else the cluster file's."""
+        if given is None:
+            return {g: peer.address for g, peer in self.peers.items()}
+        if not isinstance(given, Mapping) or len(given) != len(self.peers):
+            raise RequestError(422, "'addresses' must map every general of the cluster file to host:port")
+        addresses = {}
+        for general, address in given.items():
+            if not (isinstance(general, str) and general.isdigit() and int(general) in self.peers):
+                raise RequestError(
+                    422, f"'addresses' names {str(general)[:20]!r}, not a general of the cluster"
+                )
+            if not isinstance(address, str) or ":" not in address or len(address) > MAX_ADDRESS:
+                raise RequestError(422, f"'addresses' for general {general} must be host:port")
+            addresses[int(general)] = address
+        return addresses
+
+    def _strategy(self, scenario: Scenario) -> Strategy | None:
+        """This general's own strategy, if it is a traitor; only built-in or allowed names reach here."""
+        spec = scenario.traitors.get(self.me)
+        if spec is None:
+            return None
+        try:
+            return build_strategy(spec.strategy, spec.args, values=scenario.values)
+        except OmActorsError as exc:  # arguments the class does not take, or a constructor that raised
+            raise RequestError(422, f"traitor {self.me}: {exc}") from None
 
     # /round
 
-    async def run_round(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def run_round(self, scope: Scope, body: bytes, signed: bool) -> Answer:
         fields = _json_object(body)
-        instance = self._instance(_field(fields, "instance", int))
+        instance = self._instance(fields)
         round = _field(fields, "round", int)
-        if not 1 <= round <= instance.state.setup.rounds:
-            raise RequestError(422, f"round {round} is not a round of this instance")
+        _check_round(instance, round)
+        if instance.opened != instance.closed or round != instance.closed + 1:
+            raise RequestError(409, f"round {round} is out of turn: {_progress(instance)}")
+        instance.opened = round
         orders: dict[int, list[dict[str, Any]]] = {}
-        unreachable: list[int] = []
-        # One deadline for choosing and for sending: a strategy that hangs is cut off like a slow peer.
-        with trio.move_on_after(instance.round_timeout) as deadline:
-            await self._outgoing(instance, round, orders)
+        failed: list[dict[str, Any]] = []
+        # The round timeout cuts off a strategy that hangs; delivery has its own, generous bound.
+        with trio.move_on_after(instance.scenario.round_timeout) as choosing:
+            await self._outgoing(instance, round, orders, failed)
+        acknowledged: set[int] = set()
+        with trio.move_on_after(DELIVERY_TIMEOUT):
             async with trio.open_nursery() as nursery:
                 for receiver, messages in orders.items():
-                    nursery.start_soon(self._deliver, instance, round, receiver, messages, unreachable)
-        if round == instance.state.setup.rounds:
-            instance.finished = True
-        sent = sum(len(m) for m in orders.values())
-        return 200, {"sent": sent, "unreachable": sorted(unreachable), "timed_out": deadline.cancelled_caught}
+                    nursery.start_soon(self._deliver, instance, round, receiver, messages, acknowledged)
+        sent = [
+            {"receiver": receiver, "delivered": receiver in acknowledged, "messages": messages}
+            for receiver, messages in sorted(orders.items())
+        ]
+        return 200, {"sent": sent, "failed": failed, "timed_out": choosing.cancelled_caught}
 
     async def _outgoing(
-        self, instance: _Instance, round: int, orders: dict[int, list[dict[str, Any]]]
+        self,
+        instance: _Instance,
+        round: int,
+        orders: dict[int, list[dict[str, Any]]],
+        failed: list[dict[str, Any]],
     ) -> None:
         """This round's messages by receiver, each a traitor's choice where it is one."""
         for outgoing in instance.state.outbox(round):
@@ -180,13 +421,14 @@ class Node:
                 try:
                     told = await consult(instance.strategy, round, path, outgoing.receiver, value, rng)
                 except StrategyRaised as raised:
-                    failure = {
-                        "round": round,
-                        "path": list(path),
-                        "receiver": outgoing.receiver,
-                        "error": str(raised),
-                    }
-                    instance.failed.append(failure)
+                    failed.append(
+                        {
+                            "round": round,
+                            "path": list(path),
+                            "receiver": outgoing.receiver,
+                            "error": str(raised),
+                        }
+                    )
                     continue
                 if told is None:
                     continue
@@ -194,102 +436,192 @@ class Node:
             else:
                 message = {"path": list(path), "value": value}
             orders.setdefault(outgoing.receiver, []).append(message)
-            instance.sent.append({"round": round, "receiver": outgoing.receiver, **message})
 
     async def _deliver(
-        self, instance: _Instance, round: int, receiver: int, messages: list[dict[str, Any]], lost: list[int]
+        self, instance: _Instance, round: int, receiver: int, messages: list[dict[str, Any]], done: set[int]
     ) -> None:
-        fields = {"instance": instance.index, "round": round, "sender": self.me, "messages": messages}
+        """Send one batch and wait for the receiver to acknowledge it; ``done`` gets it if so."""
+        fields = {
+            "run": self.run,
+            "instance": instance.index,
+            "round": round,
+            "sender": self.me,
+            "receiver": receiver,
+            "messages": messages,
+        }
         body = json.dumps({**fields, "signature": sign(self.key, fields)}).encode()
         headers = {"content-type": "application/json"}
         try:
-            url = f"http://{self.peers[receiver].address}/order"
+            url = f"http://{self.addresses[receiver]}/order"
             response = await self.client.post(url, content=body, headers=headers)
-            response.raise_for_status()
         except (httpx.HTTPError, KeyError):
-            lost.append(receiver)
+            return
+        if response.status_code == 200:
+            done.add(receiver)
 
     # /order
 
-    async def order(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def order(self, scope: Scope, body: bytes, signed: bool) -> Answer:
         fields = _json_object(body)
         signature = _field(fields, "signature", str)
-        signed = {key: fields.get(key) for key in ("instance", "round", "sender", "messages")}
         sender = _field(fields, "sender", int)
         peer = self.peers.get(sender)
         if peer is None:
             raise RequestError(403, f"unknown sender {sender}")
-        try:
-            peer.public_key.verify(base64.b64decode(signature, validate=True), canonical(signed))
-        except (InvalidSignature, ValueError):
-            raise RequestError(403, f"bad signature for sender {sender}") from None
-        instance = self._instance(_field(fields, "instance", int))
+        signed_fields = {
+            key: fields.get(key) for key in ("run", "instance", "round", "sender", "receiver", "messages")
+        }
+        if not verify(peer.public_key, signature, signed_fields):
+            raise RequestError(403, f"bad signature for sender {sender}")
+        if fields.get("receiver") != self.me:
+            raise RequestError(403, f"a batch for general {fields.get('receiver')!r}, not for {self.me}")
+        if fields.get("run") != self.run:
+            raise RequestError(409, "a batch for another run")
+        instance = self._instance(fields)
         round = _field(fields, "round", int)
         messages = _field(fields, "messages", list)
-        if (round, sender) in instance.seen:
+        if round != instance.closed + 1:
+            raise RequestError(409, f"round {round} is not open here: {_progress(instance)}")
+        if sender in instance.batches:
             raise RequestError(409, f"replayed message: round {round} from {sender} was already delivered")
-        instance.seen.add((round, sender))
+        most = owed(instance.state.setup, sender, self.me, round)
+        if len(messages) > most:
+            raise RequestError(
+                422, f"{len(messages)} messages from {sender} in round {round}, which owes {most}"
+            )
+        instance.batches[sender] = messages
+        instance.received += len(messages)
         accepted = 0
         for message in messages:
             path = message.get("path") if isinstance(message, dict) else None
             value = message.get("value") if isinstance(message, dict) else None
             path = tuple(path) if isinstance(path, list) else path
-            instance.received += 1
             rejection = instance.state.receive(sender=sender, round=round, path=path, value=value)
             if rejection is None:
                 accepted += 1
             else:
                 instance.rejected.append(
-                    {
-                        "round": round,
-                        "sender": sender,
-                        "path": path,
-                        "value": value,
-                        "reason": rejection.reason,
-                    }
+                    {"sender": sender, "path": path, "value": value, "reason": rejection.reason}
                 )
         return 200, {"accepted": accepted, "rejected": len(messages) - accepted}
 
+    # /close
+
+    async def close(self, scope: Scope, body: bytes, signed: bool) -> Answer:
+        """Close the open round: what arrived, what was refused, and the batches the driver asks for.
+
+        The driver asks for the batches of senders that died mid-round: what
+        they sent before dying is known only to their receivers.
+        """
+        fields = _json_object(body)
+        instance = self._instance(fields)
+        round = _field(fields, "round", int)
+        _check_round(instance, round)
+        if instance.opened != round or instance.closed != round - 1:
+            raise RequestError(409, f"round {round} is not open here: {_progress(instance)}")
+        wanted = _field(fields, "batches_from", list)
+        answer = {
+            "received": instance.received,
+            "senders": sorted(instance.batches),
+            "rejected": instance.rejected,
+            "batches": {
+                str(s): instance.batches[s] for s in wanted if type(s) is int and s in instance.batches
+            },
+        }
+        instance.closed = round
+        instance.batches, instance.rejected, instance.received = {}, [], 0
+        return 200, answer
+
     # /decide and /status
 
-    async def decide(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]]:
-        query = dict(part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part)
-        try:
-            index = int(query.get("instance", "0"))
-        except ValueError:
-            raise RequestError(400, "instance must be a number") from None
-        instance = self._instance(index)
-        if not instance.finished:
+    async def decide(self, scope: Scope, body: bytes, signed: bool) -> Answer:
+        instance = self._instance(_json_object(body))
+        if instance.closed < instance.rounds:
             raise RequestError(409, "no decision yet: the rounds are still running")
-        return 200, {
-            "general": self.me,
-            "decision": instance.state.decide(),
-            "sent": instance.sent,
-            "rejected": instance.rejected,
-            "failed": instance.failed,
-            "received": instance.received,
-        }
+        return 200, {"general": self.me, "decision": instance.state.decide()}
 
-    async def status(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any]]:
-        return 200, {
+    async def status(self, scope: Scope, body: bytes, signed: bool) -> Answer:
+        """Unsigned: liveness, and the session and last counter to sign above.  Signed: who this node is."""
+        if not signed:
+            return 200, {"general": self.me, "session": self.session, "counter": self.counter}
+        query = scope["query_string"].decode("latin-1")
+        nonce = query.removeprefix("nonce=")
+        if not query.startswith("nonce=") or not 0 < len(nonce) <= MAX_NONCE:
+            raise RequestError(422, f"a signed /status needs ?nonce= with 1 to {MAX_NONCE} characters")
+        answer = {
             "general": self.me,
-            "instances": {str(i): {"finished": x.finished} for i, x in self.instances.items()},
+            "public_key": public_text(self.key.public_key()),
+            "session": self.session,
+            "nonce": nonce,
+            "run": self.run,
+            "instances": {
+                str(i): {"opened": x.opened, "closed": x.closed} for i, x in self.instances.items()
+            },
         }
+        return 200, {**answer, "signature": sign(self.key, answer)}
 
-    def _instance(self, index: int) -> _Instance:
+    def _instance(self, fields: Mapping[str, Any]) -> _Instance:
+        index = _field(fields, "instance", int)
         instance = self.instances.get(index)
         if instance is None:
             raise RequestError(404, f"unknown instance {index}")
         return instance
 
 
-_ROUTES: dict[tuple[str, str], Callable[[Node, Scope, bytes], Awaitable[tuple[int, dict[str, Any]]]]] = {
-    ("POST", "/start"): Node.start,
-    ("POST", "/round"): Node.run_round,
-    ("POST", "/order"): Node.order,
-    ("GET", "/decide"): Node.decide,
-    ("GET", "/status"): Node.status,
+Handler = Callable[[Node, Scope, bytes, bool], Awaitable[Answer]]
+
+_ROUTES: dict[tuple[str, str], tuple[Handler, Guard]] = {
+    ("POST", "/start"): (Node.start, Guard.DRIVER),
+    ("POST", "/round"): (Node.run_round, Guard.DRIVER),
+    ("POST", "/close"): (Node.close, Guard.DRIVER),
+    ("POST", "/decide"): (Node.decide, Guard.DRIVER),
+    ("POST", "/order"): (Node.order, Guard.PEER),
+    ("GET", "/status"): (Node.status, Guard.LIVENESS),
 }
+
+
+def _signature_headers(scope: Scope, *, required: bool) -> tuple[str, str, str] | None:
+    """The driver's session, counter and signature headers; 401 if ``required`` and missing.
+
+    Checked before the body is read, so an unsigned request costs the node
+    nothing whatever it carries.
+    """
+    wanted = (SESSION_HEADER.encode(), COUNTER_HEADER.encode(), SIGNATURE_HEADER.encode())
+    found = {name: value for name, value in scope["headers"] if name in wanted}
+    if not found and not required:
+        return None
+    if len(found) < len(wanted):
+        raise RequestError(
+            401,
+            "unsigned request: control requests need the driver's signature "
+            f"(headers {', '.join(h.decode() for h in wanted)})",
+        )
+    session, counter, signature = (found[name].decode("latin-1") for name in wanted)
+    return session, counter, signature
+
+
+def _refuse_oversized(data: Mapping[str, Any]) -> None:
+    """422 for a run too big for this node's limit, from the raw numbers, before the scenario is built."""
+    generals, m, instances = data.get("generals"), data.get("m"), data.get("instances")
+    if type(generals) is not int or type(m) is not int:
+        return  # the scenario's own checks say what is wrong
+    count = len(instances) if isinstance(instances, list) and instances else 1
+    problem = size_problem(generals, m, count)
+    if problem is not None:
+        raise RequestError(422, f"the scenario does not load: {problem}")
+
+
+def _check_round(instance: _Instance, round: int) -> None:
+    if not 1 <= round <= instance.rounds:
+        raise RequestError(422, f"round {round} is not a round of this instance")
+
+
+def _progress(instance: _Instance) -> str:
+    if instance.opened > instance.closed:
+        return f"round {instance.opened} of instance {instance.index} is open"
+    if instance.closed == instance.rounds:
+        return f"every round of instance {instance.index} is closed"
+    return f"the next round of instance {instance.index} is {instance.closed + 1}"
 
 
 async def _body(receive: Receive) -> bytes:
@@ -322,8 +654,8 @@ def _plain(value: object) -> object:
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         fields = json.loads(body)
-    except ValueError:
-        raise RequestError(400, "the body is not JSON") from None
+    except (ValueError, RecursionError):
+        raise RequestError(400, "the body is not JSON, or nests too deep") from None
     if not isinstance(fields, dict):
         raise RequestError(422, "the body must be a JSON object")
     return fields

@@ -1,37 +1,118 @@
 """Every general its own process: the cluster against the in-memory run.
 
 Rules for this file:
-- loopback only, on ports chosen free at run time;
+- loopback only; nodes bind port 0 and report the port they got, except
+  where a test is about ports in use;
 - every test is bounded with ``trio.fail_after`` and reaps every process
   it started (``run_cluster`` stops them; the last check is that none is
   left);
-- a node that dies does so by SIGKILL, from a traitor strategy that kills
-  its own process in round 2, so the crash is mid-run by construction.
+- a node dies by SIGKILL from a traitor strategy, in round 2, so the crash
+  is mid-run by construction: a traitor that kills itself, or one that
+  kills a loyal general's node.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import trio
 from click.testing import CliRunner, Result
+from ruamel.yaml import YAML
 
 from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
 from om_actors.cli import main
-from om_actors.cluster import free_ports, load_cluster, run_cluster, running_nodes, write_keys
+from om_actors.cluster import (
+    ClusterError,
+    load_cluster,
+    node_processes,
+    run_cluster,
+    running_nodes,
+    write_keys,
+)
 
-SCENARIOS = Path(__file__).parent.parent / "scenarios"
+T = TypeVar("T")
+ROOT = Path(__file__).parent.parent
+SCENARIOS = ROOT / "scenarios"
 TESTS = Path(__file__).parent
+FOUR = SCENARIOS / "four-generals-traitor-lieutenant.yaml"
+
+KILLER = '''
+"""A traitor that kills loyal general ``victim``'s node with SIGKILL when it first speaks in round 2."""
+import os
+import signal
+from pathlib import Path
+
+import attrs
+
+
+@attrs.define
+class KillsGeneral:
+    victim: int
+    done: bool = attrs.field(default=False, init=False)
+
+    def choose(self, round, path, receiver, value, rng):
+        if round == 2 and not self.done:
+            self.done = True
+            for entry in Path("/proc").iterdir():
+                try:
+                    command = (entry / "cmdline").read_bytes().split(b"\\0")
+                    status = (entry / "status").read_text()
+                except OSError:
+                    continue
+                sibling = f"PPid:\\t{os.getppid()}\\n" in status
+                victim = b"node" in command and command[command.index(b"--id") + 1] == b"%d" % self.victim
+                if sibling and victim:
+                    os.kill(int(entry.name), signal.SIGKILL)
+        return value
+'''
+
+HANG = """
+import attrs
+import trio
+
+
+@attrs.frozen
+class Hang:
+    async def choose(self, round, path, receiver, value, rng):
+        await trio.sleep_forever()
+"""
 
 
 @pytest.fixture(autouse=True)
 def nodes_see_the_test_strategies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+async def invoke_in_thread(*args: str) -> Result:
+    """The CLI, whose own trio.run cannot nest in the test's, in a thread."""
+    return await trio.to_thread.run_sync(lambda: invoke(*args), abandon_on_cancel=True)
+
+
+def events(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def scenario_file(folder: Path, text: str, **modules: str) -> Path:
+    """A scenario file, with strategy modules of its own next to it."""
+    for name, source in modules.items():
+        (folder / f"{name}.py").write_text(source)
+    path = folder / "scenario.yaml"
+    path.write_text(text)
+    return path
 
 
 SMALL = sorted(p for p in SCENARIOS.glob("*.yaml") if load_scenario(p).generals <= 7)
@@ -46,7 +127,8 @@ async def test_the_cluster_writes_the_same_log_as_the_in_memory_run(path: Path, 
         outcome = await run_cluster(scenario, log=log)
     memory = io.BytesIO()
     expected = await trio.to_thread.run_sync(lambda: simulate_sync(scenario, log=memory))
-    assert outcome.crashed == ()
+    assert outcome.crashed == outcome.result.crashed == ()
+    assert outcome.result.undelivered == 0
     assert outcome.result.decisions == expected.decisions
     assert outcome.result.messages_per_round == expected.messages_per_round
     assert outcome.result.received == expected.received
@@ -54,16 +136,92 @@ async def test_the_cluster_writes_the_same_log_as_the_in_memory_run(path: Path, 
     assert running_nodes() == 0
 
 
-async def test_a_node_killed_mid_run_is_named_and_counted_silent() -> None:
-    scenario = Scenario(generals=7, m=2, traitors={3: "adversaries:Crashes"}, round_timeout=2)
+async def test_a_strategy_next_to_the_scenario_file_runs_on_the_nodes(tmp_path: Path) -> None:
+    for name in ("custom_traitor.yaml", "custom_traitor.py"):
+        (tmp_path / name).write_text((ROOT / "examples" / name).read_text())
+    scenario = load_scenario(tmp_path / "custom_traitor.yaml")
+    log = tmp_path / "cluster.jsonl"
     with trio.fail_after(60):
-        outcome = await run_cluster(scenario)
-    assert outcome.crashed == (3,)
+        outcome = await run_cluster(scenario, log=log)
+    memory = io.BytesIO()
+    expected = await trio.to_thread.run_sync(lambda: simulate_sync(scenario, log=memory))
+    assert outcome.result.decisions == expected.decisions == dict.fromkeys((0, 1, 3, 4, 5, 6), "retreat")
+    assert log.read_bytes() == memory.getvalue()
+    assert running_nodes() == 0
+
+
+async def test_a_strategy_the_nodes_cannot_load_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTHONPATH")  # this process imports adversaries; the nodes now cannot
+    scenario = Scenario(generals=4, m=1, traitors={3: TraitorSpec("adversaries:Slow", {"delay": 0.01})})
+    with trio.fail_after(60), pytest.raises(ClusterError) as failure:
+        await run_cluster(scenario)
+    assert str(failure.value).startswith("node 0 did not start: ")
+    assert "cannot load the allowed strategy 'adversaries:Slow'" in str(failure.value)
+    assert running_nodes() == 0
+
+
+async def test_a_traitor_node_killed_mid_run_is_logged_as_crashed(tmp_path: Path) -> None:
+    scenario = Scenario(generals=7, m=2, traitors={3: "adversaries:Crashes"}, round_timeout=2)
+    log = tmp_path / "cluster.jsonl"
+    with trio.fail_after(60):
+        outcome = await run_cluster(scenario, log=log)
     result = outcome.result
+    assert outcome.crashed == result.crashed == (3,)
     assert result.decisions == dict.fromkeys((0, 1, 2, 4, 5, 6), "attack")
     assert result.success
     assert result.messages_per_round[0] == 6
-    assert 3 in result.timed_out[2]
+    assert {"event": "general.crashed", "round": 2, "general": 3} in events(log)
+    assert running_nodes() == 0
+
+
+async def test_a_loyal_node_killed_mid_run_is_survived_logged_and_replayed(tmp_path: Path) -> None:
+    from om_actors.replay import replay_log
+
+    text = "generals: 7\nm: 2\ntraitors:\n  3: {strategy: 'killer:KillsGeneral', victim: 2}\n"
+    scenario = load_scenario(scenario_file(tmp_path, text, killer=KILLER))
+    log = tmp_path / "cluster.jsonl"
+    with trio.fail_after(60):
+        outcome = await run_cluster(scenario, log=log)
+    result = outcome.result
+    assert result.crashed == (2,)
+    assert result.decisions == dict.fromkeys((0, 1, 4, 5, 6), "attack")
+    lines = events(log)
+    crash = lines.index({"event": "general.crashed", "round": 2, "general": 2})
+    assert lines[crash + 1]["event"] == "round.end"
+    assert lines[crash + 1]["round"] == 2
+    assert all(line.get("round") == 2 for line in lines[crash - 5 : crash])
+    # Every loyal round-3 message to the dead general is logged, and logged as lost.
+    to_the_dead = [x for x in lines if x["event"] == "message" and x["round"] == 3 and x["receiver"] == 2]
+    assert to_the_dead
+    assert all(x["delivered"] is False for x in to_the_dead)
+    ends = {x["round"]: x for x in lines if x["event"] == "round.end"}
+    lost = sum(x.get("delivered") is False and x["sender"] != 3 for x in lines if x["event"] == "message")
+    assert result.undelivered == lost == sum(int(end.get("undelivered") or 0) for end in ends.values())  # type: ignore[call-overload]
+    assert ends[3]["undelivered"] == len([x for x in to_the_dead if x["sender"] != 3])
+    report = replay_log(log)
+    assert report.inconsistencies == ()
+    assert report.ok
+    assert running_nodes() == 0
+
+
+async def test_the_cluster_command_warns_of_a_crash_and_of_lost_messages(tmp_path: Path) -> None:
+    text = "generals: 7\nm: 2\ntraitors:\n  3: {strategy: 'killer:KillsGeneral', victim: 2}\n"
+    path = str(scenario_file(tmp_path, text, killer=KILLER))
+    with trio.fail_after(120):
+        as_text = await invoke_in_thread("cluster", path)
+        as_json = await invoke_in_thread("cluster", path, "--json")
+    for outcome in (as_text, as_json):
+        assert outcome.exit_code == 0, outcome.stderr
+        assert "general 2 crashed" in outcome.stderr
+        assert (
+            "messages from loyal generals were not delivered: the synchrony assumption (A3) broke"
+            in outcome.stderr
+        )
+        assert "Traceback" not in outcome.stderr + outcome.stdout
+    answer = json.loads(as_json.stdout)
+    assert answer["crashed"] == [2]
+    assert answer["undelivered"] > 0
+    assert f"{answer['undelivered']:,} messages from loyal generals" in as_json.stderr
     assert running_nodes() == 0
 
 
@@ -79,60 +237,189 @@ async def test_a_slow_node_within_the_timeout_changes_nothing() -> None:
 
 
 async def test_the_cluster_command_prints_what_run_prints() -> None:
-    scenario = str(SCENARIOS / "four-generals-traitor-lieutenant.yaml")
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args))
-
     with trio.fail_after(90):
-        cluster = await trio.to_thread.run_sync(invoke, "cluster", scenario, abandon_on_cancel=True)
-        as_json = await trio.to_thread.run_sync(invoke, "cluster", scenario, "--json", abandon_on_cancel=True)
-        run = await trio.to_thread.run_sync(invoke, "run", scenario)  # trio.run cannot nest in this one
+        cluster = await invoke_in_thread("cluster", str(FOUR))
+        as_json = await invoke_in_thread("cluster", str(FOUR), "--json")
+        run = await invoke_in_thread("run", str(FOUR))
     assert (cluster.exit_code, cluster.stdout) == (0, run.stdout)
-    assert json.loads(as_json.stdout)["decisions"] == {"0": "attack", "1": "attack", "2": "attack"}
-    assert json.loads(as_json.stdout)["crashed"] == []
+    answer = json.loads(as_json.stdout)
+    assert answer["decisions"] == {"0": "attack", "1": "attack", "2": "attack"}
+    assert (answer["crashed"], answer["undelivered"]) == ([], 0)
     assert running_nodes() == 0
 
 
-async def test_nodes_started_by_hand_are_driven_from_their_cluster_file(tmp_path: Path) -> None:
-    addresses = {g: f"127.0.0.1:{port}" for g, port in enumerate(free_ports(4))}
-    cluster = write_keys(tmp_path, addresses)
+@contextmanager
+def busy_port() -> Iterator[int]:
+    """A port something else listens on, low enough for ``--base-port``."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        while sock.getsockname()[1] > 64_000:
+            sock.close()
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+async def test_base_port_over_a_port_in_use_fails_the_run_naming_the_port() -> None:
+    with busy_port() as port, trio.fail_after(60):
+        outcome = await invoke_in_thread("cluster", str(FOUR), "--base-port", str(port))
+    assert outcome.exit_code == 2
+    assert f"node 0 did not start: general 0 cannot listen on 127.0.0.1:{port}: address already in use" in (
+        outcome.stderr
+    )
+    assert "Traceback" not in outcome.stderr
+    assert "FAILURE" not in outcome.stdout
+    assert running_nodes() == 0
+
+
+def test_a_node_on_a_port_in_use_exits_2_with_one_line(tmp_path: Path) -> None:
+    with busy_port() as port:
+        cluster = write_keys(tmp_path, {0: f"127.0.0.1:{port}", 1: "127.0.0.1:0"})
+        outcome = invoke(
+            "node", "--id", "0", "--cluster", str(cluster), "--key", str(tmp_path / "general-0.pem")
+        )
+    assert outcome.exit_code == 2
+    assert outcome.stderr == f"general 0 cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+async def start_by_hand(folder: Path, count: int) -> tuple[Path, list[subprocess.Popen[bytes]]]:
+    """``count`` nodes started as a user would, each on a port of its choosing; their cluster file."""
+    cluster = write_keys(folder, dict.fromkeys(range(count), "127.0.0.1:0"))
     nodes = [
         subprocess.Popen(
             [sys.executable, "-m", "om_actors", "node", "--id", str(g), "--cluster", str(cluster),
-             "--key", str(tmp_path / f"general-{g}.pem")],
-            stdout=subprocess.DEVNULL,
+             "--key", str(folder / f"general-{g}.pem")],
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        for g in addresses
+        for g in range(count)
     ]  # fmt: skip
+    yaml = YAML()
+    data = yaml.load(cluster)
+    for general, node in enumerate(nodes):
+        assert node.stdout is not None
+        line = await trio.to_thread.run_sync(node.stdout.readline, abandon_on_cancel=True)
+        data["generals"][general]["address"] = json.loads(line)["address"]
+    yaml.dump(data, cluster)
+    return cluster, nodes
+
+
+async def test_nodes_started_by_hand_obey_only_their_driver(tmp_path: Path) -> None:
+    import httpx
+
+    scenario = load_scenario(FOUR)
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    with trio.fail_after(90):
+        cluster, nodes = await start_by_hand(ours, 4)
     try:
-        scenario = load_scenario(SCENARIOS / "four-generals-traitor-lieutenant.yaml")
-        with trio.fail_after(60):
+        peers = load_cluster(cluster).generals
+        with trio.fail_after(90):
+            async with httpx.AsyncClient() as outsider:
+                for peer in peers.values():  # an outsider's /start first, at every node
+                    start = {"run": "x", "instance": 0, "scenario": scenario.to_dict()}
+                    response = await outsider.post(f"http://{peer.address}/start", json=start)
+                    assert response.status_code == 401
+            # Another cluster's driver, at the same addresses, is refused by our nodes.
+            impostor = write_keys(theirs, {g: p.address for g, p in peers.items()})
+            with pytest.raises(
+                ClusterError, match=r"^the server at 127\.0\.0\.1:[0-9]+ is not general 0 of this cluster"
+            ):
+                await run_cluster(scenario, nodes=impostor)
+            # Our own driver, whose file names a key general 2 does not hold, finds out.
+            forged = ours / "forged.yaml"
+            data = YAML().load(cluster)
+            data["generals"][2]["public_key"] = YAML().load(theirs / "cluster.yaml")["generals"][2][
+                "public_key"
+            ]
+            YAML().dump(data, forged)
+            with pytest.raises(ClusterError, match="does not prove it holds general 2's key"):
+                await run_cluster(scenario, nodes=forged)
             outcome = await run_cluster(scenario, nodes=cluster)
-        assert outcome.result.decisions == {0: "attack", 1: "attack", 2: "attack"}
-        assert outcome.result.messages == 9
+            assert outcome.result.decisions == {0: "attack", 1: "attack", 2: "attack"}
+            assert outcome.result.messages == 9
+            again = await run_cluster(scenario, nodes=cluster)  # a second run on the same nodes
+            assert again.result.decisions == outcome.result.decisions
+            custom = Scenario(generals=4, m=1, traitors={3: "adversaries:Garbage"})
+            with pytest.raises(
+                ClusterError,
+                match="node 0 refused /start: traitor 3: strategy 'adversaries:Garbage' is not allowed",
+            ):
+                await run_cluster(custom, nodes=cluster)
     finally:
         for node in nodes:
             node.terminate()
             node.wait(timeout=10)
+            assert node.stdout is not None
+            node.stdout.close()
     assert running_nodes() == 0
 
 
-def test_keys_writes_a_cluster_file_that_loads(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main, ["keys", str(tmp_path), "--addresses", "hostA:9000,hostB:9000,hostC:9000"]
+async def eventually(look: Callable[[], T], done: Callable[[T], bool]) -> T:
+    """What ``look`` sees once ``done`` says so, polled: a process's life has no event to wait on."""
+    while True:
+        seen = look()
+        if done(seen):
+            return seen
+        await trio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+@pytest.mark.parametrize(
+    ("stop", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGKILL, -9)]
+)
+async def test_no_node_outlives_a_driver_that_is_stopped(
+    tmp_path: Path, stop: signal.Signals, status: int
+) -> None:
+    text = "generals: 4\nm: 1\nround_timeout: 120\ntraitors: {3: 'hang:Hang'}\n"
+    path = scenario_file(tmp_path, text, hang=HANG)
+    driver = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "om_actors", "cluster", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
+    try:
+        with trio.fail_after(60):
+            nodes = await eventually(lambda: node_processes(driver.pid), lambda pids: len(pids) == 4)
+            await trio.sleep(1)  # into the run: general 3 hangs in round 2 for two minutes
+            driver.send_signal(stop)
+            assert await driver.wait() == status
+            await eventually(lambda: [pid for pid in nodes if alive(pid)], lambda pids: not pids)
+        assert driver.stderr is not None
+        if stop != signal.SIGKILL:
+            stderr = (await driver.stderr.receive_some()).decode()
+            assert stderr == f"stopped by {stop.name}: every node process was stopped\n"
+    finally:
+        driver.kill()
+        await driver.wait()
+        if driver.stderr is not None:
+            await driver.stderr.aclose()
+    assert not any(alive(pid) for pid in nodes)
+
+
+def test_keys_writes_a_cluster_file_that_loads(tmp_path: Path) -> None:
+    result = invoke("keys", str(tmp_path), "--addresses", "hostA:9000,hostB:9000,hostC:9000")
     assert result.exit_code == 0
     assert result.stdout.startswith(f"wrote {tmp_path / 'cluster.yaml'} and 3 private keys")
-    peers = load_cluster(tmp_path / "cluster.yaml")
-    assert [(p.id, p.address) for p in peers.values()] == [
+    assert f"and the driver's private key {tmp_path / 'driver.pem'}" in result.stdout
+    spec = load_cluster(tmp_path / "cluster.yaml")
+    assert [(p.id, p.address) for p in spec.generals.values()] == [
         (0, "hostA:9000"),
         (1, "hostB:9000"),
         (2, "hostC:9000"),
     ]
-    assert oct((tmp_path / "general-1.pem").stat().st_mode & 0o777) == "0o600"
-    bad = CliRunner().invoke(main, ["keys", str(tmp_path), "--addresses", "hostA"])
+    for key in ("general-1.pem", "driver.pem"):
+        assert oct((tmp_path / key).stat().st_mode & 0o777) == "0o600"
+    bad = invoke("keys", str(tmp_path), "--addresses", "hostA")
     assert bad.exit_code == 2
     assert "write each address as host:port" in bad.stderr
 
@@ -146,27 +433,37 @@ def test_keys_writes_a_cluster_file_that_loads(tmp_path: Path) -> None:
             None,
             "general 0: needs an address and a base64 Ed25519 public_key",
         ),
+        ("drop-driver", None, "needs 'driver: {public_key: ...}', the driver's base64 Ed25519 public key"),
         (None, "not a key", "not a readable PEM private key"),
+        (None, "general-1", "general-0.pem: not the key"),
+        ("strategies: 'x:Y'", None, "'strategies' must be a list of module:Class names"),
     ],
 )
 def test_a_node_with_a_bad_cluster_file_or_key_exits_2(
     tmp_path: Path, cluster_text: str | None, key_text: str | None, error: str
 ) -> None:
-    write_keys(tmp_path, {0: "127.0.0.1:1", 1: "127.0.0.1:2"})
-    if cluster_text is not None:
-        (tmp_path / "cluster.yaml").write_text(cluster_text)
-    if key_text is not None:
+    cluster = write_keys(tmp_path, {0: "127.0.0.1:0", 1: "127.0.0.1:0"})
+    if cluster_text == "drop-driver":
+        data = YAML().load(cluster)
+        del data["driver"]
+        YAML().dump(data, cluster)
+    elif cluster_text is not None and cluster_text.startswith("strategies"):
+        cluster.write_text(cluster.read_text() + cluster_text + "\n")
+    elif cluster_text is not None:
+        cluster.write_text(cluster_text)
+    if key_text == "general-1":
+        (tmp_path / "general-0.pem").write_bytes((tmp_path / "general-1.pem").read_bytes())
+    elif key_text is not None:
         (tmp_path / "general-0.pem").write_text(key_text)
-    args = [
-        "node",
-        "--id",
-        "0",
-        "--cluster",
-        str(tmp_path / "cluster.yaml"),
-        "--key",
-        str(tmp_path / "general-0.pem"),
-    ]
-    result = CliRunner().invoke(main, args)
+    result = invoke("node", "--id", "0", "--cluster", str(cluster), "--key", str(tmp_path / "general-0.pem"))
     assert result.exit_code == 2
     assert error in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_node_refuses_to_start_with_an_allowed_strategy_it_cannot_load(tmp_path: Path) -> None:
+    cluster = write_keys(tmp_path, {0: "127.0.0.1:0", 1: "127.0.0.1:0"})
+    args = ["node", "--id", "0", "--cluster", str(cluster), "--key", str(tmp_path / "general-0.pem")]
+    result = invoke(*args, "--allow-strategy", "no_such_module:Traitor")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("cannot load the allowed strategy 'no_such_module:Traitor': ")

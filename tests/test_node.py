@@ -1,7 +1,8 @@
 """One networked general, in process: its endpoints, signatures and refusals.
 
 Rules for this file:
-- the node's ASGI app is called through httpx's ASGI transport: no sockets;
+- the node's ASGI app is called through httpx's ASGI transport: no sockets,
+  except a node's own deliveries, which go to a closed port on 127.0.0.1;
 - every test is bounded with ``trio.fail_after``;
 - every refusal is checked for its status and its JSON error, and the node
   is checked to go on serving after it.
@@ -9,9 +10,13 @@ Rules for this file:
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,11 +25,15 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from om_actors import load_scenario
-from om_actors.node import MAX_BODY, Node, Peer, sign
+from om_actors.node import MAX_BODY, Node, Peer, control_headers, public_text, sign, verify
 
 KEYS = {g: Ed25519PrivateKey.generate() for g in range(4)}
-PEERS = {g: Peer(g, f"127.0.0.1:{9000 + g}", key.public_key()) for g, key in KEYS.items()}
+DRIVER = Ed25519PrivateKey.generate()
+CLOSED_PORT = "127.0.0.1:1"
+"""Where every peer "listens": nothing does, so a node's deliveries fail at once."""
+PEERS = {g: Peer(g, CLOSED_PORT, key.public_key()) for g, key in KEYS.items()}
 SCENARIO = load_scenario("generals: 4\nm: 1\ntraitors: {3: flip}\n").to_dict()
+RUN = "run-1"
 
 
 @contextmanager
@@ -33,62 +42,279 @@ def bounded(seconds: float = 10) -> Iterator[None]:
         yield
 
 
+class Driver:
+    """Signs control requests to one in-process node, as the real driver does."""
+
+    def __init__(self, client: httpx.AsyncClient, node: Node, key: Ed25519PrivateKey = DRIVER) -> None:
+        self.client = client
+        self.node = node
+        self.key = key
+        self.counter = 0
+
+    def headers(
+        self, method: str, path: str, body: bytes = b"", query: str = "", **overrides: Any
+    ) -> dict[str, str]:
+        self.counter += 1
+        fields: dict[str, Any] = {
+            "general": self.node.me,
+            "session": self.node.session,
+            "counter": self.counter,
+            "method": method,
+            "path": path,
+            "query": query,
+            "body": body,
+        } | overrides
+        return control_headers(self.key, **fields)
+
+    async def post(self, path: str, fields: dict[str, Any], **overrides: Any) -> httpx.Response:
+        body = json.dumps(fields).encode()
+        return await self.client.post(
+            path, content=body, headers=self.headers("POST", path, body, **overrides)
+        )
+
+    async def start(self, scenario: dict[str, Any] = SCENARIO, instance: int = 0) -> httpx.Response:
+        return await self.post("/start", {"run": RUN, "instance": instance, "scenario": scenario})
+
+
 @asynccontextmanager
-async def node_client(me: int = 1) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=Node(me, KEYS[me], PEERS))  # type: ignore[arg-type]
+async def driving(me: int = 1, **options: Any) -> AsyncIterator[Driver]:
+    node = Node(me, KEYS[me], PEERS, DRIVER.public_key(), **options)
+    transport = httpx.ASGITransport(app=node)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-        yield client
+        yield Driver(client, node)
 
 
 def order(
-    sender: int, messages: list[dict[str, Any]], *, round: int = 2, key: int | None = None
+    sender: int,
+    messages: list[Any],
+    *,
+    round: int = 2,
+    key: int | None = None,
+    receiver: int = 1,
+    run: str = RUN,
 ) -> dict[str, Any]:
-    fields = {"instance": 0, "round": round, "sender": sender, "messages": messages}
+    fields = {
+        "run": run,
+        "instance": 0,
+        "round": round,
+        "sender": sender,
+        "receiver": receiver,
+        "messages": messages,
+    }
     return {**fields, "signature": sign(KEYS[sender if key is None else key], fields)}
 
 
-async def started(client: httpx.AsyncClient) -> None:
-    response = await client.post("/start", json={"instance": 0, "scenario": SCENARIO, "round_timeout": 1})
-    assert response.status_code == 200
+async def opened(driver: Driver, rounds: int) -> None:
+    """Start instance 0 and step it until round ``rounds`` is open."""
+    assert (await driver.start()).status_code == 200
+    for round in range(1, rounds + 1):
+        if round > 1:
+            closed = await driver.post("/close", {"instance": 0, "round": round - 1, "batches_from": []})
+            assert closed.status_code == 200
+        assert (await driver.post("/round", {"instance": 0, "round": round})).status_code == 200
 
 
-async def test_status_and_start() -> None:
+def error(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]
+
+
+async def test_unsigned_status_is_liveness_and_a_signed_one_proves_who_answers() -> None:
     with bounded():
-        async with node_client() as client:
-            assert (await client.get("/status")).json() == {"general": 1, "instances": {}}
-            await started(client)
-            again = await client.post(
-                "/start", json={"instance": 0, "scenario": SCENARIO, "round_timeout": 1}
+        async with driving() as driver:
+            node = driver.node
+            liveness = {"general": 1, "session": node.session, "counter": 0}
+            assert (await driver.client.get("/status")).json() == liveness
+            query = "nonce=abc123"
+            signed = await driver.client.get(
+                f"/status?{query}", headers=driver.headers("GET", "/status", query=query)
             )
-            assert (again.status_code, again.json()) == (409, {"error": "instance 0 has already started"})
-            assert (await client.get("/status")).json()["instances"] == {"0": {"finished": False}}
+            identity = signed.json()
+            signature = identity.pop("signature")
+            assert identity["general"] == 1
+            assert identity["nonce"] == "abc123"
+            assert identity["public_key"] == public_text(KEYS[1].public_key())
+            assert verify(KEYS[1].public_key(), signature, identity)
 
 
-async def test_a_signed_order_is_delivered_and_a_forged_path_rejected() -> None:
+async def test_an_outsider_cannot_start_an_instance_first_and_the_driver_still_can() -> None:
+    outsider = Ed25519PrivateKey.generate()
     with bounded():
-        async with node_client() as client:
-            await started(client)
-            honest = await client.post("/order", json=order(2, [{"path": [0, 2], "value": "attack"}]))
+        async with driving() as driver:
+            unsigned = await driver.client.post(
+                "/start", json={"run": RUN, "instance": 0, "scenario": SCENARIO}
+            )
+            assert unsigned.status_code == 401
+            assert "unsigned request" in unsigned.json()["error"]
+            foreign = Driver(driver.client, driver.node, outsider)
+            assert error(await foreign.start()) == (
+                403,
+                "bad signature: not signed by this cluster's driver for this general",
+            )
+            assert driver.node.instances == {}
+            assert (await driver.start()).json() == {"started": 0}
+            assert error(await driver.start()) == (409, "instance 0 has already started")
+
+
+async def test_a_replayed_stale_or_misdirected_control_request_is_403() -> None:
+    with bounded():
+        async with driving() as driver:
+            body = json.dumps({"run": RUN, "instance": 0, "scenario": SCENARIO}).encode()
+            headers = driver.headers("POST", "/start", body)
+            assert (await driver.client.post("/start", content=body, headers=headers)).status_code == 200
+            replayed = await driver.client.post("/start", content=body, headers=headers)
+            assert error(replayed) == (
+                403,
+                f"replayed request: counter {driver.counter} is not above {driver.counter}",
+            )
+            for overrides in ({"session": "0" * 32}, {"general": 2}):
+                other = await driver.post("/round", {"instance": 0, "round": 1}, **overrides)
+                assert other.status_code == 403
+            stale = await driver.post("/round", {"instance": 0, "round": 1}, counter=1)
+            assert error(stale)[0] == 403
+            # The same body under another path or query is not what was signed.
+            moved = await driver.client.post(
+                "/round", content=body, headers=driver.headers("POST", "/start", body)
+            )
+            assert error(moved)[0] == 403
+            assert driver.node.instances[0].opened == 0
+
+
+async def test_an_unsigned_request_is_refused_before_its_body_is_read() -> None:
+    with bounded():
+        async with driving() as driver:
+            huge = await driver.client.post("/start", content=b"x" * (MAX_BODY + 1))
+            assert huge.status_code == 401
+
+
+@pytest.mark.parametrize(("generals", "m"), [(40, 12), (10**35, 1), (1_000_000, 1)])
+async def test_a_huge_start_is_refused_without_allocating(generals: int, m: int) -> None:
+    huge = {**SCENARIO, "generals": generals, "m": m, "traitors": {}}
+    with bounded(5):
+        async with driving() as driver:
+            status, text = error(await driver.start(huge))
+            assert status == 422
+            assert "over the limit of" in text
+            assert "OM_ACTORS_MAX_MESSAGES" in text
+            assert driver.node.instances == {}
+
+
+async def test_rounds_open_only_in_turn_so_no_one_relays_twice() -> None:
+    with bounded():
+        async with driving() as driver:
+            assert (await driver.start()).status_code == 200
+            early = await driver.post("/round", {"instance": 0, "round": 2})
+            assert error(early) == (409, "round 2 is out of turn: the next round of instance 0 is 1")
+            assert (await driver.post("/round", {"instance": 0, "round": 1})).status_code == 200
+            again = await driver.post("/round", {"instance": 0, "round": 1})
+            assert error(again) == (409, "round 1 is out of turn: round 1 of instance 0 is open")
+            closed = await driver.post("/close", {"instance": 0, "round": 1, "batches_from": []})
+            assert closed.status_code == 200
+            relayed = await driver.post("/round", {"instance": 0, "round": 2})
+            assert relayed.status_code == 200
+            twice = await driver.post("/round", {"instance": 0, "round": 2})
+            assert error(twice) == (409, "round 2 is out of turn: round 2 of instance 0 is open")
+            beyond = await driver.post("/round", {"instance": 0, "round": 3})
+            assert error(beyond) == (422, "round 3 is not a round of this instance")
+
+
+async def test_a_batch_no_receiver_acknowledged_is_reported_undelivered() -> None:
+    with bounded():
+        async with driving() as driver:
+            await opened(driver, 1)
+            await driver.client.post("/order", json=order(0, [{"path": [0], "value": "attack"}], round=1))
+            await driver.post("/close", {"instance": 0, "round": 1, "batches_from": []})
+            answer = (await driver.post("/round", {"instance": 0, "round": 2})).json()
+    # General 1 relays the commander's order to 2 and 3, whose ports are closed.
+    assert answer["sent"] == [
+        {"receiver": 2, "delivered": False, "messages": [{"path": [0, 1], "value": "attack"}]},
+        {"receiver": 3, "delivered": False, "messages": [{"path": [0, 1], "value": "attack"}]},
+    ]
+    assert answer["timed_out"] is False
+
+
+async def test_close_reports_what_arrived_and_the_batches_asked_for() -> None:
+    with bounded():
+        async with driving() as driver:
+            await opened(driver, 2)
+            honest = await driver.client.post("/order", json=order(2, [{"path": [0, 2], "value": "attack"}]))
             assert honest.json() == {"accepted": 1, "rejected": 0}
             # Traitor 3 signs for itself but claims the path came through general 2.
-            forged = await client.post("/order", json=order(3, [{"path": [0, 2], "value": "retreat"}]))
+            forged = await driver.client.post("/order", json=order(3, [{"path": [0, 2], "value": "retreat"}]))
             assert forged.json() == {"accepted": 0, "rejected": 1}
+            closed = await driver.post("/close", {"instance": 0, "round": 2, "batches_from": [2]})
+            late = await driver.client.post("/order", json=order(0, [], round=2))
+            decided = await driver.post("/decide", {"instance": 0})
+    assert closed.json() == {
+        "received": 2,
+        "senders": [2, 3],
+        "rejected": [
+            {"sender": 3, "path": [0, 2], "value": "retreat", "reason": "path does not end with the sender"}
+        ],
+        "batches": {"2": [{"path": [0, 2], "value": "attack"}]},
+    }
+    assert error(late) == (409, "round 2 is not open here: every round of instance 0 is closed")
+    assert decided.json() == {"general": 1, "decision": "retreat"}
+
+
+async def test_batches_for_rounds_not_open_are_refused_and_not_kept() -> None:
+    # About 3.8 MB each, under the body limit: the attack of a peer whose key is valid.
+    bulk = [{"path": [0, 2], "value": "x" * 60}] * 45_000
+    made_up = {round: json.dumps(order(2, bulk, round=round)).encode() for round in (5, 6, 7, 8, 9)}
+    too_many = json.dumps(order(2, bulk, round=2)).encode()
+    assert max(len(body) for body in made_up.values()) < MAX_BODY
+    with bounded(60):
+        async with driving() as driver:
+            await opened(driver, 2)
+            instance = driver.node.instances[0]
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for round, body in made_up.items():
+                    refused = error(await driver.client.post("/order", content=body))
+                    assert refused == (409, f"round {round} is not open here: round 2 of instance 0 is open")
+                refused = error(await driver.client.post("/order", content=too_many))
+                assert refused == (422, "45000 messages from 2 in round 2, which owes 1")
+                gc.collect()
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            assert instance.batches == {}
+            assert instance.received == 0
+            assert grown < 2**20
+            one = await driver.client.post("/order", json=order(2, [{"path": [0, 2], "value": "attack"}]))
+            assert one.status_code == 200
+            twice = await driver.client.post("/order", json=order(2, [{"path": [0, 2], "value": "attack"}]))
+            assert error(twice) == (409, "replayed message: round 2 from 2 was already delivered")
+            elsewhere = await driver.client.post("/order", json=order(2, [], receiver=3))
+            assert error(elsewhere) == (403, "a batch for general 3, not for 1")
+            stale = await driver.client.post("/order", json=order(2, [], run="run-0"))
+            assert error(stale) == (409, "a batch for another run")
 
 
 async def test_refusals_are_4xx_with_a_json_error_and_the_node_keeps_serving(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with bounded():
-        async with node_client() as client:
-            await started(client)
+        async with driving() as driver:
+            client = driver.client
+            await opened(driver, 1)
             cases = [
                 (await client.post("/order", content=b"{not json"), 400, "the body is not JSON"),
+                (await client.post("/order", content=b"[" * 100_000), 400, "the body is not JSON"),
                 (await client.post("/order", json=[1, 2]), 422, "the body must be a JSON object"),
-                (await client.post("/start", json={"instance": "zero"}), 422, "'instance' must be a number"),
+                (
+                    await driver.post("/start", {"run": RUN, "instance": "zero"}),
+                    422,
+                    "'instance' must be a number",
+                ),
                 (await client.post("/order", content=b"x" * (MAX_BODY + 1)), 413, "body over the limit"),
                 (await client.get("/nowhere"), 404, "no GET /nowhere here"),
-                (await client.get("/decide", params={"instance": 7}), 404, "unknown instance 7"),
-                (await client.get("/decide"), 409, "no decision yet: the rounds are still running"),
+                (await driver.post("/decide", {"instance": 7}), 404, "unknown instance 7"),
+                (
+                    await driver.post("/decide", {"instance": 0}),
+                    409,
+                    "no decision yet: the rounds are still running",
+                ),
                 (
                     await client.post("/order", json=order(9, [], key=2) | {"sender": 9}),
                     403,
@@ -100,15 +326,6 @@ async def test_refusals_are_4xx_with_a_json_error_and_the_node_keeps_serving(
             for response, status, message in cases:
                 assert response.status_code == status
                 assert message in response.json()["error"]
-            first = await client.post("/order", json=order(2, [{"path": [0, 2], "value": "attack"}], round=2))
-            replayed = await client.post(
-                "/order", json=order(2, [{"path": [0, 2], "value": "attack"}], round=2)
-            )
-            assert first.status_code == 200
-            assert (replayed.status_code, replayed.json()["error"]) == (
-                409,
-                "replayed message: round 2 from 2 was already delivered",
-            )
             assert (await client.get("/status")).status_code == 200
     refusals = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert {r["event"] for r in refusals} == {"request.refused"}
@@ -123,9 +340,40 @@ async def test_refusals_are_4xx_with_a_json_error_and_the_node_keeps_serving(
 
 async def test_a_scenario_that_does_not_load_is_422() -> None:
     with bounded():
-        async with node_client() as client:
-            response = await client.post(
-                "/start", json={"instance": 0, "scenario": {"generals": 4}, "round_timeout": 1}
-            )
-            assert response.status_code == 422
-            assert "missing required key 'm'" in response.json()["error"]
+        async with driving() as driver:
+            status, text = error(await driver.start({"generals": 4}))
+            assert status == 422
+            assert "missing required key 'm'" in text
+
+
+async def test_a_strategy_the_node_was_not_started_with_is_refused_and_never_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "marked_traitor.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Evil:\n    def choose(self, *a): return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    popen = {"strategy": "subprocess:Popen", "args": ["touch", str(marker)]}
+    with bounded():
+        async with driving() as driver:
+            for spec in ("marked_traitor:Evil", popen):
+                name = spec if isinstance(spec, str) else spec["strategy"]
+                refused = await driver.start({**SCENARIO, "traitors": {"3": spec}})
+                assert error(refused) == (
+                    403,
+                    f"traitor 3: strategy {name!r} is not allowed on this node: "
+                    f"start the node with --allow-strategy {name} to allow it",
+                )
+            assert driver.node.instances == {}
+    assert not marker.exists()
+    assert "marked_traitor" not in sys.modules
+
+
+async def test_a_strategy_the_node_was_started_with_runs() -> None:
+    scenario = {**SCENARIO, "traitors": {"1": {"strategy": "adversaries:Forge", "path": [0, 3]}}}
+    with bounded():
+        async with driving(allowed={"adversaries:Forge"}) as driver:
+            assert (await driver.start(scenario)).status_code == 200
+            strategy = driver.node.instances[0].strategy
+    assert type(strategy).__name__ == "Forge"
