@@ -4,9 +4,10 @@
     python bench/soak.py --runs 20
 
 Every run uses the same ports (``--base-port``), so a port left bound
-fails the next run at once.  After each run the script checks that no
-``om_actors node`` process is left, that every port is free again, and that
-this process holds no more file descriptors than after the first run.
+fails the next run at once.  After each run the script checks that every
+message was delivered and no node crashed, that no ``om_actors node``
+process is left, that every port is free again, and that this process holds
+no more file descriptors than after the first run.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def main() -> None:
             problems.append("decisions or message count differ from the in-memory run")
         if outcome.crashed:
             problems.append(f"generals {outcome.crashed} crashed")
+        if outcome.result.undelivered:
+            problems.append(f"{outcome.result.undelivered} messages from loyal generals were not delivered")
         if running_nodes():
             problems.append(f"{running_nodes()} node process(es) left")
         busy = [port for port in ports if not port_free(port)]
