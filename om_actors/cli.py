@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import click
 import trio
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -41,7 +43,7 @@ from .limits import DEFAULT_MAX_MESSAGES, LIMIT_VARIABLE
 from .log import LogLine, Selection, read_log
 from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
 from .protocol import messages_sent
-from .replay import SUMMARY_ONLY, reconstruct, replay_log, rerun_log
+from .replay import SUMMARY_ONLY, Divergence, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, print_verify, report
 from .result import Result, describe_generals
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario
@@ -457,14 +459,24 @@ def _consoles() -> tuple[Console, Console]:
 @click.option(
     "--rerun", "again", is_flag=True, help="Also run the scenario again and compare event by event."
 )
-def replay_command(log: Path, again: bool) -> None:
+@click.option(
+    "--trust-strategies",
+    is_flag=True,
+    help="With --rerun: import and run the module:Class strategies the log names. Only for logs you trust.",
+)
+def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
     """Check LOG against the protocol: recompute every relay, decision and the verdict.
 
-    Exits 0 when everything matches, 1 on the first mismatch, and 2 for a
-    log that cannot be read.
+    Replay never imports the strategies a log names; --rerun runs the
+    scenario again, so a log naming a module:Class strategy needs
+    --trust-strategies too.  Exits 0 when everything matches, 1 on the
+    first mismatch, and 2 for a log that cannot be read or is not trusted.
     """
+    if trust_strategies and not again:
+        raise click.UsageError("--trust-strategies only matters with --rerun")
     out, err = _consoles()
     with _reporting_errors(err):
+        rerun = rerun_log(log, trust_strategies=trust_strategies) if again else None
         report = replay_log(log)
         if report.summary_only:
             err.print(f"replay skipped: {SUMMARY_ONLY}")
@@ -477,14 +489,16 @@ def replay_command(log: Path, again: bool) -> None:
             out.print(f"[bold red]replay MISMATCH:[/] {escape(str(first))}")
             if others:
                 out.print(f"({len(others)} more inconsistencies after it)")
+        for loss in report.losses():
+            out.print(f"[yellow]{escape(loss)}[/]")
         matched = report.ok or report.summary_only
-        if again:
-            matched = _report_rerun(out, log) and matched
+        if rerun is not None:
+            matched = _report_rerun(out, *rerun) and matched
     sys.exit(0 if matched else 1)
 
 
-def _report_rerun(out: Console, log: Path) -> bool:
-    compared, divergence = rerun_log(log)
+def _report_rerun(out: Console, compared: int, divergence: Divergence | None) -> bool:
+    """Print what ``rerun_log`` found; whether the rerun matched the log."""
     if divergence is None:
         out.print(f"rerun OK: all {compared:,} events match the log")
         return True
@@ -550,21 +564,48 @@ def show_command(
             for line in matching:
                 sys.stdout.buffer.write(line.raw if line.raw.endswith(b"\n") else line.raw + b"\n")
             return
-        out.print(_table(matching))
+        for table in _table(matching):
+            out.print(table)
 
 
-def _table(lines: Iterable[LogLine]) -> Table:
-    table = Table("line", "event", "round", "sender", "receiver", "path", "value", "detail", box=None)
+SHOW_COLUMNS = ("line", "event", "round", "sender", "receiver", "path", "value", "detail")
+SHOW_ROWS_PER_TABLE = 1000
+"""``show`` prints its table in pieces of this many rows, as the log streams past.
+
+A rich table is laid out whole, so one table for a log of millions of
+lines would hold all of them in memory before printing the first.
+"""
+
+
+def _table(lines: Iterable[LogLine]) -> Iterator[Table]:
+    """The lines as tables of :data:`SHOW_ROWS_PER_TABLE` rows that read as one.
+
+    Only the first has the header, and each column is at least as wide as
+    it was in the tables before, so the pieces line up unless a later value
+    is wider than any before it.
+    """
+    widths = [cell_len(title) for title in SHOW_COLUMNS]
+    rows = map(_show_row, lines)
+    piece, header = list(islice(rows, SHOW_ROWS_PER_TABLE)), True
+    while piece or header:
+        widths = [max([width, *(cell_len(row[i]) for row in piece)]) for i, width in enumerate(widths)]
+        table = Table(box=None, show_header=header)
+        for title, width in zip(SHOW_COLUMNS, widths):
+            table.add_column(title, min_width=width)
+        for row in piece:
+            table.add_row(*map(escape, row))
+        yield table
+        piece, header = list(islice(rows, SHOW_ROWS_PER_TABLE)), False
+
+
+def _show_row(line: LogLine) -> list[str]:
+    fields = line.fields
     shown = {"event", "round", "sender", "receiver", "path", "value"}
-    for line in lines:
-        fields = line.fields
-        cells = [
-            json.dumps(fields[k]) if k in fields else ""
-            for k in ("round", "sender", "receiver", "path", "value")
-        ]
-        detail = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items() if k not in shown)
-        table.add_row(str(line.number), line.event, *map(escape, cells), escape(detail))
-    return table
+    cells = [
+        json.dumps(fields[k]) if k in fields else "" for k in ("round", "sender", "receiver", "path", "value")
+    ]
+    detail = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items() if k not in shown)
+    return [str(line.number), line.event, *cells, detail]
 
 
 def _range_option(ctx: click.Context, param: click.Parameter, value: str) -> range:

@@ -44,6 +44,11 @@ class View:
     def rejection(self, path: Path) -> str | None:
         return self.reconstruction.rejections.get((self.instance, self.general, path))
 
+    @property
+    def crashed_in(self) -> int | None:
+        """The round the general crashed in, if the log says it did: then its decision is lost."""
+        return self.reconstruction.crashed.get(self.general)
+
 
 def explain(view: View, *, path: Path | None = None, depth: int | None = None) -> Node:
     """The recursion tree the view's general evaluated, from ``path`` (default: the root)."""
@@ -110,10 +115,22 @@ def _title(view: View) -> str:
     return f"General {view.general}{instance} decided"
 
 
+def _heading(view: View) -> str:
+    """What the general decided, or for one that crashed, what it would have from what it had."""
+    decision = f'[bold]"{escape(view.state.decide())}"[/]'
+    if view.crashed_in is not None:
+        instance = f" (instance {view.instance})" if view.reconstruction.tagged else ""
+        return (
+            f"General {view.general}{instance} crashed in round {view.crashed_in}, so its decision is lost; "
+            f"from what it had received it would have decided {decision}"
+        )
+    role = " (a traitor: its decision does not count)" if view.general in view.reconstruction.traitors else ""
+    return f"{_title(view)} {decision}{role}"
+
+
 def text_tree(view: View, node: Node) -> Tree:
     """A rich tree; the root line says what the general decided."""
-    role = " (a traitor: its decision does not count)" if view.general in view.reconstruction.traitors else ""
-    tree = Tree(f'{_title(view)} [bold]"{escape(view.state.decide())}"[/]{role}')
+    tree = Tree(_heading(view))
     _grow(tree.add(_label(view, node)), view, node)
     return tree
 
@@ -132,12 +149,19 @@ def dot_graph(view: View, node: Node) -> str:
     lines = [
         "digraph om {",
         "  rankdir=LR;",
-        f'  label="{_dot_text(f"{_title(view)} {view.state.decide()}")}"; labelloc=t;',
+        f'  label="{_dot_text(_dot_title(view))}"; labelloc=t;',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
     ]
     _dot_nodes(lines, view, node)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _dot_title(view: View) -> str:
+    if view.crashed_in is not None:
+        crashed = f"General {view.general} crashed in round {view.crashed_in}"
+        return f"{crashed}: would have decided {view.state.decide()}"
+    return f"{_title(view)} {view.state.decide()}"
 
 
 def _dot_nodes(lines: list[str], view: View, node: Node) -> None:

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import IO, Any, Union, cast, get_args
 
 import attrs
@@ -174,6 +175,14 @@ def _is_flag_or_null(value: object) -> bool:
     return value is None or isinstance(value, bool)
 
 
+def _is_ids(value: object) -> bool:
+    return isinstance(value, list) and all(type(item) is int for item in value)
+
+
+def _is_false(value: object) -> bool:
+    return value is False
+
+
 def _is_anything(value: object) -> bool:
     return True
 
@@ -210,7 +219,7 @@ FIELDS: dict[str, dict[str, tuple[_Check, str]]] = {
         "round": (_is_count, "a round number"),
         "messages": (_is_count, "a message count"),
         "rejected": (_is_count, "a message count"),
-        "timed_out": (_is_list, "a list of general ids"),
+        "timed_out": (_is_ids, "a list of general ids"),
     },
     "decision": {
         "general": (_is_id, "a general id"),
@@ -226,6 +235,31 @@ FIELDS: dict[str, dict[str, tuple[_Check, str]]] = {
     },
 }
 """Every event a schema-1 log may hold, and what each of its fields must be."""
+
+OPTIONAL_FIELDS: dict[str, dict[str, tuple[_Check, str]]] = {
+    "run.start": {
+        "mode": (lambda v: v == "batched", '"batched"'),
+        "messages_logged": (_is_flag, "true or false"),
+    },
+    "message": {"delivered": (_is_false, "false (a message that arrived has no 'delivered')")},
+    "round.end": {"undelivered": (_is_count, "a message count")},
+}
+"""Fields an event may leave out, and what each must be when it is there.
+
+``instance`` is not here: whether a line may carry one depends on the
+scenario, which replay checks.
+"""
+
+MAX_LINE_BYTES = 16 * 2**20
+"""The longest line a reader accepts.  om_actors writes lines of a few hundred
+bytes; only ``run.start`` grows, with a scenario's ``scripted`` messages, and
+16 MiB holds a script for every message of thirteen generals with m = 4.  A
+longer line is refused before it is read whole, so a hostile log cannot make
+a reader hold a gigabyte."""
+
+MAX_NESTING = 100
+"""Lists and objects nested deeper than this are refused: om_actors writes
+fewer than ten levels, and a reader must never recurse without bound."""
 
 
 def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
@@ -244,7 +278,9 @@ def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
         raise LogError(source, None, f"cannot read the log: {exc.strerror or exc}") from None
     last: LogLine | None = None
     with file:
-        for number, raw in enumerate(file, start=1):
+        for number, raw in enumerate(iter(partial(file.readline, MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise LogError(source, number, f"a line longer than {MAX_LINE_BYTES:,} bytes: not a log line")
             last = _parse(source, number, raw, first=last is None)
             yield last
     if last is None:
@@ -254,12 +290,7 @@ def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
 
 
 def _parse(source: str, number: int, raw: bytes, *, first: bool) -> LogLine:
-    try:
-        fields = json.loads(raw)
-    except ValueError:
-        if not raw.endswith(b"\n"):
-            raise LogError(source, number, "the last line is cut off: the run did not finish") from None
-        raise LogError(source, number, f"not a JSON line: {_excerpt(raw)}") from None
+    fields = _json(source, number, raw)
     if not isinstance(fields, dict) or not isinstance(fields.get("event"), str):
         raise LogError(source, number, f"not a log event (no 'event' name): {_excerpt(raw)}")
     event = fields["event"]
@@ -272,12 +303,56 @@ def _parse(source: str, number: int, raw: bytes, *, first: bool) -> LogLine:
     for name, (check, kind) in FIELDS[event].items():
         if name not in fields:
             raise LogError(source, number, f"{event} event without {name!r}")
-        if not check(fields[name]):
-            what = "malformed path" if name == "path" else f"malformed {name!r}"
-            raise LogError(
-                source, number, f"{event} event with a {what}: expected {kind}, got {_excerpt(fields[name])}"
-            )
+        _check_field(source, number, event, name, fields[name], check, kind)
+    for name, (check, kind) in OPTIONAL_FIELDS.get(event, {}).items():
+        if name in fields:
+            _check_field(source, number, event, name, fields[name], check, kind)
     return LogLine(number, fields, raw)
+
+
+def _json(source: str, number: int, raw: bytes) -> Any:
+    """The line's JSON, or a :class:`LogError` saying why there is none -- never a RecursionError."""
+    try:
+        fields = json.loads(raw)
+    except RecursionError:
+        fields = None  # nested past Python's own limit: refused below, by the same rule as any deep line
+    except ValueError as exc:
+        if not raw.endswith(b"\n"):
+            raise LogError(source, number, "the last line is cut off: the run did not finish") from None
+        if "integer string conversion" in str(exc):
+            raise LogError(source, number, "a number with thousands of digits: not a log line") from None
+        raise LogError(source, number, f"not a JSON line: {_excerpt(raw)}") from None
+    if fields is None or _nesting(fields, raw) > MAX_NESTING:
+        too_deep = f"lists or objects nested more than {MAX_NESTING} deep: not a log line"
+        raise LogError(source, number, too_deep)
+    return fields
+
+
+def _nesting(value: object, raw: bytes) -> int:
+    """How deep lists and objects nest in ``value``: walked only when ``raw`` has the brackets for it.
+
+    The walk uses a stack of its own, not recursion, so any depth that
+    parsed can be measured.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return 0
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _check_field(
+    source: str, number: int, event: str, name: str, value: object, check: _Check, kind: str
+) -> None:
+    if not check(value):
+        what = "malformed path" if name == "path" else f"malformed {name!r}"
+        raise LogError(source, number, f"{event} event with a {what}: expected {kind}, got {_excerpt(value)}")
 
 
 def _schema_problem(schema: object) -> str:
@@ -292,9 +367,21 @@ def _excerpt(value: object) -> str:
 
 
 def path_of(line: LogLine) -> tuple[Any, ...]:
-    """A logged path as the tuple the runtime sent."""
+    """A logged path as the tuple the runtime sent, usable as a key whatever a traitor put in it.
+
+    A forged path may hold lists or objects; they become tuples here, which
+    the protocol refuses as a malformed path just as it refused the original.
+    """
     path: Sequence[Any] = line.fields["path"]
-    return tuple(path)
+    return tuple(_hashable(step) for step in path)
+
+
+def _hashable(value: object) -> object:
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    if isinstance(value, dict):
+        return tuple((key, _hashable(item)) for key, item in value.items())
+    return value
 
 
 @attrs.frozen

@@ -33,13 +33,15 @@ def report(out: Console, result: Result) -> None:
         if several:
             order = f'commander {outcome.commander} would order "{escape(outcome.order)}"'
             out.print(f"Instance {outcome.index}: {order}")
-        _decisions(out, scenario, outcome, indent="  " if several else "")
+        _decisions(out, result, outcome, indent="  " if several else "")
         if several:
             out.print("  " + verdict_line(outcome))
     by_round = ", ".join(f"{count:,}" for count in result.messages_per_round)
     out.print(f"Messages: {result.messages:,} sent ({by_round} by round), {result.rejected:,} rejected")
     for round, late in result.timed_out.items():
         out.print(f"Round {round} timed out waiting for {describe_generals(list(late))}")
+    for warning in assumption_warnings(result):
+        out.print(f"[bold yellow]WARNING:[/] {escape(warning)}")
     out.print(_overall_line(result) if several else verdict_line(first))
     if scenario.expect is not None:
         unmet = result.unmet_expectations()
@@ -49,11 +51,41 @@ def report(out: Console, result: Result) -> None:
             out.print("As this scenario expects.")
 
 
-def _decisions(out: Console, scenario: Scenario, outcome: InstanceOutcome, *, indent: str) -> None:
+def assumption_warnings(result: Result) -> list[str]:
+    """How the run broke the paper's assumptions, one sentence each; empty when it kept them.
+
+    Only a networked run can: a message lost on the way, or a general's
+    process dying.  OM(m)'s guarantees assume neither happens, so the
+    verdict then describes what this run did, not what the theorem says.
+    """
+    found = []
+    if result.undelivered:
+        count = "1 message" if result.undelivered == 1 else f"{result.undelivered:,} messages"
+        verb = "was" if result.undelivered == 1 else "were"
+        found.append(
+            f"{count} from loyal generals {verb} sent but never delivered: "
+            "the synchrony assumption (A3) broke, and each counted as the default"
+        )
+    if result.crashed:
+        crashed = describe_generals(list(result.crashed))
+        found.append(
+            f"{crashed} crashed: what each owed from then on was never sent, and its decision is lost"
+        )
+    if found:
+        found.append("the theorem's assumptions did not hold, so this verdict is not the theorem's")
+    return found
+
+
+def _decisions(out: Console, result: Result, outcome: InstanceOutcome, *, indent: str) -> None:
+    scenario = result.scenario
     for general in range(scenario.generals):
         role = " (commander)" if general == outcome.commander else ""
-        if general in scenario.traitors:
+        if general in result.crashed:
+            out.print(f"{indent}General {general}{role} crashed: its decision is lost")
+        elif general in scenario.traitors:
             out.print(f"{indent}General {general}{role} is a traitor")
+        elif general not in outcome.decisions:
+            out.print(f"{indent}General {general}{role} decided nothing")
         else:
             out.print(f"{indent}General {general}{role} decided {escape(outcome.decisions[general])}")
 

@@ -114,3 +114,20 @@ def test_dot_colours_by_value_and_dashes_edges_from_traitors() -> None:
         '"p0" [label="[0]\\nattack (from traitor 0)\\nretreat x4, attack x2\\n-> retreat", '
         'fillcolor="#fb8072", color="#d62728", penwidth=2];'
     ) in dot
+
+
+def test_a_crashed_general_is_explained_as_one_whose_decision_is_lost(tmp_path: Path) -> None:
+    lines = GOLDEN.read_text().splitlines()
+    lines.insert(-1, '{"event": "general.crashed", "round": 3, "general": 3}')
+    log = tmp_path / "crashed.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    view = View(reconstruct(log), 3)
+    console = Console(width=200, record=True, color_system=None)
+    console.print(text_tree(view, explain(view, depth=0)))
+    assert console.export_text().splitlines()[0] == (
+        "General 3 crashed in round 3, so its decision is lost; "
+        'from what it had received it would have decided "retreat"'
+    )
+    assert 'label="General 3 crashed in round 3: would have decided retreat"' in dot_graph(
+        view, explain(view)
+    )

@@ -14,8 +14,19 @@ from typing import Any
 
 import pytest
 import structlog
+from click.testing import CliRunner
 
-from om_actors import SCHEMA, Event, RoundEnded, Scenario, __version__, load_scenario, simulate_sync
+from om_actors import (
+    SCHEMA,
+    Event,
+    RoundEnded,
+    Scenario,
+    __version__,
+    load_scenario,
+    read_log,
+    simulate_sync,
+)
+from om_actors.cli import main
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -115,3 +126,38 @@ def test_a_run_that_dies_midway_leaves_a_valid_prefix(tmp_path: Path) -> None:
 def test_logging_leaves_structlog_unconfigured() -> None:
     simulate_sync(Scenario(generals=4, m=1), log=io.BytesIO())
     assert not structlog.is_configured()
+
+
+GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
+
+
+def test_the_reader_takes_what_a_networked_run_logs(tmp_path: Path) -> None:
+    text = GOLDEN.read_text()
+    text = text.replace('"value": "attack"}', '"value": "attack", "delivered": false}', 1)
+    text = text.replace('"timed_out": []}', '"timed_out": [], "undelivered": 1}', 1)
+    text = text.replace("\n", '\n{"event": "general.crashed", "round": 1, "general": 3}\n', 1)
+    log = tmp_path / "network.jsonl"
+    log.write_text(text)
+    lines = list(read_log(log))
+    assert lines[1].fields == {"event": "general.crashed", "round": 1, "general": 3}
+    assert lines[2].fields["delivered"] is False
+    assert lines[8].fields["undelivered"] == 1
+
+
+def test_show_prints_each_piece_of_its_table_as_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged line 50 stops show there, after the rows before it are out: nothing is held back."""
+    monkeypatch.setattr("om_actors.cli.SHOW_ROWS_PER_TABLE", 10)
+    lines = GOLDEN.read_text().splitlines()
+    lines[49] = "}{garbage"
+    log = tmp_path / "damaged.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(main, ["show", str(log)])
+    assert result.exit_code == 2
+    assert result.stderr == f"{log}:50: not a JSON line: }}{{garbage\n"
+    rows = result.stdout.splitlines()
+    assert rows[0].split() == ["line", "event", "round", "sender", "receiver", "path", "value", "detail"]
+    assert [row.split()[0] for row in rows[1:]] == [str(n) for n in range(1, 41)]
+    starts = {row.index(" message ") for row in rows if " message " in row}
+    assert len(starts) == 1  # the pieces line up as one table

@@ -10,11 +10,17 @@ Rules for this file:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
+from click.testing import CliRunner
 
 from om_actors import (
     LogError,
@@ -26,8 +32,13 @@ from om_actors import (
     rerun_log,
     simulate_sync,
 )
+from om_actors.cli import main
+from om_actors.explain import View, explain
+from om_actors.protocol import Path as Route
+from om_actors.replay import Crash, reconstruct
 
-SCENARIOS = Path(__file__).parent.parent / "scenarios"
+ROOT = Path(__file__).parent.parent
+SCENARIOS = ROOT / "scenarios"
 GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
 
 
@@ -54,6 +65,18 @@ def _edit(
 
 def _flip(event: dict[str, Any]) -> None:
     event["value"] = "attack" if event["value"] == "retreat" else "retreat"
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _write(path: Path, events: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+
+
+def _replay_cli(*args: str) -> Any:
+    return CliRunner().invoke(main, ["replay", *args])
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.stem)
@@ -152,15 +175,361 @@ def test_an_invented_rejection_is_caught(tmp_path: Path) -> None:
          ":2: unknown event 'gossip'"),
         (lambda text: "\n".join(text.splitlines()[:-1]) + "\n", ":167: the log ends without a verdict"),
         (lambda text: "", ": the log is empty"),
+        (lambda text: text.replace('"path": [0]', '"path": ' + "[" * 150 + "]" * 150, 1),
+         ":2: lists or objects nested more than 100 deep: not a log line"),
+        (lambda text: text.replace('"path": [0]', '"path": ' + "[" * 100_000 + "]" * 100_000, 1),
+         ":2: lists or objects nested more than 100 deep: not a log line"),
+        (lambda text: text.replace('"receiver": 1', '"receiver": 1' + "0" * 5000, 1),
+         ":2: a number with thousands of digits: not a log line"),
+        (lambda text: text.replace('"timed_out": []', '"timed_out": [[1]]', 1),
+         ":8: round.end event with a malformed 'timed_out': expected a list of general ids, got [[1]]"),
+        (lambda text: text.replace('"timed_out": []', '"timed_out": [], "undelivered": -1', 1),
+         ":8: round.end event with a malformed 'undelivered': expected a message count, got -1"),
+        (lambda text: text.replace('"value": "attack"}', '"value": "attack", "delivered": true}', 1),
+         ":2: message event with a malformed 'delivered': expected false"),
+        (lambda text: text.replace('"round.end", "round": 1', '"round.end", "round": 2', 1),
+         ":8: round.end for round 2, but round 1 ends next (this run has rounds 1 to 3)"),
+        (lambda text: text.replace('"round.end", "round": 1', '"round.end", "round": 0', 1),
+         ":8: round.end for round 0, but round 1 ends next (this run has rounds 1 to 3)"),
+        (lambda text: text.replace("\n", '\n{"event": "general.crashed", "round": 1}\n', 1),
+         ":2: general.crashed event without 'general'"),
+        (lambda text: text.replace('"generals": 7', '"generals": "7"', 1),
+         ":1: run.start holds a scenario that does not load: generals: expected an integer, got '7'"),
+        (lambda text: text.replace('"0": "split"', '"0": {"strategy": ["split"]}', 1),
+         ":1: run.start holds a scenario that does not load: traitors.0.strategy: expected a strategy name"),
     ],
 )  # fmt: skip
-def test_unreadable_logs_name_the_line(tmp_path: Path, damage: Callable[[str], str], error: str) -> None:
+def test_unreadable_logs_name_the_line(
+    tmp_path: Path, damage: Callable[[str], str], error: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
     log = tmp_path / "damaged.jsonl"
     log.write_text(damage(GOLDEN.read_text()))
-    with pytest.raises(LogError) as caught:
+    for read in (replay_log, reconstruct):
+        with pytest.raises(LogError) as caught:
+            read(log)
+        assert str(caught.value).startswith(f"{log}{error}")
+        assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("generals", "m", "count"),
+    [(40, 12, "52,521,079,662,488,028,579"), (10**35, 1, f"{(10**35 - 1) * (10**35 - 1):,}")],
+)
+def test_a_scenario_too_big_is_refused_with_its_count(
+    tmp_path: Path, generals: int, m: int, count: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
+    log = tmp_path / "big.jsonl"
+    log.write_text(
+        GOLDEN.read_text().replace('"generals": 7, "m": 2', f'"generals": {generals}, "m": {m}', 1)
+    )
+    for read in (replay_log, reconstruct, rerun_log):
+        with pytest.raises(LogError) as caught:
+            read(log)
+        message = str(caught.value)
+        assert message.startswith(f"{log}:1: run.start holds a scenario ")
+        assert (
+            f"{generals:,} generals with m = {m} send {count} messages, over the limit of 200,000,000"
+            in message
+        )
+        assert "set OM_ACTORS_MAX_MESSAGES" in message
+
+
+def test_a_line_too_long_is_refused_before_it_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("om_actors.log.MAX_LINE_BYTES", 1000)
+    log = tmp_path / "long.jsonl"
+    log.write_text(GOLDEN.read_text().replace('"value": "attack"}', '"value": "' + "a" * 5000 + '"}', 1))
+    with pytest.raises(LogError, match=r":2: a line longer than 1,000 bytes: not a log line$"):
         replay_log(log)
-    assert str(caught.value).startswith(f"{log}{error}")
-    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("path", [[[0], 1], [{"via": 0}, 1], [0, [1, [2]]]], ids=["list", "object", "nested"])
+def test_a_forged_path_holding_lists_or_objects_replays(tmp_path: Path, path: list[object]) -> None:
+    scenario = Scenario(generals=4, m=1, traitors={1: TraitorSpec("adversaries:Forge", {"path": path})})
+    log = _log_of(scenario, tmp_path)
+    assert any(event.get("path") == path for event in _events(log))
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+
+
+@pytest.mark.parametrize("command", ["replay", "explain", "show"])
+def test_a_log_too_big_to_replay_is_refused_at_once(tmp_path: Path, command: str) -> None:
+    """In a fresh process, bounded by a timeout: before the size guard this hung."""
+    log = tmp_path / "big.jsonl"
+    log.write_text(GOLDEN.read_text().replace('"generals": 7, "m": 2', '"generals": 40, "m": 12', 1))
+    args = {"replay": [], "explain": ["--general", "1"], "show": ["--event", "verdict"]}[command]
+    env = {k: v for k, v in os.environ.items() if k != "OM_ACTORS_MAX_MESSAGES"}
+    done = subprocess.run(
+        [sys.executable, "-m", "om_actors", command, str(log), *args],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    if command == "show":  # show reads lines and never builds the scenario
+        assert (done.returncode, done.stderr) == (0, "")
+        assert "verdict" in done.stdout
+        return
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"{log}:1: run.start holds a scenario ")
+    assert "40 generals with m = 12 send 52,521,079,662,488,028,579 messages" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+MARKER_MODULE = """
+from pathlib import Path
+
+Path(__file__).with_name("IMPORTED").write_text("a log made me run")
+
+
+class Liar:
+    def choose(self, round, path, receiver, value, rng):
+        return value
+"""
+
+
+@pytest.fixture
+def hostile_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The golden log, its traitors changed to code that leaves a marker file if anything runs it.
+
+    The module is importable from the Python path and from the log's
+    ``strategy_folder``, so only a refusal to import keeps the marker away.
+    """
+    (tmp_path / "marker_traitor.py").write_text(MARKER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    log = tmp_path / "hostile.jsonl"
+    events = _events(GOLDEN)
+    events[0]["scenario"]["traitors"] = {
+        "0": {"strategy": "subprocess:Popen", "args": ["touch", str(tmp_path / "POPENED")]},
+        "5": "marker_traitor:Liar",
+    }
+    events[0]["scenario"]["strategy_folder"] = str(tmp_path)
+    _write(log, events)
+    yield log
+    assert "marker_traitor" not in sys.modules
+    assert not (tmp_path / "IMPORTED").exists()
+    assert not (tmp_path / "POPENED").exists()
+
+
+def test_replay_explain_and_show_never_import_a_logged_strategy(hostile_log: Path) -> None:
+    report = replay_log(hostile_log)
+    assert report.ok, report.inconsistencies
+    assert explain(View(reconstruct(hostile_log), 1)).value == "retreat"
+    shown = CliRunner().invoke(main, ["show", str(hostile_log), "--event", "run.start"])
+    assert shown.exit_code == 0
+    assert "marker_traitor:Liar" in shown.stdout
+
+
+def test_rerun_refuses_a_logged_strategy_unless_trusted(hostile_log: Path) -> None:
+    with pytest.raises(LogError) as caught:
+        rerun_log(hostile_log)
+    assert str(caught.value) == (
+        f"{hostile_log}:1: run.start names the strategy 'marker_traitor:Liar', 'subprocess:Popen': "
+        "running it again would import and run that code, so rerun only a log you trust, "
+        "with --trust-strategies"
+    )
+    result = _replay_cli(str(hostile_log), "--rerun")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == str(caught.value) + "\n"
+
+
+def test_trust_strategies_goes_with_rerun() -> None:
+    result = _replay_cli(str(GOLDEN), "--trust-strategies")
+    assert result.exit_code == 2
+    assert "--trust-strategies only matters with --rerun" in result.stderr
+
+
+def test_rerun_with_trust_runs_the_example_strategy_from_any_folder(tmp_path: Path) -> None:
+    """A user's ``module:Class`` next to its scenario file, logged and rerun from elsewhere."""
+    log = tmp_path / "custom.jsonl"
+
+    def om_actors(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "om_actors", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    ran = om_actors("run", str(ROOT / "examples" / "custom_traitor.yaml"), "--log", str(log), "--quiet")
+    assert ran.returncode == 0, ran.stderr
+    refused = om_actors("replay", str(log), "--rerun")
+    assert refused.returncode == 2
+    assert "'custom_traitor:Grudge'" in refused.stderr
+    assert "--trust-strategies" in refused.stderr
+    trusted = om_actors("replay", str(log), "--rerun", "--trust-strategies")
+    assert (trusted.returncode, trusted.stderr) == (0, "")
+    assert trusted.stdout.splitlines() == [
+        "replay OK: 156 messages, decisions and verdict match",
+        "rerun OK: all 168 events match the log",
+    ]
+
+
+def test_rerun_of_a_built_in_strategy_needs_no_trust() -> None:
+    assert rerun_log(GOLDEN)[1] is None
+
+
+def _mark_undelivered(log: Path, round: int, path: list[int], receiver: int, *, counted: bool = True) -> int:
+    """Mark one message as sent but never delivered, as a network that lost it would log it."""
+    events = _events(log)
+    for number, event in enumerate(events, start=1):
+        if event["event"] == "message" and (event["path"], event["receiver"]) == (path, receiver):
+            event["delivered"] = False
+            line = number
+        if event["event"] == "round.end" and event["round"] == round and counted:
+            event["undelivered"] = event.get("undelivered", 0) + 1
+    _write(log, events)
+    return line
+
+
+def test_an_undelivered_message_is_counted_and_reported(tmp_path: Path) -> None:
+    log = _log_of(Scenario(generals=4, m=1, order="attack"), tmp_path)
+    _mark_undelivered(log, 2, [0, 1], 2)  # a last-round message: it sways no majority here
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+    assert (report.messages, report.undelivered) == (9, 1)
+    result = _replay_cli(str(log))
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "replay OK: 9 messages, decisions and verdict match",
+        "1 message owed by loyal generals was not delivered: "
+        "the synchrony assumption (A3) broke, so the verdict is not the theorem's",
+    ]
+
+
+def test_an_undelivered_message_never_reaches_its_receiver(tmp_path: Path) -> None:
+    log = _log_of(Scenario(generals=4, m=1, order="attack"), tmp_path)
+    _mark_undelivered(log, 1, [0], 3)
+    found = [str(i) for i in replay_log(log).inconsistencies]
+    assert found[0] == (
+        'line 10: loyal general 3 relayed "attack" along [0, 3] to 1, '
+        'but it never received [0], so it owed the default "retreat"'
+    )
+
+
+def test_round_end_must_count_the_undelivered_messages(tmp_path: Path) -> None:
+    log = _log_of(Scenario(generals=4, m=1, order="attack"), tmp_path)
+    _mark_undelivered(log, 2, [0, 1], 2, counted=False)
+    assert [str(i) for i in replay_log(log).inconsistencies] == [
+        "line 12: round 2 claims 0 undelivered messages from loyal generals, the log marks 1"
+    ]
+
+
+def test_a_traitors_undelivered_message_is_not_the_loyal_count(tmp_path: Path) -> None:
+    log = _log_of(Scenario(generals=4, m=1, order="attack", traitors={1: "flip"}), tmp_path)
+    _mark_undelivered(log, 2, [0, 1], 2, counted=False)
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+    assert report.undelivered == 0
+
+
+@attrs.frozen
+class SilentFrom:
+    """Sends truthfully until ``round``, then nothing: what a loyal node that died looks like."""
+
+    round: int
+
+    def choose(self, round: int, path: Route, receiver: int, value: str, rng: random.Random) -> object:
+        return value if round < self.round else None
+
+
+def _crash_log(tmp_path: Path, *, crashed: int = 3, round: int = 2, where: str = "before round.end") -> Path:
+    """A run where loyal ``crashed`` dies in ``round``: its sends stop, its decision is gone.
+
+    Made by running it as a traitor that falls silent, then logging it as
+    loyal, with a ``general.crashed`` line placed ``where`` asked.
+    """
+    scenario = Scenario(generals=7, m=2, order="attack", traitors={crashed: SilentFrom(round)})
+    events = _events(_log_of(scenario, tmp_path))
+    del events[0]["scenario"]["traitors"][str(crashed)]
+    events = [e for e in events if not (e["event"] == "decision" and e["general"] == crashed)]
+    end = next(i for i, e in enumerate(events) if e["event"] == "round.end" and e["round"] == round)
+    at = {"before round.end": end, "after round.end": end + 1, "at the end": len(events) - 1}[where]
+    events.insert(at, {"event": "general.crashed", "round": round, "general": crashed})
+    log = tmp_path / "crashed.jsonl"
+    _write(log, events)
+    return log
+
+
+@pytest.mark.parametrize("where", ["before round.end", "after round.end", "at the end"])
+def test_a_crash_excuses_what_the_general_never_sent_and_counts_it(tmp_path: Path, where: str) -> None:
+    report = replay_log(_crash_log(tmp_path, where=where))
+    assert report.ok, report.inconsistencies
+    # Round 2: [0, 3] to 1, 2, 4, 5, 6; round 3: [0, x, 3] for five x, each to four generals.
+    assert report.crashes == (Crash(3, 2, lost=5 + 5 * 4),)
+    assert report.messages == 156 - 25
+
+
+def test_replay_says_what_a_crash_lost(tmp_path: Path) -> None:
+    result = _replay_cli(str(_crash_log(tmp_path)))
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "replay OK: 131 messages, decisions and verdict match",
+        "general 3 crashed in round 2: 25 messages it owed were never sent, and its decision is lost",
+    ]
+
+
+def test_without_its_crash_line_a_dead_general_is_an_inconsistency(tmp_path: Path) -> None:
+    log = _crash_log(tmp_path)
+    _write(log, [e for e in _events(log) if e["event"] != "general.crashed"])
+    found = replay_log(log).inconsistencies
+    assert len(found) == 25 + 1
+    assert found[-1].message == "no decision logged for general 3"
+
+
+def test_a_crashed_general_sends_correctly_until_it_dies(tmp_path: Path) -> None:
+    log = _crash_log(tmp_path, round=3)
+    line = _edit(log, lambda e: e["event"] == "message" and e["sender"] == 3 and e["round"] == 2, _flip)
+    first, *downstream = replay_log(log).inconsistencies  # then whoever relayed it, in round 3
+    assert first.line == line
+    assert first.message.startswith('loyal general 3 relayed "retreat" along [0, 3]')
+    assert {i.message.split(" to ")[0] for i in downstream} == {
+        'loyal general 1 relayed "attack" along [0, 3, 1]'
+    }
+
+
+def test_a_crashed_general_has_no_decision(tmp_path: Path) -> None:
+    log = _crash_log(tmp_path)
+    events = _events(log)
+    decision = next(i for i, e in enumerate(events) if e["event"] == "decision" and e["general"] == 4)
+    events.insert(decision, {"event": "decision", "general": 3, "value": "attack", "traitor": False})
+    _write(log, events)
+    (only,) = replay_log(log).inconsistencies
+    assert str(only) == f"line {decision + 1}: general 3 crashed in round 2, yet the log has its decision"
+
+
+def test_a_crashed_receiver_owes_no_rejection_records(tmp_path: Path) -> None:
+    scenario = Scenario(
+        generals=7, m=2, order="attack", traitors={2: "adversaries:Garbage", 3: SilentFrom(2)}
+    )
+    events = _events(_log_of(scenario, tmp_path))
+    del events[0]["scenario"]["traitors"]["3"]
+    events = [
+        e
+        for e in events
+        if not (e["event"] == "decision" and e["general"] == 3)
+        and not (e["event"] == "message.rejected" and e["receiver"] == 3 and e["round"] >= 2)
+    ]
+    assert len(events) < len(_events(tmp_path / "run.jsonl")) - 1  # some rejection records went
+    events.insert(-1, {"event": "general.crashed", "round": 2, "general": 3})
+    log = tmp_path / "crashed.jsonl"
+    _write(log, events)
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+
+
+@pytest.mark.parametrize(
+    ("crash", "message"),
+    [
+        ({"round": 2, "general": 9}, "general 9 crashed, but this is a 7-general run"),
+        ({"round": 7, "general": 3}, "general 3 crashed in round 7, but this run has rounds 1 to 3"),
+    ],
+)
+def test_an_impossible_crash_is_an_inconsistency(tmp_path: Path, crash: dict[str, int], message: str) -> None:
+    events = _events(GOLDEN)
+    events.insert(-1, {"event": "general.crashed", **crash})
+    log = tmp_path / "crash.jsonl"
+    _write(log, events)
+    assert [i.message for i in replay_log(log).inconsistencies] == [message]
 
 
 def test_rerun_of_an_unchanged_log_finds_no_difference(tmp_path: Path) -> None:

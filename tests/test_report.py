@@ -1,0 +1,70 @@
+"""The human report of a run, rendered as a person reads it.
+
+Rules for this file:
+- results come from real runs; a network's losses (``undelivered``,
+  ``crashed``) are set on them with ``attrs.evolve``, as a cluster run sets them;
+- the report is rendered by rich to plain text and checked line by line.
+"""
+
+from __future__ import annotations
+
+import attrs
+from rich.console import Console
+
+from om_actors import Result, Scenario, simulate_sync
+from om_actors.protocol import Verdict
+from om_actors.report import report
+from om_actors.result import InstanceOutcome
+
+FOUR = Scenario(name="four", generals=4, m=1, order="attack")
+
+
+def _render(result: Result) -> list[str]:
+    console = Console(width=200, record=True, color_system=None)
+    report(console, result)
+    return console.export_text().splitlines()
+
+
+def test_a_run_that_kept_the_assumptions_has_no_warning() -> None:
+    lines = _render(simulate_sync(FOUR))
+    assert not any("WARNING" in line for line in lines)
+    assert lines[-1] == 'SUCCESS: all loyal generals agreed on "attack"'
+
+
+def test_undelivered_messages_are_a_warning_that_the_theorem_does_not_apply() -> None:
+    result = attrs.evolve(simulate_sync(FOUR), undelivered=1234)
+    assert _render(result)[-4:] == [
+        "Messages: 9 sent (3, 6 by round), 0 rejected",
+        "WARNING: 1,234 messages from loyal generals were sent but never delivered: "
+        "the synchrony assumption (A3) broke, and each counted as the default",
+        "WARNING: the theorem's assumptions did not hold, so this verdict is not the theorem's",
+        'SUCCESS: all loyal generals agreed on "attack"',
+    ]
+
+
+def _without(result: Result, crashed: int) -> Result:
+    """``result`` as a cluster reports it when ``crashed``'s node died: its decision lost, not judged."""
+    first = result.instances[0]
+    decisions = {g: v for g, v in first.decisions.items() if g != crashed}
+    outcome = InstanceOutcome(first.index, first.commander, first.order, decisions, Verdict(True, True))
+    return attrs.evolve(result, instances=(outcome,), crashed=(crashed,))
+
+
+def test_a_crashed_general_is_named_and_its_decision_is_lost() -> None:
+    lines = _render(_without(simulate_sync(FOUR), crashed=2))
+    assert "General 2 crashed: its decision is lost" in lines
+    assert (
+        "WARNING: general 2 crashed: what each owed from then on was never sent, and its decision is lost"
+        in lines
+    )
+    assert "WARNING: the theorem's assumptions did not hold, so this verdict is not the theorem's" in lines
+
+
+def test_a_crashed_commander_is_named_too() -> None:
+    lines = _render(_without(simulate_sync(FOUR), crashed=0))
+    assert lines[1:3] == ["Traitors: none", "General 0 (commander) crashed: its decision is lost"]
+
+
+def test_json_carries_the_same_counts() -> None:
+    data = _without(attrs.evolve(simulate_sync(FOUR), undelivered=3), crashed=2).to_dict()
+    assert (data["undelivered"], data["crashed"]) == (3, [2])
