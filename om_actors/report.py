@@ -68,9 +68,9 @@ def assumption_warnings(result: Result) -> list[str]:
         )
     if result.crashed:
         crashed = describe_generals(list(result.crashed))
-        found.append(
-            f"{crashed} crashed: what each owed from then on was never sent, and its decision is lost"
-        )
+        what = "what it owed" if len(result.crashed) == 1 else "what they owed"
+        lost = "its decision is lost" if len(result.crashed) == 1 else "their decisions are lost"
+        found.append(f"{crashed} crashed: {what} from then on was never sent, and {lost}")
     if found:
         found.append("the theorem's assumptions did not hold, so this verdict is not the theorem's")
     return found

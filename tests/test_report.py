@@ -54,7 +54,7 @@ def test_a_crashed_general_is_named_and_its_decision_is_lost() -> None:
     lines = _render(_without(simulate_sync(FOUR), crashed=2))
     assert "General 2 crashed: its decision is lost" in lines
     assert (
-        "WARNING: general 2 crashed: what each owed from then on was never sent, and its decision is lost"
+        "WARNING: general 2 crashed: what it owed from then on was never sent, and its decision is lost"
         in lines
     )
     assert "WARNING: the theorem's assumptions did not hold, so this verdict is not the theorem's" in lines
@@ -63,6 +63,14 @@ def test_a_crashed_general_is_named_and_its_decision_is_lost() -> None:
 def test_a_crashed_commander_is_named_too() -> None:
     lines = _render(_without(simulate_sync(FOUR), crashed=0))
     assert lines[1:3] == ["Traitors: none", "General 0 (commander) crashed: its decision is lost"]
+
+
+def test_several_crashed_generals_are_named_together() -> None:
+    result = attrs.evolve(_without(simulate_sync(FOUR), crashed=1), crashed=(1, 2))
+    assert (
+        "WARNING: generals 1, 2 crashed: what they owed from then on was never sent, "
+        "and their decisions are lost"
+    ) in _render(result)
 
 
 def test_json_carries_the_same_counts() -> None:
