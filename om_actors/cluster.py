@@ -285,15 +285,22 @@ async def serve_node(
     config.errorlog = None
     node = Node(me, private, spec.generals, spec.driver, allowed=names)
     print(json.dumps({"event": "node.listening", "general": me, "address": address}), flush=True)
-    trigger = _stdin_closed if exit_with_stdin else None
-    await serve(node, config, shutdown_trigger=trigger, task_status=task_status, mode="asgi")  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        if exit_with_stdin:
+            nursery.start_soon(_cancel_when_stdin_closes, nursery.cancel_scope)
+        await serve(node, config, task_status=task_status, mode="asgi")  # type: ignore[arg-type]
 
 
-async def _stdin_closed() -> None:
-    """Return when standard input ends: the driver that started this node, and holds the pipe, is gone."""
+async def _cancel_when_stdin_closes(scope: trio.CancelScope) -> None:
+    """Stop serving at once when standard input ends: the driver that holds the pipe is gone.
+
+    At once, not gracefully: nobody is left to wait for an answer, and a
+    strategy that hangs would otherwise hold the node up.
+    """
     async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stream:
         while await stream.receive_some():
             pass
+    scope.cancel()
 
 
 # --- the driver -------------------------------------------------------------------
