@@ -44,8 +44,7 @@ from .log import LogLine, Selection, read_log
 from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
 from .protocol import messages_sent
 from .replay import SUMMARY_ONLY, Divergence, reconstruct, replay_log, rerun_log
-from .report import VerifySummary, print_verify, report
-from .result import Result, describe_generals
+from .report import VerifySummary, assumption_warnings, print_verify, report
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario
 from .verify import (
     ADVERSARIES,
@@ -327,7 +326,7 @@ def cluster_command(
     By default it starts the nodes on 127.0.0.1 and stops them afterwards,
     also when it is stopped by Ctrl-C, SIGTERM or SIGHUP.  Output, log and
     exit status are those of `om-actors run`; a crashed node or a message
-    that was not delivered is named in a warning.
+    that was not delivered is named in a warning (on stderr with --json).
     """
     out, err = _consoles()
     if as_json:
@@ -349,27 +348,13 @@ def cluster_command(
             err.print("interrupted: every node process was stopped")
             sys.exit(130)
     result = outcome.result
-    for warning in _cluster_warnings(result):
-        err.print(f"[yellow]warning:[/] {escape(warning)}")
     if as_json:
+        for warning in assumption_warnings(result):  # the report says them otherwise
+            err.print(f"[yellow]warning:[/] {escape(warning)}")
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         report(out, result)
     sys.exit(0 if not result.unmet_expectations() else 1)
-
-
-def _cluster_warnings(result: Result) -> list[str]:
-    """What went wrong over the network: the paper's assumptions broke, so its theorem does not apply."""
-    warnings = []
-    if result.crashed:
-        generals = describe_generals(list(result.crashed))
-        warnings.append(f"{generals} crashed: counted as neither loyal nor traitor, their decisions are lost")
-    if result.undelivered:
-        warnings.append(
-            f"{result.undelivered:,} messages from loyal generals were not delivered: "
-            "the synchrony assumption (A3) broke, so the verdict is not the theorem's"
-        )
-    return warnings
 
 
 @main.command("keys")
