@@ -42,6 +42,9 @@ A general is a task, an inbox and a protocol state per instance: about
 default limit allows 100,000 general states.
 """
 
+MIN_GENERAL_STATES = 10_000
+"""General states allowed however low the limit is set: about 60 MB, so a small limit bounds messages only."""
+
 PER_MESSAGE_SHARE = 20
 """Per-message mode may send one twentieth of the limit: 10 million messages by default.
 
@@ -59,8 +62,8 @@ MAX_BATCHED_GENERALS = 255
 MAX_STRING = 1_000
 """Characters in any one string of a scenario: a name, a value, a strategy name."""
 
-MAX_SCRIPT = 1_000_000
-"""Entries in one ``scripted`` strategy's script."""
+MAX_SCRIPT = 100_000
+"""Entries in one ``scripted`` strategy's script: far more than verify's counterexamples need."""
 
 MAX_NESTING = 64
 """How deep lists and mappings may nest in a scenario, its strategy arguments included."""
@@ -124,13 +127,13 @@ def size_problem(generals: int, m: int, instances: int = 1, *, limit: int | None
 
 
 def _general_states_problem(generals: int, instances: int, limit: int) -> str | None:
-    allowed = max(limit // MESSAGES_PER_GENERAL, 1)
+    allowed = max(limit // MESSAGES_PER_GENERAL, MIN_GENERAL_STATES)
     if generals * instances <= allowed:
         return None
     what = f"{generals:,} generals" if instances == 1 else f"{generals:,} generals in {instances:,} instances"
     return (
         f"{what} are over the limit of {allowed:,} general states "
-        f"(one per {MESSAGES_PER_GENERAL:,} messages of the limit of {limit:,}): {_how_to_raise()}"
+        f"(one per {MESSAGES_PER_GENERAL:,} messages of the message limit of {limit:,}): {_how_to_raise()}"
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,8 +25,18 @@ import cattrs
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 
 from .errors import Problem, ScenarioError
+from .limits import MAX_NESTING, MAX_NODES, MAX_STRING, MAX_TEXT, MAX_VALUES, size_problem
 from .protocol import Setup
 from .strategies import (
     BUILT_IN,
@@ -51,8 +62,17 @@ Found = tuple[Where, str, bool]
 """A problem found: where it is, what it is, and whether it is about a mapping's key."""
 
 
+# The converters below never raise: what they cannot convert they pass on
+# as it is, for validation to report with every other problem at once.
+
+
 def _traitor_specs(traitors: Mapping[int, TraitorSpec | str | Strategy]) -> Mapping[int, TraitorSpec]:
-    return {general: _traitor_spec_of(spec) for general, spec in sorted(traitors.items())}
+    if not isinstance(traitors, Mapping):
+        return traitors
+    items = list(traitors.items())
+    if all(_is_int(general) for general, _ in items):
+        items.sort(key=lambda item: item[0])
+    return {general: _traitor_spec_of(spec) for general, spec in items}
 
 
 def _traitor_spec_of(spec: TraitorSpec | str | Strategy) -> TraitorSpec:
@@ -64,7 +84,14 @@ def _traitor_spec_of(spec: TraitorSpec | str | Strategy) -> TraitorSpec:
 
 
 def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        return values  # type: ignore[return-value]  # reported by validation
     return tuple(values)
+
+
+def _is_int(value: object) -> bool:
+    """An integer as a scenario means one: ``True`` is not general 1."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @attrs.frozen
@@ -105,6 +132,8 @@ class Instance:
 
 
 def _as_instances(instances: Iterable[Instance]) -> tuple[Instance, ...]:
+    if isinstance(instances, (str, bytes, Mapping)) or not isinstance(instances, Iterable):
+        return instances  # type: ignore[return-value]  # reported by validation
     return tuple(instances)
 
 
@@ -154,11 +183,20 @@ class Scenario:
     """
 
     def __attrs_post_init__(self) -> None:
-        fields = {f.name: getattr(self, f.name) for f in attrs.fields(Scenario)}
-        with importable_from(self.strategy_folder if _IMPORT_STRATEGIES.get() else None):
-            problems = [_message(where, text) for where, text, _ in semantic_problems(fields)]
+        """Check the scenario as a scenario file is checked, with the same messages, all at once.
+
+        A scenario built in code gets no line numbers, but no less checking:
+        a wrong type (``generals=4.0``, ``m="2"``, a traitor without
+        ``choose``) is reported here rather than failing later, deep in a
+        run, and so are sizes no machine can run.
+        """
+        fields, problems = _typed_fields(self)
+        folder = fields.get("strategy_folder") if _IMPORT_STRATEGIES.get() else None
+        with importable_from(folder):
+            problems += semantic_problems(fields, unusable=_unusable(self, fields))
         if problems:
-            raise ScenarioError([Problem(p) for p in problems], self.name)
+            name = self.name if isinstance(self.name, str) and len(self.name) <= MAX_STRING else "scenario"
+            raise ScenarioError([Problem(_message(where, text)) for where, text, _ in problems], name)
 
     @property
     def setup(self) -> Setup:
@@ -264,6 +302,96 @@ either way.
 """
 
 
+def _typed_fields(scenario: Scenario) -> tuple[dict[str, Any], list[Found]]:
+    """The fields of a scenario built in code that have the right types, and what is wrong with the rest.
+
+    Each field goes through the same structuring hooks a scenario file's
+    keys do, so ``generals=4.0`` is "expected an integer, got 4.0" either
+    way.  A traitors mapping keeps its well-formed entries, so one bad
+    traitor does not hide problems with the others.
+    """
+    fields: dict[str, Any] = {}
+    problems: list[Found] = []
+    for field in attrs.fields(Scenario):
+        value = getattr(scenario, field.name)
+        if field.name == "traitors":
+            found, value = _traitor_problems(value)
+        else:
+            found = _under((field.name,), _field_problems(field, value))
+        problems += found
+        if not found or field.name == "traitors":
+            fields[field.name] = value
+    return fields, problems
+
+
+def _unusable(scenario: Scenario, fields: Mapping[str, Any]) -> set[str]:
+    return {f.name for f in attrs.fields(Scenario) if f.name not in fields}
+
+
+def _field_problems(field: attrs.Attribute[Any], value: object) -> list[Found]:
+    if field.name == "strategy_folder":
+        if value is None or (isinstance(value, str) and os.path.isabs(value)):
+            return []
+        return [((), f"expected an absolute folder path, got {_describe(value)}", False)]
+    if field.name == "expect" and value is not None:
+        return _instance_problems(value, Expect)
+    if field.name == "instances" and isinstance(value, tuple):
+        return [
+            ((index, *where), text, on_key)
+            for index, item in enumerate(value)
+            for where, text, on_key in _instance_problems(item, Instance)
+        ]
+    try:
+        _structure(list(value) if isinstance(value, tuple) else value, field)
+    except _Invalid as exc:
+        return exc.problems
+    return []
+
+
+def _instance_problems(value: object, kind: type[Expect] | type[Instance]) -> list[Found]:
+    """An :class:`Expect` or :class:`Instance` given in code, its fields checked as a file's would be."""
+    if not isinstance(value, kind):
+        return [((), f"expected {kind.__name__}(...), got {_describe(value)}", False)]
+    try:
+        _converter.structure(attrs.asdict(value), kind)
+    except (cattrs.BaseValidationError, _Invalid) as exc:
+        return list(_flatten(exc))
+    return []
+
+
+def _traitor_problems(traitors: object) -> tuple[list[Found], Mapping[int, TraitorSpec]]:
+    """What is wrong with a traitors mapping given in code, and its well-formed entries."""
+    if not isinstance(traitors, Mapping):
+        return [
+            (
+                ("traitors",),
+                f"expected a mapping from general id to strategy, got {_describe(traitors)}",
+                False,
+            )
+        ], {}
+    problems: list[Found] = []
+    good: dict[int, TraitorSpec] = {}
+    for general, spec in traitors.items():
+        where: Where = ("traitors", general)
+        if not _is_int(general):
+            problems.append((where, f"expected a general id, got {_describe(general)}", True))
+        elif not isinstance(spec.strategy, str):
+            problems.append(
+                ((*where, "strategy"), f"expected a strategy name, got {_describe(spec.strategy)}", False)
+            )
+        elif not isinstance(spec.args, Mapping) or not all(isinstance(k, str) for k in spec.args):
+            problems.append((where, f"expected arguments by name, got {_describe(spec.args)}", False))
+        elif spec.built is not None and not callable(getattr(type(spec.built), "choose", None)):
+            text = (
+                "expected a strategy name, a TraitorSpec or an object with a choose() method, "
+                f"got {_describe(spec.built)}"
+            )
+            problems.append((where, text, False))
+        else:
+            good[general] = spec
+    return problems, good
+
+
 def semantic_problems(fields: Mapping[str, Any], *, unusable: Collection[str] = ()) -> list[Found]:
     """The rules between keys, over whatever keys are present and well typed.
 
@@ -275,7 +403,7 @@ def semantic_problems(fields: Mapping[str, Any], *, unusable: Collection[str] = 
     problems = _army_problems(fields)
     values = None if "values" in unusable else tuple(fields.get("values", DEFAULT_VALUES))
     if values is not None:
-        problems += _value_problems(fields, values)
+        problems += _value_problems(fields, values, unusable)
     for general, spec in fields.get("traitors", {}).items():
         problems += _strategy_problems(general, spec, values, _script_context(fields, general))
     return problems
@@ -301,6 +429,10 @@ def _army_problems(fields: Mapping[str, Any]) -> list[Found]:
     elif m is not None and n is not None and m > n - 2:
         text = f"must be at most generals - 2 = {n - 2}: no relay path can be longer than that"
         problems.append((("m",), text, False))
+    elif m is not None and n is not None:
+        size = size_problem(n, m, len(fields.get("instances") or ()) or 1)
+        if size is not None:
+            problems.append((("generals",), size, False))
     if n is not None and not 0 <= fields.get("commander", 0) < n:
         problems.append((("commander",), f"must be a general id from 0 to {n - 1}", False))
     for index, instance in enumerate(fields.get("instances", ())):
@@ -316,15 +448,28 @@ def _army_problems(fields: Mapping[str, Any]) -> list[Found]:
     return problems
 
 
-def _value_problems(fields: Mapping[str, Any], values: tuple[str, ...]) -> list[Found]:
+def _value_problems(
+    fields: Mapping[str, Any], values: tuple[str, ...], unusable: Collection[str]
+) -> list[Found]:
     problems: list[Found] = []
     if len(values) < 2:
         problems.append((("values",), "needs at least 2 values", False))
+    if len(values) > MAX_VALUES:
+        return [
+            (("values",), f"has {len(values):,} values, more than the {MAX_VALUES} a run can hold", False)
+        ]
+    first: dict[str, int] = {}
     for index, value in enumerate(values):
-        if values.index(value) != index:
-            problems.append((("values", index), f"{value!r} is listed twice", False))
+        if first.setdefault(value, index) != index:
+            problems.append((("values", index), f"{_shown(value)} is listed twice", False))
         if not value:
             problems.append((("values", index), "must not be empty", False))
+        elif len(value) > MAX_STRING:
+            problems.append((("values", index), _too_long(value), False))
+    for key in ("name", "order", "default"):
+        given = fields.get(key)
+        if key not in unusable and isinstance(given, str) and len(given) > MAX_STRING:
+            problems.append(((key,), _too_long(given), False))
     expect = fields.get("expect")
     named: dict[Where, str | None] = {
         ("order",): fields.get("order"),
@@ -333,8 +478,10 @@ def _value_problems(fields: Mapping[str, Any], values: tuple[str, ...]) -> list[
         **{("instances", i, "order"): x.order for i, x in enumerate(fields.get("instances", ()))},
     }
     for where, given in named.items():
+        if where[0] in unusable:
+            continue
         if given is not None and given not in values:
-            text = f"{given!r} is not one of values {list(values)}"
+            text = f"{_shown(given)} is not one of values {list(values)}"
             if where == ("default",) and "default" not in fields:
                 where, text = ("values",), f"default is 'retreat' unless set, and {text}: set default"
             problems.append((where, text, False))
@@ -352,6 +499,8 @@ def _strategy_problems(
     where: Where = ("traitors", general)
     if spec.built is not None:
         return []
+    if len(spec.strategy) > MAX_STRING:
+        return [((*where, "strategy"), _too_long(spec.strategy), False)]
     try:
         if spec.custom and not _IMPORT_STRATEGIES.get():
             check_strategy_name(spec.strategy)
@@ -369,7 +518,9 @@ def _strategy_problems(
     if problems or values is None:
         return problems
     if cls is Constant and spec.args["value"] not in values:
-        return [((*where, "value"), f"{spec.args['value']!r} is not one of values {list(values)}", False)]
+        return [
+            ((*where, "value"), f"{_shown(spec.args['value'])} is not one of values {list(values)}", False)
+        ]
     if cls is Scripted:
         found = script_problems(spec.args["messages"], context)
         return [((*where, *inner), text, False) for inner, text in found]
@@ -408,15 +559,41 @@ def _describe(value: object) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return repr(value)
+    return _shown(value)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short: a problem is one line, whatever the input holds."""
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        return f"an integer of about {_digits(value):,} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text):,} characters)"
+
+
+def _too_long(text: str) -> str:
+    return f"is {len(text):,} characters long, more than the {MAX_STRING:,} a scenario allows"
 
 
 def _mismatch(expected: str, value: object) -> _Invalid:
     return _Invalid([((), f"expected {expected}, got {_describe(value)}", False)])
 
 
+_MAX_INT_BITS = 332
+"""Integers a scenario may hold: up to 100 digits, which sizes like ``10**35`` stay well within.
+
+Python refuses to print integers beyond 4,300 digits, so an unbounded one
+would break every message and seed that mentions it.
+"""
+
+
+def _digits(value: int) -> int:
+    return int(value.bit_length() * math.log10(2)) + 1
+
+
 def _strict_int(value: object, _: type) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > _MAX_INT_BITS:
+            raise _mismatch("an integer of at most 100 digits", value)
         return int(value)
     raise _mismatch("an integer", value)
 
@@ -456,13 +633,45 @@ def _traitor_spec(value: object, _: type) -> TraitorSpec:
         return TraitorSpec(str(value))
     if not isinstance(value, Mapping):
         raise _mismatch("a strategy name, or a mapping with strategy and its arguments", value)
-    args = {str(k): _plain(v) for k, v in value.items() if k != "strategy"}
+    args: dict[str, object] = {}
+    problems: list[Found] = []
+    for key, item in value.items():
+        if key == "strategy":
+            continue
+        too_big = _bulk_problem(item)
+        if too_big is not None:
+            problems.append(((key,), too_big, False))
+        else:
+            args[str(key)] = _plain(item)
+    if problems:
+        raise _Invalid(problems)
     strategy = value.get("strategy")
     if strategy is None:
         raise _Invalid([((), "missing key 'strategy'", False)])
     if not isinstance(strategy, str):
         raise _Invalid([(("strategy",), f"expected a strategy name, got {_describe(strategy)}", False)])
     return TraitorSpec(str(strategy), args)
+
+
+def _bulk_problem(value: object) -> str | None:
+    """Why an argument is too deep or too big to copy, found without recursion.
+
+    Arguments from a log or a request never went through the YAML checks,
+    so their nesting and size are bounded here, before :func:`_plain`
+    recurses into them.
+    """
+    pending: list[tuple[object, int]] = [(value, 1)]
+    count = 0
+    while pending:
+        item, depth = pending.pop()
+        count += 1
+        if count > MAX_NODES:
+            return f"holds more than {MAX_NODES:,} values"
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, list) else ()
+        if children and depth > MAX_NESTING:
+            return f"arguments nest deeper than {MAX_NESTING} levels"
+        pending.extend((child, depth + 1) for child in children)
+    return None
 
 
 def _plain(value: object) -> object:
@@ -692,10 +901,13 @@ def parse_scenario(
     imported to check them -- but never constructed.
     """
     try:
+        shape = _shape_problem(text)
+        if shape is not None:
+            raise ScenarioError([shape], source)
         doc = YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as exc:
         raise ScenarioError([_yaml_problem(exc)], source) from None
-    except YAMLError as exc:
+    except (YAMLError, ValueError, OverflowError) as exc:
         raise ScenarioError([Problem(f"not valid YAML: {exc}")], source) from None
     with importable_from(folder), _imports(allowed=True):
         return _from_document(doc, name=name, source=source, folder=folder)
@@ -709,6 +921,67 @@ def _imports(*, allowed: bool) -> Iterator[None]:
         yield
     finally:
         _IMPORT_STRATEGIES.reset(token)
+
+
+def _shape_problem(text: str) -> Problem | None:
+    """What makes ``text`` too costly to load, found from YAML's event stream before anything is built.
+
+    Loading builds every alias in full further on, so nine nested aliases
+    of nine items each ("billion laughs") would never finish, and a
+    hundred thousand nested brackets would exhaust Python's recursion.
+    The event stream is read without recursion and without building
+    anything, so this pass costs time in proportion to the text: it
+    refuses deep nesting (:data:`~om_actors.limits.MAX_NESTING`), long
+    scalars (:data:`~om_actors.limits.MAX_STRING`) and documents that
+    expand to more than :data:`~om_actors.limits.MAX_NODES` values,
+    counting each alias as what it stands for.
+    """
+    if len(text) > MAX_TEXT:
+        return Problem(
+            f"the text is {len(text):,} characters long, more than the {MAX_TEXT:,} a scenario may have"
+        )
+    brackets = _BRACKETS.search(text)
+    if brackets is not None:  # refused at once: ruamel.yaml's scanner looks far ahead in these
+        line = text.count("\n", 0, brackets.start()) + 1
+        column = brackets.start() - (text.rfind("\n", 0, brackets.start()) + 1) + 1
+        return Problem(_TOO_DEEP, line, column)
+    expanded: dict[str, int] = {}
+    open_nodes: list[tuple[int, str | None]] = [(0, None)]  # values within each open node, its anchor
+    for event in YAML(typ="rt", pure=True).parse(text):
+        if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+            if len(open_nodes) > MAX_NESTING:
+                return _at(event, _TOO_DEEP)
+            open_nodes.append((1, event.anchor))
+            continue
+        if isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+            size, anchor = open_nodes.pop()
+        elif isinstance(event, ScalarEvent):
+            if len(event.value) > MAX_STRING:
+                return _at(event, f"a value {_too_long(event.value)}")
+            size, anchor = 1, event.anchor
+        elif isinstance(event, AliasEvent):
+            size, anchor = expanded.get(event.anchor, 1), None
+        else:
+            continue
+        if anchor is not None:
+            expanded[anchor] = size
+        total, own = open_nodes[-1]
+        open_nodes[-1] = (total + size, own)
+        if total + size > MAX_NODES:
+            return _at(
+                event, f"holds more than {MAX_NODES:,} values, each alias counted in full: too many to load"
+            )
+    return None
+
+
+_TOO_DEEP = f"lists and mappings nest deeper than {MAX_NESTING} levels"
+_BRACKETS = re.compile(rf"(?:[\[{{]\s*){{{MAX_NESTING + 1}}}")
+"""More opening brackets in a row than nesting allows."""
+
+
+def _at(event: Event, text: str) -> Problem:
+    mark = event.start_mark
+    return Problem(text, mark.line + 1, mark.column + 1)
 
 
 def _reason(exc: Exception) -> str:

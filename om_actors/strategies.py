@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import OmActorsError
+from .limits import MAX_SCRIPT
 from .protocol import Path
 
 Batch: TypeAlias = npt.NDArray[np.uint8]
@@ -313,6 +314,10 @@ def script_problems(
     """
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
         return [(("messages",), "expected a list of messages, each with path, receiver and value")]
+    if len(messages) > MAX_SCRIPT:
+        return [
+            (("messages",), f"has {len(messages):,} entries, more than the {MAX_SCRIPT:,} a script may have")
+        ]
     problems: list[tuple[tuple[str | int, ...], str]] = []
     seen: dict[tuple[tuple[int, ...], int], int] = {}
     for index, entry in enumerate(messages):

@@ -441,3 +441,8 @@ def test_a_strategy_module_that_raises_on_import_stops_the_run_before_round_1(tm
         "scenario 'unready', traitor 3: importing module 'unready_traitor' for strategy "
         "'unready_traitor:Liar' raised KeyError: 'HOME'"
     )
+
+
+async def test_forty_generals_with_m_12_are_refused_before_anything_is_allocated() -> None:
+    with bounded(5), pytest.raises(ScenarioError, match=r"^<data>: generals: 40 generals with m = 12 send "):
+        await simulate(scenario_from_dict({"generals": 40, "m": 12}), mode="batched")

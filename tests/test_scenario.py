@@ -10,6 +10,7 @@ Rules for this file:
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from om_actors import Expect, Scenario, ScenarioError, StrategyError, TraitorSpec, load_scenario
+from om_actors import Expect, Instance, Scenario, ScenarioError, StrategyError, TraitorSpec, load_scenario
 from om_actors.scenario import SEVEN_GENERALS, scenario_from_dict
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -354,3 +355,246 @@ def test_a_strategy_module_that_raises_on_import_is_a_located_scenario_error(
     assert errors[0].startswith(
         f"4:17: traitors.1.strategy: importing module '{name}' for strategy '{name}:Liar' raised {raised}"
     )
+
+
+# --- the library checks what a file gets checked for ---------------------------
+
+
+def test_scenarios_built_in_code_get_the_type_checks_files_get() -> None:
+    with pytest.raises(ScenarioError) as caught:
+        Scenario(generals=4.0, m="2", seed="x", round_timeout="1", commander="0", traitors={1: 42})  # type: ignore[arg-type, dict-item]
+    assert str(caught.value).splitlines() == [
+        "scenario: generals: expected an integer, got 4.0",
+        "scenario: m: expected an integer, got '2'",
+        "scenario: commander: expected an integer, got '0'",
+        "scenario: traitors.1: expected a strategy name, a TraitorSpec or an object with a choose() method, "
+        "got 42",
+        "scenario: seed: expected an integer, got 'x'",
+        "scenario: round_timeout: expected a number, got '1'",
+    ]
+
+
+class NoChoose:
+    def decide(self) -> str:
+        return "attack"
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"traitors": {1: NoChoose()}},
+         "traitors.1: expected a strategy name, a TraitorSpec or an object with a choose() method, got <"),
+        ({"traitors": [1]}, "traitors: expected a mapping from general id to strategy, got a list"),
+        ({"traitors": {True: "flip"}}, "traitors.True: expected a general id, got True"),
+        ({"traitors": {1: TraitorSpec("loyal"), 2: TraitorSpec(7)}},  # type: ignore[arg-type]
+         "traitors.2.strategy: expected a strategy name, got 7"),
+        ({"values": "ab"}, "values: expected a list of strings, got 'ab'"),
+        ({"values": ("a", 2)}, "values.1: expected a string, got 2"),
+        ({"expect": {"agreement": True}}, "expect: expected Expect(...), got a mapping"),
+        ({"expect": Expect(agreement="yes")},  # type: ignore[arg-type]
+         "expect.agreement: expected true or false, got 'yes'"),
+        ({"instances": [Instance(0, "attack"), (1, "attack")]},
+         "instances.1: expected Instance(...), got (1, 'attack')"),
+        ({"instances": [Instance("1", "attack")]},  # type: ignore[arg-type]
+         "instances.0.commander: expected an integer, got '1'"),
+        ({"name": None}, "name: expected a string, got nothing"),
+        ({"generals": 10**101},
+         "generals: expected an integer of at most 100 digits, got an integer of about 102 digits"),
+        ({"strategy_folder": "relative/folder"},
+         "strategy_folder: expected an absolute folder path, got 'relative/folder'"),
+    ],
+)  # fmt: skip
+def test_one_mistake_in_code(fields: dict[str, object], error: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        Scenario(**{"generals": 4, "m": 1, **fields})  # type: ignore[arg-type]
+    assert len(caught.value.problems) == 1
+    assert str(caught.value).startswith(f"scenario: {error}")
+
+
+# --- sizes are refused before anything is allocated -------------------------------
+
+LIMIT = "over the limit of 200,000,000"
+TOO_BIG = [
+    (40, 12, f"40 generals with m = 12 send 52,521,079,662,488,028,579 messages, {LIMIT}"),
+    (10**35, 1, "100,000,000,000,000,000,000,000,000,000,000,000 generals with m = 1 send "
+     "9,999,999,999,999,999,999,999,999,999,999,999,800,000,000,000,000,000,000,000,000,000,000,001 "
+     f"messages, {LIMIT}"),
+    (1_000_000, 1, f"1,000,000 generals with m = 1 send 999,998,000,001 messages, {LIMIT}"),
+    (1_000_000, 0, "1,000,000 generals are over the limit of 100,000 general states"),
+]  # fmt: skip
+RAISE_IT = "set OM_ACTORS_MAX_MESSAGES (or --max-messages) to raise it, if this machine has the memory"
+
+
+@pytest.mark.parametrize(("generals", "m", "error"), TOO_BIG)
+def test_runs_too_big_are_refused_in_files(tmp_path: Path, generals: int, m: int, error: str) -> None:
+    [line] = _errors(tmp_path, f"generals: {generals}\nm: {m}\n")
+    assert line.startswith(f"1:11: generals: {error}")
+    assert line.endswith(RAISE_IT)
+
+
+@pytest.mark.parametrize(("generals", "m", "error"), TOO_BIG)
+def test_runs_too_big_are_refused_in_data_and_code(generals: int, m: int, error: str) -> None:
+    with pytest.raises(ScenarioError, match=f"^<data>: generals: {re.escape(error)}.*{re.escape(RAISE_IT)}$"):
+        scenario_from_dict({"generals": generals, "m": m})
+    with pytest.raises(
+        ScenarioError, match=f"^scenario: generals: {re.escape(error)}.*{re.escape(RAISE_IT)}$"
+    ):
+        Scenario(generals=generals, m=m)
+
+
+def test_the_limit_is_the_users_to_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OM_ACTORS_MAX_MESSAGES", "1_000")
+    with pytest.raises(
+        ScenarioError, match="13 generals with m = 2 send 1,464 messages, over the limit of 1,000"
+    ):
+        Scenario(generals=13, m=2)
+    monkeypatch.setenv("OM_ACTORS_MAX_MESSAGES", "2_000")
+    assert Scenario(generals=13, m=2).generals == 13
+
+
+def test_many_instances_count_against_the_limit() -> None:
+    instances = [Instance(0, "attack")] * 30_000
+    with pytest.raises(
+        ScenarioError,
+        match=r"^scenario: generals: 4 generals in 30,000 instances are over the limit of 100,000 general",
+    ):
+        Scenario(generals=4, m=1, instances=instances)
+
+
+def test_values_names_and_scripts_are_bounded(tmp_path: Path) -> None:
+    many = ", ".join(f"v{i}" for i in range(255))
+    assert _errors(tmp_path, f"generals: 4\nm: 1\nvalues: [{many}]\n") == [
+        "3:9: values: has 255 values, more than the 254 a run can hold"
+    ]
+    long = "x" * 1001
+    with pytest.raises(
+        ScenarioError,
+        match=r"^<data>: values.1: is 1,001 characters long, more than the 1,000 a scenario allows$",
+    ):
+        scenario_from_dict({"generals": 4, "m": 1, "values": ["attack", long], "default": "attack"})
+    with pytest.raises(ScenarioError, match=r"^scenario: name: is 1,001 characters long"):
+        Scenario(generals=4, m=1, name=long)
+    script = [{"path": [0, 1], "receiver": 2, "value": "attack"}] * 100_001
+    with pytest.raises(
+        ScenarioError,
+        match=r"^<data>: traitors.1.messages: has 100,001 entries, more than the 100,000 a script may have$",
+    ):
+        scenario_from_dict(
+            {"generals": 4, "m": 1, "traitors": {"1": {"strategy": "scripted", "messages": script}}}
+        )
+
+
+def test_a_long_value_in_a_file_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    assert _errors(tmp_path, "generals: " + "9" * 5000 + "\nm: 1\n") == [
+        "1:11: a value is 5,000 characters long, more than the 1,000 a scenario allows"
+    ]
+
+
+# --- YAML built to exhaust the loader -----------------------------------------
+
+
+def _laughs(levels: int) -> str:
+    """A "billion laughs" alias bomb, inside a strategy's arguments: 9**levels values once expanded."""
+    rows = ["      l0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    rows += [f"      l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "generals: 4\nm: 1\ntraitors:\n  1:\n    strategy: random\n    junk:\n" + "\n".join(rows) + "\n"
+
+
+def _load_bounded(tmp_path: Path, text: str) -> list[str]:
+    """Load ``text`` in a child process, killed after a minute: inputs like these used to never finish."""
+    path = tmp_path / "attack.yaml"
+    path.write_text(text)
+    code = (
+        "import sys\nfrom om_actors import ScenarioError, load_scenario\n"
+        "try:\n    load_scenario(sys.argv[1])\nexcept ScenarioError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stderr == ""
+    return [line.removeprefix(f"{path}:") for line in done.stdout.splitlines()]
+
+
+def test_an_alias_bomb_in_strategy_arguments_is_refused(tmp_path: Path) -> None:
+    assert _load_bounded(tmp_path, _laughs(9)) == [
+        "13:21: holds more than 1,000,000 values, each alias counted in full: too many to load"
+    ]
+
+
+def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "aliases.yaml"
+    path.write_text(
+        "generals: 4\nm: 1\nvalues: &v [go, stay]\nexpect: {decision: go}\norder: go\ndefault: stay\n"
+    )
+    assert load_scenario(path).values == ("go", "stay")
+
+
+@pytest.mark.parametrize("opening", ["[" * 100_000, "[a, " * 100_000, "{a: " * 100_000])
+def test_deep_nesting_is_refused(tmp_path: Path, opening: str) -> None:
+    text = f"generals: 4\nm: 1\ntraitors:\n  1: {{strategy: random, junk: {opening}}}\n"
+    [line] = _load_bounded(tmp_path, text)
+    assert line.endswith(": lists and mappings nest deeper than 64 levels")
+    assert line.startswith("4:")
+
+
+def test_deep_arguments_in_data_are_refused() -> None:
+    junk: object = "bottom"
+    for _ in range(100):
+        junk = [junk]
+    with pytest.raises(
+        ScenarioError, match=r"^<data>: traitors.1.junk: arguments nest deeper than 64 levels$"
+    ):
+        scenario_from_dict({"generals": 4, "m": 1, "traitors": {"1": {"strategy": "random", "junk": junk}}})
+
+
+# --- scripted messages name messages the traitor really sends -------------------
+
+
+def test_impossible_scripted_messages_are_located(tmp_path: Path) -> None:
+    text = """\
+generals: 5
+m: 2
+traitors:
+  2:
+    strategy: scripted
+    messages:
+      - {path: [0, 2], receiver: 1, value: retreat}
+      - {path: [1, 2], receiver: 3, value: retreat}
+      - {path: [0, 2, 2], receiver: 3, value: retreat}
+      - {path: [0, 9, 2], receiver: 3, value: retreat}
+      - {path: [0, 1, 3, 2], receiver: 4, value: retreat}
+      - {path: [0, 1], receiver: 3, value: retreat}
+      - {path: [0, 2], receiver: 7, value: retreat}
+      - {path: [0, 1, 2], receiver: 1, silent: true}
+      - {path: [0, 2], receiver: 1, silent: true}
+      - {path: [], receiver: 1, silent: true}
+      - {path: [0, 2], receiver: 2, value: retreat}
+      - {path: 3, receiver: 1, value: retreat}
+"""
+    assert _errors(tmp_path, text) == [
+        "8:9: traitors.2.messages.1: path must start with the commander (0), not 1",
+        "9:9: traitors.2.messages.2: path repeats general 2",
+        "10:9: traitors.2.messages.3: path names general 9, but ids run from 0 to 4",
+        "11:9: traitors.2.messages.4: path has 4 generals, but OM(2) paths have at most 3",
+        "12:9: traitors.2.messages.5: path must end with general 2, the traitor itself, "
+        "as all its messages do",
+        "13:9: traitors.2.messages.6: receiver 7: ids run from 0 to 4",
+        "14:9: traitors.2.messages.7: receiver 1 is on the path, "
+        "and nobody sends a general its own path back",
+        "15:9: traitors.2.messages.8: the same message as messages.0: script each message once",
+        "16:9: traitors.2.messages.9: path is empty",
+        "17:9: traitors.2.messages.10: receiver 2 is on the path, "
+        "and nobody sends a general its own path back",
+        "18:9: traitors.2.messages.11: path must be a list of general ids",
+    ]
+
+
+def test_a_scripted_commander_and_several_instances(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "generals: 4\nm: 1\ninstances: [{commander: 0, order: attack}, {commander: 1, order: attack}]\n"
+        "traitors:\n  1:\n    strategy: scripted\n    messages:\n"
+        "      - {path: [1], receiver: 2, value: retreat}\n"
+        "      - {path: [0, 1], receiver: 3, silent: true}\n"
+    )
+    assert load_scenario(path).traitors[1].strategy == "scripted"
