@@ -171,6 +171,14 @@ class Scenario:
     """Traitor ids, each with a strategy: a built-in name, a :class:`TraitorSpec`, or a strategy object."""
     seed: int = 0
     round_timeout: float = 1.0
+    """Seconds each round may take before traitors still sending are cut off.
+
+    Only a strategy that awaits can be cut off: a synchronous ``choose``
+    runs to its end on the thread every general shares, whatever the
+    timeout, so one that spins or blocks stalls the whole run (see
+    :class:`~om_actors.Strategy`).  Loyal generals send without waiting
+    and never come near it.
+    """
     expect: Expect | None = None
     instances: tuple[Instance, ...] = attrs.field(default=(), converter=_as_instances)
     strategy_folder: str | None = None

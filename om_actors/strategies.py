@@ -9,6 +9,14 @@ a strategy is how researchers check that it does.
 
 ``choose`` may also be ``async``: a strategy that awaits forever is how a
 general that hangs is modelled, and the round timeout is what stops it.
+
+The round timeout cannot stop a *synchronous* ``choose``: every general
+shares one thread, and trio can only cut a task off where it awaits.  A
+``choose`` that computes for a long time, sleeps with ``time.sleep`` or
+blocks on I/O holds up the whole run, every message it returns is still
+sent, and one that never returns hangs the run for good.  Work that must be
+cut off belongs in an ``async`` ``choose``, for instance behind
+``await trio.to_thread.run_sync(work, abandon_on_cancel=True)``.
 """
 
 from __future__ import annotations
@@ -80,6 +88,12 @@ class Strategy(Protocol):
     ``rng`` is seeded from the scenario seed, the traitor, the path and the
     receiver only, so a strategy that draws from it lies the same way on every
     run, whatever order trio schedules the generals in.
+
+    ``choose`` may return an awaitable; the scenario's ``round_timeout`` can
+    then cut it off.  A synchronous ``choose`` cannot be cut off: it runs
+    to the end on the thread every general shares, so one that spins or
+    blocks stalls the run, and one that never returns hangs it.  Keep it
+    quick, or make it ``async`` and await whatever may take long.
     """
 
     def choose(

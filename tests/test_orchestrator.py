@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import structlog
 import trio
@@ -33,6 +34,7 @@ from om_actors import (
     RoundEnded,
     Scenario,
     ScenarioError,
+    Strategy,
     StrategyError,
     StrategyFailed,
     TraitorSpec,
@@ -115,6 +117,32 @@ async def test_a_hanging_general_is_cut_off_by_the_round_timeout(
     assert result.timed_out == {2: (3,)}
     assert result.decisions == {0: "attack", 1: "attack", 2: "attack"}
     assert result.messages_per_round == (3, 4)
+
+
+@attrs.frozen
+class Dawdle:
+    """A synchronous strategy whose every answer takes ``seconds`` of the mock clock."""
+
+    clock: trio.testing.MockClock
+    seconds: float
+
+    def choose(self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: object) -> object:
+        self.clock.jump(self.seconds)  # time passes, but the task never awaits
+        return value
+
+
+async def test_a_synchronous_choose_is_not_cut_off_by_the_round_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """As Strategy's and round_timeout's docs say: only a strategy that awaits can be cut off."""
+    scenario = Scenario(generals=4, m=1, traitors={3: Dawdle(autojump_clock, 10)}, round_timeout=5)
+    with bounded(100):
+        start = trio.current_time()
+        result = await simulate(scenario)
+        assert trio.current_time() - start == 20  # two answers in round 2, ten seconds each
+    assert result.timed_out == {}
+    assert result.messages_per_round == (3, 6)  # every one of them sent, the deadline long past
+    assert "cannot be cut off" in (Strategy.__doc__ or "")
 
 
 async def test_a_slow_general_within_the_timeout_changes_nothing(
