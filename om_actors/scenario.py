@@ -41,8 +41,10 @@ from .protocol import Setup
 from .strategies import (
     BUILT_IN,
     Constant,
+    Parity,
     ScriptContext,
     Scripted,
+    Split,
     Strategy,
     StrategyError,
     build_strategy,
@@ -525,6 +527,10 @@ def _strategy_problems(
         problems.append((where, f"strategy {spec.strategy!r} needs argument {arg!r}", False))
     if problems or values is None:
         return problems
+    parities = tuple(parity.value for parity in Parity)
+    if cls is Split and spec.args.get("lie_to", Parity.ODD) not in parities:
+        text = f"expected {' or '.join(map(repr, parities))}, got {_describe(spec.args['lie_to'])}"
+        return [((*where, "lie_to"), text, False)]
     if cls is Constant and spec.args["value"] not in values:
         return [
             ((*where, "value"), f"{_shown(spec.args['value'])} is not one of values {list(values)}", False)

@@ -22,6 +22,7 @@ cut off belongs in an ``async`` ``choose``, for instance behind
 from __future__ import annotations
 
 import difflib
+import enum
 import importlib
 import inspect
 import os
@@ -205,17 +206,37 @@ class Flip:
         return _next_index(held, len(values))
 
 
+class Parity(str, enum.Enum):
+    """Which receivers a :class:`Split` traitor lies to: the odd-numbered or the even-numbered ones."""
+
+    ODD = "odd"
+    EVEN = "even"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def includes(self, general: int) -> bool:
+        return general % 2 == (1 if self is Parity.ODD else 0)
+
+
 @attrs.frozen
 class Split:
-    """Two-faced: the truth to even-numbered receivers, the next value to odd ones."""
+    """Two-faced: the next value to receivers of one parity, the truth to the others.
+
+    By default it lies to odd-numbered receivers.  ``lie_to="even"`` lies to
+    the even-numbered ones instead, as the traitor commander of the Flask
+    system in mtrencseni/dca (the code of Bytepawn's "Lamport's Byzantine
+    Generals algorithm in Python") does.
+    """
 
     values: tuple[str, ...]
+    lie_to: Parity = attrs.field(default=Parity.ODD, converter=Parity)
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
-        return value if receiver % 2 == 0 else following(self.values, value)
+        return following(self.values, value) if self.lie_to.includes(receiver) else value
 
     def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
-        return held if receiver % 2 == 0 else _next_index(held, len(values))
+        return _next_index(held, len(values)) if self.lie_to.includes(receiver) else held
 
 
 @attrs.frozen

@@ -6,13 +6,30 @@ Rules for this file:
 
 from __future__ import annotations
 
+import io
+import itertools
 import random
 
+import attrs
+import numpy as np
 import pytest
 from adversaries import Slow
 
-from om_actors import Constant, Flip, Loyal, RandomChoice, Silent, Split, Strategy
-from om_actors.strategies import StrategyError, build_strategy, following
+from om_actors import (
+    Constant,
+    Flip,
+    Loyal,
+    RandomChoice,
+    Scenario,
+    ScenarioError,
+    Silent,
+    Split,
+    Strategy,
+    TraitorSpec,
+    simulate_sync,
+)
+from om_actors.scenario import SEVEN_GENERALS
+from om_actors.strategies import BatchStrategy, Parity, StrategyError, build_strategy, following
 
 VALUES = ("attack", "retreat", "hold")
 
@@ -53,3 +70,91 @@ def test_build_strategy_fills_in_the_values_and_checks_the_rest() -> None:
         build_strategy("flipp", {}, values=VALUES)
     with pytest.raises(StrategyError, match="has no choose"):
         build_strategy("collections:OrderedDict", {}, values=VALUES)
+
+
+def test_split_lies_to_the_parity_it_is_told() -> None:
+    receivers = (1, 2, 3, 4)
+    assert [_choose(Split(VALUES, lie_to=Parity.EVEN), receiver=r) for r in receivers] == [
+        "attack",
+        "retreat",
+    ] * 2
+    assert [_choose(Split(VALUES, lie_to="odd"), receiver=r) for r in receivers] == ["retreat", "attack"] * 2
+    assert Split(VALUES) == Split(VALUES, lie_to=Parity.ODD)  # as before the option existed
+    with pytest.raises(
+        ScenarioError, match=r"^scenario: traitors.0.lie_to: expected 'odd' or 'even', got 'both'$"
+    ):
+        Scenario(generals=4, m=1, traitors={0: TraitorSpec("split", {"lie_to": "both"})})
+
+
+@pytest.mark.parametrize(
+    "strategy", [Flip(VALUES), Split(VALUES), Split(VALUES, lie_to=Parity.EVEN), Constant("hold"), Loyal()]
+)
+def test_choose_batch_gives_what_choose_gives_path_by_path(strategy: BatchStrategy) -> None:
+    held = np.array([0, 1, 2, 2, 1, 0], dtype=np.uint8)
+    for receiver in range(6):
+        batch = strategy.choose_batch(2, receiver, held, VALUES)
+        assert batch is not None
+        one_by_one = [_choose(strategy, receiver, VALUES[i], path=(0, 1)) for i in held]  # type: ignore[arg-type]
+        assert [VALUES[i] for i in batch] == one_by_one
+
+
+def test_an_even_split_runs_the_same_batched_and_per_message() -> None:
+    scenario = Scenario(
+        generals=8, m=2, values=VALUES, traitors={0: TraitorSpec("split", {"lie_to": "even"}), 3: "flip"}
+    )
+    one, many = io.BytesIO(), io.BytesIO()
+    per_message = simulate_sync(scenario, mode="per-message", log=one)
+    batched = simulate_sync(scenario, mode="batched", log=many, log_messages=True)
+    assert batched.instances == per_message.instances
+    assert many.getvalue().split(b"\n")[1:] == one.getvalue().split(b"\n")[1:]
+
+
+# --- the seven generals lie as the blog post's Flask system does ----------------
+
+
+def _dca_decisions(generals: int, m: int, traitors: frozenset[int], order: str) -> dict[int, str]:
+    """The loyal decisions of mtrencseni/dca's byzantine/simple/general.py, transcribed without Flask.
+
+    Commander 0, when a traitor, sends the flipped order to even-numbered
+    generals; a traitor lieutenant relays the flip of whatever it received;
+    ``OM`` takes a strict majority for attack, else retreat.
+    """
+
+    def other(value: str) -> str:
+        return "retreat" if value == "attack" else "attack"
+
+    received: dict[int, dict[tuple[int, ...], str]] = {g: {} for g in range(generals)}
+
+    def order_(me: int, path: tuple[int, ...], value: str) -> None:
+        received[me][path] = value
+        if 1 + m - len(path) > 0:
+            relayed = other(value) if me in traitors else value
+            for i in range(generals):
+                if i not in (*path, me):
+                    order_(i, (*path, me), relayed)
+
+    for i in range(1, generals):
+        order_(i, (0,), other(order) if 0 in traitors and i % 2 == 0 else order)
+
+    def om(me: int, path: tuple[int, ...]) -> str:
+        value = received[me][path]
+        if 1 + m - len(path) == 0:
+            return value
+        votes = [value, *(om(me, (*path, i)) for i in range(generals) if i not in (*path, me))]
+        return "attack" if votes.count("attack") > votes.count("retreat") else "retreat"
+
+    decisions = {g: om(g, (0,)) for g in range(1, generals) if g not in traitors}
+    if 0 not in traitors:
+        decisions[0] = order  # its /decide answers the order /start gave it
+    return decisions
+
+
+@pytest.mark.parametrize("order", ["attack", "retreat"])
+@pytest.mark.parametrize(
+    "traitors", [frozenset(t) for k in (1, 2) for t in itertools.combinations(range(7), k)]
+)
+def test_split_even_and_flip_are_the_flask_systems_traitors(traitors: frozenset[int], order: str) -> None:
+    """Any one or two traitors among seven, as the Flask driver draws them: the same decisions."""
+    specs = {t: TraitorSpec("split", {"lie_to": "even"}) if t == 0 else TraitorSpec("flip") for t in traitors}
+    scenario = attrs.evolve(SEVEN_GENERALS, traitors=specs, order=order)
+    assert simulate_sync(scenario).decisions == _dca_decisions(7, 2, traitors, order)
