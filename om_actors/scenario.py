@@ -391,7 +391,7 @@ def _traitor_problems(traitors: object) -> tuple[list[Found], Mapping[int, Trait
             )
         elif not isinstance(spec.args, Mapping) or not all(isinstance(k, str) for k in spec.args):
             problems.append((where, f"expected arguments by name, got {_describe(spec.args)}", False))
-        elif spec.built is not None and not callable(getattr(type(spec.built), "choose", None)):
+        elif spec.built is not None and not callable(getattr(spec.built, "choose", None)):
             text = (
                 "expected a strategy name, a TraitorSpec or an object with a choose() method, "
                 f"got {_describe(spec.built)}"

@@ -423,7 +423,19 @@ async def test_open_simulation_builds_the_strategies_on_entry(tmp_path: Path) ->
             pass  # pragma: no cover -- refused on entry
 
 
-@pytest.mark.parametrize("run", [simulate_sync, lambda s, mode: trio.run(partial(simulate, s, mode=mode))])
+async def _open(scenario: Scenario, mode: Any) -> None:
+    async with open_simulation(scenario, mode=mode):
+        pass  # pragma: no cover -- refused on entry
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        simulate_sync,
+        lambda s, mode: trio.run(partial(simulate, s, mode=mode)),
+        lambda s, mode: trio.run(_open, s, mode),
+    ],
+)
 def test_a_bogus_mode_names_the_modes(run: Callable[..., object]) -> None:
     with pytest.raises(
         ScenarioError,

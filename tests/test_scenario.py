@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -598,3 +599,8 @@ def test_a_scripted_commander_and_several_instances(tmp_path: Path) -> None:
         "      - {path: [0, 1], receiver: 3, silent: true}\n"
     )
     assert load_scenario(path).traitors[1].strategy == "scripted"
+
+
+def test_any_object_with_a_choose_method_is_a_traitor_in_code() -> None:
+    liar = types.SimpleNamespace(choose=lambda round, path, receiver, value, rng: value)
+    assert Scenario(generals=4, m=1, traitors={1: liar}).strategies() == {1: liar}
