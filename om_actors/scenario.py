@@ -203,7 +203,7 @@ class Scenario:
         fields, problems = _typed_fields(self)
         folder = fields.get("strategy_folder") if _IMPORT_STRATEGIES.get() else None
         with importable_from(folder):
-            problems += semantic_problems(fields, unusable=_unusable(self, fields))
+            problems += semantic_problems(fields, unusable=_unusable(fields))
         if problems:
             name = self.name if isinstance(self.name, str) and len(self.name) <= MAX_STRING else "scenario"
             raise ScenarioError([Problem(_message(where, text)) for where, text, _ in problems], name)
@@ -334,7 +334,8 @@ def _typed_fields(scenario: Scenario) -> tuple[dict[str, Any], list[Found]]:
     return fields, problems
 
 
-def _unusable(scenario: Scenario, fields: Mapping[str, Any]) -> set[str]:
+def _unusable(fields: Mapping[str, Any]) -> set[str]:
+    """The fields left out of ``fields`` for having the wrong type."""
     return {f.name for f in attrs.fields(Scenario) if f.name not in fields}
 
 
@@ -410,7 +411,7 @@ def semantic_problems(fields: Mapping[str, Any], *, unusable: Collection[str] = 
     ask for.  Each problem is ``(where, message, on_key)``; ``on_key`` points
     at a mapping key rather than its value, for ids that are themselves wrong.
     """
-    problems = _army_problems(fields)
+    problems = _army_problems(fields) + _length_problems(fields)
     values = None if "values" in unusable else tuple(fields.get("values", DEFAULT_VALUES))
     if values is not None:
         problems += _value_problems(fields, values, unusable)
@@ -458,6 +459,16 @@ def _army_problems(fields: Mapping[str, Any]) -> list[Found]:
     return problems
 
 
+def _length_problems(fields: Mapping[str, Any]) -> list[Found]:
+    """Strings longer than any scenario needs; values and strategy names are checked where they are read."""
+    problems: list[Found] = []
+    for key in ("name", "order", "default"):
+        given = fields.get(key)
+        if isinstance(given, str) and len(given) > MAX_STRING:
+            problems.append(((key,), _too_long(given), False))
+    return problems
+
+
 def _value_problems(
     fields: Mapping[str, Any], values: tuple[str, ...], unusable: Collection[str]
 ) -> list[Found]:
@@ -476,10 +487,6 @@ def _value_problems(
             problems.append((("values", index), "must not be empty", False))
         elif len(value) > MAX_STRING:
             problems.append((("values", index), _too_long(value), False))
-    for key in ("name", "order", "default"):
-        given = fields.get(key)
-        if key not in unusable and isinstance(given, str) and len(given) > MAX_STRING:
-            problems.append(((key,), _too_long(given), False))
     expect = fields.get("expect")
     named: dict[Where, str | None] = {
         ("order",): fields.get("order"),
