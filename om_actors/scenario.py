@@ -1038,10 +1038,12 @@ SEVEN_GENERALS = Scenario(
     generals=7,
     m=2,
     order="retreat",
-    traitors={0: TraitorSpec("split"), 5: TraitorSpec("random", {"seed": 7})},
+    traitors={0: TraitorSpec("split", {"lie_to": "even"}), 5: TraitorSpec("flip")},
     seed=42,
     expect=Expect(agreement=True),
 )
-"""The seed's sample, and what ``om-actors run`` runs without a file: a traitor
-commander and a random traitor lieutenant, which OM(2) on seven generals
-survives."""
+"""The blog post's sample, and what ``om-actors run`` runs without a file.
+
+Its traitors lie as those of the post's Flask system (mtrencseni/dca) do: the
+commander sends the flipped order to even-numbered generals, and lieutenant
+5 flips everything it relays.  OM(2) on seven generals survives them."""

@@ -36,7 +36,7 @@ def test_trio_app_runs_two_simulations_in_one_nursery() -> None:
 
 def test_asyncio_app_works_alongside_and_cancels_cleanly() -> None:
     lines = run_example("examples/asyncio_app.py")
-    assert lines[0].startswith("seven generals: success=True, decisions={1: 'retreat'")
+    assert lines[0].startswith("seven generals: success=True, decisions={1: 'attack'")
     assert lines[1] == "the loop kept working meanwhile: True"
     assert lines[2].startswith("thirteen generals: cancelled after round 2, log kept ")
 

@@ -63,9 +63,9 @@ def test_every_shipped_scenario_shows_what_it_expects(path: Path) -> None:
     assert result.unmet_expectations() == []
 
 
-def test_the_seven_generals_decide_retreat_with_156_messages() -> None:
+def test_the_seven_generals_decide_attack_with_156_messages() -> None:
     result = simulate_sync(load_scenario(SCENARIOS / "seven-generals.yaml"))
-    assert result.decisions == {1: "retreat", 2: "retreat", 3: "retreat", 4: "retreat", 6: "retreat"}
+    assert result.decisions == {1: "attack", 2: "attack", 3: "attack", 4: "attack", 6: "attack"}
     assert (result.agreement, result.validity, result.success) == (True, None, True)
     assert result.messages_per_round == (6, 30, 120)
     assert result.traitors == (0, 5)

@@ -149,6 +149,12 @@ def _dca_decisions(generals: int, m: int, traitors: frozenset[int], order: str) 
     return decisions
 
 
+def test_the_seven_generals_decide_as_the_flask_system_does() -> None:
+    traitors = frozenset(SEVEN_GENERALS.traitors)
+    assert traitors == {0, 5}
+    assert simulate_sync(SEVEN_GENERALS).decisions == _dca_decisions(7, 2, traitors, "retreat")
+
+
 @pytest.mark.parametrize("order", ["attack", "retreat"])
 @pytest.mark.parametrize(
     "traitors", [frozenset(t) for k in (1, 2) for t in itertools.combinations(range(7), k)]
