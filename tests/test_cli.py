@@ -33,16 +33,16 @@ def test_no_scenario_runs_the_seven_generals() -> None:
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
         'seven-generals: 7 generals, m = 2 (3 rounds), commander 0 would order "retreat"',
-        "Traitors: 0 (split), 5 (random seed=7)",
+        "Traitors: 0 (split lie_to=even), 5 (flip)",
         "General 0 (commander) is a traitor",
-        "General 1 decided retreat",
-        "General 2 decided retreat",
-        "General 3 decided retreat",
-        "General 4 decided retreat",
+        "General 1 decided attack",
+        "General 2 decided attack",
+        "General 3 decided attack",
+        "General 4 decided attack",
         "General 5 is a traitor",
-        "General 6 decided retreat",
+        "General 6 decided attack",
         "Messages: 156 sent (6, 30, 120 by round), 0 rejected",
-        'SUCCESS: all loyal generals agreed on "retreat"',
+        'SUCCESS: all loyal generals agreed on "attack"',
         "As this scenario expects.",
     ]
     assert result.stderr == ""
@@ -179,13 +179,13 @@ def test_replay_of_a_fresh_log_is_ok(tmp_path: Path) -> None:
 def test_replay_names_the_first_mismatch_and_exits_1(tmp_path: Path) -> None:
     log = tmp_path / "edited.jsonl"
     relay = '"receiver": 2, "path": [0, 1], "value": '
-    log.write_text(GOLDEN.read_text().replace(relay + '"attack"', relay + '"retreat"'))
+    log.write_text(GOLDEN.read_text().replace(relay + '"retreat"', relay + '"attack"'))
     result = invoke("replay", str(log), "--rerun")
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[0] == (
-        'replay MISMATCH: line 9: loyal general 1 relayed "retreat" along [0, 1] to 2, '
-        'but it received "attack" for [0] (line 2)'
+        'replay MISMATCH: line 9: loyal general 1 relayed "attack" along [0, 1] to 2, '
+        'but it received "retreat" for [0] (line 2)'
     )
     assert lines[1] == "(4 more inconsistencies after it)"
     assert lines[2] == "rerun DIFFERS at line 9:"
@@ -202,7 +202,7 @@ def test_replay_of_a_truncated_log_exits_2_with_the_line(tmp_path: Path) -> None
 def test_explain_prints_the_tree_and_dot() -> None:
     result = invoke("explain", str(GOLDEN), "--general", "1", "--depth", "1")
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0] == 'General 1 decided "retreat"'
+    assert result.stdout.splitlines()[0] == 'General 1 decided "attack"'
     dot = invoke("explain", str(GOLDEN), "-g", "1", "--format", "dot")
     assert dot.exit_code == 0
     assert dot.stdout.startswith("digraph om {")

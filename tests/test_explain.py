@@ -36,7 +36,7 @@ def _core_tree_for(general: int) -> General:
 def test_explain_gives_the_tree_the_protocol_core_computes() -> None:
     node = explain(View(reconstruct(GOLDEN), 1))
     assert node == _core_tree_for(1).explain((0,))
-    assert node.value == "retreat"
+    assert node.value == "attack"
     assert len(node.children) == 5
     assert all(len(child.children) == 4 for child in node.children)
 
@@ -51,13 +51,13 @@ def _render(general: int, **options: object) -> list[str]:
 
 def test_text_tree_reads_vote_by_vote() -> None:
     assert _render(1, depth=1) == [
-        'General 1 decided "retreat"',
-        '└── [0] "attack" (from traitor 0)  votes retreat x4, attack x2 -> retreat',
-        '    ├── [0, 2] "retreat"  -> retreat (4 nodes below not shown)',
-        '    ├── [0, 3] "attack"  -> attack (4 nodes below not shown)',
-        '    ├── [0, 4] "retreat"  -> retreat (4 nodes below not shown)',
-        '    ├── [0, 5] "retreat" (from traitor 5)  -> retreat (4 nodes below not shown)',
-        '    └── [0, 6] "retreat"  -> retreat (4 nodes below not shown)',
+        'General 1 decided "attack"',
+        '└── [0] "retreat" (from traitor 0)  votes attack x4, retreat x2 -> attack',
+        '    ├── [0, 2] "attack"  -> attack (4 nodes below not shown)',
+        '    ├── [0, 3] "retreat"  -> retreat (4 nodes below not shown)',
+        '    ├── [0, 4] "attack"  -> attack (4 nodes below not shown)',
+        '    ├── [0, 5] "attack" (from traitor 5)  -> attack (4 nodes below not shown)',
+        '    └── [0, 6] "attack"  -> attack (4 nodes below not shown)',
     ]
 
 
@@ -111,8 +111,8 @@ def test_dot_colours_by_value_and_dashes_edges_from_traitors() -> None:
     assert '"p0" -> "p0_5" [label="5", style=dashed];' in dot
     assert '"p0" -> "p0_2" [label="2"];' in dot
     assert (
-        '"p0" [label="[0]\\nattack (from traitor 0)\\nretreat x4, attack x2\\n-> retreat", '
-        'fillcolor="#fb8072", color="#d62728", penwidth=2];'
+        '"p0" [label="[0]\\nretreat (from traitor 0)\\nattack x4, retreat x2\\n-> attack", '
+        'fillcolor="#8dd3c7", color="#d62728", penwidth=2];'
     ) in dot
 
 
@@ -126,8 +126,6 @@ def test_a_crashed_general_is_explained_as_one_whose_decision_is_lost(tmp_path: 
     console.print(text_tree(view, explain(view, depth=0)))
     assert console.export_text().splitlines()[0] == (
         "General 3 crashed in round 3, so its decision is lost; "
-        'from what it had received it would have decided "retreat"'
+        'from what it had received it would have decided "attack"'
     )
-    assert 'label="General 3 crashed in round 3: would have decided retreat"' in dot_graph(
-        view, explain(view)
-    )
+    assert 'label="General 3 crashed in round 3: would have decided attack"' in dot_graph(view, explain(view))

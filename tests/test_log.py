@@ -53,7 +53,7 @@ def test_the_log_opens_with_everything_needed_to_run_it_again(
         __version__,
         42,
     )
-    assert start["scenario"]["traitors"] == {"0": "split", "5": {"strategy": "random", "seed": 7}}
+    assert start["scenario"]["traitors"] == {"0": {"strategy": "split", "lie_to": "even"}, "5": "flip"}
 
 
 def test_every_message_is_a_line_with_its_path(seven_generals_log: list[dict[str, Any]]) -> None:
@@ -65,7 +65,7 @@ def test_every_message_is_a_line_with_its_path(seven_generals_log: list[dict[str
         "sender": 0,
         "receiver": 1,
         "path": [0],
-        "value": "attack",
+        "value": "retreat",
     }
     assert all(m["path"][-1] == m["sender"] and len(m["path"]) == m["round"] for m in messages)
 
@@ -133,7 +133,7 @@ GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
 
 def test_the_reader_takes_what_a_networked_run_logs(tmp_path: Path) -> None:
     text = GOLDEN.read_text()
-    text = text.replace('"value": "attack"}', '"value": "attack", "delivered": false}', 1)
+    text = text.replace('"value": "retreat"}', '"value": "retreat", "delivered": false}', 1)
     text = text.replace('"timed_out": []}', '"timed_out": [], "undelivered": 1}', 1)
     text = text.replace("\n", '\n{"event": "general.crashed", "round": 1, "general": 3}\n', 1)
     log = tmp_path / "network.jsonl"

@@ -111,8 +111,8 @@ def test_an_edited_relay_is_caught_with_both_lines(tmp_path: Path) -> None:
     line = _edit(log, lambda e: e["event"] == "message" and e["sender"] == 2 and e["round"] == 3, _flip)
     report = replay_log(log)
     assert str(report.inconsistencies[0]) == (
-        f'line {line}: loyal general 2 relayed "retreat" along [0, 1, 2] to 3, '
-        'but it received "attack" for [0, 1] (line 9)'
+        f'line {line}: loyal general 2 relayed "attack" along [0, 1, 2] to 3, '
+        'but it received "retreat" for [0, 1] (line 9)'
     )
 
 
@@ -129,7 +129,7 @@ def test_an_edited_decision_names_both_values(tmp_path: Path) -> None:
     log = _log_of(load_scenario(SCENARIOS / "seven-generals.yaml"), tmp_path)
     line = _edit(log, lambda e: e["event"] == "decision" and e["general"] == 3, _flip)
     (only,) = replay_log(log).inconsistencies
-    assert str(only) == f'line {line}: general 3: the log says it decided "attack", replay computes "retreat"'
+    assert str(only) == f'line {line}: general 3: the log says it decided "retreat", replay computes "attack"'
 
 
 def test_a_dropped_message_is_owed(tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_an_invented_rejection_is_caught(tmp_path: Path) -> None:
          ":8: round.end event with a malformed 'timed_out': expected a list of general ids, got [[1]]"),
         (lambda text: text.replace('"timed_out": []', '"timed_out": [], "undelivered": -1', 1),
          ":8: round.end event with a malformed 'undelivered': expected a message count, got -1"),
-        (lambda text: text.replace('"value": "attack"}', '"value": "attack", "delivered": true}', 1),
+        (lambda text: text.replace('"value": "retreat"}', '"value": "retreat", "delivered": true}', 1),
          ":2: message event with a malformed 'delivered': expected false"),
         (lambda text: text.replace('"round.end", "round": 1', '"round.end", "round": 2', 1),
          ":8: round.end for round 2, but round 1 ends next (this run has rounds 1 to 3)"),
@@ -195,7 +195,7 @@ def test_an_invented_rejection_is_caught(tmp_path: Path) -> None:
          ":2: general.crashed event without 'general'"),
         (lambda text: text.replace('"generals": 7', '"generals": "7"', 1),
          ":1: run.start holds a scenario that does not load: generals: expected an integer, got '7'"),
-        (lambda text: text.replace('"0": "split"', '"0": {"strategy": ["split"]}', 1),
+        (lambda text: text.replace('"0": {"strategy": "split"', '"0": {"strategy": ["split"]', 1),
          ":1: run.start holds a scenario that does not load: traitors.0.strategy: expected a strategy name"),
     ],
 )  # fmt: skip
@@ -241,7 +241,7 @@ def test_a_line_too_long_is_refused_before_it_is_read_whole(
 ) -> None:
     monkeypatch.setattr("om_actors.log.MAX_LINE_BYTES", 1000)
     log = tmp_path / "long.jsonl"
-    log.write_text(GOLDEN.read_text().replace('"value": "attack"}', '"value": "' + "a" * 5000 + '"}', 1))
+    log.write_text(GOLDEN.read_text().replace('"value": "retreat"}', '"value": "' + "a" * 5000 + '"}', 1))
     with pytest.raises(LogError, match=r":2: a line longer than 1,000 bytes: not a log line$"):
         replay_log(log)
 
@@ -315,7 +315,7 @@ def hostile_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 def test_replay_explain_and_show_never_import_a_logged_strategy(hostile_log: Path) -> None:
     report = replay_log(hostile_log)
     assert report.ok, report.inconsistencies
-    assert explain(View(reconstruct(hostile_log), 1)).value == "retreat"
+    assert explain(View(reconstruct(hostile_log), 1)).value == "attack"
     shown = CliRunner().invoke(main, ["show", str(hostile_log), "--event", "run.start"])
     assert shown.exit_code == 0
     assert "marker_traitor:Liar" in shown.stdout
