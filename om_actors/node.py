@@ -88,6 +88,13 @@ MAX_COUNTER_DIGITS = 30
 MAX_NONCE = 128
 MAX_RUN_ID = 64
 MAX_ADDRESS = 255
+MAX_LOGGED = 200
+"""Characters of a refused request's method, path or error that the node logs, and of a path it echoes.
+
+Refusals come before any signature is checked, so anyone who reaches the
+port can cause them: what they log from the request must be bounded, or a
+60,000-character path would be written whole, as often as it is sent.
+"""
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -272,7 +279,7 @@ class Node:
         try:
             route = _ROUTES.get((scope["method"], scope["path"]))
             if route is None:
-                raise RequestError(404, f"no {scope['method']} {scope['path']} here")
+                raise RequestError(404, f"no {excerpt(scope['method'])} {excerpt(scope['path'])} here")
             handler, guard = route
             signature = _signature_headers(scope, required=guard is Guard.DRIVER)
             body = await _body(receive) if scope["method"] == "POST" else b""
@@ -281,8 +288,8 @@ class Node:
             status, answer = await handler(self, scope, body, signature is not None)
         except RequestError as refusal:
             # A refused order is a message treated as missing: the node's own log says why.
-            self.log.msg("request.refused", method=scope["method"], path=scope["path"], status=refusal.status,
-                         error=refusal.message)  # fmt: skip
+            self.log.msg("request.refused", method=excerpt(scope["method"]), path=excerpt(scope["path"]),
+                         status=refusal.status, error=excerpt(refusal.message))  # fmt: skip
             status, answer = refusal.status, {"error": refusal.message}
         await _respond(send, status, answer)
 
@@ -578,6 +585,13 @@ _ROUTES: dict[tuple[str, str], tuple[Handler, Guard]] = {
     ("POST", "/order"): (Node.order, Guard.PEER),
     ("GET", "/status"): (Node.status, Guard.LIVENESS),
 }
+
+
+def excerpt(text: str, limit: int = MAX_LOGGED) -> str:
+    """``text`` cut to its first ``limit`` characters, saying how long it was: for what outsiders send."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _signature_headers(scope: Scope, *, required: bool) -> tuple[str, str, str] | None:

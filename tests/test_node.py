@@ -377,3 +377,28 @@ async def test_a_strategy_the_node_was_started_with_runs() -> None:
             assert (await driver.start(scenario)).status_code == 200
             strategy = driver.node.instances[0].strategy
     assert type(strategy).__name__ == "Forge"
+
+
+async def test_a_refusal_logs_at_most_a_few_hundred_characters_of_the_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    long_path = "/" + "x" * 60_000
+    huge_sender = order(2, []) | {
+        "sender": int("9" * 4000)
+    }  # refused as an unknown sender, before any signature
+    with bounded():
+        async with driving() as driver:
+            nowhere = await driver.client.get(long_path)
+            unknown = await driver.client.post("/order", json=huge_sender)
+            assert (await driver.client.get("/status")).status_code == 200
+    assert nowhere.status_code == 404
+    assert unknown.status_code == 403
+    assert len(nowhere.content) < 1000
+    refusals = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(refusals) == 2
+    for refusal in refusals:
+        assert len(json.dumps(refusal)) < 1000
+    assert refusals[0]["path"] == "/" + "x" * 199 + "... (60,001 characters)"
+    assert refusals[0]["error"].startswith("no GET /xxx")
+    assert refusals[1]["error"].startswith("unknown sender 9999")
+    assert refusals[1]["error"].endswith(" characters)")
