@@ -46,6 +46,7 @@ from .protocol import messages_sent
 from .replay import SUMMARY_ONLY, Divergence, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, assumption_warnings, print_verify, report
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario
+from .terminal import markup, printable
 from .verify import (
     ADVERSARIES,
     DEFAULT_BUDGET,
@@ -212,11 +213,11 @@ def run(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _reporting_errors(err, as_json=as_json):
         scenario, path = _load(scenario_file)
-        _refuse_overwriting(log_file, path)
+        _refuse_overwriting(log_file, path, from_stdin=scenario_file == STDIN)
         resolved = resolve_mode(mode, scenario)
         if not quiet:
             for warning in [*scenario.warnings, *_log_warnings(scenario, resolved, log_file, log_messages)]:
-                err.print(f"[yellow]warning:[/] {escape(warning)}")
+                err.print(f"[yellow]warning:[/] {markup(warning)}")
         with _progress(out, scenario, resolved) as on_progress:
             simulation = partial(
                 simulate,
@@ -406,8 +407,21 @@ def _reporting_errors(err: Console, *, as_json: bool = False) -> Iterator[None]:
         if as_json:
             click.echo(json.dumps(_error_object(exc), indent=2))
         else:
-            err.print(escape(str(exc) if isinstance(exc, OmActorsError) else f"error: {exc}"))
+            err.print(escape(_error_text(exc)))
         sys.exit(2)
+
+
+def _error_text(exc: OmActorsError | OSError) -> str:
+    """The error's lines for a terminal, each with its control characters escaped.
+
+    A scenario's problems are one line each, so a line break inside one --
+    in a key the scenario spells, say -- is escaped rather than taken for
+    the start of another.
+    """
+    if isinstance(exc, ScenarioError):
+        return "\n".join(printable(problem.render(exc.source)) for problem in exc.problems)
+    text = str(exc) if isinstance(exc, OmActorsError) else f"error: {exc}"
+    return "\n".join(map(printable, text.split("\n")))
 
 
 def _error_object(exc: Exception) -> dict[str, Any]:
@@ -471,11 +485,11 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
             out.print(f"replay OK: {report.messages:,} messages, decisions and verdict match")
         else:
             first, *others = report.inconsistencies
-            out.print(f"[bold red]replay MISMATCH:[/] {escape(str(first))}")
+            out.print(f"[bold red]replay MISMATCH:[/] {markup(str(first))}")
             if others:
                 out.print(f"({len(others)} more inconsistencies after it)")
         for loss in report.losses():
-            out.print(f"[yellow]{escape(loss)}[/]")
+            out.print(f"[yellow]{markup(loss)}[/]")
         matched = report.ok or report.summary_only
         if rerun is not None:
             matched = _report_rerun(out, *rerun) and matched
@@ -488,8 +502,8 @@ def _report_rerun(out: Console, compared: int, divergence: Divergence | None) ->
         out.print(f"rerun OK: all {compared:,} events match the log")
         return True
     out.print(f"[bold red]rerun DIFFERS[/] at line {divergence.line}:")
-    out.print(f"  log:   {escape(divergence.logged or '(the log ends here)')}")
-    out.print(f"  rerun: {escape(divergence.rerun or '(the rerun ends here)')}")
+    out.print(f"  log:   {markup(divergence.logged or '(the log ends here)')}")
+    out.print(f"  rerun: {markup(divergence.rerun or '(the rerun ends here)')}")
     return False
 
 
@@ -590,7 +604,7 @@ def _show_row(line: LogLine) -> list[str]:
         json.dumps(fields[k]) if k in fields else "" for k in ("round", "sender", "receiver", "path", "value")
     ]
     detail = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items() if k not in shown)
-    return [str(line.number), line.event, *cells, detail]
+    return [printable(cell) for cell in (str(line.number), line.event, *cells, detail)]
 
 
 def _range_option(ctx: click.Context, param: click.Parameter, value: str) -> range:
@@ -735,16 +749,41 @@ def _from_stdin() -> Scenario:
     return parse_scenario(text, source=source, name="stdin")
 
 
-def _refuse_overwriting(log_file: Path | None, scenario_file: Path | None) -> None:
-    """Refuse a ``--log`` that is the scenario file itself, by any name or link, before it is truncated."""
-    if log_file is None or scenario_file is None or str(log_file) == STDIN:
+def _refuse_overwriting(
+    log_file: Path | None, scenario_file: Path | None, *, from_stdin: bool = False
+) -> None:
+    """Refuse a ``--log`` that is the scenario file itself, by any name or link, before it is truncated.
+
+    A scenario read from standard input may be a file too (``run - < s.yaml``),
+    and ``--log /dev/stdin`` would then overwrite it, so with ``from_stdin``
+    a log that is the same file as descriptor 0 is refused as well.
+    """
+    if log_file is None or str(log_file) == STDIN:
+        return
+    if from_stdin and _same_file_as_stdin(log_file):
+        raise click.BadParameter(
+            f"{printable(str(log_file))} is the standard input the scenario was read from: "
+            "the log would overwrite it",
+            param_hint="'--log'",
+        )
+    if scenario_file is None:
         return
     with suppress(OSError):  # a log that does not exist yet cannot be the scenario
         if log_file.resolve() == scenario_file.resolve() or os.path.samefile(log_file, scenario_file):
             raise click.BadParameter(
-                f"{log_file} is the scenario file {scenario_file}: the log would overwrite it",
+                f"{printable(str(log_file))} is the scenario file {printable(str(scenario_file))}: "
+                "the log would overwrite it",
                 param_hint="'--log'",
             )
+
+
+def _same_file_as_stdin(path: Path) -> bool:
+    """Whether ``path`` names the file standard input reads: the same device and inode."""
+    try:
+        stdin, log = os.fstat(sys.stdin.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no stdin file, or no log yet: not one file
+        return False
+    return (stdin.st_dev, stdin.st_ino) == (log.st_dev, log.st_ino)
 
 
 def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_messages: bool) -> list[str]:

@@ -11,12 +11,12 @@ import json
 from collections import Counter
 
 import attrs
-from rich.markup import escape
 from rich.tree import Tree
 
 from .errors import OmActorsError
 from .protocol import General, Node, Path
 from .replay import Reconstruction
+from .terminal import markup, printable
 
 PALETTE = ("#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ffed6f")
 """Fill colours for values in DOT, by their position in ``values``."""
@@ -95,18 +95,18 @@ def _receipt(view: View, node: Node) -> str:
     """What the general got for the node's path, in words."""
     if node.path in view.state.received:
         liar = f" [red](from traitor {node.path[-1]})[/]" if view.sent_by_traitor(node.path) else ""
-        return f'"{escape(node.held)}"{liar}'
+        return f'"{markup(node.held)}"{liar}'
     reason = view.rejection(node.path)
-    why = f"rejected: {escape(reason)}" if reason else "missing"
-    return f'default "{escape(node.held)}" [yellow]({why})[/]'
+    why = f"rejected: {markup(reason)}" if reason else "missing"
+    return f'default "{markup(node.held)}" [yellow]({why})[/]'
 
 
 def _label(view: View, node: Node) -> str:
     text = f"[bold]{_path(node.path)}[/] {_receipt(view, node)}"
     if node.votes:
-        text += f"  votes {escape(_tally(node.votes))} -> [bold]{escape(node.value)}[/]"
+        text += f"  votes {markup(_tally(node.votes))} -> [bold]{markup(node.value)}[/]"
     elif node.hidden:
-        text += f"  -> [bold]{escape(node.value)}[/] [dim]({node.hidden} nodes below not shown)[/]"
+        text += f"  -> [bold]{markup(node.value)}[/] [dim]({node.hidden} nodes below not shown)[/]"
     return text
 
 
@@ -117,7 +117,7 @@ def _title(view: View) -> str:
 
 def _heading(view: View) -> str:
     """What the general decided, or for one that crashed, what it would have from what it had."""
-    decision = f'[bold]"{escape(view.state.decide())}"[/]'
+    decision = f'[bold]"{markup(view.state.decide())}"[/]'
     if view.crashed_in is not None:
         instance = f" (instance {view.instance})" if view.reconstruction.tagged else ""
         return (
@@ -160,22 +160,23 @@ def dot_graph(view: View, node: Node) -> str:
 def _dot_title(view: View) -> str:
     if view.crashed_in is not None:
         crashed = f"General {view.general} crashed in round {view.crashed_in}"
-        return f"{crashed}: would have decided {view.state.decide()}"
-    return f"{_title(view)} {view.state.decide()}"
+        return f"{crashed}: would have decided {printable(view.state.decide())}"
+    return f"{_title(view)} {printable(view.state.decide())}"
 
 
 def _dot_nodes(lines: list[str], view: View, node: Node) -> None:
     values = view.reconstruction.scenario.values
     colour = PALETTE[values.index(node.value) % len(PALETTE)] if node.value in values else "#ffffff"
     received = node.path in view.state.received
-    got = node.held if received else f"default {node.held}"
+    held, value = printable(node.held), printable(node.value)
+    got = held if received else f"default {held}"
     label = f"{_path(node.path)}\n{got}"
     if view.sent_by_traitor(node.path):
         label += f" (from traitor {node.path[-1]})"
     if node.votes:
-        label += f"\n{_tally(node.votes)}\n-> {node.value}"
+        label += f"\n{printable(_tally(node.votes))}\n-> {value}"
     elif node.hidden:
-        label += f"\n-> {node.value} (+{node.hidden} hidden)"
+        label += f"\n-> {value} (+{node.hidden} hidden)"
     border = ', color="#d62728", penwidth=2' if view.sent_by_traitor(node.path) else ""
     lines.append(f'  "{_node_id(node.path)}" [label="{_dot_text(label)}", fillcolor="{colour}"{border}];')
     for child in node.children:

@@ -8,11 +8,11 @@ from typing import Any
 import attrs
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from .result import InstanceOutcome, Result, describe_generals
 from .scenario import Scenario
+from .terminal import markup
 from .verify import Row, Tally
 
 
@@ -22,16 +22,16 @@ def report(out: Console, result: Result) -> None:
     several = len(result.instances) > 1
     first = result.instances[0]
     army = f"{scenario.generals} generals, m = {scenario.m} ({result.rounds} rounds)"
-    heading = f"[bold]{escape(scenario.name)}[/]: {army}"
+    heading = f"[bold]{markup(scenario.name)}[/]: {army}"
     if several:
         out.print(f"{heading}, {len(result.instances)} instances at once")
     else:
-        out.print(f'{heading}, commander {first.commander} would order "{escape(first.order)}"')
+        out.print(f'{heading}, commander {first.commander} would order "{markup(first.order)}"')
     traitors = ", ".join(f"{g} ({_strategy_label(scenario, g)})" for g in scenario.traitors) or "none"
-    out.print(f"Traitors: {escape(traitors)}")
+    out.print(f"Traitors: {markup(traitors)}")
     for outcome in result.instances:
         if several:
-            order = f'commander {outcome.commander} would order "{escape(outcome.order)}"'
+            order = f'commander {outcome.commander} would order "{markup(outcome.order)}"'
             out.print(f"Instance {outcome.index}: {order}")
         _decisions(out, result, outcome, indent="  " if several else "")
         if several:
@@ -41,12 +41,12 @@ def report(out: Console, result: Result) -> None:
     for round, late in result.timed_out.items():
         out.print(f"Round {round} timed out waiting for {describe_generals(list(late))}")
     for warning in assumption_warnings(result):
-        out.print(f"[bold yellow]WARNING:[/] {escape(warning)}")
+        out.print(f"[bold yellow]WARNING:[/] {markup(warning)}")
     out.print(_overall_line(result) if several else verdict_line(first))
     if scenario.expect is not None:
         unmet = result.unmet_expectations()
         if unmet:
-            out.print(f"[bold red]UNEXPECTED:[/] {escape('; '.join(unmet))}")
+            out.print(f"[bold red]UNEXPECTED:[/] {markup('; '.join(unmet))}")
         else:
             out.print("As this scenario expects.")
 
@@ -87,7 +87,7 @@ def _decisions(out: Console, result: Result, outcome: InstanceOutcome, *, indent
         elif general not in outcome.decisions:
             out.print(f"{indent}General {general}{role} decided nothing")
         else:
-            out.print(f"{indent}General {general}{role} decided {escape(outcome.decisions[general])}")
+            out.print(f"{indent}General {general}{role} decided {markup(outcome.decisions[general])}")
 
 
 def _strategy_label(scenario: Scenario, general: int) -> str:
@@ -101,17 +101,17 @@ def verdict_line(outcome: InstanceOutcome) -> str:
     lieutenants = {g: v for g, v in outcome.decisions.items() if g != outcome.commander}
     if outcome.success:
         decision = next(iter(set(outcome.decisions.values())), "")
-        return f'[bold green]SUCCESS:[/] all loyal generals agreed on "{escape(decision)}"'
+        return f'[bold green]SUCCESS:[/] all loyal generals agreed on "{markup(decision)}"'
     if not outcome.agreement:
         camps: dict[str, list[int]] = {}
         for general, value in lieutenants.items():
             camps.setdefault(value, []).append(general)
         split = "; ".join(f'{describe_generals(g)} decided "{value}"' for value, g in sorted(camps.items()))
-        return f"[bold red]FAILURE:[/] agreement (IC1) broken: loyal generals disagree: {escape(split)}"
+        return f"[bold red]FAILURE:[/] agreement (IC1) broken: loyal generals disagree: {markup(split)}"
     disobeyed = {g: v for g, v in lieutenants.items() if v != outcome.order}
     which = ", ".join(f'{describe_generals([g])} decided "{v}"' for g, v in disobeyed.items())
-    ordered = f'the loyal commander ordered "{escape(outcome.order)}"'
-    return f"[bold red]FAILURE:[/] validity (IC2) broken: {ordered} but {escape(which)}"
+    ordered = f'the loyal commander ordered "{markup(outcome.order)}"'
+    return f"[bold red]FAILURE:[/] validity (IC2) broken: {ordered} but {markup(which)}"
 
 
 def _overall_line(result: Result) -> str:
@@ -213,9 +213,9 @@ def print_verify(out: Console, summary: VerifySummary) -> None:
     if summary.files:
         shown = ", ".join(str(p) for p in summary.files[:3])
         more = f" and {len(summary.files) - 3} more" if len(summary.files) > 3 else ""
-        out.print(f"{len(summary.files)} violation(s) written as scenarios: {escape(shown)}{more}")
+        out.print(f"{len(summary.files)} violation(s) written as scenarios: {markup(shown)}{more}")
     for mismatch in summary.tally.mismatches:
-        out.print(f"[bold red]SIMULATOR BUG:[/] {escape(mismatch)}")
+        out.print(f"[bold red]SIMULATOR BUG:[/] {markup(mismatch)}")
     if summary.tally.contradictions:
         out.print(f"[bold red]{len(summary.tally.contradictions)} violation(s) contradict the theorem[/]")
     elif summary.tally.violations:

@@ -562,3 +562,96 @@ def test_a_reader_that_leaves_early_keeps_the_status_the_outcome_deserves(
     assert returncode == status
     assert "Traceback" not in stderr
     assert "Exception ignored" not in stderr
+
+
+# --- a log that would overwrite the scenario read from stdin ----------------------
+
+
+@pytest.mark.parametrize("log", ["/dev/stdin", "/proc/self/fd/0", "same"])
+def test_a_log_over_the_scenario_piped_in_is_refused(tmp_path: Path, log: str) -> None:
+    scenario = tmp_path / "s.yaml"
+    text = (SCENARIOS / "four-generals-traitor-lieutenant.yaml").read_text()
+    scenario.write_text(text)
+    log = str(scenario) if log == "same" else log
+    with scenario.open() as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "om_actors", "run", "-", "--log", log],
+            stdin=stdin,
+            capture_output=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.endswith(
+        f"Invalid value for '--log': {log} is the standard input the scenario was read from: "
+        "the log would overwrite it\n"
+    )
+    assert scenario.read_text() == text
+
+
+# --- control characters from a scenario never reach the terminal raw -------------
+
+HOSTILE = r"""name: "\e[31mRED\e]0;title\a"
+generals: 4
+m: 1
+values: ["\e[5mblink", "\u009b2Jretreat"]
+default: "\u009b2Jretreat"
+order: "\e[5mblink"
+traitors:
+  1: {strategy: constant, value: "\u009b2Jretreat"}
+  2: flip
+"""
+"""A scenario whose name, values and strategy argument hold escape sequences and a C1 control (CSI)."""
+
+
+def test_run_shows_a_scenarios_control_characters_escaped(tmp_path: Path) -> None:
+    scenario = tmp_path / "hostile.yaml"
+    scenario.write_text(HOSTILE)
+    result = run(str(scenario))
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        r'\x1b[31mRED\x1b]0;title\x07: 4 generals, m = 1 (2 rounds), commander 0 would order "\x1b[5mblink"',
+        r"Traitors: 1 (constant value=\x9b2Jretreat), 2 (flip)",
+    ]
+    assert r"General 3 decided \x9b2Jretreat" in lines
+    assert lines[-1] == (
+        r'FAILURE: validity (IC2) broken: the loyal commander ordered "\x1b[5mblink" '
+        r'but general 3 decided "\x9b2Jretreat"'
+    )
+    for control in "\x1b\x07\x9b":
+        assert control not in result.stdout + result.stderr
+    exact = run(str(scenario), "--json")  # JSON keeps the text exact: json.dumps escapes it itself
+    assert json.loads(exact.stdout)["scenario"] == "\x1b[31mRED\x1b]0;title\x07"
+    assert "\x1b" not in exact.stdout
+
+
+def test_an_error_quoting_a_scenario_shows_its_control_characters_escaped(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        'generals: 4\nm: 1\n"\\e[2J\\u009b": 1\ntraitors: {1: {strategy: flip, "\\e]0;x": 1}}\n'
+    )
+    result = run(str(scenario))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        rf"{scenario}:3:1: \x1b[2J\x9b: unknown key '\x1b[2J\x9b'",
+        rf"{scenario}:4:32: traitors.1.\x1b]0;x: strategy 'flip' takes no argument '\x1b]0;x'",
+    ]
+
+
+def test_show_escapes_control_characters_in_a_logs_field_names_too(tmp_path: Path) -> None:
+    lines = GOLDEN.read_text().splitlines()
+    message = json.loads(lines[1])
+    message["\x1b[5mkey\x9b"] = "\x9bvalue"
+    lines[1] = json.dumps(message, ensure_ascii=False)
+    log = tmp_path / "keys.jsonl"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table = invoke("show", str(log), "--round", "1", "--receiver", "1")
+    assert table.exit_code == 0
+    assert table.stdout.splitlines()[1].split()[-1] == r'\x1b[5mkey\x9b="\u009bvalue"'
+    assert "\x1b" not in table.stdout
+    passed = invoke("show", str(log), "--round", "1", "--receiver", "1", "--json")
+    assert passed.stdout.splitlines() == [lines[1]]  # --json passes the line through exactly

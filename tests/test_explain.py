@@ -11,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from om_actors import Event, MessageSent, Scenario, load_scenario, simulate_sync
+from om_actors.cli import main
 from om_actors.explain import ExplainError, View, dot_graph, explain, text_tree
 from om_actors.protocol import General
 from om_actors.replay import reconstruct
@@ -129,3 +131,39 @@ def test_a_crashed_general_is_explained_as_one_whose_decision_is_lost(tmp_path: 
         'from what it had received it would have decided "attack"'
     )
     assert 'label="General 3 crashed in round 3: would have decided attack"' in dot_graph(view, explain(view))
+
+
+HOSTILE = r"""name: hostile
+generals: 4
+m: 1
+values: ["\e[5mblink", "\u009b2Jretreat"]
+default: "\u009b2Jretreat"
+order: "\e[5mblink"
+traitors:
+  1: {strategy: constant, value: "\u009b2Jretreat"}
+  2: flip
+"""
+"""Values holding an escape sequence and a C1 control (CSI), as a log may carry them."""
+
+
+def test_explain_shows_logged_control_characters_escaped(tmp_path: Path) -> None:
+    scenario = tmp_path / "hostile.yaml"
+    scenario.write_text(HOSTILE)
+    log = tmp_path / "hostile.jsonl"
+    simulate_sync(load_scenario(scenario), log=log)
+    tree = CliRunner().invoke(main, ["explain", str(log), "-g", "3"])
+    assert tree.exit_code == 0
+    assert tree.stdout.splitlines() == [
+        r'General 3 decided "\x9b2Jretreat"',
+        r'└── [0] "\x1b[5mblink"  votes \x9b2Jretreat x2, \x1b[5mblink x1 -> \x9b2Jretreat',
+        r'    ├── [0, 1] "\x9b2Jretreat" (from traitor 1)',
+        r'    └── [0, 2] "\x9b2Jretreat" (from traitor 2)',
+    ]
+    dot = CliRunner().invoke(main, ["explain", str(log), "-g", "3", "--format", "dot"])
+    assert dot.exit_code == 0
+    assert r'label="General 3 decided \\x9b2Jretreat"' in dot.stdout
+    assert r'"p0" [label="[0]\n\\x1b[5mblink\n\\x9b2Jretreat x2, \\x1b[5mblink x1\n-> \\x9b2Jretreat"' in (
+        dot.stdout
+    )
+    for control in "\x1b\x9b":
+        assert control not in tree.stdout + dot.stdout

@@ -587,3 +587,35 @@ def test_a_log_of_several_instances_replays_and_reruns(tmp_path: Path) -> None:
         log, lambda e: e["event"] == "message" and e.get("instance") == 1 and e["sender"] == 2, _flip
     )
     assert replay_log(log).inconsistencies[0].line == line
+
+
+# --- a hostile log's control characters never reach the terminal raw --------------
+
+
+def test_a_line_of_random_bytes_is_quoted_with_its_control_characters_escaped(tmp_path: Path) -> None:
+    log = tmp_path / "noise.jsonl"
+    log.write_bytes(b"abc\x1b[5mblink\xc2\x9b2J\x7f\x07\n" + GOLDEN.read_bytes())
+    result = _replay_cli(str(log))
+    assert result.exit_code == 2
+    assert result.stderr == rf"{log}:1: not a JSON line: abc\x1b[5mblink\x9b2J\x7f\x07" + "\n"
+
+
+def test_replay_and_rerun_lines_show_logged_control_characters_escaped(tmp_path: Path) -> None:
+    log = tmp_path / "edited.jsonl"
+    lines = GOLDEN.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if json.loads(line)["event"] == "decision")
+    decision = json.loads(lines[number])
+    computed, decision["value"] = decision["value"], "\x1b[5mevil\x9b"
+    lines[number] = json.dumps(decision, ensure_ascii=False)  # C1 and DEL may stand raw in JSON
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = _replay_cli(str(log), "--rerun")
+    assert result.exit_code == 1
+    general = decision["general"]
+    assert result.stdout.splitlines()[0] == (
+        rf'replay MISMATCH: line {number + 1}: general {general}: the log says it decided "\x1b[5mevil\x9b", '
+        f'replay computes "{computed}"'
+    )
+    logged = lines[number].replace("\x9b", r"\x9b")  # ESC is \u001b in JSON already; the raw CSI is not
+    assert f"  log:   {logged}" in result.stdout.splitlines()
+    for control in "\x1b\x9b":
+        assert control not in result.stdout + result.stderr
