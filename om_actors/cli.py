@@ -680,7 +680,7 @@ def verify_command(
     seconds = time.monotonic() - started
     with _reporting_errors(err, as_json=as_json):
         files = [write_violation(v, out_dir, adversary) for v in tally.violations]
-    summary = VerifySummary(tally, adversary, budget, jobs, seconds, files, len(all_cases))
+    summary = VerifySummary(tally, adversary, budget, jobs, seconds, files, len(all_cases), interrupted)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:

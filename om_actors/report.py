@@ -150,7 +150,12 @@ def verify_table(tally: Tally) -> Table:
 
 @attrs.frozen
 class VerifySummary:
-    """Everything ``om-actors verify`` reports at the end, for the table or for JSON."""
+    """Everything ``om-actors verify`` reports at the end, for the table or for JSON.
+
+    ``interrupted`` says the run was stopped (Ctrl-C) before every planned
+    case was checked: the counts are then of the cases done, and a script
+    reading the JSON must not take them for the whole family.
+    """
 
     tally: Tally
     adversary: str
@@ -159,6 +164,7 @@ class VerifySummary:
     seconds: float
     files: list[Path]
     planned: int
+    interrupted: bool = False
 
     @property
     def done(self) -> int:
@@ -179,6 +185,7 @@ class VerifySummary:
             "jobs": self.jobs,
             "cases": self.done,
             "cases_planned": self.planned,
+            "interrupted": self.interrupted,
             "adversaries": self.adversaries,
             "seconds": round(self.seconds, 3),
             "cases_per_second": round(self.done / self.seconds, 1) if self.seconds else None,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -255,3 +257,40 @@ def test_counting_cases_agrees_with_making_them(
     assert _count_cases(generals, ms, counts, cap=10**9) == made
     if made:
         assert _count_cases(generals, ms, counts, cap=made - 1) > made - 1
+
+
+def _interrupted_after_one_case(
+    all_cases: list[Case], adversary: Adversary, *, tally: Tally, **_: object
+) -> Any:
+    """``verify`` as Ctrl-C leaves it: one case folded into the tally, then KeyboardInterrupt."""
+
+    async def cut_short() -> None:
+        # check_case starts trio runs of its own, so it runs on a thread, as verify runs it
+        tally.add(
+            await trio.to_thread.run_sync(check_case, all_cases[0], adversary, DEFAULT_BUDGET[adversary])
+        )
+        raise KeyboardInterrupt
+
+    return cut_short()
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])
+def test_an_interrupted_verify_says_so_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    monkeypatch.setattr("om_actors.cli.verify", _interrupted_after_one_case)
+    args = ["--generals", "4..5", "--m", "1", "--out-dir", str(tmp_path)]
+    status, out, err = _verify(*args, *(["--json"] if as_json else []))
+    assert status == 130
+    assert err == "interrupted: 1 of 22 cases checked\n"
+    if as_json:
+        summary = json.loads(out)
+        assert (summary["interrupted"], summary["cases"], summary["cases_planned"]) == (True, 1, 22)
+    else:
+        assert "1 cases, 1 adversaries (canonical)" in out
+
+
+def test_a_verify_that_ran_to_the_end_says_it_was_not_interrupted(tmp_path: Path) -> None:
+    status, out, _ = _verify("--generals", "4", "--m", "1", "--json", "--out-dir", str(tmp_path))
+    assert status == 0
+    assert json.loads(out)["interrupted"] is False
