@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import click
 import trio
@@ -78,6 +78,76 @@ JSON_COMMANDS = frozenset({"run", "cluster", "verify"})
 class _Exit(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
+
+
+class _CannotWrite(OmActorsError):
+    """A file the command writes that the system refused: the message names the file and the reason.
+
+    Python's own ``[Errno 28] No space left on device`` says neither which
+    file nor what the command was doing with it.
+    """
+
+    def __init__(self, what: str, failure: OSError) -> None:
+        super().__init__(f"cannot write {printable(what)}: {failure.strerror or failure}")
+
+
+class _LogFile:
+    """The ``--log`` file: opened at the run's first event, its failures a :class:`_CannotWrite`.
+
+    Opened by the run, not before it, so a scenario whose strategies cannot
+    be built leaves an existing log as it was, as :func:`simulate` promises
+    for a log it opens itself.  The first failure is raised; once the run
+    is ending for it, later writes and the final close are not tried again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+        self._failed = False
+
+    @classmethod
+    @contextmanager
+    def writing(cls, path: Path | None) -> Iterator[IO[bytes] | None]:
+        """A binary file for :func:`simulate`'s ``log``, closed afterwards; ``None`` without a path."""
+        if path is None or str(path) == STDIN:
+            yield None
+            return
+        log = cls(path)
+        try:
+            yield cast(IO[bytes], log)  # write and flush are all a log writer calls
+        finally:
+            log.close()
+
+    def write(self, data: bytes) -> int:
+        self._attempt(lambda file: file.write(data))
+        return len(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._attempt(lambda file: file.flush())
+
+    def close(self) -> None:
+        """Close the file; the failure to flush its last lines is raised, unless an earlier one was."""
+        file = self._file
+        if file is None:
+            return
+        try:
+            self._attempt(lambda file: file.close())
+        finally:
+            with suppress(OSError):  # after a failure, or when closing failed: let go of the descriptor
+                file.close()
+            self._file = None
+
+    def _attempt(self, action: Callable[[IO[bytes]], object]) -> None:
+        if self._failed:
+            return
+        try:
+            if self._file is None:
+                self._file = open(self.path, "wb")  # noqa: SIM115 -- closed by close()
+            action(self._file)
+        except OSError as exc:
+            self._failed = True
+            raise _CannotWrite(f"the log {self.path}", exc) from None
 
 
 class _JsonError(click.ClickException):
@@ -218,11 +288,11 @@ def run(
         if not quiet:
             for warning in [*scenario.warnings, *_log_warnings(scenario, resolved, log_file, log_messages)]:
                 err.print(f"[yellow]warning:[/] {markup(warning)}")
-        with _progress(out, scenario, resolved) as on_progress:
+        with _progress(out, scenario, resolved) as on_progress, _LogFile.writing(log_file) as log:
             simulation = partial(
                 simulate,
                 scenario,
-                log=sys.stdout.buffer if log_to_stdout else log_file,
+                log=sys.stdout.buffer if log_to_stdout else log,
                 on_progress=on_progress,
                 mode=resolved,
                 log_messages=log_messages,
@@ -256,8 +326,9 @@ def scenarios_command() -> None:
 @click.option("--id", "me", type=click.IntRange(min=0), required=True, help="This general's id.")
 @click.option("--cluster", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="The cluster file: every general's address and public key.")  # fmt: skip
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="This general's Ed25519 private key, PEM.")  # fmt: skip
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
+              required=True,
+              help="This general's Ed25519 private key, PEM; - reads it from standard input.")  # fmt: skip
 @click.option("--listen", "listen_on", metavar="HOST:PORT",
               help="Listen here, not at the cluster file's address; port 0 picks a free one.")  # fmt: skip
 @click.option("--allow-strategy", "allowed", multiple=True, metavar="MODULE:CLASS",
@@ -332,6 +403,10 @@ def cluster_command(
     out, err = _consoles()
     if as_json:
         out.quiet = True
+    if driver_key is not None and nodes is None:
+        raise click.UsageError(
+            "--driver-key is the key for the nodes of --nodes: without --nodes, the driver makes its own"
+        )
     with _reporting_errors(err, as_json=as_json):
         scenario, path = _load(str(scenario_file))
         _refuse_overwriting(log_file, path)
@@ -420,7 +495,7 @@ def _error_text(exc: OmActorsError | OSError) -> str:
     """
     if isinstance(exc, ScenarioError):
         return "\n".join(printable(problem.render(exc.source)) for problem in exc.problems)
-    text = str(exc) if isinstance(exc, OmActorsError) else f"error: {exc}"
+    text = f"error: {exc}" if isinstance(exc, (OSError, _CannotWrite)) else str(exc)
     return "\n".join(map(printable, text.split("\n")))
 
 
@@ -619,6 +694,17 @@ def _range_option(ctx: click.Context, param: click.Parameter, value: str) -> ran
     return numbers
 
 
+def _folder_option(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """A folder, or a name for one to be made; a device or anything else that exists is refused now.
+
+    Click's own check only refuses a regular file, and finding out when
+    the first violation is written would come after the whole run.
+    """
+    if value.exists() and not value.is_dir():
+        raise click.BadParameter(f"{printable(str(value))} is not a folder")
+    return value
+
+
 def _traitors_option(ctx: click.Context, param: click.Parameter, value: str) -> Counts:
     """``upto-m``, ``exactly:K`` or ``upto:K`` as the traitor counts to try for a given m."""
     kind, _, number = value.partition(":")
@@ -643,6 +729,7 @@ def _traitors_option(ctx: click.Context, param: click.Parameter, value: str) -> 
 )
 @click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("violations"),
+              callback=_folder_option,
               show_default=True, help="Where violations are written as scenario files.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the table.")
 def verify_command(
@@ -679,7 +766,7 @@ def verify_command(
             interrupted = True
     seconds = time.monotonic() - started
     with _reporting_errors(err, as_json=as_json):
-        files = [write_violation(v, out_dir, adversary) for v in tally.violations]
+        files = _write_violations(tally, out_dir, adversary)
     summary = VerifySummary(tally, adversary, budget, jobs, seconds, files, len(all_cases), interrupted)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
@@ -689,6 +776,14 @@ def verify_command(
         err.print(f"interrupted: {summary.done} of {len(all_cases)} cases checked")
         sys.exit(130)
     sys.exit(1 if tally.contradictions or tally.mismatches else 0)
+
+
+def _write_violations(tally: Tally, out_dir: Path, adversary: Adversary) -> list[Path]:
+    """Every violation as a scenario file in ``out_dir``; a failure names the folder and its reason."""
+    try:
+        return [write_violation(violation, out_dir, adversary) for violation in tally.violations]
+    except OSError as exc:
+        raise _CannotWrite(f"the violations into --out-dir {out_dir}", exc) from None
 
 
 @contextmanager

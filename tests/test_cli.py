@@ -655,3 +655,32 @@ def test_show_escapes_control_characters_in_a_logs_field_names_too(tmp_path: Pat
     assert "\x1b" not in table.stdout
     passed = invoke("show", str(log), "--round", "1", "--receiver", "1", "--json")
     assert passed.stdout.splitlines() == [lines[1]]  # --json passes the line through exactly
+
+
+# --- a log or folder that cannot be written is named ------------------------------
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_log_on_a_full_device_is_named_with_the_reason() -> None:
+    result = run("--log", "/dev/full")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "error: cannot write the log /dev/full: No space left on device\n"
+    as_json = run("--log", "/dev/full", "--json")
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["error"] == "cannot write the log /dev/full: No space left on device"
+
+
+def test_a_log_that_cannot_be_opened_is_named_with_the_reason(tmp_path: Path) -> None:
+    log = tmp_path / "missing" / "run.jsonl"
+    result = run("--log", str(log))
+    assert result.exit_code == 2
+    assert result.stderr == f"error: cannot write the log {log}: No such file or directory\n"
+
+
+def test_a_scenario_whose_strategy_fails_leaves_an_existing_log_untouched(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("generals: 4\nm: 1\ntraitors: {1: nowhere_to_be_found:Strategy}\n")
+    log = tmp_path / "kept.jsonl"
+    log.write_text("an earlier run's log\n")
+    assert run(str(scenario), "--log", str(log)).exit_code == 2
+    assert log.read_text() == "an earlier run's log\n"

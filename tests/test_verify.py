@@ -11,6 +11,7 @@ Rules for this file:
 from __future__ import annotations
 
 import json
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +262,7 @@ def test_counting_cases_agrees_with_making_them(
 
 def _interrupted_after_one_case(
     all_cases: list[Case], adversary: Adversary, *, tally: Tally, **_: object
-) -> Any:
+) -> Coroutine[Any, Any, None]:
     """``verify`` as Ctrl-C leaves it: one case folded into the tally, then KeyboardInterrupt."""
 
     async def cut_short() -> None:
@@ -294,3 +295,22 @@ def test_a_verify_that_ran_to_the_end_says_it_was_not_interrupted(tmp_path: Path
     status, out, _ = _verify("--generals", "4", "--m", "1", "--json", "--out-dir", str(tmp_path))
     assert status == 0
     assert json.loads(out)["interrupted"] is False
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_an_out_dir_that_is_not_a_folder_is_refused_before_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("om_actors.cli.cases", _no_cases)
+    status, out, err = _verify("--generals", "3", "--m", "1", "--out-dir", "/dev/full")
+    assert (status, out) == (2, "")
+    assert err.endswith("Error: Invalid value for '--out-dir': /dev/full is not a folder\n")
+    status, out, _ = _verify("--generals", "3", "--m", "1", "--out-dir", "/dev/full", "--json")
+    assert status == 2
+    assert json.loads(out)["error"] == "Invalid value for '--out-dir': /dev/full is not a folder"
+
+
+def test_violations_that_cannot_be_written_name_the_folder_and_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    out_dir = tmp_path / "a-file" / "violations"
+    status, out, err = _verify("--generals", "3", "--m", "1", "--out-dir", str(out_dir))
+    assert (status, out) == (2, "")
+    assert err == f"error: cannot write the violations into --out-dir {out_dir}: Not a directory\n"
