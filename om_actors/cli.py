@@ -88,7 +88,7 @@ class _CannotWrite(OmActorsError):
     """
 
     def __init__(self, what: str, failure: OSError) -> None:
-        super().__init__(f"cannot write {printable(what)}: {failure.strerror or failure}")
+        super().__init__(f"cannot write {what}: {failure.strerror or failure}")
 
 
 class _LogFile:
