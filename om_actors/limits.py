@@ -72,7 +72,16 @@ MAX_NODES = 1_000_000
 """Scalars, lists and mappings in a scenario, counted as written out: aliases count in full."""
 
 MAX_TEXT = 16 * 1024 * 1024
-"""Characters in a scenario file: 16 MB, far beyond any scenario a person writes."""
+"""Characters in a scenario's text: 16 MB, far beyond any scenario a person writes."""
+
+MAX_SCENARIO_BYTES = MAX_TEXT
+"""Bytes read from a scenario file or stream: at most this many plus one, whatever the file is.
+
+A name can be a device (``/dev/zero``), a FIFO or a sparse file of any
+size, so the file's own size is never trusted: reading stops one byte past
+the limit.  UTF-8 takes at least a byte per character, so text that fits
+is within :data:`MAX_TEXT` too.
+"""
 
 
 class LimitError(OmActorsError):

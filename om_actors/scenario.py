@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import cattrs
@@ -36,7 +36,15 @@ from ruamel.yaml.events import (
 )
 
 from .errors import Problem, ScenarioError
-from .limits import MAX_NESTING, MAX_NODES, MAX_STRING, MAX_TEXT, MAX_VALUES, size_problem
+from .limits import (
+    MAX_NESTING,
+    MAX_NODES,
+    MAX_SCENARIO_BYTES,
+    MAX_STRING,
+    MAX_TEXT,
+    MAX_VALUES,
+    size_problem,
+)
 from .protocol import Setup
 from .strategies import (
     BUILT_IN,
@@ -904,10 +912,32 @@ def load_scenario(source: str | os.PathLike[str]) -> Scenario:
         return parse_scenario(source, source="<string>")
     path = FilePath(source)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with path.open("rb") as file:
+            text = read_scenario_text(file, source=str(path))
+    except OSError as exc:
         raise ScenarioError([Problem(f"cannot read the file: {_reason(exc)}")], str(path)) from None
     return parse_scenario(text, source=str(path), folder=path.resolve().parent, name=path.stem)
+
+
+def read_scenario_text(file: BinaryIO, *, source: str) -> str:
+    """A scenario's text from a binary ``file``, reading no more than the limit allows.
+
+    At most :data:`~om_actors.limits.MAX_SCENARIO_BYTES` plus one byte is
+    read, so ``/dev/zero``, an endless FIFO or a sparse file of terabytes
+    costs no more memory than the largest scenario allowed, and is refused
+    as soon as that byte arrives.  Text that is not UTF-8 is refused too,
+    with the offset of its first bad byte.  Both are :class:`ScenarioError`
+    naming ``source``; errors reading the file itself are left to the caller.
+    """
+    data = file.read(MAX_SCENARIO_BYTES + 1)
+    if len(data) > MAX_SCENARIO_BYTES:
+        text = f"longer than {MAX_SCENARIO_BYTES:,} bytes, the most a scenario may have: not a scenario"
+        raise ScenarioError([Problem(text)], source)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = f"not UTF-8 text: {exc.reason} at byte {exc.start:,}"
+        raise ScenarioError([Problem(text)], source) from None
 
 
 def parse_scenario(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tracemalloc
 import types
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from om_actors import Expect, Instance, Scenario, ScenarioError, StrategyError, TraitorSpec, load_scenario
+from om_actors.limits import MAX_SCENARIO_BYTES
 from om_actors.scenario import SEVEN_GENERALS, scenario_from_dict
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -149,6 +151,44 @@ def test_one_mistake(tmp_path: Path, text: str, error: str) -> None:
 def test_an_unreadable_file_is_a_scenario_error(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="cannot read the file: No such file or directory"):
         load_scenario(tmp_path / "missing.yaml")
+
+
+TOO_LONG = "longer than 16,777,216 bytes, the most a scenario may have: not a scenario"
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_an_endless_device_is_refused_after_the_limit() -> None:
+    """``/dev/zero`` used to be read until memory ran out; the child's 1 GB cap turns that into a failure."""
+    code = (
+        "import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))\n"
+        "from om_actors import ScenarioError, load_scenario\n"
+        "try:\n    load_scenario('/dev/zero')\nexcept ScenarioError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", f"/dev/zero: {TOO_LONG}\n")
+
+
+def test_a_huge_file_is_refused_without_being_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "sparse.yaml"
+    with path.open("wb") as file:
+        file.truncate(200 * 1024 * 1024)  # sparse: 200 MB of zeros that take no disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(ScenarioError) as caught:
+            load_scenario(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value) == f"{path}: {TOO_LONG}"
+    assert peak < 3 * MAX_SCENARIO_BYTES  # reading it whole took 200 MB, and as much again to decode
+
+
+def test_a_file_that_is_not_utf8_is_a_scenario_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("generals: 4\nm: 1\nname: général\n".encode("latin-1"))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(caught.value) == f"{path}: not UTF-8 text: invalid continuation byte at byte 24"
 
 
 def test_scenarios_built_in_code_are_validated_the_same_way() -> None:
