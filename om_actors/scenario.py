@@ -61,6 +61,7 @@ from .strategies import (
     is_custom,
     required_parameters,
     script_problems,
+    short_repr,
     strategy_class,
     strategy_parameters,
 )
@@ -551,7 +552,7 @@ def _strategy_problems(
             ((*where, "value"), f"{_shown(spec.args['value'])} is not one of values {list(values)}", False)
         ]
     if cls is Scripted:
-        found = script_problems(spec.args["messages"], context)
+        found = script_problems(spec.args["messages"], context, values)
         return [((*where, *inner), text, False) for inner, text in found]
     return []
 
@@ -595,8 +596,7 @@ def _shown(value: object) -> str:
     """``repr(value)``, cut short: a problem is one line, whatever the input holds."""
     if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
         return f"an integer of about {_digits(value):,} digits"
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:50]}... ({len(text):,} characters)"
+    return short_repr(value)
 
 
 def _too_long(text: str) -> str:

@@ -29,7 +29,7 @@ import os
 import random
 import re
 import sys
-from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from types import ModuleType
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -335,7 +335,7 @@ class ScriptContext:
 
 
 def script_problems(
-    messages: object, context: ScriptContext | None
+    messages: object, context: ScriptContext | None, values: Collection[str] | None = None
 ) -> list[tuple[tuple[str | int, ...], str]]:
     """What is wrong with a ``scripted`` strategy's ``messages``, entry by entry; nothing is built.
 
@@ -346,6 +346,12 @@ def script_problems(
     anything else would be silently ignored by the run, so it is refused
     here.  ``context`` is ``None`` when the scenario's army is itself
     unusable; then only each entry's shape is checked.
+
+    Each entry's value must be one of the scenario's ``values`` (when they
+    are known), as ``constant``'s must: a script is written by hand or by
+    ``verify``, so a value outside them is a typo, which receivers would
+    quietly count as rejected.  A traitor that sends garbage on purpose is
+    a ``module:Class`` strategy's job.
     """
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
         return [(("messages",), "expected a list of messages, each with path, receiver and value")]
@@ -368,7 +374,16 @@ def script_problems(
         seen.setdefault(key, index)
         if reason is not None:
             problems.append((("messages", index), reason))
+        if values is not None and message.value is not None and message.value not in values:
+            text = f"{short_repr(message.value)} is not one of values {list(values)}"
+            problems.append((("messages", index, "value"), text))
     return problems
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut short: a problem is one line, whatever the input holds."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text):,} characters)"
 
 
 def _impossible(message: ScriptedMessage, context: ScriptContext) -> str | None:

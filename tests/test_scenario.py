@@ -630,6 +630,53 @@ traitors:
     ]
 
 
+def test_scripted_values_must_be_among_the_values_as_constant_ones_are(tmp_path: Path) -> None:
+    text = """\
+generals: 4
+m: 1
+traitors:
+  1: {strategy: constant, value: atack}
+  2:
+    strategy: scripted
+    messages:
+      - {path: [0, 2], receiver: 1, value: atack}
+      - {path: [0, 2], receiver: 3, value: retreat}
+      - path: [0, 2]
+        receiver: 1
+        value: Attack
+"""
+    assert _errors(tmp_path, text) == [
+        "4:34: traitors.1.value: 'atack' is not one of values ['attack', 'retreat']",
+        "8:44: traitors.2.messages.0.value: 'atack' is not one of values ['attack', 'retreat']",
+        "10:9: traitors.2.messages.2: the same message as messages.0: script each message once",
+        "12:16: traitors.2.messages.2.value: 'Attack' is not one of values ['attack', 'retreat']",
+    ]
+
+
+def test_scripted_values_in_code_are_checked_against_the_values_given() -> None:
+    script = {"messages": [{"path": [0, 2], "receiver": 1, "value": "attack"}]}
+    with pytest.raises(ScenarioError) as caught:
+        Scenario(
+            generals=4,
+            m=1,
+            values=("go", "stay"),
+            default="stay",
+            traitors={2: TraitorSpec("scripted", script)},
+        )
+    assert (
+        str(caught.value)
+        == "scenario: traitors.2.messages.0.value: 'attack' is not one of values ['go', 'stay']"
+    )
+    script["messages"] = [
+        {"path": [0, 2], "receiver": 1, "value": "stay"},
+        {"path": [0, 2], "receiver": 3, "silent": True},
+    ]
+    valid = Scenario(
+        generals=4, m=1, values=("go", "stay"), default="stay", traitors={2: TraitorSpec("scripted", script)}
+    )
+    assert valid.traitors[2].args == script
+
+
 def test_a_scripted_commander_and_several_instances(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(

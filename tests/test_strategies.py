@@ -29,7 +29,15 @@ from om_actors import (
     simulate_sync,
 )
 from om_actors.scenario import SEVEN_GENERALS
-from om_actors.strategies import BatchStrategy, Parity, StrategyError, build_strategy, following
+from om_actors.strategies import (
+    BatchStrategy,
+    Parity,
+    ScriptContext,
+    StrategyError,
+    build_strategy,
+    following,
+    script_problems,
+)
 
 VALUES = ("attack", "retreat", "hold")
 
@@ -70,6 +78,30 @@ def test_build_strategy_fills_in_the_values_and_checks_the_rest() -> None:
         build_strategy("flipp", {}, values=VALUES)
     with pytest.raises(StrategyError, match="has no choose"):
         build_strategy("collections:OrderedDict", {}, values=VALUES)
+
+
+def test_a_script_may_only_send_the_scenarios_values() -> None:
+    context = ScriptContext(generals=4, m=1, traitor=2, commanders=frozenset({0}))
+    messages = [
+        {"path": [0, 2], "receiver": 1, "value": "atack"},
+        {"path": [0, 2], "receiver": 3, "value": "hold"},
+        {"path": [0, 2], "receiver": 1, "silent": True},
+        {"path": [0, 2], "receiver": 3, "value": "x" * 5000},
+    ]
+    assert script_problems(messages, context, VALUES) == [
+        (("messages", 0, "value"), "'atack' is not one of values ['attack', 'retreat', 'hold']"),
+        (("messages", 2), "the same message as messages.0: script each message once"),
+        (("messages", 3), "the same message as messages.1: script each message once"),
+        (
+            ("messages", 3, "value"),
+            "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (5,002 characters) "
+            "is not one of values ['attack', 'retreat', 'hold']",
+        ),
+    ]
+    unusable_army = None  # paths cannot be checked, but values can
+    assert script_problems(messages[:2], unusable_army, VALUES) == [
+        (("messages", 0, "value"), "'atack' is not one of values ['attack', 'retreat', 'hold']")
+    ]
 
 
 def test_split_lies_to_the_parity_it_is_told() -> None:
