@@ -25,6 +25,7 @@ from typing import Any
 import outcome
 import trio
 
+from .errors import OmActorsError
 from .events import Event
 from .log import LogTarget
 from .orchestrator import EventHandler, Mode, resolve_mode, simulate
@@ -77,10 +78,12 @@ async def simulate_asyncio(
     task that awaits this cancels the simulation cleanly.
 
     The mode is checked against the scenario before trio starts, as
-    :func:`~om_actors.simulate` does.
+    :func:`~om_actors.simulate` does.  Awaited anywhere but in an asyncio
+    task -- in a trio task, say -- this raises :class:`OmActorsError`
+    naming the function to use there, before anything starts.
     """
+    loop = _running_loop()
     resolve_mode(mode, scenario)
-    loop = asyncio.get_running_loop()
     handle = _TrioRun()
     finished: asyncio.Future[outcome.Outcome[Result]]
     if trio.lowlevel.in_trio_run():
@@ -98,6 +101,27 @@ async def simulate_asyncio(
             host_uses_signal_set_wakeup_fd=True,
         )
     return await _outcome(finished, handle)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    """The asyncio loop awaiting us; a clear error, not asyncio's or trio's own, from anywhere else.
+
+    A trio task is checked first: in trio's guest mode an asyncio loop is
+    running underneath, but awaiting asyncio's futures from trio would fail
+    only after a worker thread had started a second simulation.
+    """
+    if trio.lowlevel.in_trio_task():
+        raise OmActorsError(
+            "simulate_asyncio() is for asyncio, and this is a trio task: "
+            "from trio (or anyio's trio backend) await simulate()"
+        )
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise OmActorsError(
+            "simulate_asyncio() must be awaited in an asyncio event loop: "
+            "from code that is not async use simulate_sync()"
+        ) from None
 
 
 def _main(handle: _TrioRun, run: Callable[[], Awaitable[Result]]) -> Callable[[], Awaitable[Result]]:

@@ -175,7 +175,17 @@ def simulate_sync(
     mode: Mode = "auto",
     log_messages: bool = False,
 ) -> Result:
-    """:func:`simulate` for code that is not async: starts and ends its own trio run."""
+    """:func:`simulate` for code that is not async: starts and ends its own trio run.
+
+    Trio runs do not nest, so inside one -- a trio task, or an asyncio
+    application hosting trio as a guest -- this is refused with an
+    :class:`OmActorsError` saying what to await instead.
+    """
+    if trio.lowlevel.in_trio_run():
+        raise OmActorsError(
+            "simulate_sync() starts a trio run of its own, and this code is already inside one: "
+            "from trio, await simulate(), and from asyncio, await simulate_asyncio()"
+        )
     return trio.run(
         partial(
             simulate,

@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import outcome
 import pytest
 import trio
 
@@ -132,6 +133,89 @@ async def _open_simulation_from_asyncio() -> None:
 def test_open_simulation_under_asyncio_says_to_use_simulate_asyncio() -> None:
     with pytest.raises(om_actors.OmActorsError, match=r"^open_simulation\(\) runs inside trio"):
         run_clean(_open_simulation_from_asyncio())
+
+
+SIMULATE_ASYNCIO_IN_TRIO = (
+    r"^simulate_asyncio\(\) is for asyncio, and this is a trio task: "
+    r"from trio \(or anyio's trio backend\) await simulate\(\)$"
+)
+
+
+def test_simulate_asyncio_under_trio_says_to_use_simulate() -> None:
+    with pytest.raises(om_actors.OmActorsError, match=SIMULATE_ASYNCIO_IN_TRIO):
+        trio.run(simulate_asyncio, SEVEN)
+
+
+def test_simulate_asyncio_under_anyios_trio_backend_says_to_use_simulate() -> None:
+    anyio = pytest.importorskip("anyio")
+    with pytest.raises(om_actors.OmActorsError, match=SIMULATE_ASYNCIO_IN_TRIO):
+        anyio.run(simulate_asyncio, SEVEN, backend="trio")
+
+
+def test_simulate_asyncio_from_a_trio_guest_is_refused_before_any_run_starts() -> None:
+    """Under asyncio's loop, a trio guest's task used to start a second run on a thread, then fail."""
+    started: list[Event] = []
+
+    async def from_trio() -> None:
+        await simulate_asyncio(SEVEN, on_event=started.append)
+
+    async def main() -> outcome.Outcome[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            from_trio, run_sync_soon_threadsafe=loop.call_soon_threadsafe, done_callback=done.set_result
+        )
+        return await done
+
+    finished = run_clean(main())
+    with pytest.raises(om_actors.OmActorsError, match=SIMULATE_ASYNCIO_IN_TRIO):
+        finished.unwrap()
+    assert started == []
+
+
+def test_simulate_asyncio_outside_any_event_loop_says_to_use_simulate_sync() -> None:
+    stepped_by_hand = simulate_asyncio(SEVEN)
+    with pytest.raises(
+        om_actors.OmActorsError,
+        match=r"^simulate_asyncio\(\) must be awaited in an asyncio event loop: "
+        r"from code that is not async use simulate_sync\(\)$",
+    ):
+        stepped_by_hand.send(None)
+
+
+def test_simulate_sync_beside_a_trio_guest_says_to_await_simulate_asyncio() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
+        guest_ready = asyncio.Event()
+        guest: list[tuple[trio.lowlevel.TrioToken, trio.CancelScope]] = []
+
+        async def idle_guest() -> None:
+            with trio.CancelScope() as scope:
+                guest.append((trio.lowlevel.current_trio_token(), scope))
+                guest_ready.set()
+                await trio.sleep_forever()
+
+        trio.lowlevel.start_guest_run(
+            idle_guest, run_sync_soon_threadsafe=loop.call_soon_threadsafe, done_callback=done.set_result
+        )
+        await guest_ready.wait()
+        try:
+            with pytest.raises(
+                om_actors.OmActorsError,
+                match=r"^simulate_sync\(\) starts a trio run of its own, and this code is already inside "
+                r"one: from trio, await simulate\(\), and from asyncio, await simulate_asyncio\(\)$",
+            ):
+                simulate_sync(SEVEN)
+        finally:
+            token, scope = guest[0]
+            token.run_sync_soon(scope.cancel)
+            (await done).unwrap()
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    # Not run_clean: the idle guest waited for I/O on a thread of trio's cache, which lingers a while.
+    asyncio.run(main())
+    assert not trio.lowlevel.in_trio_run()
 
 
 def test_a_bogus_mode_is_refused_before_trio_starts() -> None:

@@ -31,6 +31,7 @@ from om_actors import (
     Instance,
     MessageRejected,
     MessageSent,
+    OmActorsError,
     RoundEnded,
     Scenario,
     ScenarioError,
@@ -481,6 +482,18 @@ def test_a_strategy_module_that_raises_on_import_stops_the_run_before_round_1(tm
         "scenario 'unready', traitor 3: importing module 'unready_traitor' for strategy "
         "'unready_traitor:Liar' raised KeyError: 'HOME'"
     )
+
+
+async def test_simulate_sync_inside_trio_says_to_await_simulate() -> None:
+    with (
+        bounded(),
+        pytest.raises(
+            OmActorsError,
+            match=r"^simulate_sync\(\) starts a trio run of its own, and this code is already inside one: "
+            r"from trio, await simulate\(\), and from asyncio, await simulate_asyncio\(\)$",
+        ),
+    ):
+        simulate_sync(load_scenario(SCENARIOS / "seven-generals.yaml"))
 
 
 async def test_forty_generals_with_m_12_are_refused_before_anything_is_allocated() -> None:
