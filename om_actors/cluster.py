@@ -2,7 +2,9 @@
 
 ``om-actors cluster`` makes a key pair per general and one for itself (the
 driver), writes a cluster file naming their public keys in a temporary
-folder, and starts one ``om-actors node`` process per general.  Each node
+folder, and starts one ``om-actors node`` process per general, handing it
+its private key through its standard input: no private key is written to
+disk.  Each node
 binds a port of its own choosing (port 0, unless ``--base-port`` says) and
 reports the address it got on its standard output; the driver then checks,
 with a signed ``/status`` over a fresh nonce, that each answers with the id
@@ -22,29 +24,41 @@ The nodes go when the driver goes.  They run in a trio nursery
 (``trio.run_process``), which stops them on success, on error, on Ctrl-C
 and on cancellation; :func:`stoppable` turns SIGTERM and SIGHUP into such a
 cancellation; and each node also exits when its standard input, a pipe from
-the driver, closes, which covers a driver killed outright.
+the driver, closes, which covers a driver killed outright.  A driver
+killed outright leaves its temporary folder (the cluster file and the nodes'
+standard error); the next driver removes it (:func:`remove_stale_folders`).
+
+The log is written a round at a time, as soon as the round closes, through
+the in-memory run's writer, which flushes at every ``round.end``: a driver
+stopped by any signal leaves every closed round in the file.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import httpx
 import trio
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from ruamel.yaml import YAML
@@ -63,14 +77,23 @@ from .events import (
     StrategyFailed,
 )
 from .log import LogTarget, open_log
-from .node import DELIVERY_TIMEOUT, Node, Peer, control_headers, public_text, verify
+from .node import DELIVERY_TIMEOUT, MAX_ADDRESS, Node, Peer, control_headers, public_text, verify
 from .orchestrator import conclusion, event_order, unwrapped
 from .result import Result
 from .scenario import Scenario
 from .strategies import importable_from, strategy_class
 
+STDIN = "-"
+"""``--key -``: a node reads its private key from standard input, as the nodes the driver starts do."""
+MAX_KEY_BYTES = 64 * 1024
+"""A private key is refused past this many bytes, unread: an Ed25519 key in PEM has 119."""
+MAX_CLUSTER_BYTES = 1024 * 1024
+"""A cluster file is refused past this many bytes, before it is parsed: a general's entry has about 100."""
 STARTUP_TIMEOUT = 20.0
 """Seconds the driver waits for every node to report its address and answer ``/status``."""
+FOLDER_PREFIX = "om-actors-cluster-"
+"""A driver's temporary folder is named this, its process id, a dash and a random part."""
+_FOLDER_NAME = re.compile(rf"{re.escape(FOLDER_PREFIX)}([0-9]{{1,10}})-[a-z0-9_]+")
 CLUSTER_FILE = "cluster.yaml"
 DRIVER_KEY = "driver.pem"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -104,22 +127,97 @@ def general_key_file(general: int) -> str:
     return f"general-{general}.pem"
 
 
-def write_key(key: Ed25519PrivateKey, path: Path) -> None:
-    pem = key.private_bytes(
+@attrs.frozen
+class ClusterKeys:
+    """A private key per general, and the driver's: what ``om-actors keys`` writes, and a run holds."""
+
+    generals: Mapping[int, Ed25519PrivateKey]
+    driver: Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls, generals: Iterable[int]) -> ClusterKeys:
+        return cls({g: Ed25519PrivateKey.generate() for g in generals}, Ed25519PrivateKey.generate())
+
+
+def private_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.write_bytes(pem)
-    path.chmod(0o600)
+
+
+def write_key(key: Ed25519PrivateKey, path: Path) -> None:
+    """``key`` as PEM in ``path``, readable by its owner alone before a byte of it is written."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(descriptor, 0o600)  # a file that existed keeps its mode through O_CREAT
+        file.write(private_pem(key))
 
 
 def load_key(path: Path) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a PEM file, or from standard input when ``path`` is ``-``."""
+    where = key_source(path)
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
-        raise ClusterError(f"{path}: not a readable PEM private key: {exc}") from None
+        pem = read_key_from_stdin() if str(path) == STDIN else _read_bounded(path, MAX_KEY_BYTES)
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ClusterError(f"{where}: not a readable PEM private key: {_reason(exc)}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ClusterError(f"{path}: not an Ed25519 key")
+        raise ClusterError(f"{where}: not an Ed25519 key")
     return key
+
+
+def key_source(path: Path) -> str:
+    """How an error names where a key came from."""
+    return "standard input" if str(path) == STDIN else str(path)
+
+
+def read_key_from_stdin() -> bytes:
+    """A PEM key from standard input, read up to its ``-----END`` line and no further.
+
+    The pipe may stay open after the key: the driver hands each node its key
+    this way, so that no private key is ever written to disk, and keeps the
+    pipe open for ``--exit-with-stdin``.  Read a chunk at a time, and refused
+    past :data:`MAX_KEY_BYTES`, so an endless input costs nothing.
+    """
+    if sys.stdin is None:
+        raise ValueError("standard input is closed")
+    stream = cast(io.BufferedIOBase, sys.stdin.buffer)
+    pem = b""
+    while not _pem_ended(pem):
+        chunk = stream.read1(4096)
+        if not chunk:
+            break
+        pem += chunk
+        if len(pem) > MAX_KEY_BYTES:
+            raise ValueError(_too_long(MAX_KEY_BYTES))
+    return pem
+
+
+def _pem_ended(pem: bytes) -> bool:
+    """Whether ``pem`` holds a whole ``-----END ...-----`` line's dashes."""
+    end = pem.find(b"-----END ")
+    return end >= 0 and pem.find(b"-----", end + len(b"-----END ")) >= 0
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """A file's bytes, refused (``ValueError``) past ``limit``, unread: ``/dev/zero`` costs ``limit``."""
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(_too_long(limit))
+    return data
+
+
+def _too_long(limit: int) -> str:
+    return f"longer than {limit:,} bytes, the most it may have"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc.reason} at byte {exc.start:,}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 @attrs.frozen
@@ -153,11 +251,15 @@ def write_cluster(
 
 
 def load_cluster(path: Path) -> ClusterFile:
-    """Every general's address and public key, the driver's key and the allowed strategies, checked."""
+    """Every general's address and public key, the driver's key and the allowed strategies, checked.
+
+    The file is read up to :data:`MAX_CLUSTER_BYTES` and no further, and must
+    be UTF-8: anything else is a :class:`ClusterError`, before it is parsed.
+    """
     try:
-        data = YAML(typ="safe").load(path.read_text())
-    except (OSError, YAMLError, RecursionError) as exc:
-        raise ClusterError(f"{path}: cannot read the cluster file: {exc}") from None
+        data = YAML(typ="safe").load(_read_bounded(path, MAX_CLUSTER_BYTES).decode("utf-8"))
+    except (OSError, ValueError, YAMLError, RecursionError) as exc:
+        raise ClusterError(f"{path}: cannot read the cluster file: {_reason(exc)}") from None
     generals = data.get("generals") if isinstance(data, dict) else None
     if not isinstance(generals, dict) or not generals:
         raise ClusterError(f"{path}: expected a mapping 'generals' of id to address and public_key")
@@ -165,7 +267,7 @@ def load_cluster(path: Path) -> ClusterFile:
     for general, entry in generals.items():
         try:
             key = _public_key(entry["public_key"])
-            peers[int(general)] = Peer(int(general), str(entry["address"]), key)
+            peers[int(general)] = Peer(int(general), _address(entry["address"]), key)
         except (KeyError, TypeError, ValueError) as exc:
             raise ClusterError(
                 f"{path}: general {general}: needs an address and a base64 Ed25519 public_key ({exc})"
@@ -188,6 +290,12 @@ def load_cluster(path: Path) -> ClusterFile:
     return ClusterFile(peers, driver_key, tuple(strategies), where)
 
 
+def _address(address: object) -> str:
+    if not isinstance(address, str) or len(address) > MAX_ADDRESS:
+        raise TypeError(f"an address is host:port, at most {MAX_ADDRESS} characters")
+    return address
+
+
 def _public_key(text: object) -> Ed25519PublicKey:
     if not isinstance(text, str):
         raise TypeError("a public key is base64 text")
@@ -196,13 +304,12 @@ def _public_key(text: object) -> Ed25519PublicKey:
 
 def write_keys(folder: Path, addresses: Mapping[int, str]) -> Path:
     """A key pair per general (``general-G.pem``), the driver's (``driver.pem``), and ``cluster.yaml``."""
-    keys = {g: Ed25519PrivateKey.generate() for g in addresses}
-    driver = Ed25519PrivateKey.generate()
+    keys = ClusterKeys.generate(addresses)
     cluster = folder / CLUSTER_FILE
-    write_cluster(cluster, addresses, keys, driver.public_key())
-    for general, key in keys.items():
+    write_cluster(cluster, addresses, keys.generals, keys.driver.public_key())
+    for general, key in keys.generals.items():
         write_key(key, folder / general_key_file(general))
-    write_key(driver, folder / DRIVER_KEY)
+    write_key(keys.driver, folder / DRIVER_KEY)
     return cluster
 
 
@@ -275,7 +382,7 @@ async def serve_node(
         raise ClusterError(f"{cluster}: no general {me}")
     private = load_key(key)
     if public_text(private.public_key()) != public_text(spec.generals[me].public_key):
-        raise ClusterError(f"{key}: not the key {cluster} names for general {me}")
+        raise ClusterError(f"{key_source(key)}: not the key {cluster} names for general {me}")
     names = sorted({*spec.strategies, *allowed})
     load_strategies(names, strategy_folder or spec.strategy_folder)
     sock, address = listen(me, listen_on or spec.generals[me].address)
@@ -330,7 +437,15 @@ async def run_cluster(
     of its file, are passed on to them.  With ``nodes``, a cluster file,
     drives nodes someone started already, wherever they run, signing with
     ``driver_key`` (by default ``driver.pem`` next to the cluster file).
+
+    The nodes it starts get their private keys through their standard
+    input; its own key never leaves memory.  Its temporary folder holds only
+    the cluster file and the nodes' standard error.
     """
+    if driver_key is not None and nodes is None:
+        raise ClusterError(
+            "driver_key is the key for the nodes given by nodes: without them, the driver makes its own"
+        )
     if nodes is not None:
         spec = load_cluster(nodes)
         if set(spec.generals) != set(range(scenario.generals)):
@@ -343,19 +458,57 @@ async def run_cluster(
             raise ClusterError(f"{key_path}: not the driver key {nodes} names")
         links = {g: _Link(g, peer.address, peer.public_key) for g, peer in spec.generals.items()}
         return await _drive(scenario, links, key, log)
-    with tempfile.TemporaryDirectory(prefix="om-actors-cluster-") as name:
+    remove_stale_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{FOLDER_PREFIX}{os.getpid()}-") as name:
         folder = Path(name)
         ports = {g: base_port + g if base_port else 0 for g in range(scenario.generals)}
-        spec = load_cluster(write_keys(folder, {g: f"127.0.0.1:{port}" for g, port in ports.items()}))
-        key = load_key(folder / DRIVER_KEY)
+        keys = ClusterKeys.generate(ports)
+        addresses = {g: f"127.0.0.1:{port}" for g, port in ports.items()}
+        write_cluster(folder / CLUSTER_FILE, addresses, keys.generals, keys.driver.public_key())
+        spec = load_cluster(folder / CLUSTER_FILE)
         with unwrapped():
             async with trio.open_nursery() as nursery:
                 try:
-                    addresses = await _start_nodes(nursery, folder, scenario, spec)
+                    addresses = await _start_nodes(nursery, folder, scenario, spec, keys.generals)
                     links = {g: _Link(g, addresses[g], peer.public_key) for g, peer in spec.generals.items()}
-                    return await _drive(scenario, links, key, log)
+                    return await _drive(scenario, links, keys.driver, log)
                 finally:
                     nursery.cancel_scope.cancel()  # every node goes, whatever happened
+
+
+def remove_stale_folders(root: Path | None = None) -> list[Path]:
+    """Remove the folders that drivers killed outright left in ``root`` (the temporary folder); name them.
+
+    A driver names its folder after its process id and removes it on the
+    way out, unless it is killed with ``kill -9``.  A folder of this user's
+    whose driver is no longer running is such a leftover.  It holds no
+    secret -- the nodes get their keys through a pipe -- only the cluster
+    file and the nodes' standard error, but nothing should pile up.
+    """
+    removed = []
+    for entry in (Path(tempfile.gettempdir()) if root is None else root).glob(f"{FOLDER_PREFIX}*"):
+        named = _FOLDER_NAME.fullmatch(entry.name)
+        if named is None or _running(int(named[1])):
+            continue
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists; one we may not signal exists too."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's, or no process id at all: not ours to remove
+    return True
 
 
 async def stoppable(run: Callable[[], Awaitable[T]]) -> T:
@@ -387,13 +540,21 @@ async def stoppable(run: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _start_nodes(
-    nursery: trio.Nursery, folder: Path, scenario: Scenario, spec: ClusterFile
+    nursery: trio.Nursery,
+    folder: Path,
+    scenario: Scenario,
+    spec: ClusterFile,
+    keys: Mapping[int, Ed25519PrivateKey],
 ) -> dict[int, str]:
-    """Start a node per general in ``nursery``; the address each reports, once all have."""
+    """Start a node per general in ``nursery``; the address each reports, once all have.
+
+    Each node reads its private key from its standard input, the pipe the
+    driver holds: no private key is ever written to disk.
+    """
     processes = {}
     for general, peer in spec.generals.items():
         command = [sys.executable, "-m", "om_actors", "node", "--id", str(general)]
-        command += ["--cluster", str(folder / CLUSTER_FILE), "--key", str(folder / general_key_file(general))]
+        command += ["--cluster", str(folder / CLUSTER_FILE), "--key", STDIN]
         command += ["--listen", peer.address, "--exit-with-stdin"]
         for strategy in scenario.custom_strategies:
             command += ["--allow-strategy", strategy]
@@ -412,6 +573,7 @@ async def _start_nodes(
                     env=_env(),
                 )
             )
+        await _hand_key(processes[general], keys[general])
     addresses: dict[int, str] = {}
     with trio.move_on_after(STARTUP_TIMEOUT):
         async with trio.open_nursery() as waiting:
@@ -424,6 +586,13 @@ async def _start_nodes(
                 reason = f"it reported no address within {STARTUP_TIMEOUT:.0f} s"
             raise ClusterError(f"node {general} did not start: {reason}")
     return addresses
+
+
+async def _hand_key(process: trio.Process, key: Ed25519PrivateKey) -> None:
+    """Write a node's private key into its standard input, which stays open for ``--exit-with-stdin``."""
+    assert process.stdin is not None
+    with suppress(trio.BrokenResourceError):  # a node that died at once: its log says why
+        await process.stdin.send_all(private_pem(key))
 
 
 async def _read_address(general: int, process: trio.Process, addresses: dict[int, str]) -> None:
@@ -527,11 +696,8 @@ class _Driver:
         self.round = 1
         self.crashed: dict[int, int] = {}
         """Each general whose node stopped answering, and the round it did."""
-        self.late: dict[int, set[int]] = {}
-        self.sent: dict[tuple[int, int], dict[int, Any]] = {}
-        """The ``/round`` answers, by round and instance, then general."""
-        self.closed: dict[tuple[int, int], dict[int, Any]] = {}
-        """The ``/close`` answers, by round and instance, then general."""
+        self.late: dict[int, tuple[int, ...]] = {}
+        """The generals whose strategy the round timeout cut off, by round."""
 
     # -- reaching our own nodes
 
@@ -644,6 +810,13 @@ class _Driver:
     # -- the run
 
     async def run(self, log: LogTarget | None) -> ClusterRun:
+        """Start every instance, then run the rounds, writing each round's events as soon as it closes.
+
+        The log is that of an in-memory run, byte for byte, written through
+        the same writer, which flushes at every ``round.end``: a run that
+        dies midway leaves every closed round in the file.  Only one
+        round's answers are held at a time.
+        """
         scenario = self.scenario
         count = len(scenario.effective_instances)
         run = secrets.token_hex(8)
@@ -652,93 +825,137 @@ class _Driver:
         for index in range(count):
             start = {"run": run, "instance": index, "scenario": data, "addresses": addresses}
             await self._each("/start", start)
-        for round in range(1, scenario.m + 2):
-            self.round = round
-            for index in range(count):
-                answers = await self._each("/round", {"instance": index, "round": round})
-                self.sent[(round, index)] = answers
-                self.late.setdefault(round, set()).update(g for g, a in answers.items() if a["timed_out"])
-            for index in range(count):
-                silent = sorted(g for g in self.links if g not in self.sent[(round, index)])
-                close = {"instance": index, "round": round, "batches_from": silent}
-                self.closed[(round, index)] = await self._each("/close", close)
-        decisions = [await self._each("/decide", {"instance": index}) for index in range(count)]
+        tally = _Tally.of(scenario)
         with open_log(log) as writer:
-            return self._conclude(decisions, writer)
+            write = writer or _ignore
+            write(RunStarted(SCHEMA, __version__, scenario.seed, data))
+            for round in range(1, scenario.m + 2):
+                sent, closed = await self._round(round, count)
+                crashes = [GeneralCrashed(round, g) for g, r in sorted(self.crashed.items()) if r == round]
+                for event in tally.round(round, sent, closed, crashes, self.late.get(round, ())):
+                    write(event)
+            decisions = [await self._each("/decide", {"instance": index}) for index in range(count)]
+            events, result = self._conclude(decisions, tally)
+            for event in events:
+                write(event)
+        return ClusterRun(result, result.crashed)
 
-    def _conclude(self, reports: list[dict[int, Any]], writer: Any) -> ClusterRun:
-        """The same events, counts and result as an in-memory run, from what the nodes report."""
+    async def _round(self, round: int, count: int) -> tuple[list[dict[int, Any]], list[dict[int, Any]]]:
+        """Open ``round`` in every instance, then close it: the nodes' ``/round`` and ``/close`` answers."""
+        self.round = round
+        sent: list[dict[int, Any]] = []
+        for index in range(count):
+            sent.append(await self._each("/round", {"instance": index, "round": round}))
+        late = {g for answers in sent for g, answer in answers.items() if answer["timed_out"]}
+        self.late[round] = tuple(sorted(late))
+        closed: list[dict[int, Any]] = []
+        for index in range(count):
+            silent = sorted(g for g in self.links if g not in sent[index])
+            close = {"instance": index, "round": round, "batches_from": silent}
+            closed.append(await self._each("/close", close))
+        return sent, closed
+
+    def _conclude(self, reports: list[dict[int, Any]], tally: _Tally) -> tuple[list[Event], Result]:
+        """The events after the last round, and the result, as an in-memory run gives them.
+
+        A node that died after the last round closed (while asked for its
+        decision) is logged as crashed in that round, before the decisions.
+        """
         scenario = self.scenario
-        tagged = len(scenario.effective_instances) > 1
-        events: list[Event] = [RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict())]
-        per_round, per_instance = [0] * (scenario.m + 1), [0] * len(reports)
-        received = dict.fromkeys(range(scenario.generals), 0)
-        rejected_total = undelivered_total = 0
-        for round in range(1, scenario.m + 2):
-            found = sorted(
-                (
-                    event
-                    for index in range(len(reports))
-                    for event in self._round_events(round, index, index if tagged else None, received)
-                ),
-                key=event_order,
-            )
-            sent = [e for e in found if isinstance(e, MessageSent)]
-            rejected = sum(isinstance(e, MessageRejected) for e in found)
-            undelivered = sum(e.delivered is False and e.sender not in scenario.traitors for e in sent)
-            per_round[round - 1] = len(sent)
-            rejected_total, undelivered_total = rejected_total + rejected, undelivered_total + undelivered
-            for message in sent:
-                per_instance[message.instance or 0] += 1
-            crashes = [GeneralCrashed(round, g) for g, r in sorted(self.crashed.items()) if r == round]
-            late = tuple(sorted(self.late.get(round, ())))
-            events += [
-                *found,
-                *crashes,
-                RoundEnded(round, len(sent), rejected, late, undelivered=undelivered or None),
-            ]
+        events: list[Event] = [
+            GeneralCrashed(r, g) for g, r in sorted(self.crashed.items()) if g not in tally.crashed
+        ]
         live = [g for g in range(scenario.generals) if g not in self.crashed]
         decisions = {g: tuple(str(report[g]["decision"]) for report in reports) for g in live}
-        outcomes, ending = conclusion(scenario, decisions, per_instance, faulty=self.crashed)
-        events += ending
-        if writer is not None:
-            for event in events:
-                writer(event)
-        sent_by = dict.fromkeys(range(scenario.generals), 0)
-        for event in events:
-            if isinstance(event, MessageSent):
-                sent_by[event.sender] += 1
-        crashed = tuple(sorted(self.crashed))
+        outcomes, ending = conclusion(scenario, decisions, tally.per_instance, faulty=self.crashed)
         result = Result(
             scenario=scenario,
             instances=tuple(outcomes),
-            messages_per_round=tuple(per_round),
-            sent=sent_by,
-            received=received,
-            rejected=rejected_total,
-            timed_out={r: tuple(sorted(gs)) for r, gs in self.late.items() if gs},
-            undelivered=undelivered_total,
-            crashed=crashed,
+            messages_per_round=tuple(tally.per_round),
+            sent=tally.sent_by,
+            received=tally.received,
+            rejected=tally.rejected,
+            timed_out={r: gs for r, gs in self.late.items() if gs},
+            undelivered=tally.undelivered,
+            crashed=tuple(sorted(self.crashed)),
         )
-        return ClusterRun(result, crashed)
+        return events + ending, result
 
-    def _round_events(
-        self, round: int, index: int, tag: int | None, received: dict[int, int]
-    ) -> Iterator[Event]:
-        """One round of one instance as the events an in-memory run logs.
 
-        A batch counts as delivered when its receiver says it took it; when
-        the receiver died before saying, the sender's acknowledgement
-        decides.  A sender that died mid-round reported nothing: its
-        receivers' copies of its batches are what it sent.
-        """
-        reports = self.sent.get((round, index), {})
-        closes = self.closed.get((round, index), {})
-        for sender, report in reports.items():
-            yield from _sent_events(round, sender, report, closes, tag)
-        for receiver, close in closes.items():
-            received[receiver] += close["received"]
-            yield from _close_events(round, receiver, close, tag)
+def _ignore(event: Event) -> None:
+    """Where a run without a log writes its events."""
+
+
+@attrs.define
+class _Tally:
+    """What the run's result counts, added up a round at a time, so no round's events need be kept."""
+
+    scenario: Scenario
+    per_round: list[int]
+    per_instance: list[int]
+    sent_by: dict[int, int]
+    received: dict[int, int]
+    rejected: int = 0
+    undelivered: int = 0
+    crashed: set[int] = attrs.Factory(set)
+    """The generals a ``general.crashed`` event was written for."""
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> _Tally:
+        generals = range(scenario.generals)
+        instances = len(scenario.effective_instances)
+        counts = dict.fromkeys(generals, 0)
+        return cls(scenario, [0] * (scenario.m + 1), [0] * instances, counts, dict(counts))
+
+    def round(
+        self,
+        round: int,
+        sent: Sequence[Mapping[int, Any]],
+        closed: Sequence[Mapping[int, Any]],
+        crashes: Sequence[GeneralCrashed],
+        late: tuple[int, ...],
+    ) -> list[Event]:
+        """One round of every instance as the events an in-memory run logs, counted."""
+        tagged = len(sent) > 1
+        found = sorted(
+            (
+                event
+                for index in range(len(sent))
+                for event in _round_events(round, sent[index], closed[index], index if tagged else None)
+            ),
+            key=event_order,
+        )
+        for answers in closed:
+            for receiver, close in answers.items():
+                self.received[receiver] += close["received"]
+        messages = [e for e in found if isinstance(e, MessageSent)]
+        rejected = sum(isinstance(e, MessageRejected) for e in found)
+        undelivered = sum(e.delivered is False and e.sender not in self.scenario.traitors for e in messages)
+        self.per_round[round - 1] = len(messages)
+        self.rejected += rejected
+        self.undelivered += undelivered
+        for message in messages:
+            self.per_instance[message.instance or 0] += 1
+            self.sent_by[message.sender] += 1
+        self.crashed.update(crash.general for crash in crashes)
+        end = RoundEnded(round, len(messages), rejected, late, undelivered=undelivered or None)
+        return [*found, *crashes, end]
+
+
+def _round_events(
+    round: int, reports: Mapping[int, Any], closes: Mapping[int, Any], tag: int | None
+) -> Iterator[Event]:
+    """One round of one instance, from the nodes' ``/round`` and ``/close`` answers, unsorted.
+
+    A batch counts as delivered when its receiver says it took it; when
+    the receiver died before saying, the sender's acknowledgement
+    decides.  A sender that died mid-round reported nothing: its
+    receivers' copies of its batches are what it sent.
+    """
+    for sender, report in reports.items():
+        yield from _sent_events(round, sender, report, closes, tag)
+    for receiver, close in closes.items():
+        yield from _close_events(round, receiver, close, tag)
 
 
 def _sent_events(

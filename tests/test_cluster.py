@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -76,15 +79,22 @@ class KillsGeneral:
         return value
 '''
 
-HANG = """
+GATE = """
 import attrs
 import trio
+from pathlib import Path
 
 
 @attrs.frozen
-class Hang:
+class Gate:
+    \"\"\"A traitor lieutenant that tells the truth, but in round 2 only once the file ``gate`` exists.\"\"\"
+
+    gate: str
+
     async def choose(self, round, path, receiver, value, rng):
-        await trio.sleep_forever()
+        while round == 2 and not Path(self.gate).exists():
+            await trio.sleep(0.05)
+        return value
 """
 
 
@@ -374,23 +384,51 @@ def alive(pid: int) -> bool:
     return "State:\tZ" not in status
 
 
+def gated(folder: Path) -> tuple[Path, Path]:
+    """A scenario whose traitor holds round 2 up until the gate file exists, and that file."""
+    gate = folder / "gate"
+    traitor = f"{{strategy: 'gate:Gate', gate: '{gate}'}}"
+    text = f"generals: 4\nm: 1\nround_timeout: 120\ntraitors:\n  3: {traitor}\n"
+    return scenario_file(folder, text, gate=GATE), gate
+
+
+def through_round_1(log: Path) -> list[bytes]:
+    """The log's lines up to round 1's ``round.end``; none while that line is not written."""
+    try:
+        lines = log.read_bytes().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+    for number, line in enumerate(lines):
+        if line.startswith(b'{"event": "round.end", "round": 1,') and line.endswith(b"\n"):
+            return lines[: number + 1]
+    return []
+
+
+def secrets_in(folder: Path) -> list[Path]:
+    """The files under ``folder`` that hold a private key."""
+    return [f for f in folder.rglob("*") if f.is_file() and b"PRIVATE KEY" in f.read_bytes()]
+
+
 @pytest.mark.parametrize(
     ("stop", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGKILL, -9)]
 )
-async def test_no_node_outlives_a_driver_that_is_stopped(
+async def test_a_stopped_driver_leaves_its_log_so_far_and_no_node_or_key(
     tmp_path: Path, stop: signal.Signals, status: int
 ) -> None:
-    text = "generals: 4\nm: 1\nround_timeout: 120\ntraitors: {3: 'hang:Hang'}\n"
-    path = scenario_file(tmp_path, text, hang=HANG)
+    path, gate = gated(tmp_path)
+    log, temporary = tmp_path / "cluster.jsonl", tmp_path / "tmp"
+    temporary.mkdir()
     driver = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "om_actors", "cluster", str(path)],
+        [sys.executable, "-m", "om_actors", "cluster", str(path), "--log", str(log)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(temporary)},
     )
     try:
         with trio.fail_after(60):
             nodes = await eventually(lambda: node_processes(driver.pid), lambda pids: len(pids) == 4)
-            await trio.sleep(1)  # into the run: general 3 hangs in round 2 for two minutes
+            cut = await eventually(lambda: through_round_1(log), bool)  # round 2 waits for the gate
+            assert secrets_in(temporary) == []  # the nodes got their keys through a pipe
             driver.send_signal(stop)
             assert await driver.wait() == status
             await eventually(lambda: [pid for pid in nodes if alive(pid)], lambda pids: not pids)
@@ -398,12 +436,58 @@ async def test_no_node_outlives_a_driver_that_is_stopped(
         if stop != signal.SIGKILL:
             stderr = (await driver.stderr.receive_some()).decode()
             assert stderr == f"stopped by {stop.name}: every node process was stopped\n"
+            assert list(temporary.iterdir()) == []
     finally:
         driver.kill()
         await driver.wait()
         if driver.stderr is not None:
             await driver.stderr.aclose()
     assert not any(alive(pid) for pid in nodes)
+    assert secrets_in(temporary) == []
+    # What the run wrote before it was stopped is the in-memory run's log, up to round 1's end.
+    assert log.read_bytes().splitlines(keepends=True) == cut
+    gate.touch()
+    with trio.fail_after(60):
+        run = await invoke_in_thread("run", str(path), "--log", str(tmp_path / "run.jsonl"))
+    assert run.exit_code == 0, run.stderr
+    assert cut == through_round_1(tmp_path / "run.jsonl")
+    assert json.loads(cut[0])["event"] == "run.start"
+
+
+async def test_a_cancelled_cluster_run_keeps_every_closed_round_in_its_log(tmp_path: Path) -> None:
+    path, gate = gated(tmp_path)
+    log = tmp_path / "cluster.jsonl"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(run_cluster, load_scenario(path), log=log))
+            cut = await eventually(lambda: through_round_1(log), bool)
+            nursery.cancel_scope.cancel()
+    assert log.read_bytes().splitlines(keepends=True) == cut
+    gate.touch()
+    memory = io.BytesIO()
+    await trio.to_thread.run_sync(lambda: simulate_sync(load_scenario(path), log=memory))
+    assert memory.getvalue().startswith(b"".join(cut))
+    assert running_nodes() == 0
+
+
+async def test_a_driver_removes_the_folders_that_killed_drivers_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = int(finished.stdout)
+    stale = tmp_path / f"om-actors-cluster-{dead}-k7x2q9ab"
+    stale.mkdir()
+    (stale / "cluster.yaml").write_text("generals: {}\n")
+    running = tmp_path / f"om-actors-cluster-{os.getpid()}-p3m8z1cd"  # a driver still alive
+    running.mkdir()
+    unrelated = tmp_path / "om-actors-cluster-notes"
+    unrelated.mkdir()
+    with trio.fail_after(60):
+        outcome = await run_cluster(load_scenario(FOUR))
+    assert outcome.result.success
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, unrelated.name])
+    assert running_nodes() == 0
 
 
 def test_keys_writes_a_cluster_file_that_loads(tmp_path: Path) -> None:
@@ -459,6 +543,87 @@ def test_a_node_with_a_bad_cluster_file_or_key_exits_2(
     assert result.exit_code == 2
     assert error in result.stderr
     assert "Traceback" not in result.stderr
+
+
+NOT_UTF8 = "g\u00e9n\u00e9raux: [0, 1]\n".encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("which", "content", "error"),
+    [
+        (
+            "cluster",
+            NOT_UTF8,
+            "cannot read the cluster file: not UTF-8 text: invalid continuation byte at byte 1",
+        ),
+        ("cluster", None, "cannot read the cluster file: longer than 1,048,576 bytes, the most it may have"),
+        ("key", NOT_UTF8, "not a readable PEM private key"),
+        ("key", None, "not a readable PEM private key: longer than 65,536 bytes, the most it may have"),
+    ],
+    ids=["cluster-latin-1", "cluster-dev-zero", "key-latin-1", "key-dev-zero"],
+)
+def test_a_node_given_something_else_than_a_cluster_file_or_key_exits_2_with_one_line(
+    tmp_path: Path, which: str, content: bytes | None, error: str
+) -> None:
+    files = {
+        "cluster": write_keys(tmp_path, {0: "127.0.0.1:0", 1: "127.0.0.1:0"}),
+        "key": tmp_path / "general-0.pem",
+    }
+    if content is None:
+        files[which] = Path("/dev/zero")  # endless: read up to the limit, never whole
+    else:
+        files[which].write_bytes(content)
+    result = invoke("node", "--id", "0", "--cluster", str(files["cluster"]), "--key", str(files["key"]))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{files[which]}: {error}")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_cluster_nodes_that_is_not_utf8_is_one_line_or_the_json_error_object(tmp_path: Path) -> None:
+    nodes = tmp_path / "latin1.yaml"
+    nodes.write_bytes(NOT_UTF8)
+    error = f"{nodes}: cannot read the cluster file: not UTF-8 text: invalid continuation byte at byte 1"
+    as_text = invoke("cluster", str(FOUR), "--nodes", str(nodes))
+    as_json = invoke("cluster", str(FOUR), "--nodes", str(nodes), "--json")
+    assert (as_text.exit_code, as_text.stdout, as_text.stderr) == (2, "", error + "\n")
+    assert (as_json.exit_code, as_json.stderr) == (2, "")
+    assert json.loads(as_json.stdout) == {
+        "error": error,
+        "source": None,
+        "problems": [{"line": None, "column": None, "message": error}],
+    }
+
+
+def test_driver_key_without_nodes_is_a_usage_error(tmp_path: Path) -> None:
+    write_keys(tmp_path, {0: "127.0.0.1:0"})
+    key = str(tmp_path / "driver.pem")
+    as_text = invoke("cluster", str(FOUR), "--driver-key", key)
+    as_json = invoke("cluster", str(FOUR), "--driver-key", key, "--json")
+    said = "--driver-key is the key for the nodes of --nodes: without --nodes, the driver makes its own"
+    assert as_text.exit_code == as_json.exit_code == 2
+    assert said in as_text.stderr
+    assert json.loads(as_json.stdout)["error"] == said
+    assert as_text.stdout == as_json.stderr == ""
+    assert running_nodes() == 0
+
+
+def test_a_node_reads_its_key_from_standard_input_given_key_dash(tmp_path: Path) -> None:
+    cluster = write_keys(tmp_path, {0: "127.0.0.1:0", 1: "127.0.0.1:0"})
+    node = ["node", "--id", "0", "--cluster", str(cluster), "--key", "-"]
+    wrong = CliRunner().invoke(main, node, input=(tmp_path / "general-1.pem").read_bytes())
+    assert (wrong.exit_code, wrong.stderr) == (
+        2,
+        f"standard input: not the key {cluster} names for general 0\n",
+    )
+    garbage = CliRunner().invoke(main, node, input=b"not a key")
+    assert garbage.exit_code == 2
+    assert garbage.stderr.startswith("standard input: not a readable PEM private key: ")
+    endless = CliRunner().invoke(main, node, input=b"A" * 70_000)
+    assert endless.exit_code == 2
+    assert endless.stderr.startswith(
+        "standard input: not a readable PEM private key: longer than 65,536 bytes"
+    )
 
 
 def test_a_node_refuses_to_start_with_an_allowed_strategy_it_cannot_load(tmp_path: Path) -> None:
