@@ -6,8 +6,9 @@
 Every run uses the same ports (``--base-port``), so a port left bound
 fails the next run at once.  After each run the script checks that every
 message was delivered and no node crashed, that no ``om_actors node``
-process is left, that every port is free again, and that this process holds
-no more file descriptors than after the first run.
+process is left, that every port is free again, that the run's temporary
+folder is gone, and that this process holds no more file descriptors than
+after the first run.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
 import trio
 
 import om_actors
-from om_actors.cluster import run_cluster, running_nodes
+from om_actors.cluster import FOLDER_PREFIX, run_cluster, running_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +40,11 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def folders_left() -> list[Path]:
+    """This process's driver folders still in the temporary folder: each run must remove its own."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}{os.getpid()}-*"))
 
 
 def main() -> None:
@@ -63,6 +70,8 @@ def main() -> None:
             problems.append(f"{outcome.result.undelivered} messages from loyal generals were not delivered")
         if running_nodes():
             problems.append(f"{running_nodes()} node process(es) left")
+        if folders_left():
+            problems.append(f"temporary folders left: {[str(f) for f in folders_left()]}")
         busy = [port for port in ports if not port_free(port)]
         if busy:
             problems.append(f"ports still bound: {busy}")
