@@ -45,7 +45,7 @@ from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, si
 from .protocol import messages_sent
 from .replay import SUMMARY_ONLY, Divergence, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, assumption_warnings, print_verify, report
-from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario
+from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario, read_scenario_text
 from .terminal import markup, printable
 from .verify import (
     ADVERSARIES,
@@ -69,7 +69,6 @@ BYTES_PER_LOGGED_MESSAGE = 105
 
 STDIN = "-"
 """``run -`` reads the scenario from standard input; ``--log -`` writes the log to standard output."""
-MAX_STDIN_BYTES = 16 * 1024 * 1024
 """A scenario read from standard input is refused past this size, before it is parsed."""
 JSON_COMMANDS = frozenset({"run", "cluster", "verify"})
 """The commands whose ``--json`` promises one JSON object, errors included."""
@@ -241,15 +240,21 @@ def main() -> None:
     """Simulate the Byzantine Generals' oral-messages algorithm OM(m)."""
 
 
-@main.command(cls=_JsonCommand)
-@click.argument("scenario_file", metavar="[SCENARIO]", required=False)
-@click.option(
+_log_option = click.option(
     "--log",
     "log_file",
     type=click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path),
     help="Write every event as JSON lines to this file; - for stdout (the report then goes to stderr).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object instead of the report."
+)
+
+
+@main.command(cls=_JsonCommand)
+@click.argument("scenario_file", metavar="[SCENARIO]", required=False)
+@_log_option
+@_json_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing; the exit status tells the outcome.")
 @click.option(
     "--mode",
@@ -375,9 +380,8 @@ def node_command(
     type=click.IntRange(1024, 65000),
     help="General g listens on this port + g (default: each node picks a free port).",
 )
-@click.option("--log", "log_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-              help="Write every event as JSON lines to this file.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@_log_option
+@_json_option
 @click.option(
     "--nodes",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -400,25 +404,32 @@ def cluster_command(
     exit status are those of `om-actors run`; a crashed node or a message
     that was not delivered is named in a warning (on stderr with --json).
     """
+    log_to_stdout = log_file is not None and str(log_file) == STDIN
+    if log_to_stdout and as_json:
+        raise click.UsageError("--json and --log - would both write to stdout: give --log a file name")
     out, err = _consoles()
     if as_json:
         out.quiet = True
+    if log_to_stdout:
+        out.file = sys.stderr  # the log has stdout, as in run
     if driver_key is not None and nodes is None:
         raise click.UsageError(
             "--driver-key is the key for the nodes of --nodes: without --nodes, the driver makes its own"
         )
     with _reporting_errors(err, as_json=as_json):
         scenario, path = _load(str(scenario_file))
-        _refuse_overwriting(log_file, path)
+        _refuse_overwriting(log_file, path, from_stdin=str(scenario_file) == STDIN)
         for warning in scenario.warnings:
-            err.print(f"[yellow]warning:[/] {escape(warning)}")
-        running = partial(
-            run_cluster, scenario, base_port=base_port, log=log_file, nodes=nodes, driver_key=driver_key
-        )
+            err.print(f"[yellow]warning:[/] {markup(warning)}")
         try:
-            outcome = trio.run(partial(stoppable, running))
+            with _LogFile.writing(log_file) as log:
+                target = sys.stdout.buffer if log_to_stdout else log
+                running = partial(
+                    run_cluster, scenario, base_port=base_port, log=target, nodes=nodes, driver_key=driver_key
+                )
+                outcome = trio.run(partial(stoppable, running))
         except Stopped as stop:
-            err.print(escape(str(stop)))
+            err.print(markup(str(stop)))
             sys.exit(stop.status)
         except KeyboardInterrupt:
             err.print("interrupted: every node process was stopped")
@@ -426,7 +437,7 @@ def cluster_command(
     result = outcome.result
     if as_json:
         for warning in assumption_warnings(result):  # the report says them otherwise
-            err.print(f"[yellow]warning:[/] {escape(warning)}")
+            err.print(f"[yellow]warning:[/] {markup(warning)}")
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         report(out, result)
@@ -830,18 +841,11 @@ def _load(argument: str | None) -> tuple[Scenario, Path | None]:
 
 
 def _from_stdin() -> Scenario:
-    """The scenario piped in, refused unread past :data:`MAX_STDIN_BYTES`."""
+    """The scenario piped in, read no further than a scenario file would be."""
     source = "<stdin>"
     if sys.stdin is None:
         raise ScenarioError([Problem("standard input is closed")], source)
-    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
-    if len(data) > MAX_STDIN_BYTES:
-        raise ScenarioError([Problem(f"more than {MAX_STDIN_BYTES:,} bytes: not a scenario")], source)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScenarioError([Problem(f"not UTF-8 text: {exc.reason} at byte {exc.start}")], source) from None
-    return parse_scenario(text, source=source, name="stdin")
+    return parse_scenario(read_scenario_text(sys.stdin.buffer, source=source), source=source, name="stdin")
 
 
 def _refuse_overwriting(

@@ -384,10 +384,10 @@ def test_run_dash_reads_the_scenario_from_stdin() -> None:
 
 
 def test_stdin_past_the_size_limit_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("om_actors.cli.MAX_STDIN_BYTES", 100)
+    monkeypatch.setattr("om_actors.scenario.MAX_SCENARIO_BYTES", 100)
     result = CliRunner().invoke(main, ["run", "-"], input="# padding\n" * 20 + "generals: 4\nm: 1\n")
     assert result.exit_code == 2
-    assert result.stderr == "<stdin>: more than 100 bytes: not a scenario\n"
+    assert result.stderr == "<stdin>: longer than 100 bytes, the most a scenario may have: not a scenario\n"
 
 
 def test_log_dash_writes_the_log_to_stdout_and_the_report_to_stderr() -> None:
@@ -567,15 +567,16 @@ def test_a_reader_that_leaves_early_keeps_the_status_the_outcome_deserves(
 # --- a log that would overwrite the scenario read from stdin ----------------------
 
 
+@pytest.mark.parametrize("command", ["run", "cluster"])
 @pytest.mark.parametrize("log", ["/dev/stdin", "/proc/self/fd/0", "same"])
-def test_a_log_over_the_scenario_piped_in_is_refused(tmp_path: Path, log: str) -> None:
+def test_a_log_over_the_scenario_piped_in_is_refused(tmp_path: Path, log: str, command: str) -> None:
     scenario = tmp_path / "s.yaml"
     text = (SCENARIOS / "four-generals-traitor-lieutenant.yaml").read_text()
     scenario.write_text(text)
     log = str(scenario) if log == "same" else log
     with scenario.open() as stdin:
         done = subprocess.run(
-            [sys.executable, "-m", "om_actors", "run", "-", "--log", log],
+            [sys.executable, "-m", "om_actors", command, "-", "--log", log],
             stdin=stdin,
             capture_output=True,
             cwd=ROOT,

@@ -258,6 +258,24 @@ async def test_the_cluster_command_prints_what_run_prints() -> None:
     assert running_nodes() == 0
 
 
+async def test_cluster_log_dash_writes_the_log_to_stdout_and_the_report_to_stderr() -> None:
+    with trio.fail_after(90):
+        cluster = await invoke_in_thread("cluster", str(FOUR), "--log", "-")
+        run = await invoke_in_thread("run", str(FOUR), "--log", "-")
+    assert (cluster.exit_code, cluster.stdout) == (0, run.stdout)
+    assert json.loads(cluster.stdout.splitlines()[-1])["event"] == "verdict"
+    assert "SUCCESS" in cluster.stderr
+    assert running_nodes() == 0
+
+
+async def test_a_cluster_log_that_cannot_be_written_is_named_and_every_node_stopped() -> None:
+    with trio.fail_after(90):
+        result = await invoke_in_thread("cluster", str(FOUR), "--log", "/dev/full")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "error: cannot write the log /dev/full: No space left on device\n"
+    assert running_nodes() == 0
+
+
 @contextmanager
 def busy_port() -> Iterator[int]:
     """A port something else listens on, low enough for ``--base-port``."""
