@@ -595,22 +595,9 @@ def test_a_log_over_the_scenario_piped_in_is_refused(tmp_path: Path, log: str, c
 
 # --- control characters from a scenario never reach the terminal raw -------------
 
-HOSTILE = r"""name: "\e[31mRED\e]0;title\a"
-generals: 4
-m: 1
-values: ["\e[5mblink", "\u009b2Jretreat"]
-default: "\u009b2Jretreat"
-order: "\e[5mblink"
-traitors:
-  1: {strategy: constant, value: "\u009b2Jretreat"}
-  2: flip
-"""
-"""A scenario whose name, values and strategy argument hold escape sequences and a C1 control (CSI)."""
 
-
-def test_run_shows_a_scenarios_control_characters_escaped(tmp_path: Path) -> None:
-    scenario = tmp_path / "hostile.yaml"
-    scenario.write_text(HOSTILE)
+def test_run_shows_a_scenarios_control_characters_escaped(hostile_scenario: Path) -> None:
+    scenario = hostile_scenario
     result = run(str(scenario))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()

@@ -133,22 +133,8 @@ def test_a_crashed_general_is_explained_as_one_whose_decision_is_lost(tmp_path: 
     assert 'label="General 3 crashed in round 3: would have decided attack"' in dot_graph(view, explain(view))
 
 
-HOSTILE = r"""name: hostile
-generals: 4
-m: 1
-values: ["\e[5mblink", "\u009b2Jretreat"]
-default: "\u009b2Jretreat"
-order: "\e[5mblink"
-traitors:
-  1: {strategy: constant, value: "\u009b2Jretreat"}
-  2: flip
-"""
-"""Values holding an escape sequence and a C1 control (CSI), as a log may carry them."""
-
-
-def test_explain_shows_logged_control_characters_escaped(tmp_path: Path) -> None:
-    scenario = tmp_path / "hostile.yaml"
-    scenario.write_text(HOSTILE)
+def test_explain_shows_logged_control_characters_escaped(hostile_scenario: Path, tmp_path: Path) -> None:
+    scenario = hostile_scenario
     log = tmp_path / "hostile.jsonl"
     simulate_sync(load_scenario(scenario), log=log)
     tree = CliRunner().invoke(main, ["explain", str(log), "-g", "3"])
