@@ -48,11 +48,15 @@ def scenario_folder() -> Path | None:
 
 def shipped_scenarios() -> list[ShippedScenario]:
     """Every shipped scenario, by name."""
+    return [ShippedScenario(name, path, _summary(path)) for name, path in _shipped_files().items()]
+
+
+def _shipped_files() -> dict[str, Path]:
+    """Each shipped scenario's file, by name, in name order; no file is opened."""
     folder = scenario_folder()
     if folder is None:
-        return []
-    files = sorted(folder.glob(f"*{SUFFIX}"))
-    return [ShippedScenario(path.stem, path, _summary(path)) for path in files]
+        return {}
+    return {path.stem: path for path in sorted(folder.glob(f"*{SUFFIX}"))}
 
 
 def find_scenario(name: str) -> Path:
@@ -62,7 +66,7 @@ def find_scenario(name: str) -> Path:
     closest one, for a name that is not among them.
     """
     stem = name.removesuffix(SUFFIX)
-    shipped = {scenario.name: scenario.path for scenario in shipped_scenarios()}
+    shipped = _shipped_files()
     if stem in shipped:
         return shipped[stem]
     close = difflib.get_close_matches(stem, shipped, n=1)

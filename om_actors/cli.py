@@ -69,7 +69,6 @@ BYTES_PER_LOGGED_MESSAGE = 105
 
 STDIN = "-"
 """``run -`` reads the scenario from standard input; ``--log -`` writes the log to standard output."""
-"""A scenario read from standard input is refused past this size, before it is parsed."""
 JSON_COMMANDS = frozenset({"run", "cluster", "verify"})
 """The commands whose ``--json`` promises one JSON object, errors included."""
 
@@ -280,9 +279,7 @@ def run(
     Exits 0 when the outcome is what the scenario expects, 1 when not, and 2
     when the input cannot be used.
     """
-    log_to_stdout = log_file is not None and str(log_file) == STDIN
-    if log_to_stdout and as_json:
-        raise click.UsageError("--json and --log - would both write to stdout: give --log a file name")
+    log_to_stdout = _log_to_stdout(log_file, as_json=as_json)
     # soft_wrap: a line is one line in a pipe or a file, and a terminal wraps it anyway.
     out = Console(quiet=quiet or as_json, stderr=log_to_stdout, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -404,9 +401,7 @@ def cluster_command(
     exit status are those of `om-actors run`; a crashed node or a message
     that was not delivered is named in a warning (on stderr with --json).
     """
-    log_to_stdout = log_file is not None and str(log_file) == STDIN
-    if log_to_stdout and as_json:
-        raise click.UsageError("--json and --log - would both write to stdout: give --log a file name")
+    log_to_stdout = _log_to_stdout(log_file, as_json=as_json)
     out, err = _consoles()
     if as_json:
         out.quiet = True
@@ -846,6 +841,14 @@ def _from_stdin() -> Scenario:
     if sys.stdin is None:
         raise ScenarioError([Problem("standard input is closed")], source)
     return parse_scenario(read_scenario_text(sys.stdin.buffer, source=source), source=source, name="stdin")
+
+
+def _log_to_stdout(log_file: Path | None, *, as_json: bool) -> bool:
+    """Whether ``--log -`` asks for the log on stdout; refused beside ``--json``, which wants stdout too."""
+    to_stdout = log_file is not None and str(log_file) == STDIN
+    if to_stdout and as_json:
+        raise click.UsageError("--json and --log - would both write to stdout: give --log a file name")
+    return to_stdout
 
 
 def _refuse_overwriting(

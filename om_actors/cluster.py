@@ -415,10 +415,14 @@ async def _cancel_when_stdin_closes(scope: trio.CancelScope) -> None:
 
 @attrs.frozen
 class ClusterRun:
-    """A cluster run's result, and the generals whose processes died during it (also ``result.crashed``)."""
+    """A cluster run's result."""
 
     result: Result
-    crashed: tuple[int, ...]
+
+    @property
+    def crashed(self) -> tuple[int, ...]:
+        """The generals whose processes died during the run: ``result.crashed``."""
+        return self.result.crashed
 
 
 async def run_cluster(
@@ -465,7 +469,8 @@ async def run_cluster(
         keys = ClusterKeys.generate(ports)
         addresses = {g: f"127.0.0.1:{port}" for g, port in ports.items()}
         write_cluster(folder / CLUSTER_FILE, addresses, keys.generals, keys.driver.public_key())
-        spec = load_cluster(folder / CLUSTER_FILE)
+        peers = {g: Peer(g, addresses[g], key.public_key()) for g, key in keys.generals.items()}
+        spec = ClusterFile(peers, keys.driver.public_key())
         with unwrapped():
             async with trio.open_nursery() as nursery:
                 try:
@@ -838,7 +843,7 @@ class _Driver:
             events, result = self._conclude(decisions, tally)
             for event in events:
                 write(event)
-        return ClusterRun(result, result.crashed)
+        return ClusterRun(result)
 
     async def _round(self, round: int, count: int) -> tuple[list[dict[int, Any]], list[dict[int, Any]]]:
         """Open ``round`` in every instance, then close it: the nodes' ``/round`` and ``/close`` answers."""

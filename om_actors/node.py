@@ -61,7 +61,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import OmActorsError
-from .limits import size_problem
 from .log import event_first, json_fallback
 from .protocol import General, Setup
 from .scenario import Scenario, scenario_from_dict
@@ -327,7 +326,6 @@ class Node:
         if not 0 < len(run) <= MAX_RUN_ID:
             raise RequestError(422, f"'run' must be 1 to {MAX_RUN_ID} characters")
         self._refuse_strategies_not_allowed(data)
-        _refuse_oversized(data)
         addresses = self._addresses(fields.get("addresses"))
         if run == self.run and index in self.instances:
             raise RequestError(409, f"instance {index} has already started")
@@ -612,17 +610,6 @@ def _signature_headers(scope: Scope, *, required: bool) -> tuple[str, str, str] 
         )
     session, counter, signature = (found[name].decode("latin-1") for name in wanted)
     return session, counter, signature
-
-
-def _refuse_oversized(data: Mapping[str, Any]) -> None:
-    """422 for a run too big for this node's limit, from the raw numbers, before the scenario is built."""
-    generals, m, instances = data.get("generals"), data.get("m"), data.get("instances")
-    if type(generals) is not int or type(m) is not int:
-        return  # the scenario's own checks say what is wrong
-    count = len(instances) if isinstance(instances, list) and instances else 1
-    problem = size_problem(generals, m, count)
-    if problem is not None:
-        raise RequestError(422, f"the scenario does not load: {problem}")
 
 
 def _check_round(instance: _Instance, round: int) -> None:

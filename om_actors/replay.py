@@ -35,7 +35,6 @@ import trio
 
 from .errors import LogError, OmActorsError, ScenarioError
 from .events import Event
-from .limits import size_problem
 from .log import LogLine, path_of, read_log, render
 from .orchestrator import Mode, simulate
 from .protocol import General, Outgoing, Path, Verdict, combine, judge
@@ -442,10 +441,11 @@ def _misrelay(state: General, path: Path, receiver: int, value: object) -> str:
 
 
 def _scenario(source: str, start: LogLine, *, import_strategies: bool = False) -> Scenario:
-    """The scenario ``run.start`` holds, checked and within the size limit, as a :class:`LogError` if not.
+    """The scenario ``run.start`` holds, checked, as a :class:`LogError` if it does not load.
 
-    ``module:Class`` strategies are imported only with ``import_strategies``;
-    they are never constructed here either way.
+    Scenario validation refuses a run over the size limit before anything
+    is allocated.  ``module:Class`` strategies are imported only with
+    ``import_strategies``; they are never constructed here either way.
     """
     try:
         scenario = scenario_from_dict(start.fields["scenario"], import_strategies=import_strategies)
@@ -458,9 +458,6 @@ def _scenario(source: str, start: LogLine, *, import_strategies: bool = False) -
         raise LogError(
             source, start.number, f"run.start holds a scenario that does not load: {exc}"
         ) from None
-    problem = size_problem(scenario.generals, scenario.m, len(scenario.effective_instances))
-    if problem is not None:
-        raise LogError(source, start.number, f"run.start holds a scenario too big to replay: {problem}")
     return scenario
 
 
