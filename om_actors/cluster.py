@@ -76,6 +76,7 @@ from .events import (
     RunStarted,
     StrategyFailed,
 )
+from .limits import read_at_most, utf8_problem
 from .log import LogTarget, open_log
 from .node import DELIVERY_TIMEOUT, MAX_ADDRESS, Node, Peer, control_headers, public_text, verify
 from .orchestrator import conclusion, event_order, unwrapped
@@ -202,8 +203,8 @@ def _pem_ended(pem: bytes) -> bool:
 def _read_bounded(path: Path, limit: int) -> bytes:
     """A file's bytes, refused (``ValueError``) past ``limit``, unread: ``/dev/zero`` costs ``limit``."""
     with path.open("rb") as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:
+        data = read_at_most(file, limit)
+    if data is None:
         raise ValueError(_too_long(limit))
     return data
 
@@ -214,7 +215,7 @@ def _too_long(limit: int) -> str:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, UnicodeDecodeError):
-        return f"not UTF-8 text: {exc.reason} at byte {exc.start:,}"
+        return utf8_problem(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc)

@@ -21,6 +21,7 @@ list or script in it can cost more than the run it describes.
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 from .errors import OmActorsError
 
@@ -82,6 +83,21 @@ size, so the file's own size is never trusted: reading stops one byte past
 the limit.  UTF-8 takes at least a byte per character, so text that fits
 is within :data:`MAX_TEXT` too.
 """
+
+
+def read_at_most(file: BinaryIO, limit: int) -> bytes | None:
+    """``file``'s bytes, or ``None`` when it holds more than ``limit``: read no further than one byte past.
+
+    A name can be a device (``/dev/zero``), a FIFO or a sparse file of any
+    size, so a file's own size is never trusted.
+    """
+    data = file.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def utf8_problem(exc: UnicodeDecodeError) -> str:
+    """Why bytes that should be text are not: the reason and the offset of the first bad byte."""
+    return f"not UTF-8 text: {exc.reason} at byte {exc.start:,}"
 
 
 class LimitError(OmActorsError):

@@ -43,7 +43,9 @@ from .limits import (
     MAX_STRING,
     MAX_TEXT,
     MAX_VALUES,
+    read_at_most,
     size_problem,
+    utf8_problem,
 )
 from .protocol import Setup
 from .strategies import (
@@ -929,15 +931,14 @@ def read_scenario_text(file: BinaryIO, *, source: str) -> str:
     with the offset of its first bad byte.  Both are :class:`ScenarioError`
     naming ``source``; errors reading the file itself are left to the caller.
     """
-    data = file.read(MAX_SCENARIO_BYTES + 1)
-    if len(data) > MAX_SCENARIO_BYTES:
+    data = read_at_most(file, MAX_SCENARIO_BYTES)
+    if data is None:
         text = f"longer than {MAX_SCENARIO_BYTES:,} bytes, the most a scenario may have: not a scenario"
         raise ScenarioError([Problem(text)], source)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        text = f"not UTF-8 text: {exc.reason} at byte {exc.start:,}"
-        raise ScenarioError([Problem(text)], source) from None
+        raise ScenarioError([Problem(utf8_problem(exc))], source) from None
 
 
 def parse_scenario(
