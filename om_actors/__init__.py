@@ -1,4 +1,4 @@
-"""Lamport, Shostak and Pease's oral-messages algorithm OM(m), one trio task per general.
+"""Byzantine agreement -- OM(m), SM(m) and any algorithm registered beside them -- one trio task per general.
 
 Everything importable from ``om_actors`` itself is the public API; the
 modules behind it are private and may change without notice.
@@ -8,14 +8,23 @@ Errors raised on purpose share one base class::
     OmActorsError
     ├── ScenarioError   a scenario with mistakes, each with its line and column
     ├── StrategyError   a strategy name or arguments that build no strategy
+    ├── ProtocolMisuse  an algorithm's core driven out of turn
     └── LogError        a log that cannot be read, with the line
 """
 
 from ._version import __version__ as __version__
+from .algorithm import Algorithm as Algorithm
+from .algorithm import Core as Core
+from .algorithm import DecisionPoint as DecisionPoint
+from .algorithm import Outgoing as Outgoing
+from .algorithm import Setup as Setup
+from .algorithm import Step as Step
+from .algorithm import Verdict as Verdict
 from .asyncio_host import simulate_asyncio as simulate_asyncio
 from .errors import LogError as LogError
 from .errors import OmActorsError as OmActorsError
 from .errors import Problem as Problem
+from .errors import ProtocolMisuse as ProtocolMisuse
 from .errors import ScenarioError as ScenarioError
 from .events import SCHEMA as SCHEMA
 from .events import Decided as Decided
@@ -33,12 +42,15 @@ from .orchestrator import Simulation as Simulation
 from .orchestrator import open_simulation as open_simulation
 from .orchestrator import simulate as simulate
 from .orchestrator import simulate_sync as simulate_sync
-from .protocol import General as General
-from .protocol import Setup as Setup
-from .protocol import Verdict as Verdict
-from .protocol import majority as majority
-from .protocol import messages_received as messages_received
-from .protocol import messages_sent as messages_sent
+from .oral import OralGeneral as OralGeneral
+from .oral import OralMessages as OralMessages
+from .oral import OralReason as OralReason
+from .oral import Relay as Relay
+from .oral import majority as majority
+from .oral import messages_received as messages_received
+from .oral import messages_sent as messages_sent
+from .registry import algorithm_named as algorithm_named
+from .registry import register as register
 from .replay import Divergence as Divergence
 from .replay import Inconsistency as Inconsistency
 from .replay import ReplayReport as ReplayReport

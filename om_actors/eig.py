@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from .protocol import Path, Setup
+from .algorithm import Path, Setup
 
 NO_VOTE = 255
 """A slot with no vote: the general is on that path."""

@@ -46,6 +46,15 @@ class ScenarioError(OmActorsError):
         super().__init__("\n".join(p.render(source) for p in self.problems))
 
 
+class ProtocolMisuse(OmActorsError):
+    """A driver called an algorithm's core out of turn: a round skipped, a decision asked too early.
+
+    Never the fault of a traitor -- what a traitor sends is refused, not
+    raised -- but of the code driving the core, which should fail loudly
+    rather than decide on half the messages.
+    """
+
+
 class LogError(OmActorsError):
     """A log that cannot be read: cut off, malformed, or of an unknown schema.
 

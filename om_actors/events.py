@@ -11,14 +11,20 @@ an embedding application all consume the same events.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, ClassVar
 
 import attrs
 
-from .protocol import Path
+from .algorithm import Path
 
-SCHEMA = 1
-"""Version of the log format; bumped whenever an event's meaning changes."""
+SCHEMA = 2
+"""Version of the log format; bumped whenever an event's meaning changes.
+
+2: the scenario names its ``algorithm``; a message's fields are its
+algorithm's payload (``path`` and ``value`` for OM, ``value``, ``chain`` and
+``signatures`` for SM); ``run.start`` carries what the algorithm publishes
+(``public``); rejection reasons are fixed texts, one per rule."""
 
 
 @attrs.frozen
@@ -33,6 +39,8 @@ class RunStarted:
     name: ClassVar[str] = "run.start"
     mode: str | None = attrs.field(default=None, kw_only=True)
     messages_logged: bool | None = attrs.field(default=None, kw_only=True)
+    public: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+    """What the algorithm publishes about the run -- SM's public keys -- or ``None``."""
     schema: int
     version: str
     seed: int
@@ -41,15 +49,19 @@ class RunStarted:
 
 @attrs.frozen
 class MessageSent:
-    """A message as the runtime saw it leave; ``value`` may be a traitor's garbage."""
+    """A message as the runtime saw it leave.
+
+    ``payload`` is the algorithm's message (see
+    :attr:`~om_actors.algorithm.Algorithm.payload`); its fields may hold a
+    traitor's garbage.  The log writes them in place of ``payload``.
+    """
 
     name: ClassVar[str] = "message"
     instance: int | None = attrs.field(default=None, kw_only=True)
     round: int
     sender: int
     receiver: int
-    path: object
-    value: object
+    payload: object
     delivered: bool | None = attrs.field(default=None, kw_only=True)
     """``False`` for a message that left its sender but never reached its
     receiver (a network that lost it, a receiver that died); ``None``, and
@@ -58,16 +70,18 @@ class MessageSent:
 
 @attrs.frozen
 class MessageRejected:
-    """A message the receiver refused; it counts as missing."""
+    """A message the receiver refused; it counts as missing.
+
+    ``reason`` is one of the algorithm's :attr:`~om_actors.algorithm.Algorithm.reasons`.
+    """
 
     name: ClassVar[str] = "message.rejected"
     instance: int | None = attrs.field(default=None, kw_only=True)
     round: int
     sender: int
     receiver: int
-    path: object
-    value: object
-    reason: str
+    payload: object
+    reason: enum.Enum
 
 
 @attrs.frozen

@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from .errors import OmActorsError
 from .limits import MAX_SCRIPT
-from .protocol import Path
+from .algorithm import Path
 
 Batch: TypeAlias = npt.NDArray[np.uint8]
 """Value indices, one per path: what a general holds, or what a traitor sends one receiver."""
@@ -126,6 +126,11 @@ async def consult(
             choice = await choice
     except Exception as exc:
         raise StrategyRaised(exc) from exc
+    return interpret(choice, path)
+
+
+def interpret(choice: object, path: Path) -> tuple[tuple[object, ...], object] | None:
+    """A strategy's answer as ``(path, value)``: ``None`` is silence, a :class:`Forgery` a made-up path."""
     if choice is None:
         return None
     if isinstance(choice, Forgery):

@@ -1,0 +1,351 @@
+"""The seam every agreement algorithm plugs into: one interface, one registry.
+
+An algorithm here is a *sans-IO* core, in the manner of h11 and wsproto: pure
+state, no trio, no logging, no clock.  Everything that runs generals -- the
+trio actors, the network nodes, verify's lockstep loop, replay -- drives an
+algorithm only through the two classes below and knows none of its rules:
+
+- :class:`Algorithm` says what an algorithm is as a whole: its name, its
+  number of rounds, when its theorem promises agreement, its message payload,
+  its traitor strategies and its adversary space for ``verify``.
+- :class:`Core` is one general's state in one instance.  It owns the
+  schedule: it knows which round it is in, says what a loyal general sends
+  (:meth:`Core.outbox`) and what a traitor may send instead
+  (:meth:`Core.offers`), turns a value into a message (:meth:`Core.compose`),
+  judges what arrives (:meth:`Core.receive`) and decides
+  (:meth:`Core.decide`).  Calling these out of turn raises
+  :class:`~om_actors.errors.ProtocolMisuse`, so a driver that skips a round
+  fails loudly instead of deciding on half the messages.
+
+Algorithms are registered by name in :mod:`om_actors.registry`, as wsproto
+registers extensions; a scenario picks one with its ``algorithm`` key.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from .errors import ProtocolMisuse
+
+Path = tuple[int, ...]
+"""The generals a message went through, starting with the commander."""
+
+
+@attrs.frozen
+class Setup:
+    """What every general of one instance shares.
+
+    ``m`` is the number of traitors the algorithm is asked to survive.
+    ``seed`` and ``instance`` identify the run and the instance within it:
+    an algorithm that signs derives its keys and its signed context from
+    them, so one scenario and seed always give the same messages, bytes and
+    all.
+    """
+
+    generals: int
+    m: int
+    commander: int
+    values: tuple[str, ...]
+    default: str
+    seed: int = 0
+    instance: int = 0
+
+    @property
+    def lieutenants(self) -> tuple[int, ...]:
+        return tuple(g for g in range(self.generals) if g != self.commander)
+
+
+@attrs.frozen
+class Outgoing:
+    """A message a general may send: ``value`` along ``path`` to ``receiver``.
+
+    From :meth:`Core.outbox` it is what a loyal general owes; from
+    :meth:`Core.offers` it is a chance a traitor may take, ``value`` being
+    what a loyal general would say.  ``path`` already ends with the sender.
+    An algorithm whose messages carry no path uses ``(sender,)``.
+    """
+
+    path: Path
+    receiver: int
+    value: str
+
+
+@attrs.frozen
+class Verdict:
+    """The two interactive-consistency conditions of the paper.
+
+    ``validity`` is ``None`` when the commander is a traitor: IC2 says nothing
+    then.  With fewer than two loyal lieutenants agreement holds trivially.
+    """
+
+    agreement: bool
+    validity: bool | None
+
+    @property
+    def success(self) -> bool:
+        return self.agreement and self.validity is not False
+
+
+def judge(setup: Setup, decisions: Mapping[int, str], *, loyal: Iterable[int], order: str) -> Verdict:
+    """The verdict for the decisions of the loyal generals in ``loyal``."""
+    loyal = set(loyal)
+    lieutenant_decisions = {decisions[g] for g in setup.lieutenants if g in loyal}
+    agreement = len(lieutenant_decisions) <= 1
+    validity = None
+    if setup.commander in loyal:
+        validity = lieutenant_decisions <= {order}
+    return Verdict(agreement=agreement, validity=validity)
+
+
+def combine(verdicts: Iterable[Verdict]) -> Verdict:
+    """One verdict for several instances run together: each condition must hold in all.
+
+    Validity is ``None`` only when it is ``None`` in every instance, that is
+    when every commander is a traitor.
+    """
+    verdicts = list(verdicts)
+    validities = [v.validity for v in verdicts if v.validity is not None]
+    return Verdict(
+        agreement=all(v.agreement for v in verdicts),
+        validity=all(validities) if validities else None,
+    )
+
+
+class Core(abc.ABC):
+    """One general's sans-IO state in one instance of an algorithm.
+
+    The schedule is the core's, not the driver's.  Round ``r`` opens when the
+    general is asked what it sends in it -- :meth:`outbox` for a loyal
+    general, :meth:`offers` for a traitor, exactly once -- and messages of
+    round ``r`` may then arrive.  :meth:`decide` comes after the last round.
+    The base class keeps that bookkeeping, so an algorithm writes only its
+    rules, in the ``_``-prefixed methods.
+    """
+
+    def __init__(self, algorithm: Algorithm, setup: Setup, me: int, order: str | None) -> None:
+        self.algorithm = algorithm
+        self.setup = setup
+        self.me = me
+        self.order = order if order is not None else setup.default
+        self.rounds = algorithm.rounds(setup.generals, setup.m)
+        self.round = 0
+        """The round this general is in: 0 before the first, ``rounds`` once all are open."""
+        self.stats: Counter[str] = Counter()
+        """What the algorithm counts as it works, such as ``signatures_verified``; summed into the result."""
+
+    # --- the schedule ---------------------------------------------------------
+
+    def outbox(self, round: int) -> list[Outgoing]:
+        """Open ``round`` and say what a loyal general sends in it, in log order."""
+        self._open(round)
+        return self._outbox(round)
+
+    def offers(self, round: int) -> list[Outgoing]:
+        """Open ``round`` and say what a traitor may send in it, with the loyal value of each.
+
+        Always includes everything :meth:`outbox` would give; an algorithm
+        whose traitors can do more (send late, say) offers more.
+        """
+        self._open(round)
+        return self._offers(round)
+
+    def compose(self, outgoing: Outgoing, path: object, value: object) -> object:
+        """The message payload that says ``value`` along ``path``, for one of this round's offers.
+
+        For a loyal message ``path`` and ``value`` are the outgoing's own; a
+        traitor's strategy may have changed either, and the payload then says
+        what it chose -- signed, where the algorithm signs, with this
+        general's key alone.
+        """
+        self._check_open("compose a message")
+        return self._compose(outgoing, path, value)
+
+    def receive(self, *, sender: int, round: int, payload: object) -> enum.Enum | None:
+        """Take a message of the current round, or say why it is refused.
+
+        ``sender`` and ``round`` come from the runtime, never from the
+        message.  A refused message leaves no trace in the state, and counts
+        as missing.
+        """
+        if round != self.round or round < 1:
+            raise ProtocolMisuse(
+                f"general {self.me} was handed a round-{round} message while in round {self.round}"
+            )
+        return self._receive(sender, round, payload)
+
+    def decide(self) -> str:
+        """The final decision, once every round is over."""
+        if self.round != self.rounds:
+            raise ProtocolMisuse(
+                f"general {self.me} was asked to decide in round {self.round} of {self.rounds}"
+            )
+        return self._decide()
+
+    def _open(self, round: int) -> None:
+        if round != self.round + 1 or round > self.rounds:
+            raise ProtocolMisuse(
+                f"general {self.me} was asked for round {round}'s messages "
+                f"after round {self.round} of {self.rounds}"
+            )
+        self.round = round
+
+    def _check_open(self, doing: str) -> None:
+        if self.round < 1:
+            raise ProtocolMisuse(f"general {self.me} was asked to {doing} before round 1")
+
+    # --- the rules, one algorithm's own -----------------------------------------
+
+    @abc.abstractmethod
+    def _outbox(self, round: int) -> list[Outgoing]: ...
+
+    def _offers(self, round: int) -> list[Outgoing]:
+        return self._outbox(round)
+
+    @abc.abstractmethod
+    def _compose(self, outgoing: Outgoing, path: object, value: object) -> object: ...
+
+    @abc.abstractmethod
+    def _receive(self, sender: int, round: int, payload: object) -> enum.Enum | None: ...
+
+    @abc.abstractmethod
+    def _decide(self) -> str: ...
+
+
+@attrs.frozen
+class Step:
+    """One step of a general's reasoning, as ``explain`` draws it: a tree of these.
+
+    ``label`` names the step (``OM([0, 2])``, ``round 2``), ``value`` is what
+    it came to, ``detail`` says how (``votes attack, attack, retreat``).
+    ``path`` ties a step to the messages along that path, when it has one,
+    so ``explain`` can show what arrived and who lied.  ``hidden`` counts
+    steps below this one left out by a depth limit.
+    """
+
+    label: str
+    value: str
+    detail: str = ""
+    children: tuple[Step, ...] = ()
+    hidden: int = 0
+    path: Path | None = None
+
+
+@attrs.frozen
+class DecisionPoint:
+    """One message a traitor may send, fixed before any run: what exhaustive search ranges over."""
+
+    round: int
+    path: Path
+    receiver: int
+
+
+class Algorithm(abc.ABC):
+    """An agreement algorithm as a whole; one instance of it is registered by :attr:`name`.
+
+    Subclasses set the class attributes and implement the methods; see
+    :mod:`om_actors.oral` and :mod:`om_actors.signed` for the two built in.
+    """
+
+    name: ClassVar[str]
+    """What a scenario's ``algorithm`` key says: ``"om"``, ``"sm"``."""
+    title: ClassVar[str]
+    """How people write it, with ``m`` for the parameter: ``"OM(m)"``."""
+    payload: ClassVar[type]
+    """The attrs class of a message's payload; its fields are the message's fields in the log and on the wire."""
+    reasons: ClassVar[type[enum.Enum]]
+    """Why a general may refuse a message: a string-valued enum."""
+    batchable: ClassVar[bool] = False
+    """Whether the batched runtime (:mod:`om_actors.eig`) can run it; only OM(m) needs batching."""
+
+    def titled(self, m: int) -> str:
+        """The title with ``m`` filled in: ``"OM(2)"``."""
+        return self.title.replace("(m)", f"({m})")
+
+    @abc.abstractmethod
+    def rounds(self, generals: int, m: int) -> int:
+        """How many rounds one instance takes."""
+
+    @abc.abstractmethod
+    def problems(self, generals: int, m: int) -> list[str]:
+        """Why a scenario with these numbers cannot run at all (empty when it can)."""
+
+    @abc.abstractmethod
+    def warnings(self, generals: int, m: int, traitors: int) -> list[str]:
+        """Why the theorem does not promise agreement here; empty when it does.
+
+        Such a scenario still runs -- showing the failure is the point of it.
+        """
+
+    def theorem_allows_failure(self, generals: int, m: int, traitors: int) -> bool:
+        """Whether a violation here is no bug: the theorem makes no promise."""
+        return bool(self.warnings(generals, m, traitors))
+
+    @abc.abstractmethod
+    def messages_sent(self, generals: int, m: int) -> int:
+        """Messages one instance sends with every general loyal: what sizes a run."""
+
+    @abc.abstractmethod
+    def general(self, setup: Setup, me: int, order: str | None = None) -> Core:
+        """A fresh core for general ``me``; ``order`` is the commander's, ignored for lieutenants."""
+
+    @abc.abstractmethod
+    def strategies(self) -> Mapping[str, type]:
+        """The built-in traitor strategies, by the name a scenario file uses."""
+
+    @abc.abstractmethod
+    def canonical(self, values: tuple[str, ...]) -> Sequence[tuple[str, dict[str, object]]]:
+        """``verify``'s canonical adversaries: built-in strategy names with their arguments."""
+
+    @abc.abstractmethod
+    def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
+        """Every message ``traitor`` could usefully send, whatever it receives.
+
+        ``verify``'s exhaustive and search adversaries choose a value (or
+        silence) for each; the ``scripted`` strategy replays such a choice.
+        """
+
+    @abc.abstractmethod
+    def explain(self, core: Core, *, path: Path | None = None, depth: int | None = None) -> Step:
+        """How ``core``'s general reached its decision, as a tree, once every round is over.
+
+        ``path`` focuses on one part of it, for algorithms whose reasoning
+        follows paths; ``depth`` limits how many levels are shown.  Raises
+        :class:`ValueError` with a sentence for a ``path`` that names no step.
+        """
+
+    def record(self, setup: Setup) -> dict[str, Any]:
+        """What ``run.start`` records about this instance beyond the scenario: public keys, say."""
+        return {}
+
+    def payload_fields(self, payload: object) -> dict[str, object]:
+        """A payload's fields, in order, as the log and the wire carry them."""
+        return {field.name: getattr(payload, field.name) for field in attrs.fields(type(payload))}
+
+    def payload_from_fields(self, fields: Mapping[str, object]) -> object:
+        """The payload a log line or a request carries, from its fields; lists become tuples.
+
+        Whatever the fields hold is kept, garbage included: judging it is
+        :meth:`Core.receive`'s job.
+        """
+        names = [field.name for field in attrs.fields(self.payload)]
+        return self.payload(**{name: _frozen(fields.get(name)) for name in names})
+
+    def path_of(self, payload: object) -> object:
+        """The path a payload travelled, for sorting and filtering; ``()`` when it has none."""
+        return getattr(payload, "path", ())
+
+    def value_of(self, payload: object) -> object:
+        return getattr(payload, "value", None)
+
+
+def _frozen(value: object) -> object:
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
+

@@ -1,0 +1,145 @@
+"""One general, driven through any algorithm: what every runtime shares.
+
+The trio actor, the network node and verify's lockstep loop all run a
+general the same way -- ask the algorithm what is owed, let a traitor's
+strategy rewrite it, hand what arrives to the core, decide -- and this is
+the one copy of that pipeline.  It is sans-IO like the cores it drives: it
+never awaits, sends or logs.  A round comes out as a list of :class:`Send`
+items (ready to post) and, for a traitor, :class:`Ask` items: a question for
+the strategy, which may be ``async``, so the runtime asks it -- awaiting
+where it can, refusing to where it cannot (:func:`answer_now`) -- and hands
+the answer back to :meth:`GeneralDriver.answer`.
+
+The runtime stamps the sender and counts what it posts; the driver gives it
+the events only the general can know of: a refused message, a strategy that
+raised.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Sequence
+
+import attrs
+
+from .algorithm import Core, Outgoing
+from .errors import OmActorsError
+from .events import MessageRejected, StrategyFailed
+from .strategies import Strategy, StrategyRaised, consult, interpret, message_rng
+
+Told = tuple[tuple[object, ...], object] | None | StrategyRaised
+"""A strategy's answer to an :class:`Ask`: ``(path, value)``, ``None`` for silence, or what it raised."""
+
+
+@attrs.frozen
+class Send:
+    """A message ready to go: ``payload`` to ``receiver``, in ``round`` of ``instance``."""
+
+    instance: int
+    round: int
+    receiver: int
+    payload: object
+
+
+@attrs.frozen
+class Ask:
+    """A chance for a traitor to lie: the runtime consults the strategy with :attr:`question`."""
+
+    instance: int
+    round: int
+    outgoing: Outgoing
+    rng: random.Random
+
+    @property
+    def question(self) -> tuple[int, tuple[int, ...], int, str, random.Random]:
+        """The arguments of ``Strategy.choose``: round, path, receiver, loyal value, rng."""
+        return (self.round, self.outgoing.path, self.outgoing.receiver, self.outgoing.value, self.rng)
+
+
+class GeneralDriver:
+    """One general in every instance of a run: its cores, its strategy, its tally of arrivals.
+
+    ``cores`` holds one core per instance, all for the same general.
+    ``tagged`` says whether events name their instance (only when a run has
+    several).
+    """
+
+    def __init__(self, cores: Sequence[Core], *, strategy: Strategy | None, seed: int, tagged: bool) -> None:
+        self.cores = cores
+        self.me = cores[0].me
+        self.strategy = strategy
+        self.seed = seed
+        self.tagged = tagged
+        self.received = 0
+
+    def tag(self, instance: int) -> int | None:
+        """The instance as events carry it: only when a run has several."""
+        return instance if self.tagged else None
+
+    def round(self, round: int) -> list[Send | Ask]:
+        """Open ``round`` in every instance: what a loyal general sends, or what a traitor is asked."""
+        items: list[Send | Ask] = []
+        for instance, core in enumerate(self.cores):
+            if self.strategy is None:
+                for out in core.outbox(round):
+                    items.append(Send(instance, round, out.receiver, core.compose(out, out.path, out.value)))
+            else:
+                for out in core.offers(round):
+                    rng = message_rng(self.seed, self.me, out.path, out.receiver, self.tag(instance))
+                    items.append(Ask(instance, round, out, rng))
+        return items
+
+    def answer(self, ask: Ask, told: Told) -> Send | StrategyFailed | None:
+        """What the strategy's answer means: a message to send, a failure to record, or silence."""
+        if isinstance(told, StrategyRaised):
+            out = ask.outgoing
+            tag = self.tag(ask.instance)
+            return StrategyFailed(ask.round, self.me, out.path, out.receiver, str(told), instance=tag)
+        if told is None:
+            return None
+        path, value = told
+        payload = self.cores[ask.instance].compose(ask.outgoing, path, value)
+        return Send(ask.instance, ask.round, ask.outgoing.receiver, payload)
+
+    async def ask(self, ask: Ask) -> Send | StrategyFailed | None:
+        """Consult the strategy, awaiting it if it is ``async``, and take its answer."""
+        assert self.strategy is not None
+        told: Told
+        try:
+            told = await consult(self.strategy, *ask.question)
+        except StrategyRaised as raised:
+            told = raised
+        return self.answer(ask, told)
+
+    def deliver(self, instance: int, sender: int, round: int, payload: object) -> MessageRejected | None:
+        """Hand a message the runtime stamped to the core; the event if it was refused."""
+        self.received += 1
+        reason = self.cores[instance].receive(sender=sender, round=round, payload=payload)
+        if reason is None:
+            return None
+        return MessageRejected(round, sender, self.me, payload, reason, instance=self.tag(instance))
+
+    def decide(self) -> tuple[str, ...]:
+        """The decision in every instance."""
+        return tuple(core.decide() for core in self.cores)
+
+
+def answer_now(driver: GeneralDriver, ask: Ask) -> Send | StrategyFailed | None:
+    """:meth:`GeneralDriver.ask` for code that cannot await: an ``async`` strategy is refused."""
+    assert driver.strategy is not None
+    told: Told
+    try:
+        choice = driver.strategy.choose(*ask.question)
+    except Exception as exc:
+        told = StrategyRaised(exc)
+    else:
+        if inspect.isawaitable(choice):
+            if inspect.iscoroutine(choice):
+                choice.close()
+            raise OmActorsError(
+                f"general {driver.me}'s strategy is async, and this runtime cannot await it: "
+                "use a strategy whose choose() returns its answer"
+            )
+        told = interpret(choice, ask.outgoing.path)
+    return driver.answer(ask, told)

@@ -1,0 +1,368 @@
+"""Lamport, Shostak and Pease's oral-messages algorithm OM(m), as pure state.
+
+No trio, no logging, no clock: everything that runs OM(m) drives
+:class:`OralGeneral` through the :class:`~om_actors.algorithm.Core` interface
+-- messages go in through ``receive``, what to send comes out of ``outbox``,
+and ``decide`` evaluates the recursive majority.  This is the one copy of the
+path rules and of the majority; the batched runtime's NumPy majority
+(:mod:`om_actors.eig`) is its second form, and the differential tests hold
+the two to the same answers.
+
+A *path* is the chain of generals a value travelled along, starting with the
+commander: ``(0, 3, 1)`` is "general 1 says general 3 says the commander said".
+A message whose path has ``k`` generals travels in round ``k``.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+import attrs
+
+from .algorithm import Algorithm, Core, DecisionPoint, Outgoing, Path, Setup, Step
+from .strategies import BUILT_IN
+
+
+
+class OralReason(str, enum.Enum):
+    """Why a general refuses an oral message; the value then counts as missing."""
+
+    MALFORMED_PATH = "malformed path"
+    OUT_OF_RANGE = "path names a general out of range"
+    NOT_FROM_COMMANDER = "path does not start with the commander"
+    NOT_FROM_SENDER = "path does not end with the sender"
+    REPEATS = "path repeats a general"
+    THROUGH_RECEIVER = "path contains the receiver"
+    WRONG_ROUND = "path has the wrong length for the round"
+    OUTSIDE_DOMAIN = "value outside the domain"
+    DUPLICATE = "duplicate message"
+    MALFORMED_MESSAGE = "malformed message"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class Relay:
+    """An oral message: ``value``, said to have travelled along ``path``.
+
+    Nothing vouches for either: a traitor may put anything in both, and the
+    receiver judges them by the path rules.
+    """
+
+    path: object
+    value: object
+
+
+def messages_sent(generals: int, m: int) -> int:
+    """Messages in a run where everyone sends everything they owe.
+
+    Round ``k`` carries one message per ordered choice of ``k`` distinct
+    non-commanders (the ``k - 1`` relayers and the receiver), so the total is
+    ``sum(P(n - 1, k) for k in 1..m + 1)``.
+    """
+    return sum(math.perm(generals - 1, k) for k in range(1, m + 2))
+
+
+def messages_received(generals: int, m: int) -> int:
+    """Messages each lieutenant receives with full participation.
+
+    Only paths that do not already contain the receiver reach it, so this
+    counts ``sum(P(n - 2, k - 1) for k in 1..m + 1)``.  Some texts also count
+    the paths through the receiver itself; we do not, because nobody sends
+    those.
+    """
+    return sum(math.perm(generals - 2, k - 1) for k in range(1, m + 2))
+
+
+def majority(votes: Iterable[str], default: str) -> str:
+    """The value held by more than half of ``votes``, else ``default``.
+
+    A strict majority, as in the paper: a tie never picks a side, which is
+    what lets loyal generals that saw a tie still agree with each other.
+    """
+    counts = Counter(votes)
+    total = counts.total()
+    if not total:
+        return default
+    value, count = counts.most_common(1)[0]
+    return value if 2 * count > total else default
+
+
+def paths_of_round(setup: Setup, round: int, *, excluding: int) -> Iterator[Path]:
+    """The paths of ``round`` that do not pass through ``excluding``, in order.
+
+    These are exactly the paths ``excluding`` receives in that round, and the
+    order is lexicographic, which is the order the log uses.
+    """
+    others = [g for g in setup.lieutenants if g != excluding]
+    for relayers in itertools.permutations(others, round - 1):
+        yield (setup.commander, *relayers)
+
+
+def rejection_reason(
+    setup: Setup, *, receiver: int, sender: int, round: int, path: object, value: object
+) -> OralReason | None:
+    """Why ``receiver`` must refuse this message, or ``None`` to accept it.
+
+    ``sender`` and ``round`` come from the runtime, never from the message, so
+    a traitor can lie about values but not about who is speaking: a path whose
+    last hop is not the sender is a forgery.
+    """
+    # Written for speed: every message of a run passes through here.
+    if type(path) is not tuple or not path or set(map(type, path)) != _INT:
+        return OralReason.MALFORMED_PATH
+    if min(path) < 0 or max(path) >= setup.generals:
+        return OralReason.OUT_OF_RANGE
+    if path[0] != setup.commander:
+        return OralReason.NOT_FROM_COMMANDER
+    if path[-1] != sender:
+        return OralReason.NOT_FROM_SENDER
+    if len(set(path)) != len(path):
+        return OralReason.REPEATS
+    if receiver in path:
+        return OralReason.THROUGH_RECEIVER
+    if len(path) != round:
+        return OralReason.WRONG_ROUND
+    if not isinstance(value, str) or value not in setup.values:
+        return OralReason.OUTSIDE_DOMAIN
+    return None
+
+
+_INT = {int}
+"""The only element type of a well-formed path: ``bool`` is an int, but not a general."""
+
+
+class OralGeneral(Core):
+    """One general's view of one OM(m) instance.
+
+    It stores what it accepted, by path, and derives everything else from
+    that: what it relays and what it decides.  A value that never arrived, or
+    was rejected, counts as ``setup.default`` -- assumption A3 of the paper,
+    which lets a loyal general treat silence like any other lie.
+    """
+
+    def __init__(self, algorithm: Algorithm, setup: Setup, me: int, order: str | None = None) -> None:
+        super().__init__(algorithm, setup, me, order)
+        self._received: dict[Path, str] = {}
+
+    @property
+    def received(self) -> Mapping[Path, str]:
+        return self._received
+
+    def _receive(self, sender: int, round: int, payload: object) -> OralReason | None:
+        if type(payload) is not Relay:
+            return OralReason.MALFORMED_MESSAGE
+        path, value = payload.path, payload.value
+        reason = rejection_reason(self.setup, receiver=self.me, sender=sender, round=round, path=path, value=value)
+        if reason is None and path in self._received:
+            reason = OralReason.DUPLICATE
+        if reason is not None:
+            return reason
+        assert isinstance(path, tuple)
+        assert isinstance(value, str)
+        self._received[path] = value
+        return None
+
+    def held(self, path: Path) -> str:
+        """The value this general holds for ``path``: what arrived, else the default."""
+        return self._received.get(path, self.setup.default)
+
+    def _outbox(self, round: int) -> list[Outgoing]:
+        """What a loyal general sends in ``round``, in path order, then receiver order.
+
+        In round 1 only the commander speaks.  In round ``k + 1`` a lieutenant
+        relays every round-``k`` path it could have received, appending itself,
+        to every general not yet on the path -- including paths that never
+        arrived, which it relays as the default.
+        """
+        return list(owed(self.setup, self.me, round, self.held if round > 1 else lambda _: self.order))
+
+    def _compose(self, outgoing: Outgoing, path: object, value: object) -> Relay:
+        return Relay(path, value)
+
+    def children(self, path: Sequence[int]) -> list[Path]:
+        """The sub-paths whose values vote with ``path``'s own in the majority."""
+        if len(path) >= self.rounds:
+            return []
+        return [(*path, g) for g in range(self.setup.generals) if g not in path and g != self.me]
+
+    def resolve(self, path: Path) -> str:
+        """``OM(path)`` as this general evaluates it: the recursive majority."""
+        children = self.children(path)
+        if not children:
+            return self.held(path)
+        votes = [self.held(path), *(self.resolve(child) for child in children)]
+        return majority(votes, self.setup.default)
+
+    def explain(self, path: Path, depth: int | None = None) -> MajorityStep:
+        """``OM(path)`` with its working shown: every vote, down to ``depth`` levels.
+
+        Below ``depth`` the values are still computed, so the majorities shown
+        are the real ones; only the nodes are left out.
+        """
+        children = self.children(path)
+        if not children:
+            return MajorityStep(path, self.held(path), (), self.held(path), (), 0)
+        if depth == 0:
+            hidden = _subtree_size(self, path) - 1
+            return MajorityStep(path, self.held(path), (), self.resolve(path), (), hidden)
+        below = None if depth is None else depth - 1
+        steps = tuple(self.explain(child, below) for child in children)
+        votes = (self.held(path), *(step.value for step in steps))
+        return MajorityStep(path, self.held(path), votes, majority(votes, self.setup.default), steps, 0)
+
+    def _decide(self) -> str:
+        """The final decision; a commander trusts its own order."""
+        if self.me == self.setup.commander:
+            return self.order
+        return self.resolve((self.setup.commander,))
+
+
+def owed(setup: Setup, sender: int, round: int, held: Callable[[Path], str]) -> Iterator[Outgoing]:
+    """Who-sends-what in OM(m): every message ``sender`` owes in ``round``, in log order.
+
+    ``held`` gives the value the sender holds for a path of the round before
+    (the order, for the commander in round 1).  This is the one copy of the
+    rule; :meth:`OralGeneral.outbox`, the batched store and the adversary
+    space all read it.
+    """
+    if round == 1:
+        if sender == setup.commander:
+            for receiver in setup.lieutenants:
+                yield Outgoing((sender,), receiver, held((sender,)))
+        return
+    if sender == setup.commander:
+        return
+    for path in paths_of_round(setup, round - 1, excluding=sender):
+        value = held(path)
+        relayed = (*path, sender)
+        for receiver in range(setup.generals):
+            if receiver not in relayed:
+                yield Outgoing(relayed, receiver, value)
+
+
+@attrs.frozen
+class MajorityStep:
+    """One step of the recursive majority, as :meth:`OralGeneral.explain` shows it.
+
+    ``votes`` is the path's own value followed by its children's results,
+    empty for a leaf (whose value is simply what arrived) and for a step cut
+    off by the depth limit, which then counts its ``hidden`` descendants.
+    """
+
+    path: Path
+    held: str
+    votes: tuple[str, ...]
+    value: str
+    children: tuple[MajorityStep, ...]
+    hidden: int
+
+
+def _subtree_size(general: OralGeneral, path: Path) -> int:
+    """Steps in the recursion tree at and below ``path``.
+
+    Each level down adds one general who is neither on the path nor the
+    evaluating general, so level ``d`` holds ``P(available, d)`` steps.
+    """
+    available = general.setup.generals - len(path) - (general.me not in path)
+    levels = general.rounds - len(path)
+    return sum(math.perm(available, d) for d in range(levels + 1))
+
+
+class OralMessages(Algorithm):
+    """OM(m): m + 1 rounds of relaying every value along every path, then a recursive majority.
+
+    The theorem (Lamport, Shostak and Pease 1982, theorem 1) promises IC1 and
+    IC2 with more than ``3m`` generals and at most ``m`` traitors.
+    """
+
+    name = "om"
+    title = "OM(m)"
+    payload = Relay
+    reasons = OralReason
+    batchable = True
+
+    def rounds(self, generals: int, m: int) -> int:
+        return m + 1
+
+    def problems(self, generals: int, m: int) -> list[str]:
+        return []
+
+    def warnings(self, generals: int, m: int, traitors: int) -> list[str]:
+        found = []
+        needed = 3 * m + 1
+        if generals < needed:
+            found.append(
+                f"{generals} generals are fewer than 3m + 1 = {needed}: "
+                f"OM({m}) cannot guarantee agreement, and traitors can make loyal generals disagree"
+            )
+        if traitors > m:
+            found.append(f"{traitors} traitors are more than m = {m}: OM({m}) is only built to survive {m}")
+        return found
+
+    def messages_sent(self, generals: int, m: int) -> int:
+        return messages_sent(generals, m)
+
+    def general(self, setup: Setup, me: int, order: str | None = None) -> OralGeneral:
+        return OralGeneral(self, setup, me, order)
+
+    def strategies(self) -> Mapping[str, type]:
+        return BUILT_IN
+
+    def canonical(self, values: tuple[str, ...]) -> Sequence[tuple[str, dict[str, object]]]:
+        return [("flip", {}), ("split", {}), *(("constant", {"value": v}) for v in values), ("silent", {})]
+
+    def explain(self, core: Core, *, path: Path | None = None, depth: int | None = None) -> Step:
+        """The recursive majority from ``path`` (the commander's by default), vote by vote."""
+        assert isinstance(core, OralGeneral)
+        if core.round != core.rounds:
+            core.decide()  # raises ProtocolMisuse, as deciding would
+        path = (core.setup.commander,) if path is None else path
+        problem = _path_problem(core, path)
+        if problem is not None:
+            raise ValueError(problem)
+        return _step(core.explain(path, depth))
+
+    def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
+        """Which messages a general owes never depends on values, so the space is fixed before any run."""
+        return [
+            DecisionPoint(round, out.path, out.receiver)
+            for round in range(1, self.rounds(setup.generals, setup.m) + 1)
+            for out in owed(setup, traitor, round, lambda _: setup.default)
+        ]
+
+
+def _path_problem(core: OralGeneral, path: Path) -> str | None:
+    setup = core.setup
+    if not path or path[0] != setup.commander:
+        return f"a path starts with the commander, general {setup.commander}"
+    if any(not 0 <= g < setup.generals for g in path):
+        return f"general ids run from 0 to {setup.generals - 1}"
+    if len(set(path)) != len(path):
+        return "a path names each general at most once"
+    if len(path) > core.rounds:
+        return f"OM({setup.m}) paths have at most {core.rounds} generals"
+    if core.me in path[1:]:
+        return f"general {core.me} never receives a path through itself"
+    return None
+
+
+def _step(step: MajorityStep) -> Step:
+    label = f"OM([{', '.join(map(str, step.path))}])"
+    if step.votes:
+        detail = f"held {step.held}; votes {', '.join(step.votes)}"
+    elif step.hidden:
+        detail = f"held {step.held}; {step.hidden:,} steps below not shown"
+    else:
+        detail = f"held {step.held}"
+    children = tuple(_step(child) for child in step.children)
+    return Step(label, step.value, detail, children, step.hidden, step.path)
+
+
+ORAL_MESSAGES = OralMessages()
+"""OM(m), as the registry holds it."""
