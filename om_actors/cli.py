@@ -42,7 +42,7 @@ from .guarded_stdout import GuardedStdout
 from .limits import DEFAULT_MAX_MESSAGES, LIMIT_VARIABLE
 from .log import LogLine, Selection, read_log
 from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
-from .protocol import messages_sent
+from .oral import messages_sent
 from .replay import SUMMARY_ONLY, Divergence, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, assumption_warnings, print_verify, report
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario, read_scenario_text

@@ -14,7 +14,9 @@ import attrs
 from rich.tree import Tree
 
 from .errors import OmActorsError
-from .protocol import General, Node, Path
+from .algorithm import Path
+from .oral import MajorityStep as Node
+from .oral import OralGeneral as General
 from .replay import Reconstruction
 from .terminal import markup, printable
 

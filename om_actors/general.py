@@ -21,7 +21,9 @@ import trio
 
 from .eig import NO_VOTE, EigLayout, EigStore, stack_rows
 from .events import Event, MessageRejected, StrategyFailed
-from .protocol import General, Outgoing, rejection_reason
+from .algorithm import Outgoing
+from .oral import OralGeneral as General
+from .oral import rejection_reason
 from .strategies import Batch as BatchValues
 from .strategies import BatchStrategy, Strategy, StrategyRaised, consult, message_rng
 

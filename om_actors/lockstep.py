@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from .protocol import General, Path, Setup, Verdict, judge
+from .algorithm import Path, Setup, Verdict, judge
+from .oral import OralGeneral as General
 
 Choice = Callable[[int, Path, int, str], "str | None"]
 """A traitor: ``(round, path, receiver, loyal value)`` to the value it sends, or ``None`` for silence."""

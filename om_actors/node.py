@@ -62,7 +62,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .errors import OmActorsError
 from .log import event_first, json_fallback
-from .protocol import General, Setup
+from .algorithm import Setup
+from .oral import OralGeneral as General
 from .scenario import Scenario, scenario_from_dict
 from .strategies import Strategy, StrategyRaised, build_strategy, consult, message_rng
 

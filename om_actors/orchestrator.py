@@ -53,7 +53,9 @@ from .general import (
 )
 from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, open_log
-from .protocol import General, Verdict, combine, judge, messages_sent, paths_of_round
+from .algorithm import Verdict, combine, judge
+from .oral import OralGeneral as General
+from .oral import messages_sent, paths_of_round
 from .result import InstanceOutcome, Result
 from .scenario import Scenario
 from .strategies import Strategy

@@ -37,7 +37,8 @@ from .errors import LogError, OmActorsError, ScenarioError
 from .events import Event
 from .log import LogLine, path_of, read_log, render
 from .orchestrator import Mode, simulate
-from .protocol import General, Outgoing, Path, Verdict, combine, judge
+from .algorithm import Outgoing, Path, Verdict, combine, judge
+from .oral import OralGeneral as General
 from .scenario import Scenario, scenario_from_dict
 
 LogPath = str | os.PathLike[str]

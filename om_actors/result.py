@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from .protocol import Verdict, combine
+from .algorithm import Verdict, combine
 from .scenario import Scenario
 
 

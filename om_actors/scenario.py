@@ -47,7 +47,7 @@ from .limits import (
     size_problem,
     utf8_problem,
 )
-from .protocol import Setup
+from .algorithm import Setup
 from .strategies import (
     BUILT_IN,
     Constant,

@@ -36,7 +36,10 @@ from .errors import OmActorsError
 from .limits import size_problem
 from .lockstep import Choice, LockstepRun, run_lockstep, traitor_messages
 from .orchestrator import simulate, unwrapped
-from .protocol import Path, Setup, theorem_allows_failure
+from .algorithm import Path, Setup
+from .oral import ORAL_MESSAGES
+
+theorem_allows_failure = ORAL_MESSAGES.theorem_allows_failure
 from .scenario import DEFAULT_VALUES, scenario_from_dict
 from .strategies import Constant, Flip, Silent, Split, Strategy
 
