@@ -57,3 +57,12 @@ def test_custom_traitor_from_code_and_from_yaml() -> None:
     )
     assert cli.returncode == 0, cli.stderr
     assert '"success": true' in cli.stdout
+
+
+def test_an_algorithm_of_ones_own_runs_logs_and_replays() -> None:
+    assert run_example("examples/custom_algorithm.py") == [
+        "loyal commander: decisions={0: 'attack', 1: 'attack', 2: 'attack', 3: 'attack'} agreement=True "
+        "messages=3",
+        "split commander: decisions={1: 'retreat', 2: 'attack', 3: 'retreat'} agreement=False messages=3",
+        "replay: ok=True messages=3",
+    ]
