@@ -87,7 +87,7 @@ class TrustTheCommander(Algorithm):
     def warnings(self, generals: int, m: int, traitors: int) -> list[str]:
         return ["trusting the commander survives no traitor at all"] if traitors else []
 
-    def messages_sent(self, generals: int, m: int) -> int:
+    def messages_sent(self, generals: int, m: int, *, limit: int | None = None) -> int:
         return generals - 1
 
     def general(self, setup: Setup, me: int, order: str | None = None) -> Trusting:

@@ -287,8 +287,13 @@ class Algorithm(abc.ABC):
         return bool(self.warnings(generals, m, traitors))
 
     @abc.abstractmethod
-    def messages_sent(self, generals: int, m: int) -> int:
-        """Messages one instance sends with every general loyal: what sizes a run."""
+    def messages_sent(self, generals: int, m: int, *, limit: int | None = None) -> int:
+        """Messages one instance sends with every general loyal: what sizes a run.
+
+        With ``limit`` the count may stop at the first partial sum past it,
+        and must then answer at once however large ``generals`` and ``m``
+        are: scenarios are sized with it before anything is allocated.
+        """
 
     @abc.abstractmethod
     def general(self, setup: Setup, me: int, order: str | None = None) -> Core:

@@ -58,14 +58,27 @@ class Relay:
     value: object
 
 
-def messages_sent(generals: int, m: int) -> int:
+def messages_sent(generals: int, m: int, *, limit: int | None = None) -> int:
     """Messages in a run where everyone sends everything they owe.
 
     Round ``k`` carries one message per ordered choice of ``k`` distinct
     non-commanders (the ``k - 1`` relayers and the receiver), so the total is
-    ``sum(P(n - 1, k) for k in 1..m + 1)``.
+    ``sum(P(n - 1, k) for k in 1..m + 1)``.  With ``limit``, the count stops
+    at the first partial sum past it: at most ``m + 1`` multiplications of
+    numbers no bigger than ``limit * generals``, so even ``10**35`` generals
+    are answered at once.
     """
-    return sum(math.perm(generals - 1, k) for k in range(1, m + 2))
+    if generals < 2 or m < 0:
+        return 0
+    total, level = 0, 1
+    for k in range(1, m + 2):
+        level *= generals - k  # P(n - 1, k) from P(n - 1, k - 1)
+        if level <= 0:
+            break
+        total += level
+        if limit is not None and total > limit:
+            break
+    return total
 
 
 def messages_received(generals: int, m: int) -> int:
@@ -305,8 +318,8 @@ class OralMessages(Algorithm):
             found.append(f"{traitors} traitors are more than m = {m}: OM({m}) is only built to survive {m}")
         return found
 
-    def messages_sent(self, generals: int, m: int) -> int:
-        return messages_sent(generals, m)
+    def messages_sent(self, generals: int, m: int, *, limit: int | None = None) -> int:
+        return messages_sent(generals, m, limit=limit)
 
     def general(self, setup: Setup, me: int, order: str | None = None) -> OralGeneral:
         return OralGeneral(self, setup, me, order)
