@@ -58,6 +58,9 @@ class Result(_Conditions):
     ``undelivered`` counts messages loyal generals sent that never arrived,
     and ``crashed`` lists the generals whose process died: both only happen
     over a network, and either means the paper's assumptions did not hold.
+    ``stats`` sums what the algorithm's generals counted as they worked --
+    SM(m)'s ``signatures_verified``, say; OM(m) counts nothing -- and
+    :meth:`to_dict` gives each at the top level, beside ``messages``.
     """
 
     scenario: Scenario
@@ -69,6 +72,7 @@ class Result(_Conditions):
     timed_out: Mapping[int, tuple[int, ...]]
     undelivered: int = 0
     crashed: tuple[int, ...] = ()
+    stats: Mapping[str, int] = attrs.field(factory=dict)
 
     @property
     def decisions(self) -> Mapping[int, str]:
@@ -95,8 +99,6 @@ class Result(_Conditions):
 
         Without ``expect`` a scenario is expected to succeed.  ``decision`` is
         checked against the lieutenants: a loyal commander decides its own
-        order by definition.  ``decision`` is
-        checked against the lieutenants: a loyal commander decides its own
         order by definition.
         """
         expect = self.scenario.expect
@@ -122,9 +124,14 @@ class Result(_Conditions):
         return unmet
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as JSON data; ids become strings because JSON keys are."""
-        return {
+        """The result as JSON data; ids become strings because JSON keys are.
+
+        Each of :attr:`stats` is a key of its own; one that would hide a
+        key of the result is refused, since a reader could not tell them apart.
+        """
+        data = {
             "scenario": self.scenario.name,
+            "algorithm": self.scenario.algorithm,
             "decisions": {str(g): v for g, v in self.decisions.items()},
             "agreement": self.agreement,
             "validity": self.validity,
@@ -156,6 +163,11 @@ class Result(_Conditions):
             "m": self.scenario.m,
             "seed": self.scenario.seed,
         }
+        clashing = sorted(set(self.stats) & set(data))
+        if clashing:
+            raise ValueError(f"the algorithm's count {clashing[0]!r} has the name of a result key")
+        data.update(self.stats)
+        return data
 
 
 def _yaml(value: bool | None) -> str:

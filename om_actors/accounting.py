@@ -1,0 +1,255 @@
+"""The books of one run: what was sent, refused, cut off, lost; and how the run ended.
+
+The in-memory orchestrator and the cluster driver run rounds in very
+different ways -- trio tasks and memory channels, or processes and HTTP --
+but they must write the same log and return the same :class:`Result` for
+the same run, byte for byte.  So neither counts for itself: both feed one
+:class:`Accounting` and let it build what the log and the result say.
+
+- During a round the runtime says what left (:meth:`Accounting.sent`, or
+  :meth:`Accounting.count` from events) and what arrived
+  (:meth:`Accounting.took`).
+- At the round's barrier it hands over the round's events;
+  :meth:`Accounting.close_round` puts them in log order, counts the refused
+  and the undelivered ones, and adds the ``round.end`` line.
+- After the last round :meth:`Accounting.conclude` turns the decisions into
+  the decision and verdict events and the :class:`Result`.
+
+Nothing here knows an algorithm's rules: the number of rounds is the
+scenario's (:attr:`Scenario.rounds`, from its algorithm), and events are
+ordered by the path the algorithm says a payload travelled
+(:meth:`~om_actors.algorithm.Algorithm.path_of`), so an algorithm whose
+messages carry no path sorts by receiver and sender alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from .algorithm import Algorithm, Verdict, combine, judge
+from .events import (
+    Decided,
+    Event,
+    GeneralCrashed,
+    MessageRejected,
+    MessageSent,
+    RoundEnded,
+    StrategyFailed,
+    VerdictReached,
+)
+from .log import json_fallback
+from .result import InstanceOutcome, Result
+from .scenario import Scenario
+
+EventKey = Callable[[Event], tuple[Any, ...]]
+
+
+def event_order(rules: Algorithm) -> EventKey:
+    """The sort key that puts one round's message events in log order, for ``rules``' payloads.
+
+    By instance, then the path the payload travelled (well-formed paths by
+    value, a traitor's garbage after them), then receiver, then sender;
+    a message comes before its refusal, and a strategy's failure after
+    both.  Two events that tie on all of that -- a traitor saying two
+    things along one path to one receiver -- are ordered by what they say,
+    as the log writes it, so no order ever depends on how trio scheduled
+    the generals.
+    """
+    path_of = rules.path_of
+
+    def key(event: Event) -> tuple[Any, ...]:
+        if isinstance(event, StrategyFailed):
+            where = (event.instance or 0, _path_key(event.path), event.receiver, event.general, 2)
+            return (*where, _Tiebreak(event.error))
+        assert isinstance(event, (MessageSent, MessageRejected))
+        rank = 0 if isinstance(event, MessageSent) else 1
+        where = (event.instance or 0, _path_key(path_of(event.payload)), event.receiver, event.sender, rank)
+        return (*where, _Tiebreak(event.payload))
+
+    return key
+
+
+def _path_key(path: object) -> tuple[int, Any]:
+    """Sorts well-formed paths by value and a traitor's garbage after them."""
+    if type(path) is tuple and all(type(g) is int for g in path):
+        return (0, path)
+    return (1, json_fallback(path))
+
+
+class _Tiebreak:
+    """The last resort of :func:`event_order`: what a message says, as the log renders it.
+
+    Rendered only when everything before it ties, which is rare, so the
+    cost is not paid by every message of a large run.
+    """
+
+    __slots__ = ("said",)
+
+    def __init__(self, said: object) -> None:
+        self.said = said
+
+    def _text(self) -> str:
+        return json_fallback(self.said)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Tiebreak) and self._text() == other._text()
+
+    def __lt__(self, other: _Tiebreak) -> bool:
+        return self._text() < other._text()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Accounting:
+    """Every count a run's log and result hold, kept as the run goes.
+
+    ``per_round`` and ``per_instance`` count messages that left their
+    sender, refused ones included; ``sent_by`` and ``received`` count them
+    per general.  ``undelivered`` counts loyal generals' messages that never
+    arrived, ``timed_out`` the generals each round's timeout cut off, and
+    ``crashed`` the generals whose ``general.crashed`` line is written.
+    ``stats`` sums what the algorithm's cores counted, such as
+    ``signatures_verified``.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.rules = scenario.rules
+        self.instances = len(scenario.setups)
+        self.tagged = self.instances > 1
+        self.order = event_order(self.rules)
+        self.per_round = [0] * scenario.rounds
+        self.per_instance = [0] * self.instances
+        self.sent_by = dict.fromkeys(range(scenario.generals), 0)
+        self.received = dict.fromkeys(range(scenario.generals), 0)
+        self.rejected = 0
+        self.undelivered = 0
+        self.timed_out: dict[int, tuple[int, ...]] = {}
+        self.crashed: set[int] = set()
+        self.stats: Counter[str] = Counter()
+
+    @property
+    def messages(self) -> int:
+        """Messages sent so far."""
+        return sum(self.per_round)
+
+    def tag(self, instance: int) -> int | None:
+        """The instance as events carry it: only when a run has several."""
+        return instance if self.tagged else None
+
+    # --- during a round -----------------------------------------------------------
+
+    def sent(self, round: int, instance: int, sender: int, count: int = 1) -> None:
+        """``count`` messages left ``sender`` in ``round`` of ``instance``."""
+        self.per_round[round - 1] += count
+        self.per_instance[instance] += count
+        self.sent_by[sender] += count
+
+    def count(self, events: Iterable[Event]) -> None:
+        """Count the messages among ``events``: for a runtime that learns what was sent as events."""
+        for event in events:
+            if isinstance(event, MessageSent):
+                self.sent(event.round, event.instance or 0, event.sender)
+
+    def took(self, receiver: int, count: int) -> None:
+        """``count`` more messages reached ``receiver``, refused ones included."""
+        self.received[receiver] += count
+
+    def add_stats(self, stats: Mapping[str, int]) -> None:
+        """Add what one general's cores counted to the run's totals."""
+        self.stats.update(stats)
+
+    # --- at a round's barrier ---------------------------------------------------------
+
+    def close_round(
+        self,
+        round: int,
+        events: Iterable[Event],
+        *,
+        late: tuple[int, ...] = (),
+        crashes: Sequence[GeneralCrashed] = (),
+    ) -> list[Event]:
+        """The round's events in log order, counted, followed by its crashes and its ``round.end``.
+
+        ``events`` are the round's messages, refusals and strategy failures,
+        in any order; ``late`` lists the generals the round's timeout cut
+        off, ``crashes`` the generals that died in it.  Only messages that
+        already went through :meth:`sent` or :meth:`count` are in
+        ``round.end``'s count.
+        """
+        found = sorted(events, key=self.order)
+        rejected = undelivered = 0
+        traitors = self.scenario.traitors
+        for event in found:
+            if isinstance(event, MessageRejected):
+                rejected += 1
+            elif isinstance(event, MessageSent) and event.delivered is False and event.sender not in traitors:
+                undelivered += 1
+        self.rejected += rejected
+        self.undelivered += undelivered
+        if late:
+            self.timed_out[round] = late
+        self.crashed.update(crash.general for crash in crashes)
+        messages = self.per_round[round - 1]
+        end = RoundEnded(round, messages, rejected, late, undelivered=undelivered or None)
+        return [*found, *crashes, end]
+
+    # --- after the last round ---------------------------------------------------------
+
+    def conclude(
+        self, decisions: Mapping[int, Sequence[str]], *, crashed: Mapping[int, int] | None = None
+    ) -> tuple[list[Event], Result]:
+        """The events after the last round, in log order, and the run's result.
+
+        ``decisions`` maps each general that decided to its decision in
+        every instance.  ``crashed`` maps each general whose process died to
+        the round it died in: one whose crash no round logged yet is logged
+        first; all of them count as neither loyal nor traitor, and their
+        decisions are lost.
+        """
+        crashed = crashed or {}
+        events: list[Event] = [
+            GeneralCrashed(r, g) for g, r in sorted(crashed.items()) if g not in self.crashed
+        ]
+        outcomes, ending = self._ending(decisions, faulty=crashed)
+        result = Result(
+            scenario=self.scenario,
+            instances=tuple(outcomes),
+            messages_per_round=tuple(self.per_round),
+            sent=dict(self.sent_by),
+            received=dict(self.received),
+            rejected=self.rejected,
+            timed_out={r: gs for r, gs in self.timed_out.items() if gs},
+            undelivered=self.undelivered,
+            crashed=tuple(sorted(crashed)),
+            stats=dict(sorted(self.stats.items())),
+        )
+        return events + ending, result
+
+    def _ending(
+        self, decisions: Mapping[int, Sequence[str]], *, faulty: Collection[int]
+    ) -> tuple[list[InstanceOutcome], list[Event]]:
+        """Each instance's outcome, and the decision and verdict events, in log order."""
+        scenario = self.scenario
+        outcomes: list[InstanceOutcome] = []
+        events: list[Event] = []
+        for index, setup in enumerate(scenario.setups):
+            instance = scenario.effective_instances[index]
+            tag = self.tag(index)
+            for general in sorted(decisions):
+                value = decisions[general][index]
+                events.append(Decided(general, value, general in scenario.traitors, instance=tag))
+            loyal = {g: decisions[g][index] for g in scenario.loyal if g in decisions and g not in faulty}
+            verdict = judge(setup, loyal, loyal=loyal, order=instance.order)
+            outcomes.append(InstanceOutcome(index, instance.commander, instance.order, loyal, verdict))
+            if self.tagged:
+                events.append(self._verdict(verdict, self.per_instance[index], tag))
+        events.append(self._verdict(combine(o.verdict for o in outcomes), self.messages, None))
+        return outcomes, events
+
+    def _verdict(self, verdict: Verdict, messages: int, instance: int | None) -> VerdictReached:
+        return VerdictReached(
+            verdict.agreement, verdict.validity, verdict.success, messages, self.scenario.rounds, instance=instance
+        )
