@@ -273,7 +273,11 @@ class Algorithm(abc.ABC):
 
     @abc.abstractmethod
     def problems(self, generals: int, m: int) -> list[str]:
-        """Why a scenario with these numbers cannot run at all (empty when it can)."""
+        """Why a scenario with these numbers cannot run at all (empty when it can).
+
+        Each is a sentence about ``m``, which a scenario file reports at its
+        ``m:`` key: ``"must be at most generals - 2 = 1: ..."``.
+        """
 
     @abc.abstractmethod
     def warnings(self, generals: int, m: int, traitors: int) -> list[str]:

@@ -304,6 +304,9 @@ class OralMessages(Algorithm):
         return m + 1
 
     def problems(self, generals: int, m: int) -> list[str]:
+        """Reported at the scenario's ``m``: a path of more than ``n - 1`` generals cannot exist."""
+        if m > generals - 2:
+            return [f"must be at most generals - 2 = {generals - 2}: no relay path can be longer than that"]
         return []
 
     def warnings(self, generals: int, m: int, traitors: int) -> list[str]:
