@@ -2,7 +2,8 @@
 
 OM(m) sends ``sum(P(n - 1, k) for k in 1..m + 1)`` messages, which passes
 any machine's memory long before the numbers look large: forty generals
-with m = 12 would send about 5 * 10**19.  Every entry point -- a scenario
+with m = 12 would send about 5 * 10**19.  Each algorithm counts its own
+messages (:meth:`~om_actors.algorithm.Algorithm.messages_sent`).  Every entry point -- a scenario
 file, a log, a network request, a library call -- goes through
 :func:`size_problem` first, so an impossible run is refused in
 microseconds with its count, instead of dying in an allocation.
@@ -21,9 +22,12 @@ list or script in it can cost more than the run it describes.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import OmActorsError
+
+if TYPE_CHECKING:
+    from .algorithm import Algorithm
 
 DEFAULT_MAX_MESSAGES = 200_000_000
 """Messages a run may send by default: room for nineteen generals with m = 6 (about 175 million).
@@ -65,6 +69,13 @@ MAX_STRING = 1_000
 
 MAX_SCRIPT = 100_000
 """Entries in one ``scripted`` strategy's script: far more than verify's counterexamples need."""
+
+MAX_CHECKED_MESSAGES = 1_000_000
+"""Messages a run may send for a ``scripted`` traitor's entries to be checked against all it may send.
+
+That list costs memory in proportion to the run; above this, a script is
+checked by the path rules alone.
+"""
 
 MAX_NESTING = 64
 """How deep lists and mappings may nest in a scenario, its strategy arguments included."""
@@ -115,40 +126,28 @@ def max_messages() -> int:
     return int(text)
 
 
-def bounded_count(generals: int, m: int, instances: int, limit: int) -> int:
-    """Messages the run sends, or the first partial sum past ``limit`` -- whichever comes first.
-
-    The cost is at most ``m + 1`` multiplications of numbers no bigger than
-    ``limit * generals``, whatever ``generals`` and ``m`` are, so even
-    ``10**35`` is answered at once.
-    """
-    if generals < 2 or m < 0 or instances < 1:
-        return 0
-    total, level = 0, 1
-    for k in range(1, m + 2):
-        level *= generals - k  # P(n - 1, k) from P(n - 1, k - 1)
-        if level <= 0:
-            break
-        total += level * instances
-        if total > limit:
-            break
-    return total
-
-
-def size_problem(generals: int, m: int, instances: int = 1, *, limit: int | None = None) -> str | None:
+def size_problem(
+    rules: Algorithm, generals: int, m: int, instances: int = 1, *, limit: int | None = None
+) -> str | None:
     """Why a run of this size is refused, with its count and how to raise the limit; ``None`` if it fits.
 
-    Checks the messages first, then the generals' own state.
+    Checks the messages first -- counted by the algorithm, which stops
+    counting past the limit, so even ``10**35`` generals are answered at
+    once -- then the generals' own state.
     """
     limit = max_messages() if limit is None else limit
-    count = bounded_count(generals, m, instances, limit)
+    count = rules.messages_sent(generals, m, limit=limit) * instances
     if count <= limit:
         return _general_states_problem(generals, instances, limit)
-    exact = _exact_if_small(generals, m, instances)
-    amount = f"more than {limit:,} messages" if exact is None else f"{exact:,} messages"
+    one = rules.messages_sent(generals, m, limit=_EXACT_UP_TO)
+    amount = f"more than {limit:,} messages" if one > _EXACT_UP_TO else f"{one * instances:,} messages"
     return (
         f"{generals:,} generals with m = {m:,} send {amount}, over the limit of {limit:,}: {_how_to_raise()}"
     )
+
+
+_EXACT_UP_TO = 10**700
+"""Counts a refusal states exactly: a few hundred digits, still cheap to reach."""
 
 
 def _general_states_problem(generals: int, instances: int, limit: int) -> str | None:
@@ -182,10 +181,3 @@ def per_message_problem(messages: int, *, generals: int = 0, limit: int | None =
 
 def _how_to_raise() -> str:
     return f"set {LIMIT_VARIABLE} (or --max-messages) to raise it, if this machine has the memory"
-
-
-def _exact_if_small(generals: int, m: int, instances: int) -> int | None:
-    """The exact count when computing it stays cheap (a few hundred digits at most)."""
-    if m > 1000 or generals.bit_length() * (m + 1) > 2048:
-        return None
-    return bounded_count(generals, m, instances, 10**700)

@@ -35,7 +35,8 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
 )
 
-from .errors import Problem, ScenarioError
+from .algorithm import Algorithm, Setup
+from .errors import OmActorsError, Problem, ScenarioError
 from .limits import (
     MAX_NESTING,
     MAX_NODES,
@@ -47,9 +48,9 @@ from .limits import (
     size_problem,
     utf8_problem,
 )
-from .algorithm import Setup
+from .registry import DEFAULT_ALGORITHM, REGISTRY, algorithm_named
 from .strategies import (
-    BUILT_IN,
+    FILLED_IN,
     Constant,
     Parity,
     ScriptContext,
@@ -127,12 +128,16 @@ class TraitorSpec:
 
     @classmethod
     def of(cls, strategy: Strategy) -> TraitorSpec:
-        """The spec of a strategy object: ``module:Class``, and its fields if it is an attrs class."""
+        """The spec of a strategy object: its built-in name or ``module:Class``, and its attrs fields.
+
+        A built-in of any registered algorithm keeps its short name; the
+        fields the scenario fills in (``values``, ``m``) are left out.
+        """
         kind = type(strategy)
         args = {}
         if attrs.has(kind):
-            args = {f.name: getattr(strategy, f.name) for f in attrs.fields(kind) if f.name != "values"}
-        built_in = {built: name for name, built in BUILT_IN.items()}
+            args = {f.name: getattr(strategy, f.name) for f in attrs.fields(kind) if f.name not in FILLED_IN}
+        built_in = {built: name for rules in REGISTRY.values() for name, built in rules.strategies().items()}
         return cls(built_in.get(kind, f"{kind.__module__}:{kind.__qualname__}"), args, strategy)
 
 
@@ -162,17 +167,21 @@ class Expect:
 
 @attrs.frozen(kw_only=True)
 class Scenario:
-    """One OM(m) run: the generals, the traitors and how they lie.
+    """One run of an agreement algorithm: which one, the generals, the traitors and how they lie.
 
-    Building one validates it: an impossible scenario raises
-    :class:`ScenarioError` listing every problem.  A scenario OM(m) is not
-    built to survive (``generals < 3m + 1``, or more than ``m`` traitors) is
-    allowed, since showing the failure is the point of it; see
-    :attr:`warnings`.
+    ``algorithm`` names a registered algorithm (:mod:`om_actors.registry`):
+    ``"om"`` for OM(m), the default, or ``"sm"`` for SM(m).  Building a
+    scenario validates it: an impossible scenario raises
+    :class:`ScenarioError` listing every problem.  A scenario the algorithm's
+    theorem makes no promise for (OM(m) with ``generals < 3m + 1``, or more
+    than ``m`` traitors) is allowed, since showing the failure is the point
+    of it; see :attr:`warnings`.
     """
 
     generals: int
     m: int
+    algorithm: str = DEFAULT_ALGORITHM
+    """The registered algorithm's name; :attr:`rules` is the algorithm itself."""
     name: str = "scenario"
     commander: int = 0
     values: tuple[str, ...] = attrs.field(default=DEFAULT_VALUES, converter=_as_tuple)
@@ -220,17 +229,49 @@ class Scenario:
             raise ScenarioError([Problem(_message(where, text)) for where, text, _ in problems], name)
 
     @property
+    def rules(self) -> Algorithm:
+        """The algorithm this scenario runs, as registered under :attr:`algorithm`."""
+        return algorithm_named(self.algorithm)
+
+    @property
+    def title(self) -> str:
+        """The algorithm as people write it, with this scenario's ``m``: ``"OM(2)"``, ``"SM(1)"``."""
+        return self.rules.titled(self.m)
+
+    @property
+    def rounds(self) -> int:
+        """How many rounds each instance takes, as the algorithm counts them."""
+        return self.rules.rounds(self.generals, self.m)
+
+    @property
+    def setups(self) -> tuple[Setup, ...]:
+        """What every general of each instance shares, one per instance, in order."""
+        return tuple(
+            Setup(
+                self.generals,
+                self.m,
+                instance.commander,
+                self.values,
+                self.default,
+                seed=self.seed,
+                instance=index,
+            )
+            for index, instance in enumerate(self.effective_instances)
+        )
+
+    @property
     def setup(self) -> Setup:
         """The first (usually the only) instance's parameters."""
-        return self.setup_for(self.effective_instances[0])
+        return self.setup_for(0)
+
+    def setup_for(self, index: int) -> Setup:
+        """The parameters of instance ``index`` (0 when the scenario has one)."""
+        return self.setups[index]
 
     @property
     def effective_instances(self) -> tuple[Instance, ...]:
         """What runs: ``instances`` when given, else one from ``commander`` and ``order``."""
         return self.instances or (Instance(self.commander, self.order),)
-
-    def setup_for(self, instance: Instance) -> Setup:
-        return Setup(self.generals, self.m, instance.commander, self.values, self.default)
 
     @property
     def loyal(self) -> tuple[int, ...]:
@@ -238,20 +279,8 @@ class Scenario:
 
     @property
     def warnings(self) -> list[str]:
-        """Why OM(m) may fail here: legal, but worth saying out loud."""
-        found = []
-        needed = 3 * self.m + 1
-        if self.generals < needed:
-            found.append(
-                f"{self.generals} generals are fewer than 3m + 1 = {needed}: "
-                f"OM({self.m}) cannot guarantee agreement, and traitors can make loyal generals disagree"
-            )
-        if len(self.traitors) > self.m:
-            found.append(
-                f"{len(self.traitors)} traitors are more than m = {self.m}: "
-                f"OM({self.m}) is only built to survive {self.m}"
-            )
-        return found
+        """Why the algorithm's theorem promises nothing here: legal, but worth saying out loud."""
+        return self.rules.warnings(self.generals, self.m, len(self.traitors))
 
     @property
     def custom_strategies(self) -> tuple[str, ...]:
@@ -279,7 +308,14 @@ class Scenario:
         if spec.built is not None:
             return spec.built
         try:
-            return build_strategy(spec.strategy, spec.args, values=self.values, folder=self.strategy_folder)
+            return build_strategy(
+                spec.strategy,
+                spec.args,
+                values=self.values,
+                m=self.m,
+                built_in=self.rules.strategies(),
+                folder=self.strategy_folder,
+            )
         except StrategyError as exc:
             raise StrategyError(f"scenario {self.name!r}, traitor {general}: {exc}") from None
 
@@ -422,25 +458,50 @@ def semantic_problems(fields: Mapping[str, Any], *, unusable: Collection[str] = 
     ask for.  Each problem is ``(where, message, on_key)``; ``on_key`` points
     at a mapping key rather than its value, for ids that are themselves wrong.
     """
-    problems = _army_problems(fields) + _length_problems(fields)
+    problems = _length_problems(fields)
+    rules, found = _rules(fields, unusable)
+    problems += found
+    army = _army_problems(fields, rules)
+    problems += army
     values = None if "values" in unusable else tuple(fields.get("values", DEFAULT_VALUES))
     if values is not None:
         problems += _value_problems(fields, values, unusable)
+    if rules is None:
+        return problems
+    usable = not army and {"generals", "m"} <= set(fields) and not {"commander", "instances"} & set(unusable)
     for general, spec in fields.get("traitors", {}).items():
-        problems += _strategy_problems(general, spec, values, _script_context(fields, general))
+        context = _script_context(fields, rules, general) if usable else None
+        problems += _strategy_problems(general, spec, values, rules, context)
     return problems
 
 
-def _script_context(fields: Mapping[str, Any], traitor: int) -> ScriptContext | None:
-    """What a ``scripted`` traitor's paths are checked against, when the army is usable."""
-    n, m = fields.get("generals"), fields.get("m")
-    if n is None or m is None or not 0 <= m <= n - 2:
-        return None
+def _rules(fields: Mapping[str, Any], unusable: Collection[str]) -> tuple[Algorithm | None, list[Found]]:
+    """The algorithm the scenario names, or ``None`` with why not; its strategies are checked only with it."""
+    if "algorithm" in unusable:
+        return None, []
+    name = fields.get("algorithm", DEFAULT_ALGORITHM)
+    if len(name) > MAX_STRING:
+        return None, []  # reported by _length_problems
+    try:
+        return algorithm_named(name), []
+    except OmActorsError as exc:
+        return None, [(("algorithm",), str(exc), False)]
+
+
+def _script_context(fields: Mapping[str, Any], rules: Algorithm, traitor: int) -> ScriptContext:
+    """What a ``scripted`` traitor's entries are checked against: every instance the army runs."""
     instances = fields.get("instances") or (Instance(fields.get("commander", 0), ""),)
-    return ScriptContext(n, m, traitor, frozenset(instance.commander for instance in instances))
+    values = tuple(fields.get("values", DEFAULT_VALUES))
+    default, seed = fields.get("default", "retreat"), fields.get("seed", 0)
+    setups = tuple(
+        Setup(fields["generals"], fields["m"], instance.commander, values, default, seed=seed, instance=index)
+        for index, instance in enumerate(instances)
+    )
+    return ScriptContext(rules, setups, traitor)
 
 
-def _army_problems(fields: Mapping[str, Any]) -> list[Found]:
+def _army_problems(fields: Mapping[str, Any], rules: Algorithm | None) -> list[Found]:
+    """The sizes and ids; the algorithm's own bounds when the algorithm is known."""
     problems: list[Found] = []
     n, m = fields.get("generals"), fields.get("m")
     if n is not None and n < 2:
@@ -448,11 +509,10 @@ def _army_problems(fields: Mapping[str, Any]) -> list[Found]:
         n = None
     if m is not None and m < 0:
         problems.append((("m",), "must be 0 or more", False))
-    elif m is not None and n is not None and m > n - 2:
-        text = f"must be at most generals - 2 = {n - 2}: no relay path can be longer than that"
-        problems.append((("m",), text, False))
-    elif m is not None and n is not None:
-        size = size_problem(n, m, len(fields.get("instances") or ()) or 1)
+    elif m is not None and n is not None and rules is not None:
+        refused = rules.problems(n, m)
+        problems.extend((("m",), text, False) for text in refused)
+        size = None if refused else size_problem(rules, n, m, len(fields.get("instances") or ()) or 1)
         if size is not None:
             problems.append((("generals",), size, False))
     if n is not None and not 0 <= fields.get("commander", 0) < n:
@@ -473,7 +533,7 @@ def _army_problems(fields: Mapping[str, Any]) -> list[Found]:
 def _length_problems(fields: Mapping[str, Any]) -> list[Found]:
     """Strings longer than any scenario needs; values and strategy names are checked where they are read."""
     problems: list[Found] = []
-    for key in ("name", "order", "default"):
+    for key in ("name", "algorithm", "order", "default"):
         given = fields.get(key)
         if isinstance(given, str) and len(given) > MAX_STRING:
             problems.append(((key,), _too_long(given), False))
@@ -517,25 +577,31 @@ def _value_problems(
 
 
 def _strategy_problems(
-    general: int, spec: TraitorSpec, values: tuple[str, ...] | None, context: ScriptContext | None
+    general: int,
+    spec: TraitorSpec,
+    values: tuple[str, ...] | None,
+    rules: Algorithm,
+    context: ScriptContext | None,
 ) -> list[Found]:
     """What is wrong with one traitor's strategy, found by looking and never by constructing it.
 
-    A ``module:Class`` name is imported only when validation may import
-    (see :data:`_IMPORT_STRATEGIES`); otherwise only its form is checked.
+    Built-in names are the algorithm's own.  A ``module:Class`` name is
+    imported only when validation may import (see
+    :data:`_IMPORT_STRATEGIES`); otherwise only its form is checked.
     """
     where: Where = ("traitors", general)
     if spec.built is not None:
         return []
     if len(spec.strategy) > MAX_STRING:
         return [((*where, "strategy"), _too_long(spec.strategy), False)]
+    built_in = rules.strategies()
     try:
         if spec.custom and not _IMPORT_STRATEGIES.get():
-            check_strategy_name(spec.strategy)
+            check_strategy_name(spec.strategy, built_in=built_in)
             return []
-        cls = strategy_class(spec.strategy)
+        cls = strategy_class(spec.strategy, built_in=built_in)
     except StrategyError as exc:
-        return [((*where, "strategy"), str(exc), False)]
+        return [((*where, "strategy"), _elsewhere(spec.strategy, rules) or str(exc), False)]
     problems: list[Found] = []
     allowed = strategy_parameters(cls)
     if allowed is not None:
@@ -553,10 +619,21 @@ def _strategy_problems(
         return [
             ((*where, "value"), f"{_shown(spec.args['value'])} is not one of values {list(values)}", False)
         ]
-    if cls is Scripted:
-        found = script_problems(spec.args["messages"], context, values)
+    if spec.strategy == "scripted" or cls is Scripted:
+        found = script_problems(spec.args.get("messages"), context, values)
         return [((*where, *inner), text, False) for inner, text in found]
     return []
+
+
+def _elsewhere(name: str, rules: Algorithm) -> str | None:
+    """Why ``name`` is refused when it is another algorithm's built-in strategy, not this one's."""
+    owners = [other for other in REGISTRY.values() if other is not rules and name in other.strategies()]
+    if not owners:
+        return None
+    known = ", ".join(sorted(rules.strategies()))
+    return (
+        f"strategy {name!r} is {owners[0].title}'s, not {rules.title}'s: use one of {known}, or module:Class"
+    )
 
 
 def _message(where: Where, text: str) -> str:

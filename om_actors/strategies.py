@@ -38,12 +38,14 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .algorithm import Algorithm, Path, Setup
 from .errors import OmActorsError
-from .limits import MAX_SCRIPT
-from .algorithm import Path
+from .limits import MAX_CHECKED_MESSAGES, MAX_SCRIPT
 
-Batch: TypeAlias = npt.NDArray[np.uint8]
-"""Value indices, one per path: what a general holds, or what a traitor sends one receiver."""
+ValueRow: TypeAlias = npt.NDArray[np.uint8]
+"""Value indices, one per path: what a general holds, or what a traitor sends one receiver (batched mode)."""
+
+Batch = ValueRow  # TRANSITION: general.py still imports this name; removed once it imports ValueRow
 
 
 def _as_path(path: Iterable[object]) -> tuple[object, ...]:
@@ -79,7 +81,9 @@ class BatchStrategy(Protocol):
     override this too, or batched mode keeps lying the parent's way.
     """
 
-    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None: ...
+    def choose_batch(
+        self, round: int, receiver: int, held: ValueRow, values: Sequence[str]
+    ) -> ValueRow | None: ...
 
 
 @runtime_checkable
@@ -183,7 +187,7 @@ def following(values: Sequence[str], value: str) -> str:
     return values[(values.index(value) + 1) % len(values)]
 
 
-def _next_index(held: Batch, count: int) -> Batch:
+def _next_index(held: ValueRow, count: int) -> ValueRow:
     return ((held.astype(np.int16) + 1) % count).astype(np.uint8)
 
 
@@ -194,7 +198,9 @@ class Loyal:
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return value
 
-    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+    def choose_batch(
+        self, round: int, receiver: int, held: ValueRow, values: Sequence[str]
+    ) -> ValueRow | None:
         return held
 
 
@@ -207,7 +213,9 @@ class Flip:
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return following(self.values, value)
 
-    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+    def choose_batch(
+        self, round: int, receiver: int, held: ValueRow, values: Sequence[str]
+    ) -> ValueRow | None:
         return _next_index(held, len(values))
 
 
@@ -240,7 +248,9 @@ class Split:
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return following(self.values, value) if self.lie_to.includes(receiver) else value
 
-    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+    def choose_batch(
+        self, round: int, receiver: int, held: ValueRow, values: Sequence[str]
+    ) -> ValueRow | None:
         return _next_index(held, len(values)) if self.lie_to.includes(receiver) else held
 
 
@@ -253,7 +263,9 @@ class Constant:
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return self.value
 
-    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+    def choose_batch(
+        self, round: int, receiver: int, held: ValueRow, values: Sequence[str]
+    ) -> ValueRow | None:
         if self.value not in values:
             raise ValueError(f"constant {self.value!r} is not one of the values")
         return np.full_like(held, values.index(self.value))
@@ -266,7 +278,9 @@ class Silent:
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         return None
 
-    def choose_batch(self, round: int, receiver: int, held: Batch, values: Sequence[str]) -> Batch | None:
+    def choose_batch(
+        self, round: int, receiver: int, held: ValueRow, values: Sequence[str]
+    ) -> ValueRow | None:
         return None
 
 
@@ -331,12 +345,42 @@ def _scripted_message(entry: object) -> ScriptedMessage:
 
 @attrs.frozen
 class ScriptContext:
-    """What a script's paths are checked against: the scenario's army, and the traitor running it."""
+    """What a script's entries are checked against: the algorithm, each instance's setup, and the traitor.
 
-    generals: int
-    m: int
+    The algorithm's :meth:`~om_actors.algorithm.Algorithm.decision_points`
+    say which messages the traitor may send; the setups all share one army.
+    """
+
+    rules: Algorithm
+    setups: tuple[Setup, ...]
     traitor: int
-    commanders: frozenset[int]
+
+    @property
+    def generals(self) -> int:
+        return self.setups[0].generals
+
+    @property
+    def m(self) -> int:
+        return self.setups[0].m
+
+    @property
+    def commanders(self) -> frozenset[int]:
+        return frozenset(setup.commander for setup in self.setups)
+
+    def sendable(self) -> frozenset[tuple[Path, int]] | None:
+        """Every ``(path, receiver)`` the traitor may send on, in any instance; ``None`` if too many to list.
+
+        Listing them costs memory in proportion to the run, so above
+        :data:`~om_actors.limits.MAX_CHECKED_MESSAGES` messages a script is
+        checked by the path rules alone.
+        """
+        if self.rules.messages_sent(self.generals, self.m) * len(self.setups) > MAX_CHECKED_MESSAGES:
+            return None
+        return frozenset(
+            (point.path, point.receiver)
+            for setup in self.setups
+            for point in self.rules.decision_points(setup, self.traitor)
+        )
 
 
 def script_problems(
@@ -345,12 +389,13 @@ def script_problems(
     """What is wrong with a ``scripted`` strategy's ``messages``, entry by entry; nothing is built.
 
     Each entry must name a message the traitor really sends -- what
-    :meth:`Scripted.choose` is asked about: a path that starts with a
-    commander, ends with the traitor itself, repeats nobody and has at
-    most ``m + 1`` generals, and a receiver not on it.  An entry that names
-    anything else would be silently ignored by the run, so it is refused
-    here.  ``context`` is ``None`` when the scenario's army is itself
-    unusable; then only each entry's shape is checked.
+    :meth:`Scripted.choose` is asked about, one of the algorithm's decision
+    points.  An entry that names anything else would be silently ignored by
+    the run, so it is refused here, saying why when the path rules can tell:
+    a path starts with a commander, ends with the traitor itself, repeats
+    nobody and is no longer than the algorithm's rounds, and its receiver
+    is not on it.  ``context`` is ``None`` when the scenario's army is
+    itself unusable; then only each entry's shape is checked.
 
     Each entry's value must be one of the scenario's ``values`` (when they
     are known), as ``constant``'s must: a script is written by hand or by
@@ -366,13 +411,14 @@ def script_problems(
         ]
     problems: list[tuple[tuple[str | int, ...], str]] = []
     seen: dict[tuple[tuple[int, ...], int], int] = {}
+    sendable = None if context is None else context.sendable()
     for index, entry in enumerate(messages):
         try:
             message = _scripted_message(entry)
         except ValueError as exc:
             problems.append((("messages", index), str(exc)))
             continue
-        reason = None if context is None else _impossible(message, context)
+        reason = None if context is None else _unsendable(message, context, sendable)
         key = (message.path, message.receiver)
         if reason is None and key in seen:
             reason = f"the same message as messages.{seen[key]}: script each message once"
@@ -391,8 +437,27 @@ def short_repr(value: object) -> str:
     return text if len(text) <= 60 else f"{text[:50]}... ({len(text):,} characters)"
 
 
+def _unsendable(
+    message: ScriptedMessage, context: ScriptContext, sendable: Collection[tuple[Path, int]] | None
+) -> str | None:
+    """Why the traitor never sends ``message``, or ``None`` when it may.
+
+    The algorithm's decision points decide, when they could be listed; the
+    path rules then say why, if they can.
+    """
+    if sendable is not None and (message.path, message.receiver) in sendable:
+        return None
+    reason = _impossible(message, context)
+    if reason is None and sendable is not None:
+        return (
+            f"general {context.traitor} sends nothing along path {list(message.path)} "
+            f"to general {message.receiver} in {context.rules.titled(context.m)}"
+        )
+    return reason
+
+
 def _impossible(message: ScriptedMessage, context: ScriptContext) -> str | None:
-    """Why the traitor never sends ``message``, or ``None`` when it does."""
+    """Why the path rules say the traitor never sends ``message``, or ``None`` when they allow it."""
     path, receiver, last = message.path, message.receiver, context.generals - 1
     if not path:
         return "path is empty"
@@ -405,8 +470,10 @@ def _impossible(message: ScriptedMessage, context: ScriptContext) -> str | None:
     repeated = [g for i, g in enumerate(path) if g in path[:i]]
     if repeated:
         return f"path repeats general {repeated[0]}"
-    if len(path) > context.m + 1:
-        return f"path has {len(path)} generals, but OM({context.m}) paths have at most {context.m + 1}"
+    rounds = context.rules.rounds(context.generals, context.m)
+    if len(path) > rounds:
+        title = context.rules.titled(context.m)
+        return f"path has {len(path)} generals, but {title} paths have at most {rounds}"
     if path[-1] != context.traitor:
         return f"path must end with general {context.traitor}, the traitor itself, as all its messages do"
     if not 0 <= receiver <= last:
@@ -458,10 +525,14 @@ BUILT_IN: Mapping[str, type] = {
     "random": RandomChoice,
     "scripted": Scripted,
 }
-"""Strategy names a scenario file may use, besides ``module:Class``."""
+"""OM(m)'s strategy names, which a scenario file may use besides ``module:Class``.
 
-_FILLED_IN = frozenset({"values"})
-"""Constructor arguments the scenario supplies, which a file must not set."""
+Every algorithm has its own (:meth:`~om_actors.algorithm.Algorithm.strategies`);
+the functions below take the algorithm's mapping and default to this one.
+"""
+
+FILLED_IN = frozenset({"values", "m"})
+"""Constructor arguments the scenario supplies, which a file must not set: its values and its ``m``."""
 
 
 class StrategyError(OmActorsError):
@@ -479,22 +550,26 @@ _QUALNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|<local
 
 
 def is_custom(name: str) -> bool:
-    """Whether ``name`` names a user's ``module:Class`` rather than a built-in strategy."""
-    return name not in BUILT_IN and ":" in name
+    """Whether ``name`` names a user's ``module:Class`` rather than a built-in strategy.
 
-
-def check_strategy_name(name: str) -> None:
-    """Raise :class:`StrategyError` unless ``name`` is a built-in or has the form ``module.path:Class``.
-
-    Looks at the text alone and imports nothing, so it is safe on names
-    that come from a log or a network request.
+    No built-in name of any algorithm has a colon, so the text alone tells.
     """
-    if name in BUILT_IN:
+    return ":" in name
+
+
+def check_strategy_name(name: str, *, built_in: Mapping[str, type] = BUILT_IN) -> None:
+    """Raise :class:`StrategyError` unless ``name`` is in ``built_in`` or has the form ``module.path:Class``.
+
+    ``built_in`` is the algorithm's own strategies.  Looks at the text alone
+    and imports nothing, so it is safe on names that come from a log or a
+    network request.
+    """
+    if name in built_in:
         return
     module_name, colon, class_name = name.partition(":")
     if not colon:
-        known = ", ".join(sorted(BUILT_IN))
-        close = difflib.get_close_matches(name, BUILT_IN, n=1)
+        known = ", ".join(sorted(built_in))
+        close = difflib.get_close_matches(name, built_in, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise StrategyError(f"unknown strategy {name!r}: {hint}use one of {known}, or module:Class")
     if not _IDENTIFIER_PATH.fullmatch(module_name) or not _QUALNAME.fullmatch(class_name):
@@ -503,8 +578,8 @@ def check_strategy_name(name: str) -> None:
         )
 
 
-def strategy_class(name: str) -> type:
-    """The class behind a strategy name: built-in, or ``module:Class``.
+def strategy_class(name: str, *, built_in: Mapping[str, type] = BUILT_IN) -> type:
+    """The class behind a strategy name: one of the algorithm's ``built_in``, or ``module:Class``.
 
     A ``module:Class`` name imports its module -- which runs that module's
     code, so call this only for names the user chose -- and then only looks:
@@ -513,9 +588,9 @@ def strategy_class(name: str) -> type:
     Whatever the module raises while it is imported becomes a
     :class:`StrategyError` naming the module and the exception.
     """
-    check_strategy_name(name)
-    if name in BUILT_IN:
-        return BUILT_IN[name]
+    check_strategy_name(name, built_in=built_in)
+    if name in built_in:
+        return built_in[name]
     module_name, _, class_name = name.partition(":")
     module = _import(name, module_name)
     found: object = module
@@ -573,14 +648,14 @@ def strategy_parameters(cls: type) -> frozenset[str] | None:
     parameters = _parameters(cls)
     if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
-    return frozenset(p.name for p in parameters if p.kind in _NAMED) - _FILLED_IN
+    return frozenset(p.name for p in parameters if p.kind in _NAMED) - FILLED_IN
 
 
 def required_parameters(cls: type) -> frozenset[str]:
     """The arguments a file must give ``cls``, as far as they can be known."""
     parameters = _parameters(cls) or []
     required = {p.name for p in parameters if p.kind in _NAMED and p.default is p.empty}
-    return frozenset(required) - _FILLED_IN
+    return frozenset(required) - FILLED_IN
 
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -608,11 +683,15 @@ def build_strategy(
     args: Mapping[str, object],
     *,
     values: tuple[str, ...],
+    m: int | None = None,
+    built_in: Mapping[str, type] = BUILT_IN,
     folder: str | os.PathLike[str] | None = None,
 ) -> Strategy:
-    """Instantiate strategy ``name`` with ``args``, filling in the scenario's values.
+    """Instantiate strategy ``name`` with ``args``, filling in the scenario's ``values`` and ``m``.
 
-    This is the one place a strategy is constructed, and so the one place a
+    ``built_in`` is the algorithm's strategies (OM(m)'s by default); a
+    class that takes ``values`` or ``m`` gets the scenario's, so that SM(m)'s
+    ``late`` knows its last round.  This is the one place a strategy is constructed, and so the one place a
     user's class runs: call it only for names the user chose, never for a
     name read from a log or a request.  ``folder`` is searched last for a
     ``module:Class`` module.  Whatever the class raises becomes a
@@ -620,14 +699,17 @@ def build_strategy(
     class).
     """
     with importable_from(folder):
-        cls = strategy_class(name)
+        cls = strategy_class(name, built_in=built_in)
     kwargs = dict(args)
-    if "values" in {p.name for p in _parameters(cls) or []}:
+    takes = {p.name for p in _parameters(cls) or []}
+    if "values" in takes:
         kwargs["values"] = values
+    if "m" in takes and m is not None:
+        kwargs["m"] = m
     try:
         strategy = cls(**kwargs)
     except (Exception, SystemExit) as exc:  # a user's class may raise anything, even exit
-        if name in BUILT_IN:
+        if name in built_in:
             raise StrategyError(f"strategy {name!r}: {exc}") from None
         raise StrategyError(
             f"strategy {name!r}{_source_file(cls)} raised when built: {_described(exc)}"
