@@ -251,5 +251,10 @@ class Accounting:
 
     def _verdict(self, verdict: Verdict, messages: int, instance: int | None) -> VerdictReached:
         return VerdictReached(
-            verdict.agreement, verdict.validity, verdict.success, messages, self.scenario.rounds, instance=instance
+            verdict.agreement,
+            verdict.validity,
+            verdict.success,
+            messages,
+            self.scenario.rounds,
+            instance=instance,
         )

@@ -1,4 +1,4 @@
-"""A compact EIG store: OM(m)'s tree of paths as arrays, for runs too big for dicts.
+"""OM(m) at batch granularity: a general whose tree of paths is arrays, for runs too big for dicts.
 
 The exponential information gathering tree of one OM(m) instance has, at
 level ``k``, one node per path ``(commander, x1, ..., x_{k-1})`` of distinct
@@ -10,21 +10,44 @@ are one small-integer array per level, and each majority is a reshape and a
 few comparisons.
 
 Values are indices into ``values``; :data:`NO_VOTE` marks paths through the
-general itself, which it never receives and which must not vote.  This
-module is as pure as :mod:`om_actors.protocol`: no trio, no clock, no log.
-It computes the same thing as :meth:`om_actors.protocol.General.decide`,
-and the differential tests hold it to that.
+general itself, which it never receives and which must not vote.
+
+:class:`EigGeneral` is the batched runtime's core: a
+:class:`~om_actors.algorithm.Core` like :class:`~om_actors.oral.OralGeneral`,
+with the same schedule (a round opens once, in order, and deciding comes
+after the last; anything else raises
+:class:`~om_actors.errors.ProtocolMisuse`), but what it sends a receiver in a
+round is one :class:`RoundBatch`.  :class:`BatchedDriver` is
+:class:`~om_actors.driver.GeneralDriver` for it, so the trio actor only
+moves items.  Like every core it is pure: no trio, no clock, no log.
+
+Two rules have a second form here, each held to the first by tests:
+
+- the majority: :meth:`EigStore.decide` is the NumPy form of
+  :meth:`OralGeneral.resolve <om_actors.oral.OralGeneral.resolve>`, and the
+  differential tests (``tests/test_eig.py``) hold the two -- and whole
+  batched runs against per-message runs -- to the same answers;
+- who sends what: a batch's size is :meth:`EigLayout.messages_between`, and
+  a test holds it to :func:`~om_actors.oral.owed`, which is what every
+  message sent one at a time (:meth:`EigGeneral.outbox`,
+  :meth:`EigGeneral.itemized`) comes from.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .algorithm import Path, Setup
+from .algorithm import Algorithm, Core, Outgoing, Path, Setup
+from .driver import Ask, GeneralDriver, Send
+from .errors import ProtocolMisuse
+from .events import MessageRejected
+from .oral import OralReason, Relay, owed, rejection_reason
+from .strategies import BatchStrategy, Strategy
 
 NO_VOTE = 255
 """A slot with no vote: the general is on that path."""
@@ -41,18 +64,19 @@ class EigLayout:
     generals.  Building it touches each path once, level by level.
     """
 
-    def __init__(self, setup: Setup) -> None:
+    def __init__(self, setup: Setup, rounds: int) -> None:
         if setup.generals > NO_VOTE or len(setup.values) >= NO_VOTE:
             raise ValueError("the compact store holds at most 254 values and 255 generals")
         self.setup = setup
+        self.rounds = rounds
         self.lieutenants = setup.lieutenants
         count = len(self.lieutenants)
-        self.widths = [count - (k - 1) for k in range(1, setup.rounds + 1)]
-        self.sizes = [math.perm(count, k - 1) for k in range(1, setup.rounds + 1)]
+        self.widths = [count - (k - 1) for k in range(1, rounds + 1)]
+        self.sizes = [math.perm(count, k - 1) for k in range(1, rounds + 1)]
         self.last: list[npt.NDArray[np.int16]] = [np.full(1, setup.commander, dtype=np.int16)]
         self.source: list[npt.NDArray[np.int64]] = [np.zeros(1, dtype=np.int64)]
         contains = {x: np.zeros(1, dtype=bool) for x in self.lieutenants}
-        for level in range(1, setup.rounds):
+        for level in range(1, rounds):
             contains = self._grow(level, contains)
 
     def _grow(
@@ -93,7 +117,13 @@ class EigLayout:
         return (self.setup.commander, *reversed(found))
 
     def messages_between(self, round: int, sender: int, receiver: int) -> int:
-        """Messages a fully participating ``sender`` sends ``receiver`` in ``round``."""
+        """Messages a fully participating ``sender`` sends ``receiver`` in ``round``.
+
+        The commander speaks in round 1 only, to each lieutenant once; in
+        round ``k`` a lieutenant relays to another every path of round
+        ``k - 1`` through neither of them.  A test holds this count to
+        :func:`~om_actors.oral.owed`, the rule itself.
+        """
         commander = self.setup.commander
         if round == 1:
             return int(sender == commander and receiver != commander)
@@ -170,3 +200,201 @@ def stack_rows(rows: Sequence[Values | None], size: int, default: int) -> Values
         if row is not None:
             matrix[general] = row
     return matrix
+
+
+# --- one general at batch granularity ------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class RoundBatch:
+    """All of one round's messages from one general to another, as one payload.
+
+    ``row`` gives, per path of the previous round, the value index sent
+    along that path extended by the sender (the sender's own held array
+    when it is loyal, shared by every receiver, never copied); in round 1 it
+    holds the order alone.  ``count`` is how many messages it stands for.
+    It travels as the payload of a :class:`~om_actors.driver.Send`, and the
+    runtime stamps its sender, round and instance as for any message.
+    """
+
+    row: Values
+    count: int
+
+
+class EigGeneral(Core):
+    """One general of one OM(m) instance, its values in an :class:`EigStore`.
+
+    A round goes: :meth:`batches` (loyal, or a traitor with a batch form)
+    or :meth:`~om_actors.algorithm.Core.offers` (a traitor asked message by
+    message) opens it; :meth:`take` and
+    :meth:`~om_actors.algorithm.Core.receive` collect what arrives, batches
+    and single messages; :meth:`close` builds the round's level of the
+    store from them, senders that sent nothing counting as the default.
+    :meth:`~om_actors.algorithm.Core.decide` needs every round closed.
+    """
+
+    def __init__(
+        self, algorithm: Algorithm, setup: Setup, me: int, order: str | None, layout: EigLayout
+    ) -> None:
+        super().__init__(algorithm, setup, me, order)
+        self.layout = layout
+        self.store = EigStore(layout, me)
+        self.closed = 0
+        """The last round whose level is built."""
+        self._rows: dict[int, Values] = {}
+        self._singles: list[tuple[int, int]] = []
+        self._seen: set[Path] = set()
+
+    # sending
+
+    def batches(self, round: int) -> list[tuple[int, RoundBatch]]:
+        """Open ``round``: what a loyal general sends in it, one ``(receiver, batch)`` per receiver."""
+        self._open(round)
+        setup, layout = self.setup, self.layout
+        counts = [(r, layout.messages_between(round, self.me, r)) for r in range(setup.generals)]
+        receivers = [(r, count) for r, count in counts if count]
+        if not receivers:
+            return []
+        row = self._held_row(round)
+        return [(receiver, RoundBatch(row, count)) for receiver, count in receivers]
+
+    def _held_row(self, round: int) -> Values:
+        """What a loyal general relays in ``round``: its order in round 1, else what it holds."""
+        if round == 1:
+            return np.full(1, self.setup.values.index(self.order), dtype=np.uint8)
+        return self.store.held(round - 1)
+
+    def _outbox(self, round: int) -> list[Outgoing]:
+        """The round's messages one at a time, for a traitor whose strategy has no batch form."""
+        values = self.setup.values
+        if round == 1:
+            return list(owed(self.setup, self.me, 1, lambda _: self.order))
+        level = self.store.held(round - 1) if self.me != self.setup.commander else None
+
+        def held(path: Path) -> str:
+            assert level is not None
+            return values[int(level[self.layout.rank(path)])]
+
+        return list(owed(self.setup, self.me, round, held))
+
+    def _compose(self, outgoing: Outgoing, path: object, value: object) -> Relay:
+        return Relay(path, value)
+
+    def itemized(self, round: int, receiver: int, batch: RoundBatch) -> Iterator[Relay]:
+        """The messages ``batch`` stands for, one by one, in log order: for logging a batched run.
+
+        Slow, and as big as the run: only a run that logs its messages asks.
+        """
+        values, row = self.setup.values, batch.row
+
+        def held(path: Path) -> str:
+            return values[int(row[0] if round == 1 else row[self.layout.rank(path)])]
+
+        for out in owed(self.setup, self.me, round, held):
+            if out.receiver == receiver:
+                yield Relay(out.path, out.value)
+
+    # receiving
+
+    def take(self, sender: int, round: int, batch: RoundBatch) -> None:
+        """Keep ``sender``'s batch of the current round until :meth:`close`."""
+        self._check_round(round, "a batch")
+        self._rows[sender] = batch.row
+
+    def _receive(self, sender: int, round: int, payload: object) -> OralReason | None:
+        """A message sent one at a time, judged by the path rules now and stored at :meth:`close`."""
+        if type(payload) is not Relay:
+            return OralReason.MALFORMED_MESSAGE
+        path, value = payload.path, payload.value
+        reason = rejection_reason(
+            self.setup, receiver=self.me, sender=sender, round=round, path=path, value=value
+        )
+        if reason is None and path in self._seen:
+            reason = OralReason.DUPLICATE
+        if reason is not None:
+            return reason
+        assert isinstance(path, tuple)
+        assert isinstance(value, str)
+        self._seen.add(path)
+        self._singles.append((self.layout.rank(path), self.setup.values.index(value)))
+        return None
+
+    def close(self, round: int) -> None:
+        """Build ``round``'s level of the store from its batches, then its single messages."""
+        self._check_round(round, "the end of the round")
+        if round == self.closed:
+            raise ProtocolMisuse(f"general {self.me} was asked to close round {round} twice")
+        self.closed = round
+        rows, singles = self._rows, self._singles
+        self._rows, self._singles, self._seen = {}, [], set()
+        setup, store = self.setup, self.store
+        if self.me == setup.commander:
+            return
+        if round == 1:
+            first = rows.get(setup.commander)
+            store.receive_first(int(first[0]) if first is not None else store.default)
+        else:
+            size = self.layout.level_size(round - 1)
+            senders = [rows.get(g) for g in range(setup.generals)]
+            store.receive_level(round, stack_rows(senders, size, store.default))
+        for rank, value in singles:
+            store.overwrite(round, rank, value)
+
+    def _check_round(self, round: int, what: str) -> None:
+        if round != self.round or round < 1:
+            raise ProtocolMisuse(
+                f"general {self.me} was handed {what} of round {round} while in round {self.round}"
+            )
+
+    def _decide(self) -> str:
+        if self.closed != self.rounds:
+            raise ProtocolMisuse(f"general {self.me} was asked to decide before closing round {self.rounds}")
+        if self.me == self.setup.commander:
+            return self.order
+        return self.setup.values[self.store.decide()]
+
+
+class BatchedDriver(GeneralDriver):
+    """:class:`~om_actors.driver.GeneralDriver` for :class:`EigGeneral` cores: the same items, batched.
+
+    A loyal general's round is one :class:`~om_actors.driver.Send` per
+    receiver, whose payload is a :class:`RoundBatch`.  A traitor whose
+    strategy has a batch form (:class:`~om_actors.strategies.BatchStrategy`)
+    lies a batch at a time; any other strategy is asked message by message,
+    exactly as per-message mode asks it, and its answers travel as single
+    messages.
+    """
+
+    def __init__(
+        self, cores: Sequence[EigGeneral], *, strategy: Strategy | None, seed: int, tagged: bool
+    ) -> None:
+        super().__init__(cores, strategy=strategy, seed=seed, tagged=tagged)
+        self.generals = cores
+
+    def round(self, round: int) -> list[Send | Ask]:
+        strategy = self.strategy
+        if strategy is not None and not isinstance(strategy, BatchStrategy):
+            return super().round(round)
+        items: list[Send | Ask] = []
+        for instance, core in enumerate(self.generals):
+            values = core.setup.values
+            for receiver, batch in core.batches(round):
+                if strategy is not None:
+                    lie = strategy.choose_batch(round, receiver, batch.row, values)
+                    if lie is None:
+                        continue
+                    batch = RoundBatch(lie, batch.count)
+                items.append(Send(instance, round, receiver, batch))
+        return items
+
+    def deliver(self, instance: int, sender: int, round: int, payload: object) -> MessageRejected | None:
+        if type(payload) is RoundBatch:
+            self.received += payload.count
+            self.generals[instance].take(sender, round, payload)
+            return None
+        return super().deliver(instance, sender, round, payload)
+
+    def close(self, round: int) -> None:
+        """Every message of ``round`` has arrived: build its level in every instance."""
+        for core in self.generals:
+            core.close(round)

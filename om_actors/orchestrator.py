@@ -1,62 +1,48 @@
 """Runs a scenario: one trio task per general, and a barrier per round.
 
-The orchestrator is deliberately thin.  It opens a round by telling every
-general to send, waits until all have finished or the round's deadline has
-passed, then asks every general to acknowledge its inbox -- memory channels
-are FIFO, so that acknowledgement means every message of the round has been
-delivered.  Only then does it publish the round's events, sorted by
-instance, path, receiver and sender, so trio's deliberately random
-scheduling never shows in the output.
+The orchestrator is deliberately thin, and knows no algorithm.  The
+scenario's algorithm (:attr:`Scenario.rules`) makes each general's core,
+one per instance; a :class:`~om_actors.driver.GeneralDriver` runs them, and
+a :class:`~om_actors.general.GeneralActor` moves its items.  The
+orchestrator opens a round by telling every general to send, waits until
+all have finished or the round's deadline has passed, then asks every
+general to acknowledge its inbox -- memory channels are FIFO, so that
+acknowledgement means every message of the round has been delivered.  Only
+then does it publish the round's events, in the order
+:func:`~om_actors.accounting.event_order` gives them, so trio's deliberately
+random scheduling never shows in the output.  What it counts, and how the
+run ends, is :class:`~om_actors.accounting.Accounting`'s, shared with the
+cluster driver.
 
 The same barrier drives both modes: in per-message mode an inbox item is
-one message; in batched mode it is one :class:`~om_actors.general.Batch`
-per sender, receiver and round, and a flush is when a general takes a whole
-level of its EIG store at once.
+one message; in batched mode (an algorithm that is
+:attr:`~om_actors.algorithm.Algorithm.batchable`: OM(m)) it is mostly one
+:class:`~om_actors.eig.RoundBatch` per sender, receiver and round, and a
+flush is when a general builds a whole level of its EIG store at once.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 import trio
 
 from ._version import __version__
-from .eig import EigLayout
+from .accounting import Accounting
+from .driver import GeneralDriver, Send
+from .eig import BatchedDriver, EigGeneral, EigLayout, RoundBatch
 from .errors import OmActorsError, Problem, ScenarioError
-from .events import (
-    SCHEMA,
-    Decided,
-    Event,
-    MessageRejected,
-    MessageSent,
-    RoundEnded,
-    RunStarted,
-    StrategyFailed,
-    VerdictReached,
-)
-from .general import (
-    Ack,
-    Batch,
-    BatchedGeneralActor,
-    Command,
-    Decide,
-    Envelope,
-    Flush,
-    GeneralActor,
-    SendRound,
-)
+from .events import SCHEMA, Event, MessageSent, RunStarted
+from .general import Ack, BatchedGeneralActor, Command, Decide, Envelope, Flush, GeneralActor, SendRound
 from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, open_log
-from .algorithm import Verdict, combine, judge
-from .oral import OralGeneral as General
-from .oral import messages_sent, paths_of_round
-from .result import InstanceOutcome, Result
+from .result import Result
 from .scenario import Scenario
 from .strategies import Strategy
 
@@ -84,17 +70,21 @@ def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batc
     :data:`MODES`, and for a run the mode cannot hold: per-message mode
     keeps every message as Python objects, so it refuses runs far beyond
     what batched mode takes (:func:`~om_actors.limits.per_message_problem`),
-    and batched mode stores a general's id in one byte.  ``auto`` picks
-    per-message mode for more than 255 generals.
+    batched mode stores a general's id in one byte, and an algorithm that is
+    not :attr:`~om_actors.algorithm.Algorithm.batchable` has no batched
+    mode at all.  ``auto`` batches only a batchable algorithm's runs of more
+    than :data:`BATCHED_ABOVE` messages, on at most 255 generals.
     """
     if mode not in MODES:
         allowed = ", ".join(repr(m) for m in MODES)
         raise ScenarioError([Problem(f"mode: {mode!r} is not a mode: use one of {allowed}")], scenario.name)
-    total = messages_sent(scenario.generals, scenario.m) * len(scenario.effective_instances)
+    rules = scenario.rules
+    instances = len(scenario.setups)
+    total = rules.messages_sent(scenario.generals, scenario.m) * instances  # validation bounded it
     resolved: Literal["per-message", "batched"]
     if mode == "auto":
-        too_many = scenario.generals > MAX_BATCHED_GENERALS
-        resolved = "batched" if total > BATCHED_ABOVE and not too_many else "per-message"
+        fits = rules.batchable and scenario.generals <= MAX_BATCHED_GENERALS
+        resolved = "batched" if total > BATCHED_ABOVE and fits else "per-message"
     else:
         resolved = mode
     if resolved == "per-message":
@@ -107,6 +97,11 @@ def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batc
 
 
 def _batched_problem(scenario: Scenario) -> str | None:
+    if not scenario.rules.batchable:
+        return (
+            f"{scenario.rules.title} has no batched mode: only an algorithm whose messages grow "
+            "exponentially needs it; use per-message or auto"
+        )
     if scenario.generals <= MAX_BATCHED_GENERALS:
         return None
     return (
@@ -124,6 +119,18 @@ def _require_trio(name: str) -> None:
         )
 
 
+def with_algorithm(scenario: Scenario, algorithm: str | None) -> Scenario:
+    """``scenario`` run by ``algorithm`` instead of the algorithm it names; itself when ``None``.
+
+    The scenario is checked again for the algorithm it now names, so one
+    that algorithm cannot run -- SM(m) on ``generals <= m + 1``, a strategy
+    that is another algorithm's -- is a :class:`ScenarioError` here.
+    """
+    if algorithm is None or algorithm == scenario.algorithm:
+        return scenario
+    return attrs.evolve(scenario, algorithm=algorithm)
+
+
 async def simulate(
     scenario: Scenario,
     *,
@@ -132,6 +139,7 @@ async def simulate(
     on_progress: ProgressHandler | None = None,
     mode: Mode = "auto",
     log_messages: bool = False,
+    algorithm: str | None = None,
 ) -> Result:
     """Run ``scenario`` in the current trio run and return its outcome.
 
@@ -147,7 +155,11 @@ async def simulate(
     a compact EIG store; only round summaries are logged unless
     ``log_messages``) or ``"auto"``, which batches above
     :data:`BATCHED_ABOVE` messages.  Both give the same decisions, verdicts
-    and counts.
+    and counts.  Only OM(m) has a batched mode.
+
+    ``algorithm`` names a registered algorithm to run the scenario with,
+    instead of the one its ``algorithm`` key names (see
+    :func:`with_algorithm`).
 
     Cancelling the surrounding scope cancels the run; the log keeps every
     line written so far.
@@ -160,6 +172,7 @@ async def simulate(
     :func:`~om_actors.simulate_asyncio`.
     """
     _require_trio("simulate")
+    scenario = with_algorithm(scenario, algorithm)
     resolved = resolve_mode(mode, scenario)
     strategies = scenario.strategies()
     with open_log(log) as writer:
@@ -176,6 +189,7 @@ def simulate_sync(
     on_progress: ProgressHandler | None = None,
     mode: Mode = "auto",
     log_messages: bool = False,
+    algorithm: str | None = None,
 ) -> Result:
     """:func:`simulate` for code that is not async: starts and ends its own trio run.
 
@@ -197,6 +211,7 @@ def simulate_sync(
             on_progress=on_progress,
             mode=mode,
             log_messages=log_messages,
+            algorithm=algorithm,
         )
     )
 
@@ -249,7 +264,7 @@ class Simulation:
 
 @asynccontextmanager
 async def open_simulation(
-    scenario: Scenario, *, log: LogTarget | None = None, mode: Mode = "auto"
+    scenario: Scenario, *, log: LogTarget | None = None, mode: Mode = "auto", algorithm: str | None = None
 ) -> AsyncIterator[Simulation]:
     """Run ``scenario`` in the background and watch it live::
 
@@ -260,10 +275,12 @@ async def open_simulation(
 
     Leaving the block before the run has finished cancels it.  An error in
     the run comes out of the ``async with`` as itself, not inside an
-    ExceptionGroup.  The mode and the strategies are checked and built on
-    entry, as :func:`simulate` does.
+    ExceptionGroup.  The algorithm, the mode and the strategies are checked
+    and built on entry, as :func:`simulate` does; :attr:`Simulation.scenario`
+    is the scenario as it runs.
     """
     _require_trio("open_simulation")
+    scenario = with_algorithm(scenario, algorithm)
     resolved = resolve_mode(mode, scenario)
     strategies = scenario.strategies()
     send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
@@ -301,23 +318,9 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return found
 
 
-def _path_key(path: object) -> tuple[int, Any]:
-    """Sorts well-formed paths by value and a traitor's garbage after them."""
-    if isinstance(path, tuple) and all(type(g) is int for g in path):
-        return (0, path)
-    return (1, repr(path))
-
-
-def event_order(event: Event) -> tuple[Any, ...]:
-    assert isinstance(event, (MessageSent, MessageRejected, StrategyFailed))
-    instance = event.instance or 0
-    if isinstance(event, StrategyFailed):
-        return (instance, _path_key(event.path), event.receiver, event.general, 2)
-    rank = 0 if isinstance(event, MessageSent) else 1
-    return (instance, _path_key(event.path), event.receiver, event.sender, rank)
-
-
 class _Run:
+    """One in-memory run: the generals' tasks, their inboxes, and the run's books."""
+
     def __init__(
         self,
         scenario: Scenario,
@@ -336,98 +339,90 @@ class _Run:
         self.stream = stream
         self.mode = mode
         self.log_messages = log_messages
-        self.instances = scenario.effective_instances
-        self.tagged = len(self.instances) > 1
+        self.books = Accounting(scenario)
         self.pending: list[Event] = []
-        self.sent = [0] * (scenario.m + 1)
-        self.sent_by_instance = [0] * len(self.instances)
-        self.sent_by_general = [0] * scenario.generals
-        self.timed_out: dict[int, tuple[int, ...]] = {}
-        self.rejected = 0
         channels = [trio.open_memory_channel[Command](math.inf) for _ in range(scenario.generals)]
         self.inboxes = [send for send, _ in channels]
         self.receivers = [receive for _, receive in channels]
         self.acks_in, self.acks_out = trio.open_memory_channel[Ack](math.inf)
-        self.actors: Sequence[GeneralActor | BatchedGeneralActor] = self._enlist()
+        self.actors: Sequence[GeneralActor] = self._enlist()
 
-    def _enlist(self) -> Sequence[GeneralActor | BatchedGeneralActor]:
-        scenario = self.scenario
-        strategies = self.strategies
-        setups = [scenario.setup_for(instance) for instance in self.instances]
-        if self.mode == "batched":
-            self.layouts = [EigLayout(setup) for setup in setups]
-            orders = [instance.order for instance in self.instances]
+    def _enlist(self) -> list[GeneralActor]:
+        scenario, rules = self.scenario, self.scenario.rules
+        setups = scenario.setups
+        orders = [instance.order for instance in scenario.effective_instances]
+        tagged = self.books.tagged
+        if self.mode == "per-message":
             return [
-                BatchedGeneralActor(
-                    g,
-                    self.layouts,
-                    orders,
-                    strategy=strategies.get(g),
-                    seed=scenario.seed,
-                    post=self._batch_poster(g),
+                GeneralActor(
+                    GeneralDriver(
+                        [rules.general(setup, g, order) for setup, order in zip(setups, orders)],
+                        strategy=self.strategies.get(g),
+                        seed=scenario.seed,
+                        tagged=tagged,
+                    ),
+                    post=self._poster(g),
                     record=self.pending.append,
-                    tagged=self.tagged,
                 )
                 for g in range(scenario.generals)
             ]
-        return [
-            GeneralActor(
-                [General(setup, g, instance.order) for setup, instance in zip(setups, self.instances)],
-                strategy=strategies.get(g),
-                seed=scenario.seed,
-                post=self._poster(g),
-                record=self.pending.append,
-                tagged=self.tagged,
-            )
+        layouts = [EigLayout(setup, scenario.rounds) for setup in setups]
+        self.batched = [
+            [
+                EigGeneral(rules, setup, g, order, layout)
+                for setup, order, layout in zip(setups, orders, layouts)
+            ]
             for g in range(scenario.generals)
         ]
+        return [
+            BatchedGeneralActor(
+                BatchedDriver(cores, strategy=self.strategies.get(g), seed=scenario.seed, tagged=tagged),
+                post=self._batch_poster(g),
+                record=self.pending.append,
+            )
+            for g, cores in enumerate(self.batched)
+        ]
 
-    def _tag(self, instance: int) -> int | None:
-        return instance if self.tagged else None
+    def _poster(self, sender: int) -> Callable[[Send], None]:
+        """Where general ``sender``'s messages go: counted, logged, and into the receiver's inbox."""
+        books, pending, inboxes = self.books, self.pending, self.inboxes
 
-    def _poster(self, sender: int) -> Callable[[int, int, int, object, object], None]:
-        def post(instance: int, round: int, receiver: int, path: object, value: object) -> None:
-            self.sent[round - 1] += 1
-            self.sent_by_instance[instance] += 1
-            self.sent_by_general[sender] += 1
-            message = MessageSent(round, sender, receiver, path, value, instance=self._tag(instance))
-            self.pending.append(message)
-            self.inboxes[receiver].send_nowait(Envelope(instance, sender, round, path, value))
-            if self.on_progress is not None and not len(self.pending) % PROGRESS_EVERY:
-                self.on_progress(round, sum(self.sent))
+        def post(send: Send) -> None:
+            instance, round = send.instance, send.round
+            books.sent(round, instance, sender)
+            tag = books.tag(instance)
+            pending.append(MessageSent(round, sender, send.receiver, send.payload, instance=tag))
+            inboxes[send.receiver].send_nowait(Envelope(instance, sender, round, send.payload))
+            if self.on_progress is not None and not len(pending) % PROGRESS_EVERY:
+                self.on_progress(round, books.messages)
 
         return post
 
-    def _batch_poster(self, sender: int) -> Callable[[Batch, int], None]:
-        def post(batch: Batch, receiver: int) -> None:
-            self.sent[batch.round - 1] += batch.count
-            self.sent_by_instance[batch.instance] += batch.count
-            self.sent_by_general[sender] += batch.count
+    def _batch_poster(self, sender: int) -> Callable[[Send], None]:
+        """:meth:`_poster` for batched mode: a batch counts as its messages, logged only if asked."""
+        books, inboxes = self.books, self.inboxes
+
+        def post(send: Send) -> None:
+            instance, round, payload = send.instance, send.round, send.payload
+            count = payload.count if type(payload) is RoundBatch else 1
+            books.sent(round, instance, sender, count)
             if self.log_messages:
-                self.pending.extend(self._unbatched(batch, receiver))
-            self.inboxes[receiver].send_nowait(batch)
+                self.pending.extend(self._itemized(sender, send))
+            inboxes[send.receiver].send_nowait(Envelope(instance, sender, round, payload))
             if self.on_progress is not None:
-                self.on_progress(batch.round, sum(self.sent))
+                self.on_progress(round, books.messages)
 
         return post
 
-    def _unbatched(self, batch: Batch, receiver: int) -> Iterator[MessageSent]:
-        """A batch's messages one by one, for ``log_messages``: slow, and as big as the run."""
-        tag = self._tag(batch.instance)
-        for path, value in batch.messages:
-            yield MessageSent(batch.round, batch.sender, receiver, path, value, instance=tag)
-        if batch.row is None:
-            return
-        layout = self.layouts[batch.instance]
-        values = layout.setup.values
-        if batch.round == 1:
-            yield MessageSent(1, batch.sender, receiver, (batch.sender,), values[batch.row[0]], instance=tag)
-            return
-        for path in paths_of_round(layout.setup, batch.round - 1, excluding=batch.sender):
-            if receiver not in path:
-                value = values[batch.row[layout.rank(path)]]
-                relayed = (*path, batch.sender)
-                yield MessageSent(batch.round, batch.sender, receiver, relayed, value, instance=tag)
+    def _itemized(self, sender: int, send: Send) -> Iterator[MessageSent]:
+        """A batched message's events one by one, for ``log_messages``: slow, and as big as the run."""
+        tag = self.books.tag(send.instance)
+        payloads: Iterator[object] | tuple[object, ...] = (send.payload,)
+        if type(send.payload) is RoundBatch:
+            core = self.batched[sender][send.instance]
+            payloads = core.itemized(send.round, send.receiver, send.payload)
+        for payload in payloads:
+            yield MessageSent(send.round, sender, send.receiver, payload, instance=tag)
 
     async def publish(self, event: Event) -> None:
         for handler in self.handlers:
@@ -437,16 +432,16 @@ class _Run:
 
     async def run(self) -> Result:
         scenario = self.scenario
-        batched = self.mode == "batched"
-        start = RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict())
-        if batched:
+        public = scenario.rules.record(scenario.setup) or None
+        start = RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict(), public=public)
+        if self.mode == "batched":
             start = attrs.evolve(start, mode="batched", messages_logged=self.log_messages)
         await self.publish(start)
         with unwrapped():
             async with trio.open_nursery() as nursery:
                 for actor, receiver in zip(self.actors, self.receivers):
                     nursery.start_soon(actor.run, receiver, self.acks_in)
-                for round in range(1, scenario.m + 2):
+                for round in range(1, scenario.rounds + 1):
                     await self._round(round)
                 decisions = await self._decide()
                 for inbox in self.inboxes:
@@ -457,18 +452,13 @@ class _Run:
         deadline = trio.current_time() + self.scenario.round_timeout
         acks = await self._barrier(lambda: SendRound(round, deadline))
         late = tuple(sorted(ack.general for ack in acks if ack.timed_out))
-        if late:
-            self.timed_out[round] = late
         await self._barrier(lambda: Flush(round))
-        events = sorted(self.pending, key=event_order)
+        events = self.books.close_round(round, self.pending, late=late)
         self.pending.clear()
+        if self.on_progress is not None:
+            self.on_progress(round, self.books.messages)
         for event in events:
             await self.publish(event)
-        if self.on_progress is not None:
-            self.on_progress(round, sum(self.sent))
-        rejected = sum(isinstance(e, MessageRejected) for e in events)
-        self.rejected += rejected
-        await self.publish(RoundEnded(round, self.sent[round - 1], rejected, late))
 
     async def _barrier(self, command: Callable[[], Command]) -> list[Ack]:
         for inbox in self.inboxes:
@@ -476,58 +466,15 @@ class _Run:
         return [await self.acks_out.receive() for _ in self.inboxes]
 
     async def _decide(self) -> dict[int, tuple[str, ...]]:
-        acks = await self._barrier(Decide)
-        return {ack.general: ack.decisions for ack in sorted(acks, key=lambda ack: ack.general)}
+        acks = sorted(await self._barrier(Decide), key=lambda ack: ack.general)
+        for ack in acks:
+            self.books.add_stats(ack.stats)
+        return {ack.general: ack.decisions for ack in acks}
 
     async def _conclude(self, decisions: dict[int, tuple[str, ...]]) -> Result:
-        outcomes, events = conclusion(self.scenario, decisions, self.sent_by_instance)
+        for actor in self.actors:
+            self.books.took(actor.id, actor.received)
+        events, result = self.books.conclude(decisions)
         for event in events:
             await self.publish(event)
-        return Result(
-            scenario=self.scenario,
-            instances=tuple(outcomes),
-            messages_per_round=tuple(self.sent),
-            sent=dict(enumerate(self.sent_by_general)),
-            received={actor.id: actor.received for actor in self.actors},
-            rejected=self.rejected,
-            timed_out=self.timed_out,
-        )
-
-
-def conclusion(
-    scenario: Scenario,
-    decisions: Mapping[int, tuple[str, ...]],
-    sent_by_instance: Sequence[int],
-    *,
-    faulty: Collection[int] = (),
-) -> tuple[list[InstanceOutcome], list[Event]]:
-    """The end of a run: each instance's outcome, and the decision and verdict events, in log order.
-
-    ``decisions`` maps each general to its decision in every instance;
-    ``faulty`` generals (a node that died) count as neither loyal nor
-    traitor: their decisions are lost.
-    """
-    instances = scenario.effective_instances
-    tagged = len(instances) > 1
-    outcomes: list[InstanceOutcome] = []
-    events: list[Event] = []
-    for index, instance in enumerate(instances):
-        tag = index if tagged else None
-        for general, values in decisions.items():
-            events.append(Decided(general, values[index], general in scenario.traitors, instance=tag))
-        loyal = {g: decisions[g][index] for g in scenario.loyal if g in decisions and g not in faulty}
-        verdict = judge(scenario.setup_for(instance), loyal, loyal=loyal, order=instance.order)
-        outcomes.append(InstanceOutcome(index, instance.commander, instance.order, loyal, verdict))
-        if tagged:
-            events.append(_verdict_event(scenario, verdict, sent_by_instance[index], index))
-    events.append(_verdict_event(scenario, combine(o.verdict for o in outcomes), sum(sent_by_instance), None))
-    return outcomes, events
-
-
-def _verdict_event(
-    scenario: Scenario, verdict: Verdict, messages: int, instance: int | None
-) -> VerdictReached:
-    rounds = scenario.m + 1
-    return VerdictReached(
-        verdict.agreement, verdict.validity, verdict.success, messages, rounds, instance=instance
-    )
+        return result
