@@ -11,6 +11,7 @@ from __future__ import annotations
 from .algorithm import Algorithm
 from .errors import OmActorsError
 from .oral import ORAL_MESSAGES
+from .signed import SIGNED_MESSAGES
 
 
 REGISTRY: dict[str, Algorithm] = {}
@@ -44,3 +45,4 @@ def algorithm_named(name: str) -> Algorithm:
 
 
 register(ORAL_MESSAGES)
+register(SIGNED_MESSAGES)

@@ -1,0 +1,628 @@
+"""The SM(m) core, message by message, with no trio and no I/O.
+
+Rules for this file:
+- drive ``om_actors.signed`` through ``om_actors.driver`` (the pipeline every
+  runtime shares) or directly; nothing here may import trio;
+- expected values are worked out by hand from the paper (section 4 of
+  Lamport, Shostak and Pease 1982), not read back from the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Mapping
+
+import attrs
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from om_actors.algorithm import DecisionPoint, Outgoing, Setup, Step, judge
+from om_actors.driver import Ask, GeneralDriver, Send, answer_now
+from om_actors.errors import ProtocolMisuse
+from om_actors.events import MessageRejected
+from om_actors.signed import (
+    SIGNED_MESSAGES,
+    Late,
+    Signed,
+    SignedGeneral,
+    SignedReason,
+    SignedScripted,
+    SignedSplit,
+    keyring,
+    signed_bytes,
+)
+from om_actors.strategies import Forgery, Strategy, build_strategy
+
+VALUES = ("attack", "retreat")
+THREE = Setup(generals=3, m=1, commander=0, values=VALUES, default="retreat")
+FOUR = Setup(generals=4, m=2, commander=0, values=VALUES, default="retreat")
+
+
+def setup(generals: int, m: int, *, seed: int = 0, instance: int = 0) -> Setup:
+    return Setup(generals, m, 0, VALUES, "retreat", seed=seed, instance=instance)
+
+
+@attrs.frozen
+class Run:
+    decisions: dict[int, str]
+    sent: Counter[int]
+    """Messages posted, by sender."""
+    rejected: list[MessageRejected]
+    cores: list[SignedGeneral]
+
+    @property
+    def messages(self) -> int:
+        return sum(self.sent.values())
+
+
+def run(setup: Setup, order: str = "attack", traitors: Mapping[int, Strategy] | None = None) -> Run:
+    """One SM(m) instance in lockstep, every general through its own :class:`GeneralDriver`."""
+    traitors = traitors or {}
+    cores = [SIGNED_MESSAGES.general(setup, g, order) for g in range(setup.generals)]
+    drivers = [
+        GeneralDriver([core], strategy=traitors.get(g), seed=setup.seed, tagged=False)
+        for g, core in enumerate(cores)
+    ]
+    sent: Counter[int] = Counter()
+    rejected: list[MessageRejected] = []
+    for round in range(1, SIGNED_MESSAGES.rounds(setup.generals, setup.m) + 1):
+        posts: list[tuple[int, Send]] = []
+        for general, driver in enumerate(drivers):
+            for item in driver.round(round):
+                answer = answer_now(driver, item) if isinstance(item, Ask) else item
+                assert answer is None or isinstance(answer, Send), answer
+                if answer is not None:
+                    posts.append((general, answer))
+        for sender, send in posts:
+            sent[sender] += 1
+            event = drivers[send.receiver].deliver(0, sender, round, send.payload)
+            if event is not None:
+                rejected.append(event)
+    decisions = {g: driver.decide()[0] for g, driver in enumerate(drivers)}
+    return Run(decisions, sent, rejected, cores)
+
+
+def strategy(name: str, setup: Setup, **args: object) -> Strategy:
+    built = SIGNED_MESSAGES.strategies()[name](**_filled(name, setup), **args)
+    assert isinstance(built, Strategy)
+    return built
+
+
+def _filled(name: str, setup: Setup) -> dict[str, object]:
+    fields = {f.name for f in attrs.fields(SIGNED_MESSAGES.strategies()[name])}
+    return {key: value for key, value in (("values", setup.values), ("m", setup.m)) if key in fields}
+
+
+def opened(setup: Setup, me: int, round: int, order: str = "attack") -> SignedGeneral:
+    """A core with rounds 1..``round`` opened and nothing received."""
+    core = SIGNED_MESSAGES.general(setup, me, order)
+    for r in range(1, round + 1):
+        core.outbox(r)
+    return core
+
+
+def from_commander(setup: Setup, value: str = "attack", receiver: int = 1) -> Signed:
+    commander = opened(setup, 0, 1)
+    payload = commander.compose(Outgoing((0,), receiver, "attack"), (0,), value)
+    assert isinstance(payload, Signed)
+    return payload
+
+
+def forwarded(setup: Setup, via: int, value: str = "attack") -> Signed:
+    """What loyal lieutenant ``via`` forwards in round 2, having got ``value`` from the commander."""
+    relay = opened(setup, via, 1)
+    assert relay.receive(sender=0, round=1, payload=from_commander(setup, value, via)) is None
+    outgoing = relay.outbox(2)[0]
+    payload = relay.compose(outgoing, outgoing.path, outgoing.value)
+    assert isinstance(payload, Signed)
+    return payload
+
+
+# --- the paper's examples --------------------------------------------------------
+
+
+def test_figure_5_a_two_faced_commander_cannot_split_the_lieutenants() -> None:
+    """Commander 0 signs "attack" for lieutenant 2 and "retreat" for lieutenant 1 (odd)."""
+    result = run(THREE, "attack", {0: strategy("split", THREE)})
+    for lieutenant in (1, 2):
+        assert set(result.cores[lieutenant].held) == {"attack", "retreat"}
+        assert result.decisions[lieutenant] == "retreat"
+    assert result.rejected == []
+    assert judge(THREE, result.decisions, loyal={1, 2}, order="attack").success
+
+
+def test_figure_5_holds_where_oral_messages_fail_it() -> None:
+    """With three generals OM(1) lets a traitor lieutenant mislead the loyal one; SM(1) does not."""
+    for name in ("loyal", "silent", "split", "late", "random"):
+        result = run(THREE, "attack", {2: strategy(name, THREE)})
+        assert result.decisions[1] == "attack", name
+        assert set(result.cores[1].held) == {"attack"}, name
+
+
+def test_a_traitor_that_changes_what_it_forwards_is_caught_by_the_signatures() -> None:
+    @attrs.frozen
+    class Liar:
+        def choose(
+            self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+        ) -> object:
+            return "retreat"
+
+    result = run(THREE, "attack", {2: Liar()})
+    assert result.decisions[1] == "attack"
+    assert [(e.sender, e.receiver, e.reason) for e in result.rejected] == [(2, 1, SignedReason.BAD_SIGNATURE)]
+
+
+def test_a_traitor_that_forges_a_chain_is_caught() -> None:
+    """Lieutenant 4 holds "attack" via [0, 1] and claims it came via [0, 2]: it cannot make 2's signature.
+
+    A traitor commander keeps 4 out of round 1, so the first chain 4 holds is [0, 1].
+    """
+
+    @attrs.frozen
+    class NotToFour:
+        def choose(
+            self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+        ) -> object:
+            return value if round == 1 and receiver != 4 else None
+
+    @attrs.frozen
+    class Forger:
+        def choose(
+            self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+        ) -> object:
+            return Forgery((0, 2, 4), value) if receiver == 3 else None
+
+    result = run(setup(5, 2), "attack", {0: NotToFour(), 4: Forger()})
+    assert result.cores[4].held["attack"].chain == (0, 1)
+    assert [(e.round, e.sender, e.receiver, e.reason) for e in result.rejected] == [
+        (3, 4, 3, SignedReason.BAD_SIGNATURE)
+    ]
+    assert {result.decisions[g] for g in (1, 2, 3)} == {"attack"}
+
+
+# --- message counts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("generals", "m", "expected"),
+    [(3, 1, 4), (4, 1, 9), (4, 2, 9), (5, 3, 16), (7, 2, 36), (10, 5, 81), (4, 0, 3)],
+)
+def test_a_loyal_army_sends_n_minus_1_plus_n_minus_1_times_n_minus_2(
+    generals: int, m: int, expected: int
+) -> None:
+    assert SIGNED_MESSAGES.messages_sent(generals, m) == expected
+    assert run(setup(generals, m)).messages == expected
+
+
+@pytest.mark.parametrize(("generals", "m"), [(4, 1), (4, 2), (5, 2), (6, 3), (7, 4)])
+def test_two_values_in_play_cost_the_loyal_at_most_twice_the_relaying(generals: int, m: int) -> None:
+    """A split commander puts two values in play; every loyal lieutenant forwards each at most once."""
+    result = run(setup(generals, m), "attack", {0: strategy("split", setup(generals, m))})
+    loyal = sum(count for general, count in result.sent.items() if general != 0)
+    assert (generals - 1) + loyal <= (generals - 1) + 2 * (generals - 1) * (generals - 2)
+    assert len({result.decisions[g] for g in range(1, generals)}) == 1
+
+
+def test_two_values_in_play_exactly_for_four_generals() -> None:
+    """n = 4, m = 2: 3 orders; round 2, each forwards its value to 2; round 3, the other value to 1."""
+    result = run(FOUR, "attack", {0: strategy("split", FOUR)})
+    assert result.messages == 3 + 3 * 2 + 3 * 1
+
+
+def test_message_counts_are_answered_at_once_for_any_size() -> None:
+    huge = 10**35
+    assert SIGNED_MESSAGES.messages_sent(huge, 10**30, limit=1000) == (huge - 1) * (huge - 1)
+    assert SIGNED_MESSAGES.messages_sent(1, 0) == 0
+
+
+def test_signatures_verified_counts_each_link_once_per_general() -> None:
+    """n = 4, m = 1: each lieutenant checks the commander's link once and each relayer's link once."""
+    assert run(setup(4, 1)).cores[1].stats["signatures_verified"] == 3
+    total = sum(core.stats["signatures_verified"] for core in run(setup(4, 1)).cores)
+    assert total == 9
+    figure_5 = run(THREE, "attack", {0: strategy("split", THREE)})
+    # Round 1: retreat from 0.  Round 2: attack via [0, 2], whose commander link is new to 1.
+    assert figure_5.cores[1].stats["signatures_verified"] == 3
+
+
+# --- each rule, with a hand-built bad message ------------------------------------------
+
+
+def test_a_genuine_message_is_accepted_in_each_round() -> None:
+    first = opened(FOUR, 1, 1)
+    assert first.receive(sender=0, round=1, payload=from_commander(FOUR)) is None
+    second = opened(FOUR, 1, 2)
+    assert second.receive(sender=2, round=2, payload=forwarded(FOUR, 2)) is None
+    assert second.held["attack"].chain == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (("attack", (0,)), SignedReason.MALFORMED_MESSAGE),
+        (Signed("attack", [0], ("a" * 128,)), SignedReason.MALFORMED_MESSAGE),
+        (Signed("attack", (), ()), SignedReason.MALFORMED_MESSAGE),
+        (Signed("attack", (False,), ("a" * 128,)), SignedReason.MALFORMED_MESSAGE),
+        (Signed("attack", (0,), ()), SignedReason.MALFORMED_MESSAGE),
+        (Signed("attack", (0,), (None,)), SignedReason.MALFORMED_MESSAGE),
+        (Signed("attack", (9,), ("a" * 128,)), SignedReason.OUT_OF_RANGE),
+        (Signed("attack", (2,), ("a" * 128,)), SignedReason.NOT_FROM_COMMANDER),
+    ],
+)
+def test_shape_rules(payload: object, reason: SignedReason) -> None:
+    assert opened(FOUR, 1, 1).receive(sender=0, round=1, payload=payload) is reason
+
+
+def test_a_chain_not_ending_with_its_sender_is_a_forgery() -> None:
+    core = opened(FOUR, 1, 2)
+    assert core.receive(sender=3, round=2, payload=forwarded(FOUR, 2)) is SignedReason.NOT_FROM_SENDER
+
+
+def test_a_chain_that_repeats_or_contains_the_receiver_is_refused() -> None:
+    genuine = forwarded(FOUR, 2)
+    assert isinstance(genuine.signatures, tuple)
+    repeated = Signed("attack", (0, 2, 2), (*genuine.signatures, genuine.signatures[-1]))
+    assert opened(FOUR, 1, 3).receive(sender=2, round=3, payload=repeated) is SignedReason.REPEATS
+    through = opened(FOUR, 2, 2)
+    assert through.receive(sender=2, round=2, payload=genuine) is SignedReason.THROUGH_RECEIVER
+
+
+def test_dolev_strong_a_chain_of_the_wrong_length_for_the_round_is_refused() -> None:
+    late = opened(FOUR, 1, 2)
+    assert late.receive(sender=0, round=2, payload=from_commander(FOUR)) is SignedReason.WRONG_ROUND
+    assert late.held == {}
+
+
+def test_a_value_outside_the_domain_is_refused_before_any_signature_is_checked() -> None:
+    commander = opened(FOUR, 0, 1)
+    for garbage in ("charge", None, ["attack"], 10**5000):
+        payload = commander.compose(Outgoing((0,), 1, "attack"), (0,), garbage)
+        core = opened(FOUR, 1, 1)
+        assert core.receive(sender=0, round=1, payload=payload) is SignedReason.OUTSIDE_DOMAIN
+        assert core.stats["signatures_verified"] == 0
+
+
+def test_a_tampered_value_or_signature_does_not_verify() -> None:
+    genuine = forwarded(FOUR, 2)
+    assert isinstance(genuine.signatures, tuple)
+    first, second = genuine.signatures
+    flipped = second[:-1] + ("0" if second[-1] != "0" else "1")
+    tampered = [
+        attrs.evolve(genuine, value="retreat"),
+        attrs.evolve(genuine, signatures=(first, flipped)),
+        attrs.evolve(genuine, signatures=(first.upper(), second)),
+        attrs.evolve(genuine, signatures=(first, second[:-2])),
+        attrs.evolve(genuine, signatures=(second, first)),
+    ]
+    for payload in tampered:
+        core = opened(FOUR, 1, 2)
+        assert core.receive(sender=2, round=2, payload=payload) is SignedReason.BAD_SIGNATURE, payload
+        assert core.held == {}
+
+
+def test_a_signature_from_another_run_or_instance_does_not_verify() -> None:
+    for other in (setup(4, 2, seed=1), setup(4, 2, instance=1)):
+        payload = from_commander(other)
+        assert opened(FOUR, 1, 1).receive(sender=0, round=1, payload=payload) is SignedReason.BAD_SIGNATURE
+        assert opened(other, 1, 1).receive(sender=0, round=1, payload=payload) is None
+
+
+def test_a_value_already_held_is_accepted_silently_and_not_forwarded_again() -> None:
+    core = opened(FOUR, 1, 1)
+    assert core.receive(sender=0, round=1, payload=from_commander(FOUR)) is None
+    assert [(o.path, o.receiver) for o in core.outbox(2)] == [((0, 1), 2), ((0, 1), 3)]
+    assert core.receive(sender=2, round=2, payload=forwarded(FOUR, 2)) is None
+    assert core.held["attack"].chain == (0,)
+    assert [a.new for a in core.accepted(2)] == [False]
+    assert core.outbox(3) == []
+
+
+def test_a_message_travels_through_the_log_as_json_and_still_verifies() -> None:
+    genuine = forwarded(FOUR, 2)
+    fields = json.loads(json.dumps(SIGNED_MESSAGES.payload_fields(genuine)))
+    assert list(fields) == ["value", "chain", "signatures"]
+    again = SIGNED_MESSAGES.payload_from_fields(fields)
+    assert again == genuine
+    assert SIGNED_MESSAGES.path_of(again) == (0, 2)
+    assert opened(FOUR, 1, 2).receive(sender=2, round=2, payload=again) is None
+
+
+def test_the_recorded_public_keys_check_a_signature_with_nothing_but_the_log() -> None:
+    """What ``run.start`` records is enough: replay need not trust the cores' own keys."""
+    genuine = from_commander(FOUR)
+    keys = SIGNED_MESSAGES.record(FOUR)["keys"]
+    assert sorted(keys) == ["0", "1", "2", "3"]
+    public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(keys["0"]))
+    assert isinstance(genuine.signatures, tuple)
+    public.verify(bytes.fromhex(genuine.signatures[0]), signed_bytes(FOUR, "attack", (), ()))
+
+
+# --- late releases ---------------------------------------------------------------------
+
+
+def test_a_late_release_is_refused_when_its_chain_is_too_short() -> None:
+    """m = 2: lieutenant 3 holds "attack" from round 1 and releases it in round 3 with 2 signatures."""
+    result = run(FOUR, "attack", {3: Late(m=2)})
+    assert [(e.round, e.sender, e.receiver, e.reason) for e in result.rejected] == [
+        (3, 3, 1, SignedReason.WRONG_ROUND)
+    ]
+    assert result.sent[3] == 1
+    assert result.decisions[1] == result.decisions[2] == "attack"
+
+
+def test_a_release_in_round_m_plus_1_is_accepted_when_m_is_1() -> None:
+    """m = 1: round 2 is when the chain [0, 2] is due, so the one receiver takes it."""
+    result = run(THREE, "attack", {2: Late(m=1)})
+    assert result.rejected == []
+    assert result.cores[1].held["attack"].chain == (0,)
+    assert [a.chain for a in result.cores[1].accepted(2)] == [(0, 2)]
+
+
+def test_a_late_commander_reaches_nobody() -> None:
+    result = run(FOUR, "attack", {0: Late(m=2, receiver=2)})
+    assert [(e.round, e.receiver, e.reason) for e in result.rejected] == [(3, 2, SignedReason.WRONG_ROUND)]
+    assert result.decisions[1] == result.decisions[2] == result.decisions[3] == "retreat"
+
+
+def test_a_traitor_is_offered_what_it_holds_again_in_every_later_round() -> None:
+    traitor = opened(FOUR, 3, 1)
+    assert traitor.receive(sender=0, round=1, payload=from_commander(FOUR, receiver=3)) is None
+    assert [(o.path, o.receiver) for o in traitor.offers(2)] == [((0, 3), 1), ((0, 3), 2)]
+    assert [(o.path, o.receiver) for o in traitor.offers(3)] == [((0, 3), 1), ((0, 3), 2)]
+    commander = opened(FOUR, 0, 1)
+    assert [(o.path, o.receiver, o.value) for o in commander.offers(2)] == [
+        ((0,), 1, "attack"),
+        ((0,), 2, "attack"),
+        ((0,), 3, "attack"),
+    ]
+
+
+# --- the schedule ----------------------------------------------------------------------
+
+
+def test_out_of_turn_calls_raise_protocol_misuse() -> None:
+    core = SIGNED_MESSAGES.general(FOUR, 1)
+    with pytest.raises(ProtocolMisuse, match="round 2's messages after round 0 of 3"):
+        core.outbox(2)
+    with pytest.raises(ProtocolMisuse, match="before round 1"):
+        core.compose(Outgoing((0, 1), 2, "attack"), (0, 1), "attack")
+    core.outbox(1)
+    with pytest.raises(ProtocolMisuse, match="decide in round 1 of 3"):
+        core.decide()
+    with pytest.raises(ProtocolMisuse, match="round-2 message while in round 1"):
+        core.receive(sender=2, round=2, payload=forwarded(FOUR, 2))
+    with pytest.raises(ProtocolMisuse):
+        core.outbox(1)
+
+
+# --- the theorem, as a property ----------------------------------------------------------
+
+
+@attrs.frozen
+class Garbler:
+    """Changes every value it is offered, late ones too, and sometimes sends garbage."""
+
+    def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+    ) -> object:
+        return rng.choice(["attack", "retreat", None, 42, Forgery((0, receiver), "attack")])
+
+
+@st.composite
+def armies(draw: st.DrawFn) -> tuple[Setup, str, dict[int, Strategy]]:
+    generals = draw(st.integers(3, 6))
+    m = draw(st.integers(1, generals - 2))
+    army = setup(generals, m, seed=draw(st.integers(0, 2**32)))
+    chosen = draw(st.lists(st.integers(0, generals - 1), unique=True, max_size=m))
+    traitors: dict[int, Strategy] = {}
+    for traitor in chosen:
+        name = draw(st.sampled_from(["loyal", "silent", "split", "late", "random", "scripted", "garbler"]))
+        if name == "garbler":
+            traitors[traitor] = Garbler()
+        elif name == "scripted":
+            points = SIGNED_MESSAGES.decision_points(army, traitor)
+            picked = draw(st.lists(st.sampled_from(points), unique=True, max_size=6)) if points else []
+            script = [
+                {"path": list(p.path), "receiver": p.receiver, "value": draw(st.sampled_from(VALUES))}
+                if draw(st.booleans())
+                else {"path": list(p.path), "receiver": p.receiver, "silent": True}
+                for p in picked
+            ]
+            traitors[traitor] = strategy("scripted", army, messages=script)
+        else:
+            traitors[traitor] = strategy(name, army)
+    return army, draw(st.sampled_from(VALUES)), traitors
+
+
+@settings(max_examples=200, deadline=None)
+@given(armies())
+def test_theorem_2_any_m_traitors_cannot_break_ic1_or_ic2(
+    army: tuple[Setup, str, dict[int, Strategy]],
+) -> None:
+    setup, order, traitors = army
+    result = run(setup, order, traitors)
+    loyal = set(range(setup.generals)) - set(traitors)
+    verdict = judge(setup, result.decisions, loyal=loyal, order=order)
+    assert verdict.agreement
+    assert verdict.validity is not False
+    if not traitors:
+        assert result.messages == SIGNED_MESSAGES.messages_sent(setup.generals, setup.m)
+
+
+def test_more_traitors_than_m_can_break_agreement() -> None:
+    """n = 4, m = 1, two traitors: the commander signs only for traitor 3, which passes it to 1 alone.
+
+    Lieutenant 1 then holds {attack}, lieutenant 2 holds nothing: they disagree,
+    and the theorem never promised otherwise.
+    """
+    army = setup(4, 1)
+
+    @attrs.frozen
+    class OnlyToOne:
+        def choose(
+            self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+        ) -> object:
+            return "attack" if path == (0,) and receiver == 3 else None
+
+    result = run(army, "attack", {0: OnlyToOne(), 3: Late(m=1, receiver=1)})
+    assert result.decisions[1] == "attack"
+    assert result.decisions[2] == "retreat"
+    assert not judge(army, result.decisions, loyal={1, 2}, order="attack").agreement
+    assert SIGNED_MESSAGES.warnings(4, 1, 2) == [
+        "2 traitors are more than m = 1: SM(1) is only built to survive 1"
+    ]
+    assert SIGNED_MESSAGES.theorem_allows_failure(4, 1, 2)
+
+
+# --- the algorithm as a whole ------------------------------------------------------------
+
+
+def test_the_problem_is_refused_when_trivial() -> None:
+    assert SIGNED_MESSAGES.problems(3, 2) == [
+        "must be at most generals - 2 = 1: with n <= m + 1 generals and up to m traitors "
+        "at most one general is loyal, so there is nothing to agree on"
+    ]
+    assert SIGNED_MESSAGES.problems(2, 1) != []
+    assert SIGNED_MESSAGES.problems(3, 1) == []
+    assert SIGNED_MESSAGES.problems(2, 0) == []
+    assert SIGNED_MESSAGES.warnings(3, 1, 1) == []
+
+
+def test_keys_are_the_same_for_a_seed_and_differ_across_seeds_and_generals() -> None:
+    assert SIGNED_MESSAGES.record(setup(4, 1, seed=7)) == SIGNED_MESSAGES.record(setup(4, 1, seed=7))
+    seven = SIGNED_MESSAGES.record(setup(4, 1, seed=7))["keys"]
+    eight = SIGNED_MESSAGES.record(setup(4, 1, seed=8))["keys"]
+    assert set(seven.values()).isdisjoint(eight.values())
+    assert len(set(seven.values())) == 4
+    assert keyring(7, 4) is keyring(7, 4)
+
+
+def test_one_scenario_and_seed_give_the_same_messages_byte_for_byte() -> None:
+    def payloads(seed: int) -> list[str]:
+        army = setup(5, 2, seed=seed)
+        cores = [opened(army, g, 0) for g in range(5)]
+        found = []
+        for round in (1, 2):
+            outboxes = [core.outbox(round) for core in cores]
+            for general, (core, outbox) in enumerate(zip(cores, outboxes, strict=True)):
+                for out in outbox:
+                    payload = core.compose(out, out.path, out.value)
+                    found.append(json.dumps(SIGNED_MESSAGES.payload_fields(payload)))
+                    cores[out.receiver].receive(sender=general, round=round, payload=payload)
+        assert len(found) == 4 + 4 * 3
+        return found
+
+    assert payloads(3) == payloads(3)
+    assert payloads(3) != payloads(4)
+
+
+def test_signed_bytes_never_raise_on_garbage() -> None:
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    loop: list[object] = []
+    loop.append(loop)
+    for garbage in (object(), {(1, 2): 3}, 10**5000, loop, Hostile(), float("nan"), "\ud800"):
+        assert signed_bytes(FOUR, garbage, (0,), ("x",))
+    assert signed_bytes(FOUR, "attack", (), ()) != signed_bytes(FOUR, "retreat", (), ())
+
+
+def test_decision_points_are_every_due_chain_ending_in_the_traitor() -> None:
+    assert SIGNED_MESSAGES.decision_points(THREE, 0) == [DecisionPoint(1, (0,), 1), DecisionPoint(1, (0,), 2)]
+    assert SIGNED_MESSAGES.decision_points(THREE, 2) == [DecisionPoint(2, (0, 2), 1)]
+    assert SIGNED_MESSAGES.decision_points(FOUR, 3) == [
+        DecisionPoint(2, (0, 3), 1),
+        DecisionPoint(2, (0, 3), 2),
+        DecisionPoint(3, (0, 1, 3), 2),
+        DecisionPoint(3, (0, 2, 3), 1),
+    ]
+
+
+def test_strategies_and_canonical_adversaries() -> None:
+    names = SIGNED_MESSAGES.strategies()
+    assert sorted(names) == ["late", "loyal", "random", "scripted", "silent", "split"]
+    assert all(name in names for name, _ in SIGNED_MESSAGES.canonical(VALUES))
+    assert SIGNED_MESSAGES.name == "sm"
+    assert SIGNED_MESSAGES.titled(3) == "SM(3)"
+    assert not SIGNED_MESSAGES.batchable
+
+
+def test_split_lieutenant_forwards_to_even_generals_only_and_never_late() -> None:
+    split = SignedSplit(VALUES)
+    rng = random.Random(0)
+    assert [split.choose(2, (0, 3), r, "attack", rng) for r in (1, 2, 4)] == [None, "attack", "attack"]
+    assert [split.choose(1, (0,), r, "attack", rng) for r in (1, 2)] == ["retreat", "attack"]
+    assert split.choose(3, (0, 3), 2, "attack", rng) is None
+
+
+def test_scripted_follows_its_script_on_due_offers_only() -> None:
+    scripted = SignedScripted(
+        messages=[
+            {"path": [0, 2], "receiver": 1, "value": "retreat"},
+            {"path": [0, 2], "receiver": 3, "silent": True},
+        ]
+    )
+    rng = random.Random(0)
+    assert scripted.choose(2, (0, 2), 1, "attack", rng) == "retreat"
+    assert scripted.choose(2, (0, 2), 3, "attack", rng) is None
+    assert scripted.choose(2, (0, 2), 4, "attack", rng) == "attack"
+    assert scripted.choose(3, (0, 2), 1, "attack", rng) is None
+    written = scripted.to_args()["messages"]
+    assert isinstance(written, list)
+    assert written[0] == {"path": [0, 2], "receiver": 1, "value": "retreat"}
+
+
+def test_late_goes_to_the_lowest_general_off_the_chain_by_default() -> None:
+    rng = random.Random(0)
+    late = Late(m=2)
+    assert [late.choose(3, (0, 1, 3), r, "attack", rng) for r in (2, 4)] == ["attack", None]
+    assert late.choose(2, (0, 3), 1, "attack", rng) is None
+
+
+def test_built_by_name_with_the_scenario_filling_in_values_and_m() -> None:
+    sm = SIGNED_MESSAGES.strategies()
+    assert build_strategy("late", {}, values=VALUES, m=3, built_in=sm) == Late(m=3)
+    assert build_strategy("late", {"receiver": 2}, values=VALUES, m=3, built_in=sm) == Late(m=3, receiver=2)
+    assert build_strategy("split", {}, values=VALUES, m=3, built_in=sm) == SignedSplit(VALUES)
+
+
+# --- explain -------------------------------------------------------------------------------
+
+
+def test_explain_shows_v_round_by_round_for_figure_5() -> None:
+    result = run(THREE, "attack", {0: strategy("split", THREE)})
+    step = SIGNED_MESSAGES.explain(result.cores[1])
+    assert (step.label, step.value) == ("general 1", "retreat")
+    assert step.detail == "V = {attack, retreat}: 2 values, so the default retreat"
+    first, second = step.children
+    assert (first.label, first.value, first.detail) == ("round 1", "{retreat}", "accepted 1 message")
+    assert [(c.label, c.path) for c in first.children] == [("retreat via [0]", (0,))]
+    assert first.children[0].detail == "new: joins V, forwarded in round 2"
+    assert (second.value, [c.label for c in second.children]) == ("{attack, retreat}", ["attack via [0, 2]"])
+    assert second.children[0].detail == "new: joins V; the last round, so not forwarded"
+
+
+def test_explain_depth_hides_and_counts_what_it_cuts() -> None:
+    core = run(FOUR).cores[1]
+    full = SIGNED_MESSAGES.explain(core)
+    # round 1: attack via [0]; round 2: attack via [0, 2] and [0, 3], already held; round 3: nothing.
+    assert [len(r.children) for r in full.children] == [1, 2, 0]
+    assert full.children[1].children[0].detail == "already in V: not forwarded again"
+    assert SIGNED_MESSAGES.explain(core, depth=0) == Step(full.label, full.value, full.detail, (), 6)
+    shallow = SIGNED_MESSAGES.explain(core, depth=1)
+    assert [(r.children, r.hidden) for r in shallow.children] == [((), 1), ((), 2), ((), 0)]
+
+
+def test_explain_refuses_a_path_and_an_unfinished_run() -> None:
+    core = run(THREE).cores[1]
+    with pytest.raises(ValueError, match="SM\\(1\\) keeps a set of values, not a tree of paths"):
+        SIGNED_MESSAGES.explain(core, path=(0,))
+    with pytest.raises(ProtocolMisuse):
+        SIGNED_MESSAGES.explain(opened(THREE, 1, 1))
+    commander = SIGNED_MESSAGES.explain(run(THREE).cores[0])
+    assert (commander.value, commander.detail) == ("attack", "the commander decides its own order")
