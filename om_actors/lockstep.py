@@ -1,41 +1,37 @@
-"""OM(m) run synchronously, all generals in lockstep: verify's fast path.
+"""Any algorithm run synchronously, all generals in lockstep: verify's fast path.
 
 verify evaluates thousands of adversaries per case, and a trio task per
 general, a barrier per round and an event per message would cost far more
-than the algorithm itself.  This driver feeds the same protocol core
-(:class:`~om_actors.protocol.General`) round by round in one loop, with no
-tasks, events or logs.  It gives the actor runtime's results exactly --
-verify re-runs a sample of its cases through the actors to keep it honest.
+than the algorithm itself.  This loop runs the same pipeline the actors run
+-- one :class:`~om_actors.driver.GeneralDriver` per general, strategies asked
+through :func:`~om_actors.driver.answer_now` with the same per-message rng --
+round by round, with no tasks, events or logs.  Every general's messages of
+a round are collected before any is delivered, as the core's schedule
+requires: a general opens a round before anything of it arrives.  It gives
+the actor runtime's decisions exactly; verify re-runs a sample of its cases
+through the actors to keep it honest.
+
+An ``async`` strategy cannot run here, and is refused with an
+:class:`~om_actors.errors.OmActorsError` saying so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 
-from .algorithm import Path, Setup, Verdict, judge
-from .oral import OralGeneral as General
-
-Choice = Callable[[int, Path, int, str], "str | None"]
-"""A traitor: ``(round, path, receiver, loyal value)`` to the value it sends, or ``None`` for silence."""
-
-
-@attrs.frozen
-class Deviation:
-    """A message a traitor sent differently from a loyal general (``sent`` is ``None`` for silence)."""
-
-    path: Path
-    receiver: int
-    loyal: str
-    sent: str | None
+from .algorithm import Algorithm, Setup, Verdict, judge
+from .driver import GeneralDriver, Send, answer_now
+from .strategies import Strategy
 
 
 @attrs.frozen
 class LockstepRun:
+    """Every general's decision (traitors' too) and the verdict on the loyal ones'."""
+
     decisions: dict[int, str]
     verdict: Verdict
-    deviations: tuple[Deviation, ...]
 
     def disagreement(self, setup: Setup, loyal: frozenset[int], order: str) -> int:
         """How far from interactive consistency: search's objective, 0 when IC1 and IC2 hold.
@@ -53,37 +49,27 @@ class LockstepRun:
         return score
 
 
-def run_lockstep(setup: Setup, order: str, traitors: Mapping[int, Choice]) -> LockstepRun:
-    """One OM(m) run with ``traitors`` choosing their messages; everyone else loyal."""
-    states = [General(setup, g, order) for g in range(setup.generals)]
-    deviations: list[Deviation] = []
-    for round in range(1, setup.rounds + 1):
-        for general, state in enumerate(states):
-            choose = traitors.get(general)
-            for outgoing in state.outbox(round):
-                value: str | None = outgoing.value
-                if choose is not None:
-                    value = choose(round, outgoing.path, outgoing.receiver, outgoing.value)
-                    if value != outgoing.value:
-                        deviations.append(Deviation(outgoing.path, outgoing.receiver, outgoing.value, value))
-                if value is not None:
-                    states[outgoing.receiver].receive(
-                        sender=general, round=round, path=outgoing.path, value=value
-                    )
-    decisions = {g: state.decide() for g, state in enumerate(states)}
-    loyal = {g: decisions[g] for g in range(setup.generals) if g not in traitors}
-    return LockstepRun(decisions, judge(setup, loyal, loyal=loyal, order=order), tuple(deviations))
+def run_lockstep(rules: Algorithm, setup: Setup, order: str, traitors: Mapping[int, Strategy]) -> LockstepRun:
+    """One instance of ``rules`` with ``traitors`` lying as their strategies say; everyone else loyal.
 
-
-def traitor_messages(setup: Setup, traitor: int) -> list[tuple[int, Path, int]]:
-    """Every ``(round, path, receiver)`` a general sends, whatever it received.
-
-    Which messages a general owes never depends on values, so the space an
-    exhaustive adversary ranges over is fixed before any run.
+    Each traitor's rng is the one a run of a scenario with ``setup.seed``
+    gives it, so a ``random`` traitor lies here as it does in that run.
     """
-    probe = General(setup, traitor, setup.default)
-    return [
-        (round, outgoing.path, outgoing.receiver)
-        for round in range(1, setup.rounds + 1)
-        for outgoing in probe.outbox(round)
+    drivers = [
+        GeneralDriver(
+            [rules.general(setup, g, order)], strategy=traitors.get(g), seed=setup.seed, tagged=False
+        )
+        for g in range(setup.generals)
     ]
+    for round in range(1, rules.rounds(setup.generals, setup.m) + 1):
+        sent: list[tuple[int, Send]] = []
+        for driver in drivers:
+            for item in driver.round(round):
+                answer = item if isinstance(item, Send) else answer_now(driver, item)
+                if isinstance(answer, Send):
+                    sent.append((driver.me, answer))
+        for sender, message in sent:
+            drivers[message.receiver].deliver(message.instance, sender, round, message.payload)
+    decisions = {driver.me: driver.decide()[0] for driver in drivers}
+    loyal = {g: decisions[g] for g in range(setup.generals) if g not in traitors}
+    return LockstepRun(decisions, judge(setup, loyal, loyal=loyal, order=order))

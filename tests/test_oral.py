@@ -1,7 +1,8 @@
 """The OM(m) core, message by message, with no trio and no I/O.
 
 Rules for this file:
-- drive ``om_actors.protocol`` directly; nothing here may import trio;
+- drive ``om_actors.oral`` directly, through the core's own schedule;
+  nothing here may import trio;
 - expected values are worked out by hand from the paper, not read back from
   the code under test.
 """
@@ -9,17 +10,20 @@ Rules for this file:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
 
-from om_actors.protocol import (
-    General,
-    Outgoing,
-    Setup,
-    judge,
+from om_actors.algorithm import Outgoing, Setup, judge
+from om_actors.oral import (
+    ORAL_MESSAGES,
+    OralGeneral,
+    OralReason,
+    Relay,
     majority,
     messages_received,
     messages_sent,
+    owed,
     paths_of_round,
     rejection_reason,
 )
@@ -28,20 +32,40 @@ FOUR = Setup(generals=4, m=1, commander=0, values=("attack", "retreat"), default
 SEVEN = Setup(generals=7, m=2, commander=0, values=("attack", "retreat"), default="retreat")
 
 
+def general(setup: Setup, me: int, order: str | None = None) -> OralGeneral:
+    return ORAL_MESSAGES.general(setup, me, order)
+
+
+def run_through(state: OralGeneral, received: Mapping[tuple[int, ...], str]) -> None:
+    """Open every round in turn and deliver each round's messages in it; every one must be accepted."""
+    for round in range(1, state.rounds + 1):
+        state.outbox(round)
+        for path, value in received.items():
+            if len(path) == round:
+                assert state.receive(sender=path[-1], round=round, payload=Relay(path, value)) is None
+
+
 @pytest.mark.parametrize(
     ("generals", "m", "sent", "received"),
     [(4, 1, 9, 3), (7, 2, 156, 26), (13, 4, 108_384, 9_032), (16, 5, 3_999_675, 266_645)],
 )
 def test_message_counts_match_the_closed_form(generals: int, m: int, sent: int, received: int) -> None:
     assert messages_sent(generals, m) == sent
+    assert ORAL_MESSAGES.messages_sent(generals, m) == sent
     assert messages_received(generals, m) == received
+
+
+def test_a_limited_count_stops_past_the_limit_and_answers_at_once_for_any_size() -> None:
+    assert messages_sent(16, 5, limit=10**9) == 3_999_675
+    assert 100 < messages_sent(16, 5, limit=100) < 3_999_675
+    assert messages_sent(10**35, 10**30, limit=10**6) > 10**6
 
 
 @pytest.mark.parametrize(("generals", "m"), [(4, 1), (5, 2), (7, 2), (6, 3)])
 def test_outboxes_add_up_to_the_closed_form(generals: int, m: int) -> None:
     setup = Setup(generals, m, 0, ("attack", "retreat"), "retreat")
-    states = [General(setup, g, "attack") for g in range(generals)]
-    sent = sum(len(list(s.outbox(r))) for s in states for r in range(1, m + 2))
+    states = [general(setup, g, "attack") for g in range(generals)]
+    sent = sum(len(s.outbox(r)) for r in range(1, m + 2) for s in states)
     assert sent == messages_sent(generals, m)
 
 
@@ -60,33 +84,43 @@ def test_paths_of_round_skip_the_receiver_and_come_in_order() -> None:
 
 
 def test_commander_sends_its_order_in_round_one_only() -> None:
-    commander = General(FOUR, 0, "attack")
-    assert list(commander.outbox(1)) == [Outgoing((0,), r, "attack") for r in (1, 2, 3)]
-    assert list(commander.outbox(2)) == []
-    assert list(General(FOUR, 1).outbox(1)) == []
+    commander = general(FOUR, 0, "attack")
+    assert commander.outbox(1) == [Outgoing((0,), r, "attack") for r in (1, 2, 3)]
+    assert commander.outbox(2) == []
+    assert general(FOUR, 1).outbox(1) == []
+
+
+def test_owed_relays_each_path_held_to_every_general_not_on_it() -> None:
+    five = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
+    held = {(0, 2): "retreat", (0, 3): "attack", (0, 4): "attack"}
+    assert list(owed(five, 1, 3, held.__getitem__)) == [
+        Outgoing((0, 2, 1), 3, "retreat"),
+        Outgoing((0, 2, 1), 4, "retreat"),
+        Outgoing((0, 3, 1), 2, "attack"),
+        Outgoing((0, 3, 1), 4, "attack"),
+        Outgoing((0, 4, 1), 2, "attack"),
+        Outgoing((0, 4, 1), 3, "attack"),
+    ]
+    assert list(owed(five, 0, 2, held.__getitem__)) == []
+    assert list(owed(five, 1, 1, held.__getitem__)) == []
 
 
 def test_lieutenant_relays_what_it_holds_and_default_for_what_is_missing() -> None:
-    lieutenant = General(SEVEN, 1)
-    assert lieutenant.receive(sender=0, round=1, path=(0,), value="attack") is None
-    assert lieutenant.receive(sender=2, round=2, path=(0, 2), value="attack") is None
-    round_two = list(lieutenant.outbox(2))
-    assert round_two == [Outgoing((0, 1), r, "attack") for r in (2, 3, 4, 5, 6)]
+    lieutenant = general(SEVEN, 1)
+    lieutenant.outbox(1)
+    assert lieutenant.receive(sender=0, round=1, payload=Relay((0,), "attack")) is None
+    assert lieutenant.outbox(2) == [Outgoing((0, 1), r, "attack") for r in (2, 3, 4, 5, 6)]
+    assert lieutenant.receive(sender=2, round=2, payload=Relay((0, 2), "attack")) is None
     round_three = {(o.path, o.receiver): o.value for o in lieutenant.outbox(3)}
     assert round_three[((0, 2, 1), 3)] == "attack"
     assert round_three[((0, 3, 1), 2)] == "retreat"  # (0, 3) never arrived
     assert ((0, 2, 1), 2) not in round_three
 
 
-def _deliver_all(state: General, received: dict[tuple[int, ...], str]) -> None:
-    for path, value in received.items():
-        assert state.receive(sender=path[-1], round=len(path), path=path, value=value) is None
-
-
 def test_paper_figure_one_loyal_lieutenants_obey_a_loyal_commander() -> None:
     # Commander 0 orders attack, lieutenant 3 is a traitor that relays retreat.
-    lieutenant = General(FOUR, 1)
-    _deliver_all(lieutenant, {(0,): "attack", (0, 2): "attack", (0, 3): "retreat"})
+    lieutenant = general(FOUR, 1)
+    run_through(lieutenant, {(0,): "attack", (0, 2): "attack", (0, 3): "retreat"})
     assert lieutenant.decide() == "attack"
 
 
@@ -96,32 +130,33 @@ def test_paper_figure_two_lieutenants_agree_on_a_traitor_commanders_mixed_orders
     told = {1: "attack", 2: "hold", 3: "retreat"}
     decisions = set()
     for me in (1, 2, 3):
-        state = General(setup, me)
-        _deliver_all(state, {(0,): told[me], **{(0, j): told[j] for j in told if j != me}})
+        state = general(setup, me)
+        run_through(state, {(0,): told[me], **{(0, j): told[j] for j in told if j != me}})
         decisions.add(state.decide())
     assert decisions == {"retreat"}
 
 
 def test_three_generals_a_lying_lieutenant_leaves_a_tie_and_the_default_wins() -> None:
     setup = Setup(3, 1, 0, ("attack", "retreat"), "retreat")
-    lieutenant = General(setup, 1)
-    _deliver_all(lieutenant, {(0,): "attack", (0, 2): "retreat"})
+    lieutenant = general(setup, 1)
+    run_through(lieutenant, {(0,): "attack", (0, 2): "retreat"})
     assert lieutenant.decide() == "retreat"
 
 
 def test_om2_recursion_outvotes_a_liar_at_every_level() -> None:
     # Seven generals, loyal commander; traitor 6 says "retreat" in every relay.
-    lieutenant = General(SEVEN, 1)
-    for path in [(0,), *paths_of_round(SEVEN, 2, excluding=1), *paths_of_round(SEVEN, 3, excluding=1)]:
-        value = "retreat" if 6 in path else "attack"
-        lieutenant.receive(sender=path[-1], round=len(path), path=path, value=value)
+    lieutenant = general(SEVEN, 1)
+    paths = [(0,), *paths_of_round(SEVEN, 2, excluding=1), *paths_of_round(SEVEN, 3, excluding=1)]
+    run_through(lieutenant, {path: "retreat" if 6 in path else "attack" for path in paths})
     assert lieutenant.resolve((0, 2)) == "attack"  # 6's lie about 2 is outvoted 4 to 1
     assert lieutenant.resolve((0, 6)) == "retreat"  # 6 lied consistently about itself
     assert lieutenant.decide() == "attack"  # 5 votes to 1
 
 
 def test_commander_decides_its_own_order() -> None:
-    assert General(FOUR, 0, "attack").decide() == "attack"
+    commander = general(FOUR, 0, "attack")
+    run_through(commander, {})
+    assert commander.decide() == "attack"
 
 
 @pytest.mark.parametrize(
@@ -137,7 +172,7 @@ def test_commander_decides_its_own_order() -> None:
         (1, 2, (0, 3), "attack", "path does not end with the sender"),
         (1, 3, (0, 1, 1), "attack", "path repeats a general"),
         (1, 2, (0, 2, 1), "attack", "path contains the receiver"),
-        (1, 3, (0, 1), "attack", "path has the wrong length for round 3"),
+        (1, 3, (0, 1), "attack", "path has the wrong length for the round"),
         (1, 2, (0, 1), "charge", "value outside the domain"),
         (1, 2, (0, 1), ["attack"], "value outside the domain"),
         (1, 2, (0, 1), None, "value outside the domain"),
@@ -146,20 +181,27 @@ def test_commander_decides_its_own_order() -> None:
 def test_rejection_reasons(sender: int, round: int, path: object, value: object, reason: str | None) -> None:
     setup = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
     found = rejection_reason(setup, receiver=2, sender=sender, round=round, path=path, value=value)
-    assert found == reason
+    assert (None if found is None else str(found)) == reason
 
 
 def test_a_rejected_message_leaves_no_trace_and_a_duplicate_is_refused() -> None:
-    lieutenant = General(FOUR, 1)
-    rejection = lieutenant.receive(sender=3, round=2, path=(0, 2), value="attack")
-    assert rejection is not None
-    assert rejection.reason == "path does not end with the sender"
+    lieutenant = general(FOUR, 1)
+    lieutenant.outbox(1)
+    lieutenant.outbox(2)
+    assert (
+        lieutenant.receive(sender=3, round=2, payload=Relay((0, 2), "attack")) is OralReason.NOT_FROM_SENDER
+    )
     assert lieutenant.received == {}
-    assert lieutenant.receive(sender=2, round=2, path=(0, 2), value="attack") is None
-    duplicate = lieutenant.receive(sender=2, round=2, path=(0, 2), value="retreat")
-    assert duplicate is not None
-    assert duplicate.reason == "duplicate message"
+    assert lieutenant.receive(sender=2, round=2, payload=Relay((0, 2), "attack")) is None
+    assert lieutenant.receive(sender=2, round=2, payload=Relay((0, 2), "retreat")) is OralReason.DUPLICATE
     assert lieutenant.received == {(0, 2): "attack"}
+
+
+def test_a_payload_that_is_no_relay_is_refused_as_malformed() -> None:
+    lieutenant = general(FOUR, 1)
+    lieutenant.outbox(1)
+    assert lieutenant.receive(sender=0, round=1, payload=("attack",)) is OralReason.MALFORMED_MESSAGE
+    assert lieutenant.received == {}
 
 
 def test_judge_checks_agreement_and_validity() -> None:

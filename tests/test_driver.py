@@ -1,0 +1,139 @@
+"""One general's pipeline, with no trio and no I/O: what every runtime shares.
+
+Rules for this file:
+- drive ``om_actors.driver`` over real cores of registered algorithms;
+- expected messages are worked out by hand from the algorithm's rules.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+
+from om_actors import Forgery, OmActorsError
+from om_actors.algorithm import Outgoing, Setup
+from om_actors.driver import Ask, GeneralDriver, Send, answer_now
+from om_actors.events import MessageRejected, StrategyFailed
+from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
+from om_actors.strategies import Flip, Loyal, Silent
+
+FOUR = Setup(generals=4, m=1, commander=0, values=("attack", "retreat"), default="retreat")
+
+
+def driver(me: int, strategy: object = None, *, instances: int = 1, order: str = "attack") -> GeneralDriver:
+    cores = [ORAL_MESSAGES.general(FOUR, me, order) for _ in range(instances)]
+    return GeneralDriver(cores, strategy=strategy, seed=7, tagged=instances > 1)  # type: ignore[arg-type]
+
+
+class Raises:
+    def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+    ) -> object:
+        raise ValueError(f"no answer for {receiver}")
+
+
+class Awaits:
+    async def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: object
+    ) -> object:
+        await trio.lowlevel.checkpoint()
+        return value
+
+
+def test_a_loyal_general_gets_ready_sends_of_what_it_owes() -> None:
+    commander = driver(0)
+    assert commander.round(1) == [Send(0, 1, r, Relay((0,), "attack")) for r in (1, 2, 3)]
+    assert commander.round(2) == []
+
+
+def test_a_traitor_is_asked_about_every_message_a_loyal_general_would_send() -> None:
+    traitor = driver(0, Flip(FOUR.values))
+    asks = traitor.round(1)
+    assert all(isinstance(ask, Ask) for ask in asks)
+    assert [ask.outgoing for ask in asks if isinstance(ask, Ask)] == [
+        Outgoing((0,), r, "attack") for r in (1, 2, 3)
+    ]
+    first = asks[0]
+    assert isinstance(first, Ask)
+    assert first.question[:4] == (1, (0,), 1, "attack")
+    assert answer_now(traitor, first) == Send(0, 1, 1, Relay((0,), "retreat"))
+
+
+def test_silence_and_forgeries_are_what_the_strategy_says() -> None:
+    silent = driver(0, Silent())
+    ask = silent.round(1)[0]
+    assert isinstance(ask, Ask)
+    assert answer_now(silent, ask) is None
+
+    class Forger:
+        def choose(self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: object) -> object:
+            return Forgery([2, 9], "attack")
+
+    forger = driver(0, Forger())
+    ask = forger.round(1)[0]
+    assert isinstance(ask, Ask)
+    assert answer_now(forger, ask) == Send(0, 1, 1, Relay((2, 9), "attack"))
+
+
+def test_a_strategy_that_raises_costs_that_message_and_says_why() -> None:
+    traitor = driver(0, Raises(), instances=2)
+    asks = [a for a in traitor.round(1) if isinstance(a, Ask)]
+    assert answer_now(traitor, asks[4]) == StrategyFailed(
+        1, 0, (0,), 2, "ValueError('no answer for 2')", instance=1
+    )
+
+
+async def test_ask_awaits_an_async_strategy_and_reports_a_raising_one() -> None:
+    with trio.fail_after(5):
+        slow = driver(0, Awaits())
+        ask = slow.round(1)[0]
+        assert isinstance(ask, Ask)
+        assert await slow.ask(ask) == Send(0, 1, 1, Relay((0,), "attack"))
+        failing = driver(0, Raises())
+        ask = failing.round(1)[2]
+        assert isinstance(ask, Ask)
+        assert await failing.ask(ask) == StrategyFailed(1, 0, (0,), 3, "ValueError('no answer for 3')")
+
+
+def test_answer_now_refuses_an_async_strategy_without_leaving_a_coroutine_behind() -> None:
+    slow = driver(0, Awaits())
+    ask = slow.round(1)[0]
+    assert isinstance(ask, Ask)
+    with pytest.raises(
+        OmActorsError, match=r"^general 0's strategy is async, and this runtime cannot await it: "
+    ):
+        answer_now(slow, ask)
+
+
+def test_each_message_gets_its_own_rng_seeded_by_what_identifies_it() -> None:
+    first = [a for a in driver(0, Loyal()).round(1) if isinstance(a, Ask)]
+    again = [a for a in driver(0, Loyal()).round(1) if isinstance(a, Ask)]
+    draws = [a.rng.random() for a in first]
+    assert draws == [a.rng.random() for a in again]
+    assert len(set(draws)) == 3
+
+
+def test_delivery_counts_every_message_and_reports_a_refusal_with_its_reason() -> None:
+    lieutenant = driver(1)
+    lieutenant.round(1)
+    assert lieutenant.deliver(0, 0, 1, Relay((0,), "attack")) is None
+    refused = lieutenant.deliver(0, 2, 1, Relay((0,), "attack"))
+    assert refused == MessageRejected(1, 2, 1, Relay((0,), "attack"), OralReason.NOT_FROM_SENDER)
+    assert lieutenant.received == 2
+    lieutenant.round(2)
+    assert lieutenant.deliver(0, 2, 2, Relay((0, 2), "attack")) is None
+    assert lieutenant.decide() == ("attack",)  # attack, attack and the missing (0, 3) as retreat
+
+
+def test_events_name_the_instance_only_when_a_run_has_several() -> None:
+    single, double = driver(1), driver(1, instances=2)
+    single.round(1)
+    double.round(1)
+    assert single.deliver(0, 3, 1, Relay((0,), "x")) == MessageRejected(
+        1, 3, 1, Relay((0,), "x"), OralReason.NOT_FROM_SENDER
+    )
+    refused = double.deliver(1, 3, 1, Relay((0,), "x"))
+    assert refused is not None
+    assert refused.instance == 1
