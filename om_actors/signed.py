@@ -181,7 +181,7 @@ class SignedGeneral(Core):
         self._held: dict[str, Acceptance] = {}
         self._accepted: list[Acceptance] = []
         self._verified: set[tuple[str, tuple[int, ...], tuple[str, ...]]] = set()
-        self._signatures: dict[object, str] = {}
+        self._signatures: dict[tuple[str, tuple[object, ...], tuple[str, ...]], str] = {}
 
     @property
     def held(self) -> Mapping[str, Acceptance]:
@@ -254,16 +254,18 @@ class SignedGeneral(Core):
         return Signed(value, path, (*before, self._sign(value, prefix, before)))
 
     def _sign(self, value: object, prefix: tuple[object, ...], before: tuple[str, ...]) -> str:
-        """One link, signed once: Ed25519 is deterministic, so a cached signature is the same bytes."""
-        key = (value, prefix, before)
-        try:
-            return self._signatures[key]
-        except KeyError:
-            pass
-        except TypeError:  # garbage a traitor chose that cannot be a key: sign it uncached
+        """One link, signed once: Ed25519 is deterministic, so a cached signature is the same bytes.
+
+        Only a plain value along a plain chain is cached: a traitor's garbage
+        is signed afresh, so its hashing can never get in the way.
+        """
+        if type(value) is not str or set(map(type, prefix)) - _INT:
             return self._key.sign(signed_bytes(self.setup, value, prefix, before)).hex()
-        signature = self._key.sign(signed_bytes(self.setup, value, prefix, before)).hex()
-        self._signatures[key] = signature
+        key = (value, prefix, before)
+        signature = self._signatures.get(key)
+        if signature is None:
+            signature = self._key.sign(signed_bytes(self.setup, value, prefix, before)).hex()
+            self._signatures[key] = signature
         return signature
 
     # --- receiving -------------------------------------------------------------
@@ -312,7 +314,7 @@ class SignedGeneral(Core):
             return SignedReason.THROUGH_RECEIVER
         if len(chain) != round:
             return SignedReason.WRONG_ROUND
-        if not isinstance(value, str) or value not in self.setup.values:
+        if type(value) is not str or value not in self.setup.values:
             return SignedReason.OUTSIDE_DOMAIN
         if not self._verifies(value, chain, signatures):
             return SignedReason.BAD_SIGNATURE

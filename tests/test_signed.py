@@ -278,8 +278,15 @@ def test_dolev_strong_a_chain_of_the_wrong_length_for_the_round_is_refused() -> 
 
 
 def test_a_value_outside_the_domain_is_refused_before_any_signature_is_checked() -> None:
+    class Sly(str):
+        """Says it is "attack", and is not a plain string."""
+
+    class Unhashable:
+        def __hash__(self) -> int:
+            raise RuntimeError("no")
+
     commander = opened(FOUR, 0, 1)
-    for garbage in ("charge", None, ["attack"], 10**5000):
+    for garbage in ("charge", None, ["attack"], 10**5000, Sly("attack"), Unhashable()):
         payload = commander.compose(Outgoing((0,), 1, "attack"), (0,), garbage)
         core = opened(FOUR, 1, 1)
         assert core.receive(sender=0, round=1, payload=payload) is SignedReason.OUTSIDE_DOMAIN
