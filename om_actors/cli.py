@@ -43,6 +43,7 @@ from .limits import DEFAULT_MAX_MESSAGES, LIMIT_VARIABLE
 from .log import LogLine, Selection, read_log
 from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
 from .oral import messages_sent
+from .registry import DEFAULT_ALGORITHM, REGISTRY
 from .replay import SUMMARY_ONLY, Divergence, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, assumption_warnings, print_verify, report
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario, read_scenario_text
@@ -56,6 +57,7 @@ from .verify import (
     Tally,
     cases,
     check_ranges,
+    no_army,
     verify,
     write_violation,
 )
@@ -729,6 +731,8 @@ def _traitors_option(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--m", "ms", default="1..2", show_default=True, callback=_range_option, help="Values of m.")
 @click.option("--traitors", "counts", default="upto-m", show_default=True, callback=_traitors_option,
               help="Traitor set sizes: upto-m, exactly:K or upto:K.")  # fmt: skip
+@click.option("--algorithm", type=click.Choice(sorted(REGISTRY)), default=DEFAULT_ALGORITHM, show_default=True,
+              help="The algorithm whose theorem is checked.")  # fmt: skip
 @click.option("--adversary", type=click.Choice(ADVERSARIES), default="canonical", show_default=True)
 @click.option(
     "--budget", type=click.IntRange(min=1), help="Adversaries per case at most (default by family)."
@@ -742,6 +746,7 @@ def verify_command(
     generals: range,
     ms: range,
     counts: Counts,
+    algorithm: str,
     adversary: Adversary,
     budget: int | None,
     jobs: int,
@@ -750,17 +755,18 @@ def verify_command(
 ) -> None:
     """Check IC1 and IC2 for every traitor set, order and adversary of a family.
 
-    Exits 0 when every violation found is one the theorem allows (n <= 3m,
-    or more than m traitors), 1 when one contradicts it, 2 for bad arguments.
+    Exits 0 when every violation found is one the algorithm's theorem
+    allows (outside its bound: more than m traitors, or for OM(m) n <= 3m),
+    1 when one contradicts it, 2 for bad arguments.
     """
     out, err = _consoles()
     with _reporting_errors(err, as_json=as_json):
-        check_ranges(generals, ms, counts)
-    all_cases = list(cases(generals, ms, counts))
+        check_ranges(generals, ms, counts, algorithm)
+    all_cases = list(cases(generals, ms, counts, algorithm))
     if not all_cases:
-        raise click.UsageError("no army in these ranges has m <= generals - 2")
+        raise click.UsageError(no_army(generals, ms, algorithm) or "these ranges hold no case")
     budget = budget or DEFAULT_BUDGET[adversary]
-    tally = Tally()
+    tally = Tally(algorithm)
     started = time.monotonic()
     interrupted = False
     with _verify_progress(out, len(all_cases), quiet=as_json) as on_case:

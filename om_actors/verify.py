@@ -1,19 +1,29 @@
-"""Checking the theorem: every traitor set, every order, a whole family of adversaries.
+"""Checking a theorem: every traitor set, every order, a whole family of adversaries.
 
-A *case* is an army (``generals``, ``m``), a set of traitors and the order a
-loyal commander (general 0) would give.  An *adversary* is how those
-traitors lie.  For each case verify runs every adversary of a family --
-``canonical`` (every assignment of the deterministic built-in strategies),
-``exhaustive`` (every value or silence on every message a traitor sends) or
-``search`` (a seeded hill climb towards disagreement) -- through the
-lockstep driver, and counts the adversaries that break agreement or
-validity.
+verify knows no algorithm's rules.  It asks the registered algorithm
+(:mod:`om_actors.registry`) for everything: its rounds, when its theorem
+promises agreement, its canonical traitors, and the messages a traitor
+could send at all (:meth:`~om_actors.algorithm.Algorithm.decision_points`).
+So ``--algorithm sm`` checks SM(m) with the same code that checks OM(m).
 
+A *case* is an algorithm, an army (``generals``, ``m``), a set of traitors
+and the order a loyal commander (general 0) would give.  An *adversary* is
+how those traitors lie.  For each case verify runs every adversary of a
+family -- ``canonical`` (every assignment of the algorithm's canonical
+built-in strategies), ``exhaustive`` (every value or silence on every
+decision point of every traitor) or ``search`` (a seeded hill climb towards
+disagreement over the same space) -- through the lockstep driver, and
+counts the adversaries that break agreement or validity.
+
+Every adversary is an ordinary strategy, built by
+:func:`~om_actors.strategies.build_strategy` from the algorithm's own
+strategies -- exhaustive and search ones as its ``scripted`` strategy -- so
+a lockstep run is exactly what a scenario file naming that strategy runs.
 Every violation is shrunk -- fewest traitors first, then fewest deviating
-messages -- and returned as a scenario that ``om-actors run`` reproduces,
-with an ``expect`` saying what breaks.  A sample of adversaries, and every
-violation, is re-run through the trio actors to check that the fast path
-and the real runtime agree.
+messages -- and returned as a scenario, ``algorithm`` key included, that
+``om-actors run`` reproduces, with an ``expect`` saying what breaks.  A
+sample of adversaries, and every violation, is re-run through the trio
+actors to check that the fast path and the real runtime agree.
 """
 
 from __future__ import annotations
@@ -32,32 +42,33 @@ import trio
 import trio_parallel
 from ruamel.yaml import YAML
 
+from .algorithm import Algorithm, DecisionPoint, Path, Setup
 from .errors import OmActorsError
 from .limits import size_problem
-from .lockstep import Choice, LockstepRun, run_lockstep, traitor_messages
+from .lockstep import LockstepRun, run_lockstep
 from .orchestrator import simulate, unwrapped
-from .algorithm import Path, Setup
-from .oral import ORAL_MESSAGES
-
-theorem_allows_failure = ORAL_MESSAGES.theorem_allows_failure
+from .registry import DEFAULT_ALGORITHM, algorithm_named
 from .scenario import DEFAULT_VALUES, scenario_from_dict
-from .strategies import Constant, Flip, Silent, Split, Strategy
+from .strategies import Strategy, build_strategy
 
 Adversary = Literal["canonical", "exhaustive", "search"]
 Counts = Callable[[int], Sequence[int]]
-"""Traitor-set sizes to try, given m."""
-Table = dict[tuple[Path, int], str | None]
-"""A scripted adversary: what to send on each ``(path, receiver)``; ``None`` is silence."""
+"""Traitor-set sizes to try, given m, in ascending order."""
+Point = tuple[int, DecisionPoint]
+"""One message one traitor may send: the traitor, and the decision point."""
+Table = dict[Point, str | None]
+"""A scripted adversary: what each traitor sends on each of its decision points; ``None`` is silence."""
 Plan = Any
 """An adversary in a family's own terms: strategy indices, or a message table."""
 ADVERSARIES: tuple[Adversary, ...] = ("canonical", "exhaustive", "search")
 DEFAULT_BUDGET: Mapping[Adversary, int] = {"canonical": 100_000, "exhaustive": 100_000, "search": 2_000}
 """Adversaries tried per case at most, by family, unless ``--budget`` says otherwise."""
 
+DEFAULT_ORDER = "retreat"
+"""The scenario default verify's cases share: what a missing or refused message counts as."""
+
 MAX_CASES = 1_000_000
 """Cases one verification may hold; wider ranges are refused before a single case is made."""
-
-_ANY_RNG = random.Random(0)  # canonical strategies are deterministic and never draw from it
 
 
 class RangesTooLarge(OmActorsError):
@@ -66,20 +77,31 @@ class RangesTooLarge(OmActorsError):
 
 @attrs.frozen
 class Case:
-    """One army, one traitor set, one order; the commander is general 0."""
+    """One algorithm, one army, one traitor set, one order; the commander is general 0.
+
+    The algorithm is named, not held, so a case can be sent to a worker
+    process: workers know the algorithms the package registers, so a
+    program's own algorithm is verified with one job.
+    """
 
     generals: int
     m: int
     traitors: tuple[int, ...]
     order: str
+    algorithm: str = DEFAULT_ALGORITHM
+
+    @property
+    def rules(self) -> Algorithm:
+        return algorithm_named(self.algorithm)
 
     @property
     def setup(self) -> Setup:
-        return Setup(self.generals, self.m, 0, DEFAULT_VALUES, "retreat")
+        """What a scenario of this case runs: its defaults, seed 0, one instance."""
+        return Setup(self.generals, self.m, 0, DEFAULT_VALUES, DEFAULT_ORDER)
 
     @property
     def theorem_allows_failure(self) -> bool:
-        return theorem_allows_failure(self.generals, self.m, len(self.traitors))
+        return self.rules.theorem_allows_failure(self.generals, self.m, len(self.traitors))
 
 
 @attrs.frozen
@@ -105,48 +127,102 @@ class CaseReport:
     mismatch: str | None
 
 
-def cases(generals: Sequence[int], ms: Sequence[int], traitor_counts: Counts) -> Iterator[Case]:
-    """Every case of the ranges: traitor sets of the allowed sizes, commander included, every order."""
-    for n, m in itertools.product(generals, ms):
-        if not 0 <= m <= n - 2:
-            continue
-        for k in traitor_counts(m):
-            for traitors in itertools.combinations(range(n), k):
-                for order in DEFAULT_VALUES:
-                    yield Case(n, m, traitors, order)
+def cases(
+    generals: Sequence[int], ms: Sequence[int], traitor_counts: Counts, algorithm: str = DEFAULT_ALGORITHM
+) -> Iterator[Case]:
+    """Every case of the ranges: traitor sets of the allowed sizes, commander included, every order.
+
+    Armies the algorithm cannot run at all (:meth:`Algorithm.problems`) are left out.
+    """
+    rules = algorithm_named(algorithm)
+    for n in generals:
+        for m in _runnable_ms(rules, n, ms):
+            yield from _cases_of(n, m, traitor_counts(m), algorithm)
 
 
-def check_ranges(generals: Sequence[int], ms: Sequence[int], traitor_counts: Counts) -> None:
+def _cases_of(n: int, m: int, sizes: Sequence[int], algorithm: str) -> Iterator[Case]:
+    for k in sizes:
+        for traitors in itertools.combinations(range(n), k):
+            for order in DEFAULT_VALUES:
+                yield Case(n, m, traitors, order, algorithm)
+
+
+def check_ranges(
+    generals: Sequence[int], ms: Sequence[int], traitor_counts: Counts, algorithm: str = DEFAULT_ALGORITHM
+) -> None:
     """Refuse ranges too large to run, before any case exists or any worker starts.
 
-    ``generals`` and ``ms`` must be ascending (the CLI passes ranges), so the
-    largest army -- the most generals, with the largest m they allow -- is
-    found without walking them, and the message limit
-    (:func:`om_actors.limits.size_problem`) is checked on it alone: every
-    other army sends fewer messages.  Then the cases are counted, stopping
-    as soon as there are more than :data:`MAX_CASES`.
+    ``generals`` and ``ms`` must be ascending (the CLI passes ranges).  The
+    largest army -- the most generals, with the largest m they run -- sends
+    the most messages, so the message limit
+    (:func:`om_actors.limits.size_problem`) is checked on it alone.  Then
+    the cases are counted, stopping as soon as there are more than
+    :data:`MAX_CASES`.
     """
-    if not generals or not ms or ms[0] > generals[-1] - 2:
-        return
-    largest = generals[-1]
-    problem = size_problem(largest, min(ms[-1], largest - 2))
-    if problem is not None:
-        raise RangesTooLarge(problem)
-    if _count_cases(generals, ms, traitor_counts, cap=MAX_CASES) > MAX_CASES:
+    rules = algorithm_named(algorithm)
+    if generals:
+        largest, runs = generals[-1], _runnable_ms(rules, generals[-1], ms)
+        problem = size_problem(rules, largest, runs[-1]) if runs else None
+        if problem is not None:
+            raise RangesTooLarge(problem)
+    if _count_cases(generals, ms, traitor_counts, cap=MAX_CASES, algorithm=algorithm) > MAX_CASES:
         raise RangesTooLarge(
             f"these ranges hold more than {MAX_CASES:,} cases: narrow --generals, --m or --traitors"
         )
 
 
-def _count_cases(generals: Sequence[int], ms: Sequence[int], traitor_counts: Counts, *, cap: int) -> int:
-    """How many cases :func:`cases` would make, or a number past ``cap`` as soon as it passes it."""
+def no_army(generals: Sequence[int], ms: Sequence[int], algorithm: str = DEFAULT_ALGORITHM) -> str | None:
+    """Why no army in the ranges can run, from the one that comes closest; ``None`` when one can."""
+    rules = algorithm_named(algorithm)
+    if not generals or not ms or _runnable_ms(rules, generals[-1], ms):
+        return None
+    n, m = generals[-1], ms[0]
+    if n < 2 or m < 0:
+        return "an army needs at least 2 generals and m of 0 or more"
+    problem = "; ".join(rules.problems(n, m))
+    return f"no army in these ranges can run {rules.title}: for {n} generals, m = {m} {problem}"
+
+
+def _runnable(rules: Algorithm, generals: int, m: int) -> bool:
+    return generals >= 2 and m >= 0 and not rules.problems(generals, m)
+
+
+def _runnable_ms(rules: Algorithm, generals: int, ms: Sequence[int]) -> Sequence[int]:
+    """The values of ``ms`` (ascending) that ``generals`` generals can run: a prefix of them.
+
+    An army that cannot be asked to survive m traitors cannot be asked to
+    survive more, so a bisection finds the end, and a range of any width
+    costs a few dozen checks.
+    """
+    end = bisect.bisect_left(ms, True, key=lambda m: not _runnable(rules, generals, m))
+    return ms[:end]
+
+
+def _count_cases(
+    generals: Sequence[int],
+    ms: Sequence[int],
+    traitor_counts: Counts,
+    *,
+    cap: int,
+    algorithm: str = DEFAULT_ALGORITHM,
+) -> int:
+    """How many cases :func:`cases` would make, or a number past ``cap`` as soon as it passes it.
+
+    Armies only run more m as they grow, so for each m the armies that run
+    it, and have room for the fewest traitors asked for, are a suffix of
+    ``generals``, found by bisection; each adds at least one case, so the
+    count passes ``cap`` after at most ``cap`` of them.
+    """
+    rules = algorithm_named(algorithm)
+    if not generals:
+        return 0
     total = 0
-    for m in ms:
-        if m > generals[-1] - 2:
-            break
+    for m in _runnable_ms(rules, generals[-1], ms):
         sizes = traitor_counts(m)
-        smallest = max(m + 2, min(sizes[:1], default=0))  # no case has fewer generals than traitors
-        for n in generals[bisect.bisect_left(generals, smallest) :]:
+        if not sizes:
+            continue
+        first = bisect.bisect_left(generals, True, key=_room_for(rules, m, sizes[0]))  # Counts ascend
+        for n in generals[first:]:
             for k in sizes:
                 if k > n:
                     break
@@ -154,6 +230,11 @@ def _count_cases(generals: Sequence[int], ms: Sequence[int], traitor_counts: Cou
                 if total > cap:
                     return total
     return total
+
+
+def _room_for(rules: Algorithm, m: int, traitors: int) -> Callable[[int], bool]:
+    """Whether an army runs ``m`` and has at least ``traitors`` generals: true from some size on."""
+    return lambda generals: generals >= traitors and _runnable(rules, generals, m)
 
 
 def _bounded_binomial(n: int, k: int, cap: int) -> int:
@@ -165,6 +246,65 @@ def _bounded_binomial(n: int, k: int, cap: int) -> int:
         if value > cap:
             return value
     return value
+
+
+# --- one case ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Deviation:
+    """What a traitor sent on a decision point where a loyal general sends ``loyal``; ``None`` is silence."""
+
+    traitor: int
+    point: DecisionPoint
+    loyal: str
+    sent: object
+
+
+@attrs.frozen
+class Outcome:
+    """One adversary's lockstep run, with what its traitors did differently on their decision points."""
+
+    run: LockstepRun
+    deviations: tuple[Deviation, ...]
+
+
+@attrs.define
+class _Recording:
+    """A strategy that notes every question it is asked and its answer: how deviations are found.
+
+    Recording the answers, instead of reading them back from the messages
+    sent, keeps verify ignorant of any algorithm's payload.
+    """
+
+    inner: Strategy
+    traitor: int
+    asked: list[tuple[int, DecisionPoint, str, object]]
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        answer = self.inner.choose(round, path, receiver, value, rng)
+        self.asked.append((self.traitor, DecisionPoint(round, path, receiver), value, answer))
+        return answer
+
+
+def run_adversary(case: Case, traitors: Mapping[int, Strategy]) -> Outcome:
+    """One adversary against ``case``, in lockstep; the traitors not in ``traitors`` are loyal.
+
+    A deviation is an answer on one of the traitor's decision points that
+    differs from the loyal value; anything a strategy is offered beyond
+    those (a late release, say) it may only keep silent about, as a loyal
+    general does, or the decision points would not cover the adversary.
+    """
+    asked: list[tuple[int, DecisionPoint, str, object]] = []
+    recording = {t: _Recording(strategy, t, asked) for t, strategy in traitors.items()}
+    run = run_lockstep(case.rules, case.setup, case.order, recording)
+    points = {t: set(case.rules.decision_points(case.setup, t)) for t in traitors}
+    deviations = tuple(
+        Deviation(t, point, loyal, sent)
+        for t, point, loyal, sent in asked
+        if point in points[t] and sent != loyal
+    )
+    return Outcome(run, deviations)
 
 
 def check_case(case: Case, adversary: Adversary, budget: int, seed: int = 0) -> CaseReport:
@@ -180,20 +320,21 @@ def check_case(case: Case, adversary: Adversary, budget: int, seed: int = 0) -> 
     elif family.size(case) > budget and adversary != "search":
         return CaseReport(case, 0, 0, 0, 1, None, None)
     tried = agreement_broken = validity_broken = 0
-    first_violation: tuple[LockstepRun, Plan] | None = None
+    first_violation: tuple[Outcome, Plan] | None = None
     mismatch = None
     plans = family.plans(case, budget, seed)
     plan = next(plans, None)
     while plan is not None:
-        run = run_lockstep(case.setup, case.order, family.choices(case, plan))
+        outcome = run_adversary(case, family.strategies(case, plan))
+        verdict = outcome.run.verdict
         tried += 1
-        agreement_broken += not run.verdict.agreement
-        validity_broken += run.verdict.validity is False
+        agreement_broken += not verdict.agreement
+        validity_broken += verdict.validity is False
         if tried == 1:
-            mismatch = _actor_check(family.scenario(case, plan, run), run)
-        if first_violation is None and not run.verdict.success:
-            first_violation = (run, plan)
-        plan = _next_plan(plans, run)
+            mismatch = _actor_check(family.scenario(case, plan, outcome), outcome.run)
+        if first_violation is None and not verdict.success:
+            first_violation = (outcome, plan)
+        plan = _next_plan(plans, outcome)
     violation = None
     if first_violation is not None:
         violation = _named_after_its_case(family.shrink(case, *first_violation))
@@ -217,10 +358,10 @@ def _named_after_its_case(violation: Violation) -> Violation:
     return attrs.evolve(violation, scenario=renamed)
 
 
-def _next_plan(plans: Generator[Plan, LockstepRun, None], run: LockstepRun) -> Plan | None:
+def _next_plan(plans: Generator[Plan, Outcome, None], outcome: Outcome) -> Plan | None:
     """The family's next adversary, told how the last one did (search climbs on it)."""
     try:
-        return plans.send(run)
+        return plans.send(outcome)
     except StopIteration:
         return None
 
@@ -228,91 +369,93 @@ def _next_plan(plans: Generator[Plan, LockstepRun, None], run: LockstepRun) -> P
 # --- families ------------------------------------------------------------------
 
 
+def _strategy(case: Case, name: str, args: Mapping[str, object]) -> Strategy:
+    """One of the algorithm's built-in strategies, built as a scenario file's traitor is."""
+    return build_strategy(name, args, values=case.setup.values, m=case.m, built_in=case.rules.strategies())
+
+
 class _Canonical:
-    """Every assignment of flip, split, constant (each value) and silent to the traitors."""
+    """Every assignment of the algorithm's canonical strategies (``Algorithm.canonical``) to the traitors."""
 
     @staticmethod
-    def strategies() -> list[tuple[str, dict[str, object], Strategy]]:
-        values = DEFAULT_VALUES
-        table: list[tuple[str, dict[str, object], Strategy]] = [
-            ("flip", {}, Flip(values)),
-            ("split", {}, Split(values)),
-        ]
-        table.extend(("constant", {"value": v}, Constant(v)) for v in values)
-        table.append(("silent", {}, Silent()))
-        return table
+    def table(case: Case) -> Sequence[tuple[str, dict[str, object]]]:
+        return case.rules.canonical(case.setup.values)
 
     def size(self, case: Case) -> int:
-        return _power(len(self.strategies()), len(case.traitors))
+        return _power(len(self.table(case)), len(case.traitors))
 
-    def plans(self, case: Case, budget: int, seed: int) -> Generator[tuple[int, ...], LockstepRun, None]:
+    def plans(self, case: Case, budget: int, seed: int) -> Generator[tuple[int, ...], Outcome, None]:
         # Not `yield from`: that would pass check_case's send() on to the product, which has none.
-        for plan in itertools.product(range(len(self.strategies())), repeat=len(case.traitors)):  # noqa: UP028
+        for plan in itertools.product(range(len(self.table(case))), repeat=len(case.traitors)):  # noqa: UP028
             yield plan
 
-    def choices(self, case: Case, plan: tuple[int, ...]) -> dict[int, Choice]:
-        table = self.strategies()
-        return {t: strategy_choice(table[i][2]) for t, i in zip(case.traitors, plan)}
+    def strategies(self, case: Case, plan: tuple[int, ...]) -> dict[int, Strategy]:
+        table = self.table(case)
+        return {t: _strategy(case, *table[i]) for t, i in zip(case.traitors, plan)}
 
-    def scenario(self, case: Case, plan: tuple[int, ...], run: LockstepRun) -> dict[str, Any]:
-        table = self.strategies()
-        named = {t: _spec(table[i][0], table[i][1]) for t, i in zip(case.traitors, plan)}
-        return _scenario(case, named, run)
+    def scenario(self, case: Case, plan: tuple[int, ...], outcome: Outcome) -> dict[str, Any]:
+        table = self.table(case)
+        named = {t: _spec(*table[i]) for t, i in zip(case.traitors, plan)}
+        return _scenario(case, named, outcome.run)
 
-    def shrink(self, case: Case, run: LockstepRun, plan: tuple[int, ...]) -> Violation:
+    def shrink(self, case: Case, outcome: Outcome, plan: tuple[int, ...]) -> Violation:
         kept = dict(zip(case.traitors, plan))
         for traitor in list(kept):
             trial = {t: i for t, i in kept.items() if t != traitor}
             smaller = attrs.evolve(case, traitors=tuple(trial))
-            trial_run = run_lockstep(case.setup, case.order, self.choices(smaller, tuple(trial.values())))
-            if not trial_run.verdict.success:
-                kept, run = trial, trial_run
+            trial_outcome = run_adversary(smaller, self.strategies(smaller, tuple(trial.values())))
+            if not trial_outcome.run.verdict.success:
+                kept, outcome = trial, trial_outcome
         smaller = attrs.evolve(case, traitors=tuple(kept))
-        scenario = self.scenario(smaller, tuple(kept.values()), run)
-        return Violation(case, run.verdict.agreement, run.verdict.validity, scenario)
+        scenario = self.scenario(smaller, tuple(kept.values()), outcome)
+        return Violation(case, outcome.run.verdict.agreement, outcome.run.verdict.validity, scenario)
 
 
 class _Scripted:
-    """Adversaries as a table of what each traitor sends on each of its messages."""
+    """Adversaries as a table of what each traitor sends on each of its decision points."""
 
-    def messages(self, case: Case) -> list[tuple[Path, int]]:
-        return [(p, r) for t in case.traitors for _, p, r in traitor_messages(case.setup, t)]
+    @staticmethod
+    def points(case: Case) -> list[Point]:
+        return [(t, point) for t in case.traitors for point in case.rules.decision_points(case.setup, t)]
 
-    def choices(self, case: Case, plan: Table) -> dict[int, Choice]:
-        return {t: _table_choice(plan) for t in case.traitors}
+    @staticmethod
+    def options(case: Case) -> list[str | None]:
+        return [*case.setup.values, None]
 
-    def scenario(self, case: Case, plan: Table, run: LockstepRun) -> dict[str, Any]:
-        return _scenario(case, _scripts(case, run), run)
+    def size(self, case: Case) -> int:
+        return _power(len(self.options(case)), len(self.points(case)))
 
-    def shrink(self, case: Case, run: LockstepRun, plan: Table) -> Violation:
-        script = {(d.path, d.receiver): d.sent for d in run.deviations}
+    def strategies(self, case: Case, plan: Table) -> dict[int, Strategy]:
+        return {t: _strategy(case, "scripted", _script(t, plan)) for t in case.traitors}
+
+    def scenario(self, case: Case, plan: Table, outcome: Outcome) -> dict[str, Any]:
+        script = {(d.traitor, d.point): d.sent for d in outcome.deviations}
+        return _scenario(case, _scripts(case, script), outcome.run)
+
+    def shrink(self, case: Case, outcome: Outcome, plan: Table) -> Violation:
+        script: Table = {(d.traitor, d.point): _sent(d) for d in outcome.deviations}
         traitors = list(case.traitors)
         for traitor in list(traitors):
             smaller = attrs.evolve(case, traitors=tuple(t for t in traitors if t != traitor))
-            trial = {key: sent for key, sent in script.items() if key[0][-1] != traitor}
-            trial_run = run_lockstep(case.setup, case.order, self.choices(smaller, trial))
-            if not trial_run.verdict.success:
-                traitors, script, run = list(smaller.traitors), trial, trial_run
+            trial = {key: sent for key, sent in script.items() if key[0] != traitor}
+            trial_outcome = run_adversary(smaller, self.strategies(smaller, trial))
+            if not trial_outcome.run.verdict.success:
+                traitors, script, outcome = list(smaller.traitors), trial, trial_outcome
         smaller = attrs.evolve(case, traitors=tuple(traitors))
         for key in list(script):
             trial = {k: sent for k, sent in script.items() if k != key}
-            trial_run = run_lockstep(case.setup, case.order, self.choices(smaller, trial))
-            if not trial_run.verdict.success:
-                script, run = trial, trial_run
-        return Violation(
-            case, run.verdict.agreement, run.verdict.validity, self.scenario(smaller, script, run)
-        )
+            trial_outcome = run_adversary(smaller, self.strategies(smaller, trial))
+            if not trial_outcome.run.verdict.success:
+                script, outcome = trial, trial_outcome
+        verdict = outcome.run.verdict
+        return Violation(case, verdict.agreement, verdict.validity, self.scenario(smaller, script, outcome))
 
 
 class _Exhaustive(_Scripted):
-    """Every value, or silence, on every message every traitor sends."""
+    """Every value, or silence, on every decision point of every traitor."""
 
-    def size(self, case: Case) -> int:
-        return _power(len(DEFAULT_VALUES) + 1, len(self.messages(case)))
-
-    def plans(self, case: Case, budget: int, seed: int) -> Generator[Table, LockstepRun, None]:
-        keys = self.messages(case)
-        options: list[str | None] = [*DEFAULT_VALUES, None]
+    def plans(self, case: Case, budget: int, seed: int) -> Generator[Table, Outcome, None]:
+        keys, options = self.points(case), self.options(case)
         for combination in itertools.product(options, repeat=len(keys)):
             yield dict(zip(keys, combination))
 
@@ -323,12 +466,8 @@ class _Search(_Scripted):
     PATIENCE = 40
     """Moves without improvement before a restart."""
 
-    def size(self, case: Case) -> int:
-        return _power(len(DEFAULT_VALUES) + 1, len(self.messages(case)))
-
-    def plans(self, case: Case, budget: int, seed: int) -> Generator[Table, LockstepRun, None]:
-        keys = self.messages(case)
-        options: list[str | None] = [*DEFAULT_VALUES, None]
+    def plans(self, case: Case, budget: int, seed: int) -> Generator[Table, Outcome, None]:
+        keys, options = self.points(case), self.options(case)
         rng = random.Random(f"{seed}/{case.generals}/{case.m}/{case.traitors}/{case.order}")
         loyal = frozenset(range(case.generals)) - set(case.traitors)
         best: Table = {}
@@ -341,8 +480,8 @@ class _Search(_Scripted):
                 plan = dict(best)
                 key = rng.choice(keys)
                 plan[key] = rng.choice([o for o in options if o != best[key]])
-            run = yield plan
-            score = run.disagreement(case.setup, loyal, case.order)
+            outcome = yield plan
+            score = outcome.run.disagreement(case.setup, loyal, case.order)
             if score > best_score:
                 best, best_score, stale = plan, score, 0
             else:
@@ -360,8 +499,7 @@ _FAMILIES: dict[Adversary, Any] = {
 
 def exhaustive_plan(case: Case, index: int) -> Table:
     """The ``index``-th adversary of the exhaustive family, without enumerating the others."""
-    keys = _FAMILIES["exhaustive"].messages(case)
-    options: list[str | None] = [*DEFAULT_VALUES, None]
+    keys, options = _Scripted.points(case), _Scripted.options(case)
     plan = {}
     for key in reversed(keys):
         index, digit = divmod(index, len(options))
@@ -371,7 +509,7 @@ def exhaustive_plan(case: Case, index: int) -> Table:
 
 def run_plan(case: Case, plan: Table) -> LockstepRun:
     """One scripted adversary against ``case``, in lockstep."""
-    return run_lockstep(case.setup, case.order, _FAMILIES["exhaustive"].choices(case, plan))
+    return run_adversary(case, _FAMILIES["exhaustive"].strategies(case, plan)).run
 
 
 def exhaustive_size(case: Case) -> int:
@@ -386,40 +524,37 @@ def _power(base: int, exponent: int) -> int:
     return math.prod(itertools.repeat(base, exponent))
 
 
-def strategy_choice(strategy: Strategy) -> Choice:
-    def choose(round: int, path: Path, receiver: int, value: str) -> str | None:
-        sent = strategy.choose(round, path, receiver, value, _ANY_RNG)
-        assert sent is None or isinstance(sent, str)
-        return sent
-
-    return choose
+def _sent(deviation: Deviation) -> str | None:
+    """What a scripted traitor sent: a value, or ``None`` for silence; verify's tables hold nothing else."""
+    assert deviation.sent is None or isinstance(deviation.sent, str)
+    return deviation.sent
 
 
-def _table_choice(plan: Table) -> Choice:
-    def choose(round: int, path: Path, receiver: int, value: str) -> str | None:
-        return plan.get((path, receiver), value)
-
-    return choose
+def _script(traitor: int, plan: Mapping[Point, object]) -> dict[str, object]:
+    """The ``scripted`` strategy's arguments for ``traitor``'s entries of a table, as a file writes them."""
+    return {
+        "messages": [
+            {
+                "path": list(point.path),
+                "receiver": point.receiver,
+                **({"value": sent} if sent is not None else {"silent": True}),
+            }
+            for (t, point), sent in plan.items()
+            if t == traitor
+        ]
+    }
 
 
 def _spec(name: str, args: dict[str, object]) -> object:
     return {"strategy": name, **args} if args else name
 
 
-def _scripts(case: Case, run: LockstepRun) -> dict[int, object]:
+def _scripts(case: Case, script: Mapping[Point, object]) -> dict[int, object]:
     """Each traitor's deviations as a ``scripted`` strategy; ``loyal`` when it has none."""
     scripts: dict[int, object] = {}
     for traitor in case.traitors:
-        entries = [
-            {
-                "path": list(d.path),
-                "receiver": d.receiver,
-                **({"value": d.sent} if d.sent else {"silent": True}),
-            }
-            for d in run.deviations
-            if d.path[-1] == traitor
-        ]
-        scripts[traitor] = {"strategy": "scripted", "messages": entries} if entries else "loyal"
+        args = _script(traitor, script)
+        scripts[traitor] = {"strategy": "scripted", **args} if args["messages"] else "loyal"
     return scripts
 
 
@@ -430,8 +565,10 @@ def _scenario(case: Case, traitors: Mapping[int, object], run: LockstepRun) -> d
     if run.verdict.validity is False:
         expect["validity"] = False
     names = "-".join(map(str, case.traitors)) or "none"
+    prefix = "" if case.algorithm == DEFAULT_ALGORITHM else f"{case.algorithm}-"
     return {
-        "name": f"n{case.generals}-m{case.m}-traitors-{names}-{case.order}",
+        "name": f"{prefix}n{case.generals}-m{case.m}-traitors-{names}-{case.order}",
+        "algorithm": case.algorithm,
         "generals": case.generals,
         "m": case.m,
         "order": case.order,
@@ -476,10 +613,11 @@ class Row:
     validity_broken: int = 0
     over_budget: int = 0
     violating_cases: int = 0
+    algorithm: str = DEFAULT_ALGORITHM
 
     @property
     def theorem_allows_failure(self) -> bool:
-        return theorem_allows_failure(self.generals, self.m, self.traitors)
+        return algorithm_named(self.algorithm).theorem_allows_failure(self.generals, self.m, self.traitors)
 
     @property
     def contradicts_theorem(self) -> bool:
@@ -498,17 +636,20 @@ class Row:
 
 
 class Tally:
-    """Case reports folded into rows as they arrive, in whatever order workers finish."""
+    """Case reports of one algorithm folded into rows as they arrive, in whatever order workers finish."""
 
-    def __init__(self) -> None:
+    def __init__(self, algorithm: str = DEFAULT_ALGORITHM) -> None:
+        self.algorithm = algorithm
         self.rows: dict[tuple[int, int, int], Row] = {}
         self.violations: list[Violation] = []
         self.mismatches: list[str] = []
 
     def add(self, report: CaseReport) -> None:
         case = report.case
+        if case.algorithm != self.algorithm:
+            raise ValueError(f"a case of {case.algorithm!r} in a tally of {self.algorithm!r}")
         key = (case.generals, case.m, len(case.traitors))
-        self.rows[key] = self.rows.get(key, Row(*key)).add(report)
+        self.rows[key] = self.rows.get(key, Row(*key, algorithm=self.algorithm)).add(report)
         if report.violation is not None:
             self.violations.append(report.violation)
         if report.mismatch is not None:
@@ -533,10 +674,14 @@ async def verify(
 ) -> None:
     """Check every case, on ``jobs`` worker processes, folding reports into ``tally``.
 
-    With one job everything runs in this process, a case at a time on a
-    worker thread.  On cancellation workers are killed and the thread is
-    abandoned, so Ctrl-C is prompt either way.
+    The cases name their algorithm (:func:`cases` takes it), and must all
+    be the tally's.  With one job everything runs in this process, a case at
+    a time on a worker thread.  On cancellation workers are killed and the
+    thread is abandoned, so Ctrl-C is prompt either way.
     """
+    strays = {case.algorithm for case in all_cases} - {tally.algorithm}
+    if strays:
+        raise ValueError(f"cases of {sorted(strays)} for a tally of {tally.algorithm!r}")
 
     def fold(report: CaseReport) -> None:
         tally.add(report)
@@ -572,8 +717,11 @@ def write_violation(violation: Violation, folder: FilePath, adversary: Adversary
         if held is False
     )
     path = folder / f"{adversary}-{violation.scenario['name']}.yaml"
+    command = "om-actors verify"
+    if case.algorithm != DEFAULT_ALGORITHM:
+        command += f" --algorithm {case.algorithm}"
     header = [
-        f"Found by om-actors verify --adversary {adversary}: {broken} broken with {case.generals} generals,",
+        f"Found by {command} --adversary {adversary}: {broken} broken with {case.generals} generals,",
         f"m = {case.m}, traitors {list(case.traitors)}, order {case.order!r}; shrunk to the traitors below.",
         _theorem_note(case),
         f"Reproduce it with: om-actors run {path}",
@@ -588,8 +736,10 @@ def write_violation(violation: Violation, folder: FilePath, adversary: Adversary
 
 
 def _theorem_note(case: Case) -> str:
-    if case.generals <= 3 * case.m:
-        return f"The theorem allows this: {case.generals} generals are not more than 3m = {3 * case.m}."
-    if len(case.traitors) > case.m:
-        return f"The theorem allows this: {len(case.traitors)} traitors are more than m = {case.m}."
-    return "THE THEOREM FORBIDS THIS (n >= 3m + 1, at most m traitors): a bug in the simulator."
+    """What the algorithm's theorem says about the case, in the algorithm's own words."""
+    rules = case.rules
+    warnings = rules.warnings(case.generals, case.m, len(case.traitors))
+    if warnings:
+        return f"The theorem allows this: {'; '.join(warnings)}."
+    title = rules.titled(case.m)
+    return f"THE THEOREM FORBIDS THIS ({title} promises agreement here): a bug in the simulator."

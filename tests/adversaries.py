@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from om_actors import Forgery
-from om_actors.protocol import Path
+from om_actors.algorithm import Path
 
 
 @attrs.frozen

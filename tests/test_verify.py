@@ -3,9 +3,13 @@
 Rules for this file:
 - the cases the issue names are checked with the numbers worked out by hand:
   n = 4, m = 1 has 2 + 108 adversaries (27 for a traitor commander, 9 for a
-  traitor lieutenant, per order);
+  traitor lieutenant, per order); for SM(m) the decision points are the
+  commander's n - 1 round-1 messages, and for a lieutenant every chain
+  ending with it of at most m + 1 signers, to every general not on it;
 - every violation file is run through ``load_scenario`` and the actors, as
-  ``om-actors run`` would.
+  ``om-actors run`` would;
+- the same code verifies both algorithms: OM and SM are checked on the same
+  cases, and must differ exactly where their theorems do.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from hypothesis import strategies as st
 
 from om_actors import load_scenario, simulate_sync
 from om_actors.cli import main
+from om_actors.oral import ORAL_MESSAGES
 from om_actors.verify import (
     DEFAULT_BUDGET,
     Adversary,
@@ -40,10 +45,14 @@ from om_actors.verify import (
 
 
 def _tally(
-    generals: list[int], ms: list[int], adversary: Adversary, counts: list[int] | None = None
+    generals: list[int],
+    ms: list[int],
+    adversary: Adversary,
+    counts: list[int] | None = None,
+    algorithm: str = "om",
 ) -> Tally:
-    tally = Tally()
-    for case in cases(generals, ms, lambda m: counts if counts is not None else range(m + 1)):
+    tally = Tally(algorithm)
+    for case in cases(generals, ms, lambda m: counts if counts is not None else range(m + 1), algorithm):
         tally.add(check_case(case, adversary, DEFAULT_BUDGET[adversary]))
     return tally
 
@@ -148,7 +157,7 @@ def test_cli_json_summary(tmp_path: Path) -> None:
 
 
 def test_a_violation_the_theorem_forbids_exits_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("om_actors.verify.theorem_allows_failure", lambda generals, m, traitors: False)
+    monkeypatch.setattr(ORAL_MESSAGES, "theorem_allows_failure", lambda generals, m, traitors: False)
     status, out, _ = _verify(
         "--generals", "3", "--m", "1", "--adversary", "exhaustive", "--out-dir", str(tmp_path)
     )
@@ -162,8 +171,13 @@ def test_a_violation_the_theorem_forbids_exits_1(monkeypatch: pytest.MonkeyPatch
     [
         (["--generals", "x..7"], "'x..7' is not a range"),
         (["--traitors", "most"], "'most': use upto-m, exactly:K or upto:K"),
-        (["--generals", "2", "--m", "3"], "no army in these ranges has m <= generals - 2"),
+        (
+            ["--generals", "2", "--m", "3"],
+            "no army in these ranges can run OM(m): for 2 generals, m = 3 must be at most generals - 2 = 0",
+        ),
+        (["--generals", "2..3", "--m", "2", "--algorithm", "sm"], "can run SM(m): for 3 generals, m = 2"),
         (["--adversary", "lucky"], "'lucky' is not one of"),
+        (["--algorithm", "pbft"], "'pbft' is not one of 'om', 'sm'"),
     ],
 )
 def test_cli_bad_arguments_exit_2(args: list[str], message: str) -> None:
@@ -288,7 +302,7 @@ def test_an_interrupted_verify_says_so_and_exits_130(
         summary = json.loads(out)
         assert (summary["interrupted"], summary["cases"], summary["cases_planned"]) == (True, 1, 22)
     else:
-        assert "1 cases, 1 adversaries (canonical)" in out
+        assert "1 cases, 1 adversaries (canonical, OM(m))" in out
 
 
 def test_a_verify_that_ran_to_the_end_says_it_was_not_interrupted(tmp_path: Path) -> None:
@@ -314,3 +328,127 @@ def test_violations_that_cannot_be_written_name_the_folder_and_the_reason(tmp_pa
     status, out, err = _verify("--generals", "3", "--m", "1", "--out-dir", str(out_dir))
     assert (status, out) == (2, "")
     assert err == f"error: cannot write the violations into --out-dir {out_dir}: Not a directory\n"
+
+
+# --- SM(m): the same verify, another algorithm ------------------------------------
+
+
+def test_signed_three_generals_survive_every_adversary_that_breaks_oral_three_generals() -> None:
+    oral = _tally([3], [1], "exhaustive")
+    signed = _tally([3], [1], "exhaustive", algorithm="sm")
+    # a traitor commander has 2 decision points (3**2 adversaries), a traitor lieutenant 1 (3)
+    assert [(r.traitors, r.cases, r.adversaries) for r in signed.sorted_rows()] == [
+        (0, 2, 2),
+        (1, 6, 2 * 9 + 4 * 3),
+    ]
+    assert (signed.violations, signed.mismatches) == ([], [])
+    assert len(oral.violations) == 2
+    assert oral.contradictions == []  # OM(1) makes no promise for three generals
+
+
+def test_signed_four_generals_survive_every_adversary_of_a_traitor_commander_and_lieutenant() -> None:
+    case = Case(4, 2, (0, 1), "attack", "sm")
+    report = check_case(case, "exhaustive", DEFAULT_BUDGET["exhaustive"])
+    # the commander: 3 round-1 messages; lieutenant 1: (0, 1) to 2 and 3, (0, 2, 1) to 3, (0, 3, 1) to 2
+    assert exhaustive_size(case) == 3 ** (3 + 4)
+    assert (report.adversaries, report.agreement_broken, report.over_budget) == (3**7, 0, 0)
+    assert (report.violation, report.mismatch) == (None, None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_exhaustive_adversaries_never_break_signed_four_generals_of_two_traitors(data: st.DataObject) -> None:
+    traitors = data.draw(st.sampled_from([(0, 1), (0, 3), (1, 2), (1, 3), (2, 3)]))
+    case = Case(4, 2, traitors, data.draw(st.sampled_from(["attack", "retreat"])), "sm")
+    index = data.draw(st.integers(0, exhaustive_size(case) - 1))
+    assert run_plan(case, exhaustive_plan(case, index)).verdict.success
+
+
+def test_signed_with_more_traitors_than_m_fails_and_the_counterexamples_replay(tmp_path: Path) -> None:
+    tally = _tally([4], [1], "exhaustive", counts=[2], algorithm="sm")
+    (row,) = tally.sorted_rows()
+    # 3 sets with the commander (3**5 adversaries each), 3 without (3**4), both orders
+    assert (row.cases, row.adversaries) == (12, 2 * (3 * 3**5 + 3 * 3**4))
+    assert (tally.contradictions, tally.mismatches) == ([], [])
+    # without the commander the order itself reaches every loyal lieutenant, and nothing can forge another
+    found = sorted(v.case.traitors for v in tally.violations)
+    assert found == [(0, 1), (0, 1), (0, 2), (0, 2), (0, 3), (0, 3)]
+    for violation in tally.violations:
+        assert (violation.agreement, violation.validity) == (False, None)
+        assert len(violation.scenario["traitors"]) == 2  # one traitor is within m: SM(1) survives it
+        path = write_violation(violation, tmp_path, "exhaustive")
+        assert path.read_text().startswith(
+            "# Found by om-actors verify --algorithm sm --adversary exhaustive: agreement broken"
+        )
+        scenario = load_scenario(path)
+        assert (scenario.algorithm, scenario.traitors[0].strategy) == ("sm", "scripted")
+        result = simulate_sync(scenario)
+        assert result.agreement is False
+        assert result.unmet_expectations() == []
+    run = CliRunner().invoke(main, ["run", str(tmp_path / "exhaustive-sm-n4-m1-traitors-0-1-attack.yaml")])
+    assert run.exit_code == 0, run.stderr
+    assert "agreement" in run.stdout
+
+
+def test_search_breaks_signed_five_generals_with_three_traitors() -> None:
+    case = Case(5, 1, (0, 1, 2), "attack", "sm")
+    assert exhaustive_size(case) > DEFAULT_BUDGET["search"]  # so search searches, not enumerates
+    report = check_case(case, "search", DEFAULT_BUDGET["search"])
+    assert report.violation is not None
+    assert report.mismatch is None
+    shrunk = report.violation.scenario
+    assert shrunk["algorithm"] == "sm"
+    assert set(shrunk["traitors"]) <= {0, 1, 2}
+    assert simulate_sync(load_scenario(json.dumps(shrunk) + "\n")).unmet_expectations() == []
+
+
+def test_signed_canonical_adversaries_never_break_the_theorem() -> None:
+    tally = _tally([3, 4, 5], [1], "canonical", algorithm="sm")
+    assert (tally.violations, tally.mismatches) == ([], [])
+    # split, late and silent for each traitor
+    assert [(r.generals, r.traitors, r.adversaries) for r in tally.sorted_rows()] == [
+        (3, 0, 2), (3, 1, 6 * 3), (4, 0, 2), (4, 1, 8 * 3), (5, 0, 2), (5, 1, 10 * 3)
+    ]  # fmt: skip
+
+
+def test_cli_signed_exhaustive_three_generals_finds_no_violation_where_oral_finds_two(tmp_path: Path) -> None:
+    args = ["--generals", "3", "--m", "1", "--adversary", "exhaustive"]
+    status, out, _ = _verify(*args, "--algorithm", "sm", "--out-dir", str(tmp_path / "sm"))
+    assert status == 0
+    rows = [line.split() for line in out.splitlines()[3:5]]
+    assert rows[1] == ["3", "1", "1", "6", "30", "0", "0", "0", "must", "hold", "none", "fail"]
+    assert "No violation found." in out
+    assert not (tmp_path / "sm").exists()
+    status, out, _ = _verify(*args, "--algorithm", "om", "--out-dir", str(tmp_path / "om"))
+    assert status == 0
+    assert "2 violation(s) written as scenarios" in out
+    assert "Every violation found is one the theorem allows." in out
+
+
+def test_cli_signed_json_rows_name_the_algorithm(tmp_path: Path) -> None:
+    status, out, _ = _verify(
+        "--algorithm", "sm", "--generals", "4", "--m", "1", "--traitors", "exactly:2", "--adversary",
+        "exhaustive", "--json", "--out-dir", str(tmp_path),
+    )  # fmt: skip
+    assert status == 0
+    summary = json.loads(out)
+    assert summary["algorithm"] == "sm"
+    (row,) = summary["rows"]
+    assert (row["algorithm"], row["theorem_allows_failure"], row["violating_cases"]) == ("sm", True, 6)
+    assert summary["contradictions"] == 0
+    assert len(summary["violations"]) == 6
+
+
+def test_signed_ranges_are_sized_by_signed_message_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
+    monkeypatch.setattr("om_actors.cli.cases", _no_cases)
+    # OM(12) with forty generals is refused for its messages; SM(12) sends 1,521 and is refused for its cases
+    status, _, err = _verify("--algorithm", "sm", "--generals", "40", "--m", "12")
+    assert status == 2
+    assert err.endswith("these ranges hold more than 1,000,000 cases: narrow --generals, --m or --traitors\n")
+
+
+def test_a_tally_takes_the_cases_of_its_own_algorithm_only() -> None:
+    report = check_case(Case(3, 1, (), "attack", "sm"), "canonical", 10)
+    with pytest.raises(ValueError, match="a case of 'sm' in a tally of 'om'"):
+        Tally().add(report)
