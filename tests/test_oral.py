@@ -92,7 +92,7 @@ def test_commander_sends_its_order_in_round_one_only() -> None:
 
 def test_owed_relays_each_path_held_to_every_general_not_on_it() -> None:
     five = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
-    held = {(0, 2): "retreat", (0, 3): "attack", (0, 4): "attack"}
+    held: dict[tuple[int, ...], str] = {(0, 2): "retreat", (0, 3): "attack", (0, 4): "attack"}
     assert list(owed(five, 1, 3, held.__getitem__)) == [
         Outgoing((0, 2, 1), 3, "retreat"),
         Outgoing((0, 2, 1), 4, "retreat"),

@@ -1,0 +1,167 @@
+"""The books of a run: counts, log order and the ending, shared by the in-memory run and the cluster.
+
+Rules for this file:
+- feed Accounting events and counts as a runtime would, and check what the
+  log and the result would say against numbers worked out by hand;
+- order must not depend on the order events are handed over.
+"""
+
+from __future__ import annotations
+
+from conftest import Echo, Vote
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from om_actors import Instance, Scenario
+from om_actors.accounting import Accounting, event_order
+from om_actors.events import (
+    Decided,
+    Event,
+    GeneralCrashed,
+    MessageRejected,
+    MessageSent,
+    RoundEnded,
+    StrategyFailed,
+    VerdictReached,
+)
+from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
+
+FOUR = Scenario(generals=4, m=1, traitors={3: "flip"})
+
+
+def sent(round: int, sender: int, receiver: int, path: object, value: object, **kw: object) -> MessageSent:
+    return MessageSent(round, sender, receiver, Relay(path, value), **kw)  # type: ignore[arg-type]
+
+
+ROUND_TWO: list[Event] = [
+    sent(2, 1, 2, (0, 1), "attack"),
+    sent(2, 1, 3, (0, 1), "attack"),
+    sent(2, 2, 1, (0, 2), "attack"),
+    sent(2, 3, 1, (0, 3), "retreat"),
+    sent(2, 3, 2, "garbage", "retreat"),
+    MessageRejected(2, 3, 2, Relay("garbage", "retreat"), OralReason.MALFORMED_PATH),
+    StrategyFailed(2, 3, (0, 3), 2, "ValueError()"),
+    sent(2, 3, 1, (0, 3), "attack"),
+]
+
+
+def test_a_round_is_ordered_by_path_then_receiver_then_sender_with_garbage_last() -> None:
+    ordered = sorted(ROUND_TWO, key=event_order(ORAL_MESSAGES))
+    assert ordered == [
+        sent(2, 1, 2, (0, 1), "attack"),
+        sent(2, 1, 3, (0, 1), "attack"),
+        sent(2, 2, 1, (0, 2), "attack"),
+        sent(2, 3, 1, (0, 3), "attack"),  # the same path and receiver twice: by what it says
+        sent(2, 3, 1, (0, 3), "retreat"),
+        StrategyFailed(2, 3, (0, 3), 2, "ValueError()"),
+        sent(2, 3, 2, "garbage", "retreat"),
+        MessageRejected(2, 3, 2, Relay("garbage", "retreat"), OralReason.MALFORMED_PATH),
+    ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.permutations(ROUND_TWO))
+def test_the_order_never_depends_on_the_order_events_arrive_in(events: list[Event]) -> None:
+    key = event_order(ORAL_MESSAGES)
+    assert sorted(events, key=key) == sorted(ROUND_TWO, key=key)
+
+
+def test_messages_without_a_path_are_ordered_by_receiver_then_sender(echo: Echo) -> None:
+    events: list[MessageSent | MessageRejected] = [
+        MessageSent(2, 3, 1, Vote("attack")),
+        MessageSent(2, 1, 2, Vote("attack")),
+        MessageSent(2, 2, 1, Vote("retreat")),
+        MessageRejected(2, 2, 1, Vote("retreat"), OralReason.DUPLICATE),
+    ]
+    ordered = sorted(events, key=event_order(echo))
+    assert [(e.receiver, e.sender, type(e).__name__) for e in ordered] == [
+        (1, 2, "MessageSent"),
+        (1, 2, "MessageRejected"),
+        (1, 3, "MessageSent"),
+        (2, 1, "MessageSent"),
+    ]
+
+
+def test_closing_a_round_counts_its_refusals_and_the_loyal_messages_that_never_arrived() -> None:
+    books = Accounting(FOUR)
+    books.sent(1, 0, 0, 3)
+    events: list[Event] = [
+        sent(1, 0, 2, (0,), "attack", delivered=False),
+        sent(1, 0, 1, (0,), "attack"),
+        MessageRejected(1, 0, 1, Relay((0,), "attack"), OralReason.DUPLICATE),
+    ]
+    crash = GeneralCrashed(1, 2)
+    closed = books.close_round(1, events, late=(3,), crashes=[crash])
+    assert closed[-2:] == [crash, RoundEnded(1, 3, 1, (3,), undelivered=1)]
+    assert closed[0] == sent(1, 0, 1, (0,), "attack")
+    assert (books.rejected, books.undelivered, books.timed_out, books.crashed) == (1, 1, {1: (3,)}, {2})
+
+
+def test_a_traitors_lost_message_is_no_broken_assumption() -> None:
+    books = Accounting(FOUR)
+    books.count([sent(2, 3, 1, (0, 3), "retreat", delivered=False)])
+    assert books.close_round(2, [sent(2, 3, 1, (0, 3), "retreat", delivered=False)])[-1] == RoundEnded(
+        2, 1, 0, ()
+    )
+    assert books.undelivered == 0
+    assert (books.per_round, books.sent_by[3]) == ([0, 1], 1)
+
+
+def test_counting_events_and_counting_at_post_time_agree() -> None:
+    by_events, by_posts = Accounting(FOUR), Accounting(FOUR)
+    by_events.count(ROUND_TWO)
+    for event in ROUND_TWO:
+        if isinstance(event, MessageSent):
+            by_posts.sent(event.round, event.instance or 0, event.sender)
+    assert by_events.per_round == by_posts.per_round == [0, 6]
+    assert by_events.sent_by == by_posts.sent_by == {0: 0, 1: 2, 2: 1, 3: 3}
+
+
+def test_the_ending_lists_every_decision_then_the_verdict_with_the_algorithms_rounds(echo: Echo) -> None:
+    scenario = Scenario(algorithm="echo", generals=4, m=0, traitors={3: "split"})
+    books = Accounting(scenario)
+    books.sent(1, 0, 0, 3)
+    books.sent(2, 0, 1, 2)
+    books.add_stats({"votes_counted": 2})
+    books.add_stats({"votes_counted": 3})
+    books.took(1, 5)
+    events, result = books.conclude({0: ("attack",), 1: ("attack",), 2: ("retreat",), 3: ("attack",)})
+    assert events == [
+        Decided(0, "attack", False),
+        Decided(1, "attack", False),
+        Decided(2, "retreat", False),
+        Decided(3, "attack", True),
+        VerdictReached(False, False, False, 5, 2),
+    ]
+    assert result.rounds == 2  # the algorithm's, not m + 1
+    assert result.messages_per_round == (3, 2)
+    assert result.stats == {"votes_counted": 5}
+    assert result.to_dict()["votes_counted"] == 5
+    assert result.received == {0: 0, 1: 5, 2: 0, 3: 0}
+    assert result.decisions == {0: "attack", 1: "attack", 2: "retreat"}
+
+
+def test_several_instances_get_a_verdict_each_and_one_for_the_run() -> None:
+    scenario = Scenario(generals=4, m=1, instances=[Instance(0, "attack"), Instance(3, "retreat")])
+    books = Accounting(scenario)
+    books.sent(1, 0, 0, 3)
+    books.sent(1, 1, 3, 3)
+    events, result = books.conclude(dict.fromkeys(range(4), ("attack", "retreat")))
+    verdicts = [e for e in events if isinstance(e, VerdictReached)]
+    assert verdicts == [
+        VerdictReached(True, True, True, 3, 2, instance=0),
+        VerdictReached(True, True, True, 3, 2, instance=1),
+        VerdictReached(True, True, True, 6, 2),
+    ]
+    assert [e.instance for e in events if isinstance(e, Decided)] == [0] * 4 + [1] * 4
+    assert len(result.instances) == 2
+
+
+def test_a_crashed_general_is_logged_once_and_judged_neither_loyal_nor_traitor() -> None:
+    books = Accounting(Scenario(generals=4, m=1))
+    books.close_round(1, [], crashes=[GeneralCrashed(1, 1)])
+    events, result = books.conclude({0: ("attack",), 3: ("attack",)}, crashed={1: 1, 2: 2})
+    assert events[:1] == [GeneralCrashed(2, 2)]  # 1's crash is in round 1's lines already
+    assert result.crashed == (1, 2)
+    assert result.decisions == {0: "attack", 3: "attack"}
+    assert result.success
