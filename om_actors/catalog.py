@@ -16,18 +16,21 @@ from pathlib import Path
 import attrs
 
 from .errors import Problem, ScenarioError
+from .scenario import load_scenario
 
 SUFFIX = ".yaml"
 
 
 @attrs.frozen
 class ShippedScenario:
-    """One shipped scenario: the name ``om-actors run`` takes, its file, and what it shows."""
+    """One shipped scenario: the name ``om-actors run`` takes, its file, what it runs and what it shows."""
 
     name: str
     path: Path
     summary: str
     """The first line of the file's opening comment."""
+    algorithm: str
+    """The algorithm it runs, with its ``m``: ``"OM(2)"``, ``"SM(1)"``."""
 
 
 def scenario_folder() -> Path | None:
@@ -47,8 +50,11 @@ def scenario_folder() -> Path | None:
 
 
 def shipped_scenarios() -> list[ShippedScenario]:
-    """Every shipped scenario, by name."""
-    return [ShippedScenario(name, path, _summary(path)) for name, path in _shipped_files().items()]
+    """Every shipped scenario, by name; each file is loaded, to say which algorithm it runs."""
+    return [
+        ShippedScenario(name, path, _summary(path), load_scenario(path).title)
+        for name, path in _shipped_files().items()
+    ]
 
 
 def _shipped_files() -> dict[str, Path]:
@@ -56,7 +62,7 @@ def _shipped_files() -> dict[str, Path]:
     folder = scenario_folder()
     if folder is None:
         return {}
-    return {path.stem: path for path in sorted(folder.glob(f"*{SUFFIX}"))}
+    return {path.stem: path for path in sorted(folder.glob(f"*{SUFFIX}"), key=lambda path: path.stem)}
 
 
 def find_scenario(name: str) -> Path:

@@ -161,15 +161,20 @@ def _general_states_problem(generals: int, instances: int, limit: int) -> str | 
     )
 
 
-def per_message_problem(messages: int, *, generals: int = 0, limit: int | None = None) -> str | None:
+def per_message_problem(
+    messages: int, *, generals: int = 0, batchable: bool = True, limit: int | None = None
+) -> str | None:
     """Why per-message mode must not run ``messages`` messages, suggesting batched mode; ``None`` if it may.
 
-    Batched mode is suggested only when it can hold ``generals``.
+    Batched mode is suggested only for an algorithm that has one
+    (``batchable``) and when it can hold ``generals``.
     """
     allowed = (max_messages() if limit is None else limit) // PER_MESSAGE_SHARE
     if messages <= allowed:
         return None
-    if generals > MAX_BATCHED_GENERALS:
+    if not batchable:
+        instead = _how_to_raise()
+    elif generals > MAX_BATCHED_GENERALS:
         instead = f"batched mode holds at most {MAX_BATCHED_GENERALS} generals, so {_how_to_raise()}"
     else:
         instead = f"use batched mode, or {_how_to_raise()}"

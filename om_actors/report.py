@@ -10,6 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from .registry import REGISTRY
 from .result import InstanceOutcome, Result, describe_generals
 from .scenario import Scenario
 from .terminal import markup
@@ -17,11 +18,11 @@ from .verify import Row, Tally
 
 
 def report(out: Console, result: Result) -> None:
-    """Print ``result`` for a person: who lied, who decided what, and whether OM(m) held."""
+    """Print ``result`` for a person: the algorithm, who lied, who decided what, and whether it held."""
     scenario = result.scenario
     several = len(result.instances) > 1
     first = result.instances[0]
-    army = f"{scenario.generals} generals, m = {scenario.m} ({result.rounds} rounds)"
+    army = f"{markup(scenario.title)} on {scenario.generals} generals ({result.rounds} rounds)"
     heading = f"[bold]{markup(scenario.name)}[/]: {army}"
     if several:
         out.print(f"{heading}, {len(result.instances)} instances at once")
@@ -37,7 +38,12 @@ def report(out: Console, result: Result) -> None:
         if several:
             out.print("  " + verdict_line(outcome))
     by_round = ", ".join(f"{count:,}" for count in result.messages_per_round)
-    out.print(f"Messages: {result.messages:,} sent ({by_round} by round), {result.rejected:,} rejected")
+    counted = "".join(
+        f", {count:,} {markup(name.replace('_', ' '))}" for name, count in sorted(result.stats.items())
+    )
+    out.print(
+        f"Messages: {result.messages:,} sent ({by_round} by round), {result.rejected:,} rejected{counted}"
+    )
     for round, late in result.timed_out.items():
         out.print(f"Round {round} timed out waiting for {describe_generals(list(late))}")
     for warning in assumption_warnings(result):
@@ -55,7 +61,7 @@ def assumption_warnings(result: Result) -> list[str]:
     """How the run broke the paper's assumptions, one sentence each; empty when it kept them.
 
     Only a networked run can: a message lost on the way, or a general's
-    process dying.  OM(m)'s guarantees assume neither happens, so the
+    process dying.  The algorithms' guarantees assume neither happens, so the
     verdict then describes what this run did, not what the theorem says.
     """
     found = []
@@ -180,6 +186,7 @@ class VerifySummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "algorithm": self.tally.algorithm,
             "adversary": self.adversary,
             "budget": self.budget,
             "jobs": self.jobs,
@@ -204,12 +211,19 @@ def _row_dict(row: Row) -> dict[str, Any]:
     }
 
 
+def _title(algorithm: str) -> str:
+    """The algorithm's title, ``SM(m)``; the bare name if no algorithm of that name is registered."""
+    found = REGISTRY.get(algorithm)
+    return found.title if found is not None else algorithm
+
+
 def print_verify(out: Console, summary: VerifySummary) -> None:
     """The table, then the totals, where violations went, and what was not checked."""
     out.print(verify_table(summary.tally))
     rate = summary.done / summary.seconds if summary.seconds else 0.0
     out.print(
-        f"{summary.done:,} cases, {summary.adversaries:,} adversaries ({summary.adversary}) in "
+        f"{summary.done:,} cases, {summary.adversaries:,} adversaries ({summary.adversary}, "
+        f"{markup(_title(summary.tally.algorithm))}) in "
         f"{summary.seconds:.2f} s: {rate:,.1f} cases/s on {summary.jobs} job(s)"
     )
     if summary.over_budget:

@@ -25,6 +25,7 @@ import difflib
 import enum
 import importlib
 import inspect
+import itertools
 import os
 import random
 import re
@@ -44,8 +45,6 @@ from .limits import MAX_CHECKED_MESSAGES, MAX_SCRIPT
 
 ValueRow: TypeAlias = npt.NDArray[np.uint8]
 """Value indices, one per path: what a general holds, or what a traitor sends one receiver (batched mode)."""
-
-Batch = ValueRow  # TRANSITION: general.py still imports this name; removed once it imports ValueRow
 
 
 def _as_path(path: Iterable[object]) -> tuple[object, ...]:
@@ -370,17 +369,19 @@ class ScriptContext:
     def sendable(self) -> frozenset[tuple[Path, int]] | None:
         """Every ``(path, receiver)`` the traitor may send on, in any instance; ``None`` if too many to list.
 
-        Listing them costs memory in proportion to the run, so above
-        :data:`~om_actors.limits.MAX_CHECKED_MESSAGES` messages a script is
+        Listing them costs time and memory in proportion to their number, so
+        past :data:`~om_actors.limits.MAX_CHECKED_MESSAGES` a script is
         checked by the path rules alone.
         """
         if self.rules.messages_sent(self.generals, self.m) * len(self.setups) > MAX_CHECKED_MESSAGES:
-            return None
-        return frozenset(
-            (point.path, point.receiver)
-            for setup in self.setups
-            for point in self.rules.decision_points(setup, self.traitor)
+            return None  # a run this big has a list this big, for OM(m) at least: not even asked for
+        points = itertools.chain.from_iterable(
+            self.rules.decision_points(setup, self.traitor) for setup in self.setups
         )
+        listed = list(itertools.islice(points, MAX_CHECKED_MESSAGES + 1))
+        if len(listed) > MAX_CHECKED_MESSAGES:
+            return None
+        return frozenset((point.path, point.receiver) for point in listed)
 
 
 def script_problems(

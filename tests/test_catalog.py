@@ -57,7 +57,7 @@ def test_an_installed_package_uses_its_own_copy(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(catalog, "__file__", str(package / "catalog.py"))
     assert catalog.scenario_folder() == package / "scenarios"
     assert catalog.shipped_scenarios() == [
-        catalog.ShippedScenario("mine", package / "scenarios" / "mine.yaml", "Mine.")
+        catalog.ShippedScenario("mine", package / "scenarios" / "mine.yaml", "Mine.", "OM(1)")
     ]
 
 
@@ -71,3 +71,9 @@ def test_a_scenarios_folder_beside_an_installed_package_is_not_ours(
     assert catalog.scenario_folder() is None
     with pytest.raises(ScenarioError, match="shipped scenarios: none are installed"):
         catalog.find_scenario("theirs")
+
+
+def test_each_shipped_scenario_names_its_algorithm() -> None:
+    algorithms = {s.name: s.algorithm for s in catalog.shipped_scenarios()}
+    assert (algorithms["three-generals"], algorithms["three-generals-signed"]) == ("OM(1)", "SM(1)")
+    assert algorithms["thirteen-generals"] == "OM(4)"

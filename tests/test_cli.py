@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from om_actors.cli import main
 from om_actors.limits import LIMIT_VARIABLE
+from om_actors.scenario import load_scenario
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -32,7 +33,7 @@ def test_no_scenario_runs_the_seven_generals() -> None:
     result = run()
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
-        'seven-generals: 7 generals, m = 2 (3 rounds), commander 0 would order "retreat"',
+        'seven-generals: OM(2) on 7 generals (3 rounds), commander 0 would order "retreat"',
         "Traitors: 0 (split lie_to=even), 5 (flip)",
         "General 0 (commander) is a traitor",
         "General 1 decided attack",
@@ -336,11 +337,13 @@ def test_a_log_that_is_a_folder_is_refused_cleanly(tmp_path: Path) -> None:
 def test_scenarios_lists_every_shipped_scenario_with_its_opening_line() -> None:
     result = invoke("scenarios")
     assert result.exit_code == 0
-    listed = {line.split()[0]: line.split(maxsplit=1)[1] for line in result.stdout.splitlines()}
+    listed = {line.split()[0]: line.split(maxsplit=2)[1:] for line in result.stdout.splitlines()}
     files = sorted(SCENARIOS.glob("*.yaml"))
-    assert sorted(listed) == [path.stem for path in files]
+    assert sorted(listed) == sorted(path.stem for path in files)
     for path in files:
-        assert listed[path.stem] == path.read_text().splitlines()[0].removeprefix("# ").strip()
+        summary = path.read_text().splitlines()[0].removeprefix("# ").strip()
+        assert listed[path.stem] == [load_scenario(path).title, summary]
+    assert listed["three-generals-signed"][0] == "SM(1)"
 
 
 def test_run_finds_a_shipped_scenario_by_name() -> None:
@@ -602,7 +605,8 @@ def test_run_shows_a_scenarios_control_characters_escaped(hostile_scenario: Path
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[:2] == [
-        r'\x1b[31mRED\x1b]0;title\x07: 4 generals, m = 1 (2 rounds), commander 0 would order "\x1b[5mblink"',
+        r"\x1b[31mRED\x1b]0;title\x07: OM(1) on 4 generals (2 rounds), "
+        r'commander 0 would order "\x1b[5mblink"',
         r"Traitors: 1 (constant value=\x9b2Jretreat), 2 (flip)",
     ]
     assert r"General 3 decided \x9b2Jretreat" in lines
@@ -672,3 +676,80 @@ def test_a_scenario_whose_strategy_fails_leaves_an_existing_log_untouched(tmp_pa
     log.write_text("an earlier run's log\n")
     assert run(str(scenario), "--log", str(log)).exit_code == 2
     assert log.read_text() == "an earlier run's log\n"
+
+
+# --- SM(m) through the same commands ----------------------------------------------
+
+SIGNED = SCENARIOS / "three-generals-signed.yaml"
+NO_BATCHED_SM = (
+    "mode: SM(m) has no batched mode: only an algorithm whose messages grow exponentially needs it; "
+    "use per-message or auto"
+)
+
+
+def test_signed_messages_survive_the_traitor_oral_messages_cannot() -> None:
+    signed = run(str(SIGNED))
+    assert signed.exit_code == 0
+    assert signed.stdout.splitlines() == [
+        'three-generals-signed: SM(1) on 3 generals (2 rounds), commander 0 would order "attack"',
+        "Traitors: 0 (split)",
+        "General 0 (commander) is a traitor",
+        "General 1 decided retreat",
+        "General 2 decided retreat",
+        "Messages: 4 sent (2, 2 by round), 0 rejected, 6 signatures verified",
+        'SUCCESS: all loyal generals agreed on "retreat"',
+        "As this scenario expects.",
+    ]
+    assert signed.stderr == ""  # SM(1) promises agreement among three: nothing to warn of
+    oral = json.loads(run(str(SCENARIOS / "three-generals.yaml"), "--json").stdout)
+    assert (oral["algorithm"], oral["success"]) == ("om", False)
+
+
+def test_the_lying_lieutenant_of_three_generals_cannot_lie_with_signatures(tmp_path: Path) -> None:
+    scenario = tmp_path / "signed-lieutenant.yaml"
+    scenario.write_text("algorithm: sm\ngenerals: 3\nm: 1\norder: attack\ntraitors: {2: split}\n")
+    result = run(str(scenario), "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert (data["decisions"], data["success"]) == ({"0": "attack", "1": "attack"}, True)
+
+
+def test_sm_json_keeps_every_key_and_adds_the_signatures_verified() -> None:
+    oral = json.loads(run(str(SCENARIOS / "three-generals.yaml"), "--json").stdout)
+    signed = json.loads(run(str(SIGNED), "--json").stdout)
+    assert set(signed) == set(oral) | {"signatures_verified"}
+    assert signed["algorithm"] == "sm"
+    assert (signed["messages"], signed["rounds"], signed["signatures_verified"]) == (4, 2, 6)
+
+
+def test_sm_with_no_traitor_sends_each_value_once_per_general() -> None:
+    result = CliRunner().invoke(main, ["run", "-", "--json"], input="algorithm: sm\ngenerals: 6\nm: 3\n")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert (data["messages"], data["messages_per_round"]) == (5 + 5 * 4, [5, 20, 0, 0])
+
+
+def test_batched_mode_is_refused_for_sm_and_auto_runs_it_per_message(tmp_path: Path) -> None:
+    batched = run(str(SIGNED), "--mode", "batched")
+    assert (batched.exit_code, batched.stdout) == (2, "")
+    assert batched.stderr == f"three-generals-signed: {NO_BATCHED_SM}\n"
+    as_json = run(str(SIGNED), "--mode", "batched", "--json")
+    assert as_json.exit_code == 2
+    problem = {"line": None, "column": None, "message": NO_BATCHED_SM}
+    assert json.loads(as_json.stdout)["problems"] == [problem]
+    log = tmp_path / "auto.jsonl"
+    assert run(str(SIGNED), "--mode", "auto", "--log", str(log), "--quiet").exit_code == 0
+    assert '"mode"' not in log.read_text().splitlines()[0]  # a per-message log, as always for SM
+
+
+def test_show_filters_and_draws_sm_messages_by_their_chain(tmp_path: Path) -> None:
+    log = tmp_path / "signed.jsonl"
+    assert run(str(SIGNED), "--log", str(log), "--quiet").exit_code == 0
+    passed = invoke("show", str(log), "--path-prefix", "0,1", "--json")
+    assert passed.exit_code == 0
+    assert [json.loads(line)["chain"] for line in passed.stdout.splitlines()] == [[0, 1]]
+    table = invoke("show", str(log), "--round", "2", "--receiver", "1")
+    assert table.exit_code == 0
+    row = table.stdout.splitlines()[1]
+    assert row.split()[:7] == ["6", "message", "2", "2", "1", "[0,", "2]"]
+    assert row.split()[7] == '"attack"'

@@ -12,7 +12,7 @@ import attrs
 from rich.console import Console
 
 from om_actors import Result, Scenario, simulate_sync
-from om_actors.protocol import Verdict
+from om_actors.algorithm import Verdict
 from om_actors.report import report
 from om_actors.result import InstanceOutcome
 

@@ -21,8 +21,12 @@ from pathlib import Path
 import pytest
 
 from om_actors import Expect, Instance, Scenario, ScenarioError, StrategyError, TraitorSpec, load_scenario
+from om_actors.algorithm import Setup
 from om_actors.limits import MAX_SCENARIO_BYTES
-from om_actors.scenario import SEVEN_GENERALS, scenario_from_dict
+from om_actors.oral import ORAL_MESSAGES
+from om_actors.scenario import DEFAULT_VALUES, SEVEN_GENERALS, scenario_from_dict
+from om_actors.signed import SIGNED_MESSAGES, Late, SignedScripted, SignedSplit
+from om_actors.strategies import Silent
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -691,3 +695,125 @@ def test_a_scripted_commander_and_several_instances(tmp_path: Path) -> None:
 def test_any_object_with_a_choose_method_is_a_traitor_in_code() -> None:
     liar = types.SimpleNamespace(choose=lambda round, path, receiver, value, rng: value)
     assert Scenario(generals=4, m=1, traitors={1: liar}).strategies() == {1: liar}
+
+
+# --- the algorithm key ------------------------------------------------------------
+
+SM_STRATEGIES = "late, loyal, random, scripted, silent, split, or module:Class"
+
+
+def test_the_algorithm_is_om_unless_named_and_is_always_written() -> None:
+    scenario = load_scenario("generals: 4\nm: 1\n")
+    assert (scenario.algorithm, scenario.rules, scenario.title, scenario.rounds) == (
+        "om",
+        ORAL_MESSAGES,
+        "OM(1)",
+        2,
+    )
+    assert scenario.to_dict()["algorithm"] == "om"
+    signed = load_scenario("generals: 4\nm: 1\nalgorithm: sm\n")
+    assert (signed.rules, signed.title, signed.to_dict()["algorithm"]) == (SIGNED_MESSAGES, "SM(1)", "sm")
+    assert scenario_from_dict(signed.to_dict()) == signed
+
+
+def test_every_shipped_scenario_names_a_registered_algorithm() -> None:
+    algorithms = {path.stem: load_scenario(path).algorithm for path in SCENARIOS.glob("*.yaml")}
+    assert algorithms.pop("three-generals-signed") == "sm"
+    assert set(algorithms.values()) == {"om"}  # every file written before SM loads as OM
+
+
+def test_an_unknown_algorithm_is_located_and_names_the_known_ones(tmp_path: Path) -> None:
+    assert _errors(tmp_path, "generals: seven\nm: 1\nalgorithm: pk\ntraitors: {1: flip}\n") == [
+        "1:11: generals: expected an integer, got 'seven'",
+        "3:12: algorithm: unknown algorithm 'pk': use one of om, sm",
+    ]
+    assert _errors(tmp_path, "generals: 4\nm: 1\nalgorithm: [sm]\n") == [
+        "3:12: algorithm: expected a string, got a list"
+    ]
+    with pytest.raises(ScenarioError) as caught:
+        Scenario(generals=4, m=1, algorithm="SM")
+    assert str(caught.value) == "scenario: algorithm: unknown algorithm 'SM': use one of om, sm"
+
+
+def test_sm_refuses_an_army_with_nothing_to_agree_on(tmp_path: Path) -> None:
+    assert _errors(tmp_path, "algorithm: sm\ngenerals: 3\nm: 2\n") == [
+        "3:4: m: must be at most generals - 2 = 1: with n <= m + 1 generals and up to m traitors "
+        "at most one general is loyal, so there is nothing to agree on"
+    ]
+    assert load_scenario("algorithm: sm\ngenerals: 3\nm: 1\n").rounds == 2
+
+
+def test_sm_builds_its_own_strategies_by_name_with_m_filled_in() -> None:
+    scenario = Scenario(
+        algorithm="sm",
+        generals=5,
+        m=2,
+        traitors={0: "split", 1: "late", 2: TraitorSpec("late", {"receiver": 4}), 3: "silent"},
+    )
+    assert scenario.strategies() == {
+        0: SignedSplit(DEFAULT_VALUES),
+        1: Late(m=2),
+        2: Late(m=2, receiver=4),
+        3: Silent(),
+    }
+
+
+def test_a_strategy_of_another_algorithm_is_refused_with_this_ones_names(tmp_path: Path) -> None:
+    assert _errors(tmp_path, "algorithm: sm\ngenerals: 4\nm: 1\ntraitors: {1: flip, 2: lat}\n") == [
+        f"4:15: traitors.1.strategy: strategy 'flip' is OM(m)'s, not SM(m)'s: use one of {SM_STRATEGIES}",
+        f"4:24: traitors.2.strategy: unknown strategy 'lat': did you mean 'late'? use one of {SM_STRATEGIES}",
+    ]
+    assert _errors(tmp_path, "generals: 4\nm: 1\ntraitors: {1: late}\n") == [
+        "3:15: traitors.1.strategy: strategy 'late' is SM(m)'s, not OM(m)'s: use one of "
+        "constant, flip, loyal, random, scripted, silent, split, or module:Class"
+    ]
+
+
+def test_filled_in_arguments_cannot_be_set_by_a_file(tmp_path: Path) -> None:
+    assert _errors(tmp_path, "algorithm: sm\ngenerals: 4\nm: 1\ntraitors: {1: {strategy: late, m: 3}}\n") == [
+        "4:32: traitors.1.m: strategy 'late' takes no argument 'm'"
+    ]
+
+
+def test_warnings_are_the_algorithms_own() -> None:
+    traitor_commander = {0: TraitorSpec("split")}
+    assert Scenario(generals=3, m=1, traitors=traitor_commander).warnings == [
+        "3 generals are fewer than 3m + 1 = 4: OM(1) cannot guarantee agreement, "
+        "and traitors can make loyal generals disagree"
+    ]
+    assert Scenario(algorithm="sm", generals=3, m=1, traitors=traitor_commander).warnings == []
+    assert Scenario(algorithm="sm", generals=4, m=1, traitors={0: "split", 1: "silent"}).warnings == [
+        "2 traitors are more than m = 1: SM(1) is only built to survive 1"
+    ]
+
+
+def test_each_instance_has_its_setup_with_the_seed_and_its_index() -> None:
+    scenario = Scenario(
+        generals=4, m=1, seed=7, instances=[Instance(0, "attack"), Instance(2, "retreat")], algorithm="sm"
+    )
+    assert scenario.setups == (
+        Setup(4, 1, 0, DEFAULT_VALUES, "retreat", seed=7, instance=0),
+        Setup(4, 1, 2, DEFAULT_VALUES, "retreat", seed=7, instance=1),
+    )
+    assert (scenario.setup, scenario.setup_for(1)) == scenario.setups
+
+
+def test_sm_scripts_name_the_messages_sm_sends(tmp_path: Path) -> None:
+    text = """\
+algorithm: sm
+generals: 4
+m: 1
+traitors:
+  2:
+    strategy: scripted
+    messages:
+      - {path: [0, 2], receiver: 1, value: retreat}
+      - {path: [0, 3, 2], receiver: 1, value: retreat}
+      - {path: [2], receiver: 1, value: retreat}
+"""
+    assert _errors(tmp_path, text) == [
+        "9:9: traitors.2.messages.1: path has 3 generals, but SM(1) paths have at most 2",
+        "10:9: traitors.2.messages.2: path must start with the commander (0), not 2",
+    ]
+    valid = load_scenario("\n".join(text.splitlines()[:-2]) + "\n")
+    assert isinstance(valid.strategy_for(2), SignedScripted)

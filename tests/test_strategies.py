@@ -27,8 +27,12 @@ from om_actors import (
     Strategy,
     TraitorSpec,
     simulate_sync,
+    strategies,
 )
+from om_actors.algorithm import DecisionPoint, Setup
+from om_actors.oral import ORAL_MESSAGES, OralMessages
 from om_actors.scenario import SEVEN_GENERALS
+from om_actors.signed import SIGNED_MESSAGES, Late
 from om_actors.strategies import (
     BatchStrategy,
     Parity,
@@ -37,6 +41,7 @@ from om_actors.strategies import (
     build_strategy,
     following,
     script_problems,
+    strategy_parameters,
 )
 
 VALUES = ("attack", "retreat", "hold")
@@ -81,7 +86,7 @@ def test_build_strategy_fills_in_the_values_and_checks_the_rest() -> None:
 
 
 def test_a_script_may_only_send_the_scenarios_values() -> None:
-    context = ScriptContext(generals=4, m=1, traitor=2, commanders=frozenset({0}))
+    context = ScriptContext(ORAL_MESSAGES, (Setup(4, 1, 0, VALUES, "retreat"),), traitor=2)
     messages = [
         {"path": [0, 2], "receiver": 1, "value": "atack"},
         {"path": [0, 2], "receiver": 3, "value": "hold"},
@@ -196,3 +201,61 @@ def test_split_even_and_flip_are_the_flask_systems_traitors(traitors: frozenset[
     specs = {t: TraitorSpec("split", {"lie_to": "even"}) if t == 0 else TraitorSpec("flip") for t in traitors}
     scenario = attrs.evolve(SEVEN_GENERALS, traitors=specs, order=order)
     assert simulate_sync(scenario).decisions == _dca_decisions(7, 2, traitors, order)
+
+
+# --- each algorithm has its own built-ins -----------------------------------------
+
+
+@attrs.frozen
+class _Counting:
+    """A strategy that wants the scenario's values and m, as SM's late does."""
+
+    values: tuple[str, ...]
+    m: int
+    spare: int = 0
+
+    def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+    ) -> object:
+        return value
+
+
+def test_build_strategy_fills_in_m_too_from_the_algorithms_built_ins() -> None:
+    counting = {"counting": _Counting}
+    assert build_strategy("counting", {"spare": 1}, values=VALUES, m=3, built_in=counting) == _Counting(
+        VALUES, 3, 1
+    )
+    assert build_strategy("late", {}, values=VALUES, m=2, built_in=SIGNED_MESSAGES.strategies()) == Late(m=2)
+    assert strategy_parameters(_Counting) == {"spare"}  # what a file may set: values and m are filled in
+    with pytest.raises(
+        StrategyError, match=r"^unknown strategy 'flip': use one of counting, or module:Class$"
+    ):
+        build_strategy("flip", {}, values=VALUES, built_in=counting)
+
+
+def test_a_spec_of_any_algorithms_built_in_keeps_its_short_name() -> None:
+    assert TraitorSpec.of(Late(m=2, receiver=3)) == TraitorSpec("late", {"receiver": 3})
+    assert TraitorSpec.of(Flip(VALUES)) == TraitorSpec("flip")
+
+
+class _CommanderOnly(OralMessages):
+    """OM(m)'s path rules, but only the commander's round-1 messages are decision points."""
+
+    def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
+        return [point for point in super().decision_points(setup, traitor) if point.round == 1]
+
+
+def test_a_script_names_only_the_algorithms_decision_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    setups = (Setup(4, 1, 0, VALUES, "retreat"),)
+    entries = [
+        {"path": [0], "receiver": 1, "value": "hold"},
+        {"path": [0, 2], "receiver": 1, "value": "hold"},
+    ]
+    lieutenant = ScriptContext(_CommanderOnly(), setups, traitor=2)
+    assert script_problems(entries[1:], lieutenant, VALUES) == [
+        (("messages", 0), "general 2 sends nothing along path [0, 2] to general 1 in OM(1)")
+    ]
+    assert script_problems(entries[:1], ScriptContext(_CommanderOnly(), setups, traitor=0), VALUES) == []
+    monkeypatch.setattr(strategies, "MAX_CHECKED_MESSAGES", 8)  # OM(1) on 4 generals sends 9
+    assert lieutenant.sendable() is None
+    assert script_problems(entries[1:], lieutenant, VALUES) == []  # the path rules alone allow it
