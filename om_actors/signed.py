@@ -152,25 +152,29 @@ _SIGNATURE = re.compile(r"[0-9a-f]{128}")
 
 @attrs.frozen
 class Acceptance:
-    """A message a general accepted: ``value`` via ``chain``, in ``round``.
-
-    ``new`` says whether the value joined the general's set ``V`` then; a
-    value already in ``V`` is accepted silently and not forwarded again.
-    """
+    """A message a general accepted: ``value`` via ``chain``, in ``round``."""
 
     round: int
     value: str
     chain: Path
     signatures: tuple[str, ...]
-    new: bool
+
+    @property
+    def rank(self) -> tuple[int, Path, tuple[str, ...]]:
+        """The order acceptances are kept in: by round, then chain, whatever order they arrived in."""
+        return (self.round, self.chain, self.signatures)
 
 
 class SignedGeneral(Core):
     """One general's view of one SM(m) instance: its set ``V``, round by round.
 
-    ``V`` keeps, for each value, the first chain it arrived with: that is
-    the chain the general extends when it forwards the value.  A commander
-    is on every chain, so it accepts nothing and decides its own order.
+    ``V`` keeps, for each value, one chain it arrived with: the chain the
+    general extends when it forwards the value.  Of the chains that brought
+    the value in the round it first arrived, that is the smallest, not the
+    first to arrive: messages of one round may arrive in any order (the trio
+    runtime's scheduling decides it), and what a general forwards, logs and
+    explains must not depend on that.  A commander is on every chain, so it
+    accepts nothing and decides its own order.
     """
 
     def __init__(self, algorithm: Algorithm, setup: Setup, me: int, order: str | None = None) -> None:
@@ -185,17 +189,21 @@ class SignedGeneral(Core):
 
     @property
     def held(self) -> Mapping[str, Acceptance]:
-        """``V``: each value this general accepted, with the first chain it came by, in order of arrival."""
-        return self._held
+        """``V``: each value this general accepted, with the chain it keeps for it, by round and chain."""
+        return dict(sorted(self._held.items(), key=lambda item: item[1].rank))
 
     def accepted(self, round: int) -> list[Acceptance]:
-        """Everything accepted in ``round``, new values and repeats alike, in order of arrival."""
-        return [acceptance for acceptance in self._accepted if acceptance.round == round]
+        """Everything accepted in ``round``, new values and repeats alike, by chain."""
+        return sorted((a for a in self._accepted if a.round == round), key=lambda a: a.rank)
+
+    def joined(self, acceptance: Acceptance) -> bool:
+        """Whether ``acceptance`` is how its value joined ``V``: the one chain kept, and forwarded, for it."""
+        return self._held.get(acceptance.value) == acceptance
 
     # --- sending ---------------------------------------------------------------
 
     def _outbox(self, round: int) -> list[Outgoing]:
-        """What a loyal general sends in ``round``, value by value in order of arrival, then by receiver.
+        """What a loyal general sends in ``round``, value by value (by chain), then by receiver.
 
         In round 1 the commander sends its order to every lieutenant.  In
         round ``r`` a lieutenant forwards each value that joined ``V`` in
@@ -208,7 +216,7 @@ class SignedGeneral(Core):
             return [Outgoing((self.me,), receiver, self.order) for receiver in self.setup.lieutenants]
         return [
             out
-            for acceptance in self._held.values()
+            for acceptance in self.held.values()
             if acceptance.round == round - 1
             for out in self._forward(acceptance)
         ]
@@ -229,7 +237,7 @@ class SignedGeneral(Core):
         else:
             late = [
                 out
-                for acceptance in self._held.values()
+                for acceptance in self.held.values()
                 if acceptance.round < round - 1
                 for out in self._forward(acceptance)
             ]
@@ -279,10 +287,10 @@ class SignedGeneral(Core):
         assert isinstance(value, str)
         assert isinstance(chain, tuple)
         assert isinstance(signatures, tuple)
-        new = value not in self._held
-        acceptance = Acceptance(round, value, chain, signatures, new)
+        acceptance = Acceptance(round, value, chain, signatures)
         self._accepted.append(acceptance)
-        if new:
+        kept = self._held.get(value)
+        if kept is None or (kept.round == round and acceptance.rank < kept.rank):
             self._held[value] = acceptance
         return None
 
@@ -582,7 +590,7 @@ def _round_step(core: SignedGeneral, round: int) -> Step:
 
 def _acceptance_step(core: SignedGeneral, acceptance: Acceptance) -> Step:
     chain = ", ".join(map(str, acceptance.chain))
-    if not acceptance.new:
+    if not core.joined(acceptance):
         detail = "already in V: not forwarded again"
     elif acceptance.round < core.rounds:
         detail = f"new: joins V, forwarded in round {acceptance.round + 1}"

@@ -53,14 +53,26 @@ class Run:
     """Messages posted, by sender."""
     rejected: list[MessageRejected]
     cores: list[SignedGeneral]
+    posts: list[tuple[int, int, int, str]]
+    """Every message: round, sender, receiver and the payload's repr, in delivery order."""
 
     @property
     def messages(self) -> int:
         return sum(self.sent.values())
 
 
-def run(setup: Setup, order: str = "attack", traitors: Mapping[int, Strategy] | None = None) -> Run:
-    """One SM(m) instance in lockstep, every general through its own :class:`GeneralDriver`."""
+def run(
+    setup: Setup,
+    order: str = "attack",
+    traitors: Mapping[int, Strategy] | None = None,
+    *,
+    shuffle: random.Random | None = None,
+) -> Run:
+    """One SM(m) instance in lockstep, every general through its own :class:`GeneralDriver`.
+
+    Messages are delivered in sender order, or, with ``shuffle``, in an
+    order it draws -- as the trio runtime's scheduling may deliver them.
+    """
     traitors = traitors or {}
     cores = [SIGNED_MESSAGES.general(setup, g, order) for g in range(setup.generals)]
     drivers = [
@@ -69,6 +81,7 @@ def run(setup: Setup, order: str = "attack", traitors: Mapping[int, Strategy] | 
     ]
     sent: Counter[int] = Counter()
     rejected: list[MessageRejected] = []
+    delivered: list[tuple[int, int, int, str]] = []
     for round in range(1, SIGNED_MESSAGES.rounds(setup.generals, setup.m) + 1):
         posts: list[tuple[int, Send]] = []
         for general, driver in enumerate(drivers):
@@ -77,13 +90,16 @@ def run(setup: Setup, order: str = "attack", traitors: Mapping[int, Strategy] | 
                 assert answer is None or isinstance(answer, Send), answer
                 if answer is not None:
                     posts.append((general, answer))
+        if shuffle is not None:
+            shuffle.shuffle(posts)
         for sender, send in posts:
             sent[sender] += 1
+            delivered.append((round, sender, send.receiver, repr(send.payload)))
             event = drivers[send.receiver].deliver(0, sender, round, send.payload)
             if event is not None:
                 rejected.append(event)
     decisions = {g: driver.decide()[0] for g, driver in enumerate(drivers)}
-    return Run(decisions, sent, rejected, cores)
+    return Run(decisions, sent, rejected, cores, delivered)
 
 
 def strategy(name: str, setup: Setup, **args: object) -> Strategy:
@@ -324,7 +340,7 @@ def test_a_value_already_held_is_accepted_silently_and_not_forwarded_again() -> 
     assert [(o.path, o.receiver) for o in core.outbox(2)] == [((0, 1), 2), ((0, 1), 3)]
     assert core.receive(sender=2, round=2, payload=forwarded(FOUR, 2)) is None
     assert core.held["attack"].chain == (0,)
-    assert [a.new for a in core.accepted(2)] == [False]
+    assert [core.joined(a) for a in core.accepted(2)] == [False]
     assert core.outbox(3) == []
 
 
@@ -458,6 +474,36 @@ def test_theorem_2_any_m_traitors_cannot_break_ic1_or_ic2(
     assert verdict.validity is not False
     if not traitors:
         assert result.messages == SIGNED_MESSAGES.messages_sent(setup.generals, setup.m)
+
+
+@settings(max_examples=100, deadline=None)
+@given(armies(), st.randoms(use_true_random=False))
+def test_the_order_messages_arrive_in_within_a_round_changes_nothing(
+    army: tuple[Setup, str, dict[int, Strategy]], shuffle: random.Random
+) -> None:
+    """What is sent, decided, counted and explained is the same for any delivery order within a round."""
+    setup, order, traitors = army
+    in_order = run(setup, order, traitors)
+    shuffled = run(setup, order, traitors, shuffle=shuffle)
+    assert shuffled.decisions == in_order.decisions
+    assert sorted(shuffled.posts) == sorted(in_order.posts)
+    assert sorted(map(str, shuffled.rejected)) == sorted(map(str, in_order.rejected))
+    for mixed, kept in zip(shuffled.cores, in_order.cores, strict=True):
+        assert mixed.held == kept.held
+        assert mixed.stats == kept.stats
+        assert SIGNED_MESSAGES.explain(mixed) == SIGNED_MESSAGES.explain(kept)
+
+
+def test_the_smallest_chain_is_kept_whichever_arrives_first() -> None:
+    """Lieutenant 3 gets "attack" only in round 2, via [0, 1] and via [0, 2]: it forwards [0, 1, 3]."""
+    via_one, via_two = forwarded(FOUR, 1), forwarded(FOUR, 2)
+    for first, second in ((via_one, via_two), (via_two, via_one)):
+        core = opened(FOUR, 3, 2)
+        assert core.receive(sender=first.chain[-1], round=2, payload=first) is None  # type: ignore[index]
+        assert core.receive(sender=second.chain[-1], round=2, payload=second) is None  # type: ignore[index]
+        assert core.held["attack"].chain == (0, 1)
+        assert [(o.path, o.receiver) for o in core.outbox(3)] == [((0, 1, 3), 2)]
+        assert [core.joined(a) for a in core.accepted(2)] == [True, False]
 
 
 def test_more_traitors_than_m_can_break_agreement() -> None:
