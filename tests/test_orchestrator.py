@@ -22,6 +22,7 @@ import attrs
 import pytest
 import structlog
 import trio
+from conftest import Echo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ from om_actors import (
     MessageSent,
     OmActorsError,
     RoundEnded,
+    RunStarted,
     Scenario,
     ScenarioError,
     Strategy,
@@ -46,6 +48,7 @@ from om_actors import (
     simulate,
     simulate_sync,
 )
+from om_actors.oral import ORAL_MESSAGES
 from om_actors.orchestrator import resolve_mode
 from om_actors.scenario import scenario_from_dict
 
@@ -168,7 +171,7 @@ def _rejections(scenario: Scenario) -> tuple[dict[int, str], list[MessageRejecte
     [
         ((0, 1), 2, "path does not end with the sender"),
         ((0, 3, 3), 2, "path repeats a general"),
-        ((0, 3), 3, "path has the wrong length for round 3"),
+        ((0, 3), 3, "path has the wrong length for the round"),
         ((1, 3), 2, "path does not start with the commander"),
         ((0, 17), 2, "path names a general out of range"),
         ("0,3", 2, "malformed path"),
@@ -180,7 +183,7 @@ def test_forged_looping_and_wrong_round_paths_are_rejected_without_harm(
     forger = TraitorSpec("adversaries:Forge", {"path": path, "round": round})
     decisions, rejected = _rejections(Scenario(generals=7, m=2, traitors={3: forger}))
     assert decisions == dict.fromkeys((0, 1, 2, 4, 5, 6), "attack")
-    assert {(e.sender, e.round, e.reason) for e in rejected} == {(3, round, reason)}
+    assert {(e.sender, e.round, str(e.reason)) for e in rejected} == {(3, round, reason)}
     assert len(rejected) == {2: 5, 3: 20}[round]
 
 
@@ -212,7 +215,7 @@ def test_events_of_a_round_come_in_path_then_receiver_order() -> None:
     events: list[Event] = []
     simulate_sync(load_scenario(SCENARIOS / "seven-generals.yaml"), on_event=events.append)
     sent = [e for e in events if isinstance(e, MessageSent)]
-    keys = [(e.round, e.path, e.receiver) for e in sent]
+    keys = [(e.round, ORAL_MESSAGES.path_of(e.payload), e.receiver) for e in sent]
     assert keys == sorted(keys, key=lambda k: (k[0], k[1], k[2]))
     assert len(sent) == 156
 
@@ -499,3 +502,122 @@ async def test_simulate_sync_inside_trio_says_to_await_simulate() -> None:
 async def test_forty_generals_with_m_12_are_refused_before_anything_is_allocated() -> None:
     with bounded(5), pytest.raises(ScenarioError, match=r"^<data>: generals: 40 generals with m = 12 send "):
         await simulate(scenario_from_dict({"generals": 40, "m": 12}), mode="batched")
+
+
+# --- any algorithm --------------------------------------------------------------
+
+
+def test_signatures_save_the_three_generals_that_oral_messages_cannot() -> None:
+    oral = simulate_sync(load_scenario(SCENARIOS / "three-generals.yaml"))
+    signed = simulate_sync(load_scenario(SCENARIOS / "three-generals-signed.yaml"))
+    assert not oral.success
+    assert (signed.agreement, signed.validity, signed.success) == (True, None, True)
+    assert signed.decisions == {1: "retreat", 2: "retreat"}  # both saw attack and retreat: the default
+    assert signed.messages_per_round == (2, 2)
+
+
+@pytest.mark.parametrize(("generals", "m"), [(3, 1), (4, 1), (5, 2), (7, 3), (8, 2)])
+def test_signed_messages_without_traitors_send_n_minus_1_plus_n_minus_1_times_n_minus_2(
+    generals: int, m: int
+) -> None:
+    result = simulate_sync(Scenario(algorithm="sm", generals=generals, m=m))
+    assert result.messages == (generals - 1) + (generals - 1) * (generals - 2)
+    assert result.rounds == m + 1
+    assert result.success
+    assert set(result.stats) == {"signatures_verified"}
+    assert result.stats["signatures_verified"] >= generals - 1  # every lieutenant checked the commander
+    assert result.to_dict()["signatures_verified"] == result.stats["signatures_verified"]
+
+
+def test_a_result_without_stats_adds_no_keys() -> None:
+    result = simulate_sync(Scenario(generals=4, m=1))
+    assert result.stats == {}
+    assert "signatures_verified" not in result.to_dict()
+    assert result.to_dict()["algorithm"] == "om"
+
+
+def test_two_values_in_play_cost_loyal_generals_at_most_twice_the_relays() -> None:
+    generals = 7
+    result = simulate_sync(Scenario(algorithm="sm", generals=generals, m=2, traitors={0: "split"}))
+    assert result.agreement
+    loyal_sent = sum(count for g, count in result.sent.items() if g != 0)
+    assert loyal_sent <= 2 * (generals - 1) * (generals - 2)
+    assert loyal_sent > (generals - 1) * (generals - 2)  # both values really went round
+
+
+@pytest.mark.parametrize("run", [simulate_sync, lambda s, mode: trio.run(_open, s, mode)])
+def test_batched_mode_is_refused_for_an_algorithm_without_one(run: Callable[..., object]) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        run(Scenario(algorithm="sm", generals=4, m=1), mode="batched")
+    assert str(caught.value) == (
+        "scenario: mode: SM(m) has no batched mode: only an algorithm whose messages grow "
+        "exponentially needs it; use per-message or auto"
+    )
+
+
+def test_auto_never_batches_an_algorithm_without_a_batched_mode() -> None:
+    assert resolve_mode("auto", Scenario(algorithm="sm", generals=200, m=3)) == "per-message"
+    assert resolve_mode("auto", Scenario(generals=16, m=5)) == "batched"
+
+
+def test_simulate_runs_the_algorithm_it_is_given_instead_of_the_scenarios() -> None:
+    scenario = Scenario(generals=3, m=1, traitors={2: "silent"})
+    assert not simulate_sync(scenario).success  # 1 hears attack, and nothing from 2: a tie, so retreat
+    signed = simulate_sync(scenario, algorithm="sm")
+    assert signed.success
+    assert signed.scenario.algorithm == "sm"
+    assert signed.stats["signatures_verified"] > 0
+
+
+def test_an_algorithm_given_to_simulate_is_checked_against_the_scenario() -> None:
+    with pytest.raises(ScenarioError, match=r"flip"):
+        simulate_sync(load_scenario(SCENARIOS / "three-generals.yaml"), algorithm="sm")
+    with pytest.raises(ScenarioError, match=r"algorithm: unknown algorithm 'pk': use one of "):
+        simulate_sync(Scenario(generals=4, m=1), algorithm="pk")
+
+
+def test_signed_logs_are_byte_identical_run_after_run(tmp_path: Path) -> None:
+    scenario = Scenario(algorithm="sm", generals=6, m=2, traitors={0: "split", 3: "random"}, seed=5)
+    logs = []
+    for attempt in range(3):
+        log = tmp_path / f"{attempt}.jsonl"
+        simulate_sync(scenario, log=log)
+        logs.append(log.read_bytes())
+    assert logs[0] == logs[1] == logs[2]
+    start = json.loads(logs[0].splitlines()[0])
+    assert set(start["public"]["keys"]) == {str(g) for g in range(6)}
+
+
+async def test_open_simulation_streams_a_signed_run_and_takes_an_algorithm() -> None:
+    scenario = Scenario(generals=4, m=1, traitors={0: "split"})
+    with bounded():
+        async with open_simulation(scenario, algorithm="sm") as simulation:
+            streamed = [event async for event in simulation.events()]
+            result = await simulation.result()
+    assert simulation.scenario.algorithm == "sm"
+    assert result.success
+    assert sum(isinstance(e, MessageSent) for e in streamed) == result.messages
+    start = streamed[0]
+    assert isinstance(start, RunStarted)
+    assert start.scenario["algorithm"] == "sm"
+    assert start.public is not None
+    assert sorted(start.public["keys"]) == ["0", "1", "2", "3"]
+
+
+def test_an_algorithm_with_no_paths_and_its_own_rounds_runs_unchanged(echo: Echo, tmp_path: Path) -> None:
+    scenario = Scenario(algorithm="echo", generals=5, m=0, traitors={2: "split"})
+    log = tmp_path / "echo.jsonl"
+    result = simulate_sync(scenario, log=log)
+    assert result.rounds == 2  # the algorithm's, though m + 1 is 1
+    assert result.messages_per_round == (4, 12)
+    assert result.decisions == dict.fromkeys((0, 1, 3, 4), "attack")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    messages = [line for line in lines if line["event"] == "message"]
+    assert set(messages[0]) == {"event", "round", "sender", "receiver", "value"}
+    assert [(m["receiver"], m["sender"]) for m in messages if m["round"] == 2][:4] == [
+        (1, 2),
+        (1, 3),
+        (1, 4),
+        (2, 1),
+    ]
+    assert lines[-1]["rounds"] == 2
