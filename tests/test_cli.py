@@ -753,3 +753,20 @@ def test_show_filters_and_draws_sm_messages_by_their_chain(tmp_path: Path) -> No
     row = table.stdout.splitlines()[1]
     assert row.split()[:7] == ["6", "message", "2", "2", "1", "[0,", "2]"]
     assert row.split()[7] == '"attack"'
+
+
+def test_run_and_show_an_algorithm_without_paths(echo: object, tmp_path: Path) -> None:
+    scenario, log = tmp_path / "echo.yaml", tmp_path / "echo.jsonl"
+    scenario.write_text("algorithm: echo\ngenerals: 4\nm: 1\norder: attack\ntraitors: {2: split}\n")
+    result = run(str(scenario), "--log", str(log))
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == (
+        'echo: ECHO(1) on 4 generals (2 rounds), commander 0 would order "attack"'
+    )
+    assert result.stderr == "warning: echo promises nothing with a traitor\n"
+    table = invoke("show", str(log), "--round", "2", "--sender", "2")
+    assert table.exit_code == 0
+    assert [row.split()[:6] for row in table.stdout.splitlines()[1:]] == [
+        ["6", "message", "2", "2", "1", '"retreat"'],  # the path column is empty: split lies to odd
+        ["11", "message", "2", "2", "3", '"retreat"'],  # receivers, and both are odd
+    ]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from om_actors import Expect, Instance, Scenario, ScenarioError, StrategyError, TraitorSpec, load_scenario
-from om_actors.algorithm import Setup
+from om_actors.algorithm import Algorithm, Setup
 from om_actors.limits import MAX_SCENARIO_BYTES
 from om_actors.oral import ORAL_MESSAGES
 from om_actors.scenario import DEFAULT_VALUES, SEVEN_GENERALS, scenario_from_dict
@@ -817,3 +817,18 @@ traitors:
     ]
     valid = load_scenario("\n".join(text.splitlines()[:-2]) + "\n")
     assert isinstance(valid.strategy_for(2), SignedScripted)
+
+
+def test_an_algorithm_without_paths_has_its_own_bounds_and_strategies(echo: Algorithm) -> None:
+    scenario = Scenario(algorithm="echo", generals=3, m=4, traitors={2: "split"})  # OM's bound on m is OM's
+    assert (scenario.title, scenario.rounds, scenario.warnings) == (
+        "ECHO(4)",
+        2,
+        ["echo promises nothing with a traitor"],
+    )
+    with pytest.raises(ScenarioError) as caught:
+        Scenario(algorithm="echo", generals=3, m=1, traitors={2: "flip"})
+    assert str(caught.value) == (
+        "scenario: traitors.2.strategy: strategy 'flip' is OM(m)'s, not ECHO(m)'s: "
+        "use one of loyal, silent, split, or module:Class"
+    )

@@ -29,7 +29,7 @@ from om_actors import (
     simulate_sync,
     strategies,
 )
-from om_actors.algorithm import DecisionPoint, Setup
+from om_actors.algorithm import Algorithm, DecisionPoint, Setup
 from om_actors.oral import ORAL_MESSAGES, OralMessages
 from om_actors.scenario import SEVEN_GENERALS
 from om_actors.signed import SIGNED_MESSAGES, Late
@@ -259,3 +259,12 @@ def test_a_script_names_only_the_algorithms_decision_points(monkeypatch: pytest.
     monkeypatch.setattr(strategies, "MAX_CHECKED_MESSAGES", 8)  # OM(1) on 4 generals sends 9
     assert lieutenant.sendable() is None
     assert script_problems(entries[1:], lieutenant, VALUES) == []  # the path rules alone allow it
+
+
+def test_a_decision_point_is_sendable_whatever_the_path_rules_say(echo: Algorithm) -> None:
+    """Echo's messages carry no path: a lieutenant's offers say only ``(sender,)``."""
+    context = ScriptContext(echo, (Setup(4, 1, 0, VALUES, "retreat"),), traitor=2)
+    assert script_problems([{"path": [2], "receiver": 1, "value": "hold"}], context, VALUES) == []
+    assert script_problems([{"path": [2], "receiver": 0, "value": "hold"}], context, VALUES) == [
+        (("messages", 0), "path must start with the commander (0), not 2")
+    ]
