@@ -42,7 +42,6 @@ from .guarded_stdout import GuardedStdout
 from .limits import DEFAULT_MAX_MESSAGES, LIMIT_VARIABLE
 from .log import LogLine, Selection, read_log
 from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
-from .oral import messages_sent
 from .registry import DEFAULT_ALGORITHM, REGISTRY
 from .replay import SUMMARY_ONLY, Divergence, reconstruct, replay_log, rerun_log
 from .report import VerifySummary, assumption_warnings, print_verify, report
@@ -238,7 +237,7 @@ def _restore_environment(name: str, value: str | None) -> None:
     f"{DEFAULT_MAX_MESSAGES:,}).",
 )
 def main() -> None:
-    """Simulate the Byzantine Generals' oral-messages algorithm OM(m)."""
+    """Simulate Byzantine agreement: the oral-messages algorithm OM(m), signed messages SM(m), or your own."""
 
 
 _log_option = click.option(
@@ -315,15 +314,16 @@ def run(
 
 @main.command("scenarios")
 def scenarios_command() -> None:
-    """List the scenarios that ship with om-actors, each with what it shows.
+    """List the scenarios that ship with om-actors, each with its algorithm and what it shows.
 
     `om-actors run NAME` runs one; a file of the same name in the working
     folder wins over it.
     """
     shipped = shipped_scenarios()
     width = max((len(scenario.name) for scenario in shipped), default=0)
+    titles = max((len(scenario.algorithm) for scenario in shipped), default=0)
     for scenario in shipped:
-        click.echo(f"{scenario.name:<{width}}  {scenario.summary}".rstrip())
+        click.echo(f"{scenario.name:<{width}}  {scenario.algorithm:<{titles}}  {scenario.summary}".rstrip())
 
 
 @main.command("node")
@@ -602,8 +602,10 @@ def _report_rerun(out: Console, compared: int, divergence: Divergence | None) ->
 def explain_command(
     log: Path, general: int, start: tuple[int, ...] | None, depth: int | None, instance: int, form: str
 ) -> None:
-    """Show the recursive majority GENERAL evaluated in LOG, vote by vote.
+    """Show how GENERAL reached its decision in LOG, as its algorithm reasons.
 
+    For OM(m) the recursive majority, vote by vote (--path starts at a
+    subtree); for SM(m) the set of values V it held, round by round.
     --format dot writes Graphviz; render it with `dot -Tsvg`.
     """
     out, err = _consoles()
@@ -681,11 +683,13 @@ def _table(lines: Iterable[LogLine]) -> Iterator[Table]:
 
 
 def _show_row(line: LogLine) -> list[str]:
+    """One line's cells; ``path`` is the path the message's algorithm says it travelled (SM(m): its chain)."""
     fields = line.fields
     shown = {"event", "round", "sender", "receiver", "path", "value"}
-    cells = [
-        json.dumps(fields[k]) if k in fields else "" for k in ("round", "sender", "receiver", "path", "value")
-    ]
+    cells = [json.dumps(fields[k]) if k in fields else "" for k in ("round", "sender", "receiver")]
+    pathless = line.path is None or (line.path == () and "path" not in fields)  # an algorithm without paths
+    cells.append("" if pathless else json.dumps(line.path))
+    cells.append(json.dumps(fields["value"]) if "value" in fields else "")
     detail = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items() if k not in shown)
     return [printable(cell) for cell in (str(line.number), line.event, *cells, detail)]
 
@@ -894,8 +898,13 @@ def _same_file_as_stdin(path: Path) -> bool:
     return (stdin.st_dev, stdin.st_ino) == (log.st_dev, log.st_ino)
 
 
+def _messages(scenario: Scenario) -> int:
+    """Messages the run sends with every general loyal, as its algorithm counts them."""
+    return scenario.rules.messages_sent(scenario.generals, scenario.m) * len(scenario.effective_instances)
+
+
 def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_messages: bool) -> list[str]:
-    total = messages_sent(scenario.generals, scenario.m) * len(scenario.effective_instances)
+    total = _messages(scenario)
     if log_file is None or (mode == "batched" and not log_messages):
         return []
     if total > BIG_LOG_MESSAGES:
@@ -908,12 +917,12 @@ def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_mess
 @contextmanager
 def _progress(out: Console, scenario: Scenario, mode: str) -> Iterator[ProgressHandler | None]:
     """A progress bar on a terminal for runs long enough to notice."""
-    total = messages_sent(scenario.generals, scenario.m) * len(scenario.effective_instances)
+    total = _messages(scenario)
     if out.quiet or not out.is_terminal or total <= PROGRESS_ABOVE[mode]:
         yield None
         return
     columns = (
-        TextColumn("round {task.fields[round]}/" + str(scenario.setup.rounds)),
+        TextColumn("round {task.fields[round]}/" + str(scenario.rounds)),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("messages sent"),
