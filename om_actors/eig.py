@@ -247,6 +247,14 @@ class EigGeneral(Core):
 
     # sending
 
+    def _open(self, round: int) -> None:
+        """The core's schedule, and one rule more: a round's level is built before the next round opens."""
+        if round == self.round + 1 and self.closed != self.round:
+            raise ProtocolMisuse(
+                f"general {self.me} was asked for round {round}'s messages before closing round {self.round}"
+            )
+        super()._open(round)
+
     def batches(self, round: int) -> list[tuple[int, RoundBatch]]:
         """Open ``round``: what a loyal general sends in it, one ``(receiver, batch)`` per receiver."""
         self._open(round)

@@ -1,9 +1,10 @@
-"""The compact EIG store, and batched mode against per-message mode.
+"""The compact EIG store, the batched core, and batched mode against per-message mode.
 
 Rules for this file:
 - batched runs are compared with per-message runs of the same scenario,
   decision by decision and count by count, never with stored numbers;
-- paths are checked against the protocol core's own enumeration.
+- paths and batch sizes are checked against the OM(m) core's own rules
+  (``oral.paths_of_round``, ``oral.owed``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from om_actors import Instance, Scenario, TraitorSpec, messages_received, messages_sent, simulate_sync
-from om_actors.eig import EigLayout, EigStore, Values
-from om_actors.protocol import General, Setup, paths_of_round
+from om_actors import (
+    Instance,
+    ProtocolMisuse,
+    Scenario,
+    TraitorSpec,
+    messages_received,
+    messages_sent,
+    simulate_sync,
+)
+from om_actors.algorithm import Setup
+from om_actors.driver import Send
+from om_actors.eig import BatchedDriver, EigGeneral, EigLayout, EigStore, RoundBatch, Values
+from om_actors.oral import ORAL_MESSAGES, OralReason, Relay, owed, paths_of_round
+from om_actors.strategies import Flip
 
 SETUP = Setup(7, 2, 0, ("attack", "retreat", "hold"), "retreat")
+LAYOUT = EigLayout(SETUP, ORAL_MESSAGES.rounds(SETUP.generals, SETUP.m))
 
 
 def test_ranks_are_lexicographic_and_invert() -> None:
-    layout = EigLayout(SETUP)
+    layout = LAYOUT
     for level in (1, 2, 3):
         paths = sorted({p for me in SETUP.lieutenants for p in paths_of_round(SETUP, level, excluding=me)})
         assert len(paths) == layout.level_size(level)
@@ -31,20 +44,100 @@ def test_ranks_are_lexicographic_and_invert() -> None:
         assert [layout.path(level, r) for r in range(len(paths))] == paths
 
 
-def test_the_store_decides_what_the_protocol_decides() -> None:
-    layout = EigLayout(SETUP)
+def test_the_store_decides_what_the_oral_core_decides() -> None:
+    """The NumPy majority is the second form of OralGeneral.resolve: held to the same answers here."""
+    layout = LAYOUT
     values = {p: SETUP.values[hash(p) % 3] for level in (1, 2, 3) for p in _paths(level)}
     for me in SETUP.lieutenants:
-        general, store = General(SETUP, me), EigStore(layout, me)
+        general, store = ORAL_MESSAGES.general(SETUP, me), EigStore(layout, me)
         store.receive_first(SETUP.values.index(values[(0,)]))
         for level in (2, 3):
             store.receive_level(level, _stacked(layout, level))
             for path in paths_of_round(SETUP, level, excluding=me):
                 store.overwrite(level, layout.rank(path), SETUP.values.index(values[path]))
-        for path, value in values.items():
-            if me not in path:
-                general.receive(sender=path[-1], round=len(path), path=path, value=value)
+        for round in (1, 2, 3):
+            general.outbox(round)
+            for path, value in values.items():
+                if me not in path and len(path) == round:
+                    general.receive(sender=path[-1], round=round, payload=Relay(path, value))
         assert SETUP.values[store.decide()] == general.decide()
+
+
+def test_batch_sizes_are_what_the_oral_rule_owes() -> None:
+    for round in (1, 2, 3):
+        for sender in range(SETUP.generals):
+            sent = [out.receiver for out in owed(SETUP, sender, round, lambda _: "attack")]
+            for receiver in range(SETUP.generals):
+                assert LAYOUT.messages_between(round, sender, receiver) == sent.count(receiver)
+
+
+def eig(me: int, order: str = "attack") -> EigGeneral:
+    return EigGeneral(ORAL_MESSAGES, SETUP, me, order, LAYOUT)
+
+
+def test_a_batch_stands_for_the_messages_a_loyal_general_owes_one_by_one() -> None:
+    commander, lieutenant = eig(0), eig(2)
+    oral = ORAL_MESSAGES.general(SETUP, 2)
+    batches = commander.batches(1)
+    assert [(receiver, batch.count) for receiver, batch in batches] == [(g, 1) for g in range(1, 7)]
+    lieutenant.batches(1)
+    oral.outbox(1)
+    lieutenant.take(0, 1, batches[1][1])
+    oral.receive(sender=0, round=1, payload=Relay((0,), "attack"))
+    lieutenant.close(1)
+    relays = oral.outbox(2)
+    for receiver, batch in lieutenant.batches(2):
+        expected = [Relay(out.path, out.value) for out in relays if out.receiver == receiver]
+        assert list(lieutenant.itemized(2, receiver, batch)) == expected
+        assert batch.count == len(expected)
+
+
+def test_the_batched_core_keeps_the_schedule() -> None:
+    lieutenant = eig(1)
+    with pytest.raises(
+        ProtocolMisuse, match=r"^general 1 was asked for round 2's messages after round 0 of 3$"
+    ):
+        lieutenant.batches(2)
+    lieutenant.batches(1)
+    with pytest.raises(ProtocolMisuse, match=r"^general 1 was handed a batch of round 2 while in round 1$"):
+        lieutenant.take(0, 2, RoundBatch(np.zeros(1, dtype=np.uint8), 1))
+    lieutenant.close(1)
+    with pytest.raises(ProtocolMisuse, match=r"^general 1 was asked to close round 1 twice$"):
+        lieutenant.close(1)
+    lieutenant.batches(2)
+    unclosed = r"^general 1 was asked for round 3's messages before closing round 2$"
+    with pytest.raises(ProtocolMisuse, match=unclosed):
+        lieutenant.batches(3)
+    lieutenant.close(2)
+    lieutenant.batches(3)
+    with pytest.raises(ProtocolMisuse, match=r"^general 1 was asked to decide before closing round 3$"):
+        lieutenant.decide()
+
+
+def test_single_messages_are_judged_by_the_oral_rules_when_they_arrive() -> None:
+    lieutenant = eig(1)
+    lieutenant.batches(1)
+    lieutenant.close(1)
+    lieutenant.batches(2)
+    assert lieutenant.receive(sender=2, round=2, payload=Relay((0, 2), "hold")) is None
+    assert lieutenant.receive(sender=2, round=2, payload=Relay((0, 2), "attack")) is OralReason.DUPLICATE
+    assert (
+        lieutenant.receive(sender=3, round=2, payload=Relay((0, 2), "attack")) is OralReason.NOT_FROM_SENDER
+    )
+    assert lieutenant.receive(sender=3, round=2, payload="attack") is OralReason.MALFORMED_MESSAGE
+    lieutenant.close(2)
+    assert SETUP.values[int(lieutenant.store.held(2)[LAYOUT.rank((0, 2))])] == "hold"
+    assert SETUP.values[int(lieutenant.store.held(2)[LAYOUT.rank((0, 3))])] == "retreat"  # nothing came
+
+
+def test_a_batched_traitor_with_a_batch_form_lies_a_batch_at_a_time() -> None:
+    driver = BatchedDriver([eig(0)], strategy=Flip(SETUP.values), seed=0, tagged=False)
+    sends = driver.round(1)
+    assert [s.receiver for s in sends if isinstance(s, Send)] == list(range(1, 7))
+    first = sends[0]
+    assert isinstance(first, Send)
+    assert isinstance(first.payload, RoundBatch)
+    assert SETUP.values[int(first.payload.row[0])] == "retreat"
 
 
 def _paths(level: int) -> set[tuple[int, ...]]:
@@ -101,6 +194,13 @@ def test_batched_and_per_message_agree_on_everything(scenario: Scenario) -> None
     assert batched.received == per_message.received
     assert batched.rejected == per_message.rejected
     assert many.getvalue().split(b"\n")[1:] == one.getvalue().split(b"\n")[1:]
+
+
+def test_batched_mode_takes_the_algorithm_from_the_scenario_not_its_own_copy() -> None:
+    scenario = Scenario(generals=7, m=2, traitors={3: "flip"})
+    batched = simulate_sync(scenario, mode="batched")
+    assert batched.rounds == scenario.rounds == 3
+    assert batched.instances == simulate_sync(scenario, mode="per-message").instances
 
 
 @pytest.mark.parametrize(("generals", "m"), [(13, 4), (16, 5)])
