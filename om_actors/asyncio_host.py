@@ -28,7 +28,7 @@ import trio
 from .errors import OmActorsError
 from .events import Event
 from .log import LogTarget
-from .orchestrator import EventHandler, Mode, resolve_mode, simulate
+from .orchestrator import EventHandler, Mode, resolve_mode, simulate, with_algorithm
 from .result import Result
 from .scenario import Scenario
 
@@ -70,6 +70,7 @@ async def simulate_asyncio(
     log: LogTarget | None = None,
     on_event: EventHandler | None = None,
     mode: Mode = "auto",
+    algorithm: str | None = None,
 ) -> Result:
     """:func:`~om_actors.simulate` for asyncio applications.
 
@@ -77,12 +78,14 @@ async def simulate_asyncio(
     when another simulation is already the loop's guest.  Cancelling the
     task that awaits this cancels the simulation cleanly.
 
-    The mode is checked against the scenario before trio starts, as
+    The algorithm (``algorithm``, as :func:`~om_actors.simulate` takes it)
+    and the mode are checked against the scenario before trio starts, as
     :func:`~om_actors.simulate` does.  Awaited anywhere but in an asyncio
     task -- in a trio task, say -- this raises :class:`OmActorsError`
     naming the function to use there, before anything starts.
     """
     loop = _running_loop()
+    scenario = with_algorithm(scenario, algorithm)
     resolve_mode(mode, scenario)
     handle = _TrioRun()
     finished: asyncio.Future[outcome.Outcome[Result]]

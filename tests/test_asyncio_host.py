@@ -224,3 +224,22 @@ def test_a_bogus_mode_is_refused_before_trio_starts() -> None:
         match="mode: 'bogus' is not a mode: use one of 'per-message', 'batched', 'auto'",
     ):
         run_clean(simulate_asyncio(SEVEN, mode="bogus"))  # type: ignore[arg-type]
+
+
+def test_a_signed_run_from_asyncio_is_the_run_under_trio() -> None:
+    signed = load_scenario(SCENARIOS / "three-generals-signed.yaml")
+    result = run_clean(simulate_asyncio(signed))
+    expected = simulate_sync(signed)
+    assert (result.decisions, result.verdict, result.stats) == (
+        expected.decisions,
+        expected.verdict,
+        expected.stats,
+    )
+    assert result.success
+
+
+def test_the_algorithm_and_its_batched_mode_are_checked_before_trio_starts() -> None:
+    mixed = Scenario(generals=3, m=1, traitors={2: "silent"})
+    assert run_clean(simulate_asyncio(mixed, algorithm="sm")).success
+    with pytest.raises(om_actors.ScenarioError, match=r"mode: SM\(m\) has no batched mode"):
+        run_clean(simulate_asyncio(mixed, algorithm="sm", mode="batched"))
