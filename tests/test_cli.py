@@ -424,7 +424,7 @@ def test_log_dash_with_json_is_refused_as_json() -> None:
         (["verify", "--json", "--generals", "x..7"], "'x..7' is not a range"),
         (
             ["verify", "--json", "--generals", "2", "--m", "3"],
-            "no army in these ranges has m <= generals - 2",
+            "no army in these ranges can run OM(m): for 2 generals, m = 3 must be at most generals - 2 = 0",
         ),
         (
             ["--max-messages", "0", "run", "--json"],
@@ -770,3 +770,48 @@ def test_run_and_show_an_algorithm_without_paths(echo: object, tmp_path: Path) -
         ["6", "message", "2", "2", "1", '"retreat"'],  # the path column is empty: split lies to odd
         ["11", "message", "2", "2", "3", '"retreat"'],  # receivers, and both are odd
     ]
+
+
+def _signed_log(tmp_path: Path) -> Path:
+    log = tmp_path / "signed.jsonl"
+    assert run(str(SIGNED), "--log", str(log), "--quiet").exit_code == 0
+    return log
+
+
+def test_replay_checks_an_sm_log_and_names_a_tampered_value_by_line(tmp_path: Path) -> None:
+    log = _signed_log(tmp_path)
+    replayed = invoke("replay", str(log), "--rerun")
+    assert (replayed.exit_code, replayed.stdout.splitlines()) == (
+        0,
+        ["replay OK: 4 messages, decisions and verdict match", "rerun OK: all 11 events match the log"],
+    )
+    lines = log.read_text().splitlines()
+    order = json.loads(lines[1])
+    assert (order["chain"], order["value"]) == ([0], "retreat")
+    order["value"] = "attack"  # what the commander signed was "retreat"
+    lines[1] = json.dumps(order)
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines) + "\n")
+    result = invoke("replay", str(tampered))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == (
+        "replay MISMATCH: line 2: general 1, message along [0] from 0: the log says accepted, "
+        "the protocol says rejected for signature does not verify"
+    )
+
+
+def test_explain_shows_an_sm_generals_values_round_by_round(tmp_path: Path) -> None:
+    log = _signed_log(tmp_path)
+    result = invoke("explain", str(log), "--general", "1")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        'General 1 decided "retreat"',
+        "└── general 1  V = {attack, retreat}: 2 values, so the default retreat -> retreat",
+        "    ├── round 1  accepted 1 message -> {retreat}",
+        '    │   └── [0] "retreat" (from traitor 0)  new: joins V, forwarded in round 2',
+        "    └── round 2  accepted 1 message -> {attack, retreat}",
+        '        └── [0, 2] "attack"  new: joins V; the last round, so not forwarded',
+    ]
+    no_tree = invoke("explain", str(log), "--general", "1", "--path", "0")
+    assert (no_tree.exit_code, no_tree.stdout) == (2, "")
+    assert "SM(1) keeps a set of values, not a tree of paths" in no_tree.stderr
