@@ -6,6 +6,8 @@ but they must write the same log and return the same :class:`Result` for
 the same run, byte for byte.  So neither counts for itself: both feed one
 :class:`Accounting` and let it build what the log and the result say.
 
+- Before the first round :meth:`Accounting.started` gives the ``run.start``
+  line.
 - During a round the runtime says what left (:meth:`Accounting.sent`, or
   :meth:`Accounting.count` from events) and what arrived
   (:meth:`Accounting.took`).
@@ -28,14 +30,17 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+from ._version import __version__
 from .algorithm import Algorithm, Verdict, combine, judge
 from .events import (
+    SCHEMA,
     Decided,
     Event,
     GeneralCrashed,
     MessageRejected,
     MessageSent,
     RoundEnded,
+    RunStarted,
     StrategyFailed,
     VerdictReached,
 )
@@ -138,6 +143,24 @@ class Accounting:
     def tag(self, instance: int) -> int | None:
         """The instance as events carry it: only when a run has several."""
         return instance if self.tagged else None
+
+    def started(self, *, mode: str | None = None, messages_logged: bool | None = None) -> RunStarted:
+        """The run's first line: the scenario, and what its algorithm publishes (SM's public keys).
+
+        ``mode`` and ``messages_logged`` are for a batched run, whose log may
+        hold no messages; every other run leaves them out.
+        """
+        scenario = self.scenario
+        public = self.rules.record(scenario.setup) or None
+        return RunStarted(
+            SCHEMA,
+            __version__,
+            scenario.seed,
+            scenario.to_dict(),
+            public=public,
+            mode=mode,
+            messages_logged=messages_logged,
+        )
 
     # --- during a round -----------------------------------------------------------
 

@@ -33,12 +33,11 @@ from typing import Literal
 import attrs
 import trio
 
-from ._version import __version__
 from .accounting import Accounting
 from .driver import GeneralDriver, Send
 from .eig import BatchedDriver, EigGeneral, EigLayout, RoundBatch
 from .errors import OmActorsError, Problem, ScenarioError
-from .events import SCHEMA, Event, MessageSent, RunStarted
+from .events import Event, MessageSent
 from .general import Ack, BatchedGeneralActor, Command, Decide, Envelope, Flush, GeneralActor, SendRound
 from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, open_log
@@ -88,7 +87,7 @@ def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batc
     else:
         resolved = mode
     if resolved == "per-message":
-        problem = per_message_problem(total, generals=scenario.generals)
+        problem = per_message_problem(total, generals=scenario.generals, batchable=rules.batchable)
     else:
         problem = _batched_problem(scenario)
     if problem is not None:
@@ -432,11 +431,10 @@ class _Run:
 
     async def run(self) -> Result:
         scenario = self.scenario
-        public = scenario.rules.record(scenario.setup) or None
-        start = RunStarted(SCHEMA, __version__, scenario.seed, scenario.to_dict(), public=public)
         if self.mode == "batched":
-            start = attrs.evolve(start, mode="batched", messages_logged=self.log_messages)
-        await self.publish(start)
+            await self.publish(self.books.started(mode="batched", messages_logged=self.log_messages))
+        else:
+            await self.publish(self.books.started())
         with unwrapped():
             async with trio.open_nursery() as nursery:
                 for actor, receiver in zip(self.actors, self.receivers):

@@ -12,7 +12,7 @@ from conftest import Echo, Vote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from om_actors import Instance, Scenario
+from om_actors import SCHEMA, Instance, Scenario
 from om_actors.accounting import Accounting, event_order
 from om_actors.events import (
     Decided,
@@ -165,3 +165,15 @@ def test_a_crashed_general_is_logged_once_and_judged_neither_loyal_nor_traitor()
     assert result.crashed == (1, 2)
     assert result.decisions == {0: "attack", 3: "attack"}
     assert result.success
+
+
+def test_the_first_line_carries_the_scenario_and_what_its_algorithm_publishes() -> None:
+    oral = Accounting(FOUR).started()
+    assert (oral.schema, oral.seed, oral.public, oral.mode) == (SCHEMA, 0, None, None)
+    assert oral.scenario == FOUR.to_dict()
+    signed = Scenario(algorithm="sm", generals=4, m=1, seed=3)
+    start = Accounting(signed).started(mode="batched", messages_logged=False)
+    assert start.public == signed.rules.record(signed.setup)
+    assert start.public is not None
+    assert sorted(start.public["keys"]) == ["0", "1", "2", "3"]
+    assert (start.mode, start.messages_logged) == ("batched", False)

@@ -555,6 +555,16 @@ def test_batched_mode_is_refused_for_an_algorithm_without_one(run: Callable[...,
     )
 
 
+def test_per_message_mode_does_not_suggest_a_batched_mode_an_algorithm_lacks() -> None:
+    with pytest.raises(ScenarioError) as caught:
+        resolve_mode("per-message", Scenario(algorithm="sm", generals=5000, m=2))
+    assert str(caught.value) == (
+        "scenario: mode: per-message mode keeps every message as Python objects (about 300 bytes each), "
+        "and 24,990,001 messages are over its limit of 10,000,000: set OM_ACTORS_MAX_MESSAGES "
+        "(or --max-messages) to raise it, if this machine has the memory"
+    )
+
+
 def test_auto_never_batches_an_algorithm_without_a_batched_mode() -> None:
     assert resolve_mode("auto", Scenario(algorithm="sm", generals=200, m=3)) == "per-message"
     assert resolve_mode("auto", Scenario(generals=16, m=5)) == "batched"
