@@ -1,23 +1,26 @@
-"""One general's recursive majority, drawn as a tree or as a Graphviz graph.
+"""How one general reached its decision, drawn as a tree or as a Graphviz graph.
 
-The tree comes from :meth:`om_actors.protocol.General.explain` on a general
-rebuilt from the log, so what is drawn is exactly what the protocol computes;
-this module only decides how each node reads.
+The tree is the algorithm's own: :meth:`~om_actors.algorithm.Algorithm.explain`
+on the general's core rebuilt from the log, a tree of
+:class:`~om_actors.algorithm.Step` -- OM(m)'s recursive majority, vote by
+vote; SM(m)'s set ``V`` round by round.  This module knows no algorithm.
+It only decides how each step reads, and adds what the log knows that the
+core does not: for a step tied to a path, what arrived along it (its value,
+and whether a traitor sent it), or why nothing usable did (missing, or
+rejected and why).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections import Counter
 
 import attrs
 from rich.tree import Tree
 
+from .algorithm import Core, Path, Step
 from .errors import OmActorsError
-from .algorithm import Path
-from .oral import MajorityStep as Node
-from .oral import OralGeneral as General
-from .replay import Reconstruction
+from .replay import Arrival, LogPath, Reconstruction, reconstruct
 from .terminal import markup, printable
 
 PALETTE = ("#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ffed6f")
@@ -37,11 +40,17 @@ class View:
     instance: int = 0
 
     @property
-    def state(self) -> General:
+    def state(self) -> Core:
+        """The general's core, fed with everything the log says reached it."""
         return self.reconstruction.state(self.general, self.instance)
 
+    def arrival(self, path: Path) -> Arrival | None:
+        """The message along ``path`` that the general accepted, if the log has one."""
+        return self.reconstruction.arrivals.get((self.instance, self.general, path))
+
     def sent_by_traitor(self, path: Path) -> bool:
-        return path in self.state.received and path[-1] in self.reconstruction.traitors
+        arrival = self.arrival(path)
+        return arrival is not None and arrival.sender in self.reconstruction.traitors
 
     def rejection(self, path: Path) -> str | None:
         return self.reconstruction.rejections.get((self.instance, self.general, path))
@@ -52,63 +61,57 @@ class View:
         return self.reconstruction.crashed.get(self.general)
 
 
-def explain(view: View, *, path: Path | None = None, depth: int | None = None) -> Node:
-    """The recursion tree the view's general evaluated, from ``path`` (default: the root)."""
+def open_view(log: LogPath, general: int, instance: int = 0) -> View:
+    """A view of ``general`` in ``log``, keeping only what arrived at that one general."""
+    return View(reconstruct(log, watching={(instance, general)}), general, instance)
+
+
+def explain(view: View, *, path: Path | None = None, depth: int | None = None) -> Step:
+    """The steps the view's general took to its decision, from ``path`` (default: all of them)."""
     reconstruction, general = view.reconstruction, view.general
     scenario = reconstruction.scenario
     if not 0 <= view.instance < len(reconstruction.instances):
         raise ExplainError(f"no instance {view.instance}: this run has {len(reconstruction.instances)}")
     if not 0 <= general < scenario.generals:
         raise ExplainError(f"no general {general}: ids run from 0 to {scenario.generals - 1}")
-    commander = reconstruction.instances[view.instance].commander
-    if general == commander:
-        raise ExplainError(
-            f"general {general} is the commander: it decides its own order and evaluates no tree"
-        )
-    start = path if path is not None else (commander,)
-    problem = _path_problem(view, commander, start)
-    if problem:
-        raise ExplainError(f"--path {','.join(map(str, start))}: {problem}")
-    return view.state.explain(start, depth)
-
-
-def _path_problem(view: View, commander: int, path: Path) -> str | None:
-    scenario = view.reconstruction.scenario
-    if not path or path[0] != commander:
-        return f"a path starts with the commander, {commander}"
-    if any(not 0 <= g < scenario.generals for g in path) or len(set(path)) != len(path):
-        return "a path names distinct generals of this run"
-    if view.general in path:
-        return f"general {view.general} never receives a path through itself"
-    if len(path) > scenario.m + 1:
-        return f"paths are at most {scenario.m + 1} long with m = {scenario.m}"
-    return None
+    try:
+        return reconstruction.rules.explain(view.state, path=path, depth=depth)
+    except ValueError as exc:
+        where = "" if path is None else f"--path {','.join(map(str, path))}: "
+        raise ExplainError(f"{where}{exc}") from None
 
 
 def _path(path: Path) -> str:
     return json.dumps(list(path))
 
 
-def _tally(votes: tuple[str, ...]) -> str:
-    return ", ".join(f"{value} x{count}" for value, count in Counter(votes).most_common())
-
-
-def _receipt(view: View, node: Node) -> str:
-    """What the general got for the node's path, in words."""
-    if node.path in view.state.received:
-        liar = f" [red](from traitor {node.path[-1]})[/]" if view.sent_by_traitor(node.path) else ""
-        return f'"{markup(node.held)}"{liar}'
-    reason = view.rejection(node.path)
+def _receipt(view: View, path: Path) -> str:
+    """What the general got along ``path``, in words and rich markup."""
+    arrival = view.arrival(path)
+    if arrival is not None:
+        liar = f" [red](from traitor {arrival.sender})[/]" if view.sent_by_traitor(path) else ""
+        return f'"{markup(str(arrival.value))}"{liar}'
+    reason = view.rejection(path)
     why = f"rejected: {markup(reason)}" if reason else "missing"
-    return f'default "{markup(node.held)}" [yellow]({why})[/]'
+    return f'default "{markup(view.state.setup.default)}" [yellow]({why})[/]'
 
 
-def _label(view: View, node: Node) -> str:
-    text = f"[bold]{_path(node.path)}[/] {_receipt(view, node)}"
-    if node.votes:
-        text += f"  votes {markup(_tally(node.votes))} -> [bold]{markup(node.value)}[/]"
-    elif node.hidden:
-        text += f"  -> [bold]{markup(node.value)}[/] [dim]({node.hidden} nodes below not shown)[/]"
+def _derived(step: Step) -> bool:
+    """Whether the step's value comes from below it, so is worth an arrow; a path's leaf is what arrived."""
+    return bool(step.children or step.hidden or step.path is None)
+
+
+def _label(view: View, step: Step) -> str:
+    if step.path is None:
+        text = f"[bold]{markup(step.label)}[/]"
+    else:
+        text = f"[bold]{_path(step.path)}[/] {_receipt(view, step.path)}"
+    if step.detail:
+        text += f"  {markup(step.detail)}"
+    if _derived(step):
+        text += f"{'' if step.detail else ' '} -> [bold]{markup(step.value)}[/]"
+    if step.hidden:
+        text += f" [dim]({step.hidden:,} nodes below not shown)[/]"
     return text
 
 
@@ -130,23 +133,23 @@ def _heading(view: View) -> str:
     return f"{_title(view)} {decision}{role}"
 
 
-def text_tree(view: View, node: Node) -> Tree:
+def text_tree(view: View, step: Step) -> Tree:
     """A rich tree; the root line says what the general decided."""
     tree = Tree(_heading(view))
-    _grow(tree.add(_label(view, node)), view, node)
+    _grow(tree.add(_label(view, step)), view, step)
     return tree
 
 
-def _grow(branch: Tree, view: View, node: Node) -> None:
-    for child in node.children:
+def _grow(branch: Tree, view: View, step: Step) -> None:
+    for child in step.children:
         _grow(branch.add(_label(view, child)), view, child)
 
 
-def dot_graph(view: View, node: Node) -> str:
-    """Graphviz DOT: nodes filled by the value they resolve to, edges from traitors dashed.
+def dot_graph(view: View, step: Step) -> str:
+    """Graphviz DOT: steps filled by the value they come to, edges from traitors dashed.
 
-    A node whose own value a traitor sent also gets a red border, since the
-    root has no edge to dash.
+    A step whose own message a traitor sent also gets a red border, since
+    the root has no edge to dash.
     """
     lines = [
         "digraph om {",
@@ -154,7 +157,8 @@ def dot_graph(view: View, node: Node) -> str:
         f'  label="{_dot_text(_dot_title(view))}"; labelloc=t;',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
     ]
-    _dot_nodes(lines, view, node)
+    counter = itertools.count()
+    _dot_nodes(lines, view, step, _node_id(step, counter), counter)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -166,27 +170,38 @@ def _dot_title(view: View) -> str:
     return f"{_title(view)} {printable(view.state.decide())}"
 
 
-def _dot_nodes(lines: list[str], view: View, node: Node) -> None:
+def _dot_label(view: View, step: Step) -> str:
+    if step.path is None:
+        label = printable(step.label)
+    else:
+        arrival = view.arrival(step.path)
+        got = printable(str(arrival.value)) if arrival else f"default {printable(view.state.setup.default)}"
+        label = f"{_path(step.path)}\n{got}"
+        if arrival is not None and view.sent_by_traitor(step.path):
+            label += f" (from traitor {arrival.sender})"
+    if step.detail:
+        label += f"\n{printable(step.detail)}"
+    if _derived(step):
+        label += f"\n-> {printable(step.value)}"
+    if step.hidden:
+        label += f" (+{step.hidden} hidden)"
+    return label
+
+
+def _dot_nodes(lines: list[str], view: View, step: Step, me: str, counter: itertools.count[int]) -> None:
     values = view.reconstruction.scenario.values
-    colour = PALETTE[values.index(node.value) % len(PALETTE)] if node.value in values else "#ffffff"
-    received = node.path in view.state.received
-    held, value = printable(node.held), printable(node.value)
-    got = held if received else f"default {held}"
-    label = f"{_path(node.path)}\n{got}"
-    if view.sent_by_traitor(node.path):
-        label += f" (from traitor {node.path[-1]})"
-    if node.votes:
-        label += f"\n{printable(_tally(node.votes))}\n-> {value}"
-    elif node.hidden:
-        label += f"\n-> {value} (+{node.hidden} hidden)"
-    border = ', color="#d62728", penwidth=2' if view.sent_by_traitor(node.path) else ""
-    lines.append(f'  "{_node_id(node.path)}" [label="{_dot_text(label)}", fillcolor="{colour}"{border}];')
-    for child in node.children:
-        style = ", style=dashed" if child.path[-1] in view.reconstruction.traitors else ""
-        lines.append(
-            f'  "{_node_id(node.path)}" -> "{_node_id(child.path)}" [label="{child.path[-1]}"{style}];'
-        )
-        _dot_nodes(lines, view, child)
+    colour = PALETTE[values.index(step.value) % len(PALETTE)] if step.value in values else "#ffffff"
+    border = ', color="#d62728", penwidth=2' if step.path and view.sent_by_traitor(step.path) else ""
+    lines.append(f'  "{me}" [label="{_dot_text(_dot_label(view, step))}", fillcolor="{colour}"{border}];')
+    for child in step.children:
+        child_id = _node_id(child, counter)
+        if child.path:
+            sender = child.path[-1]
+            style = ", style=dashed" if sender in view.reconstruction.traitors else ""
+            lines.append(f'  "{me}" -> "{child_id}" [label="{sender}"{style}];')
+        else:
+            lines.append(f'  "{me}" -> "{child_id}";')
+        _dot_nodes(lines, view, child, child_id, counter)
 
 
 def _dot_text(text: str) -> str:
@@ -194,5 +209,8 @@ def _dot_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _node_id(path: Path) -> str:
-    return "p" + "_".join(map(str, path))
+def _node_id(step: Step, counter: itertools.count[int]) -> str:
+    """A step's DOT id: from its path, which no other step of the tree has, else a number."""
+    if step.path is not None:
+        return "p" + "_".join(map(str, step.path))
+    return f"s{next(counter)}"

@@ -1,4 +1,4 @@
-"""The JSON-lines run log, rendered by structlog.
+"""The JSON-lines run log, rendered by structlog, and read back checked.
 
 The log is built with its own processor chain on a private logger, never by
 ``structlog.configure``: an application embedding om_actors keeps whatever
@@ -8,46 +8,116 @@ file -- which is what makes a log something to diff and replay.
 
 Every line is written whole and the file is flushed at the end of each
 round, so a run that dies midway leaves a readable prefix.
+
+Nothing here knows an algorithm.  A message's payload is written as its
+attrs fields, in place of ``payload``; the reader checks each line against
+the event classes of :mod:`om_actors.events` and, for a message, against
+the payload class of the algorithm the logged scenario names -- one
+description of every line, not a writer's and a reader's.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import IO, Any, Union, cast, get_args
+from typing import IO, Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 import attrs
 import structlog
 
-from .errors import LogError
+from .algorithm import Algorithm
+from .errors import LogError, OmActorsError
 from .events import SCHEMA, Event, RoundEnded
+
+try:
+    from .events import Kind
+except ImportError:  # TEMPORARY until events.py has Kind (see /tmp/seam/NOTES.md)
+
+    @attrs.frozen
+    class Kind:  # type: ignore[no-redef]
+        text: str
+        minimum: int | None = None
+
+
+from .registry import DEFAULT_ALGORITHM, algorithm_named
 
 LogTarget = Union[str, "os.PathLike[str]", IO[bytes], "structlog.typing.BindableLogger"]
 """Where a log goes: a file name, a binary file the caller opened, or a structlog logger."""
 
+PAYLOAD = "payload"
+"""The event field whose value, the algorithm's message, is written as its own fields instead."""
 
-_FIELD_NAMES = {cls: tuple(field.name for field in attrs.fields(cls)) for cls in get_args(Event)}
+
+@attrs.frozen
+class _Slot:
+    """One field of an event class, as the writer lays it out."""
+
+    name: str
+    optional: bool
+    """Left out of the line when ``None``: the field defaults to ``None``."""
 
 
-_OMITTED_WHEN_UNSET = frozenset({"instance", "mode", "messages_logged", "delivered", "undelivered"})
+def _slots(cls: type) -> tuple[_Slot, ...]:
+    return tuple(_Slot(field.name, field.default is None) for field in attrs.fields(cls))
+
+
+_SLOTS = {cls: _slots(cls) for cls in get_args(Event)}
 
 
 def event_fields(event: Event) -> dict[str, Any]:
     """An event as the plain fields a log line holds.
 
-    ``instance`` and ``mode`` are left out when they are ``None``: a
-    single-instance, per-message run's log looks as if neither existed.
+    A field that defaults to ``None`` (``instance``, ``mode``, ``public``,
+    ``delivered``...) is left out while it is ``None``: a single-instance,
+    per-message run's log looks as if none of them existed.  The payload
+    is written as its own fields, a reason as its text.
     """
-    fields = {"event": event.name}
-    for name in _FIELD_NAMES[type(event)]:
-        value = getattr(event, name)
-        if value is not None or name not in _OMITTED_WHEN_UNSET:
-            fields[name] = value
+    fields: dict[str, Any] = {"event": event.name}
+    for slot in _SLOTS[type(event)]:
+        value = getattr(event, slot.name)
+        if value is None and slot.optional:
+            continue
+        if slot.name == PAYLOAD:
+            fields.update(payload_fields(value))
+        elif isinstance(value, enum.Enum):
+            fields[slot.name] = reason_text(value)
+        else:
+            fields[slot.name] = value
     return fields
+
+
+def payload_fields(payload: object) -> dict[str, Any]:
+    """A message's payload as the fields its line holds: its attrs fields, in order.
+
+    The algorithm's own :meth:`~om_actors.algorithm.Algorithm.payload_fields`
+    does the same; the writer reads the fields directly so that writing a
+    log needs no registry.  A payload that is no attrs instance at all is
+    written whole, as ``payload``.
+    """
+    cls = type(payload)
+    if cls not in _PAYLOAD_NAMES:
+        _PAYLOAD_NAMES[cls] = tuple(field.name for field in attrs.fields(cls)) if attrs.has(cls) else None
+    names = _PAYLOAD_NAMES[cls]
+    if names is None:
+        return {PAYLOAD: payload}
+    return {name: getattr(payload, name) for name in names}
+
+
+_PAYLOAD_NAMES: dict[type, tuple[str, ...] | None] = {}
+"""Each payload class's field names, looked up once: the writer meets every message of a run."""
+
+
+def reason_text(reason: enum.Enum) -> str:
+    """A rejection reason as the log writes it: the text of a string-valued enum."""
+    return reason.value if isinstance(reason.value, str) else str(reason)
 
 
 def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -139,11 +209,21 @@ def open_log(target: LogTarget | None) -> Iterator[Callable[[Event], None] | Non
 
 @attrs.frozen
 class LogLine:
-    """One event read back from a log, with the line it stood on."""
+    """One event read back from a log, with the line it stood on.
+
+    For a message line, ``payload`` is the algorithm's message rebuilt from
+    the line's fields -- a traitor's garbage included, for the algorithm to
+    judge -- and ``path`` the path the algorithm says it travelled (its
+    :meth:`~om_actors.algorithm.Algorithm.path_of`), with any lists in it
+    made tuples so it can be a key.  A ``strategy.failed`` line has the
+    ``path`` of the message it failed to send.  Both are ``None`` otherwise.
+    """
 
     number: int
     fields: dict[str, Any]
     raw: bytes
+    payload: object = None
+    path: object = None
 
     @property
     def event(self) -> str:
@@ -151,104 +231,170 @@ class LogLine:
         return name
 
 
-def _is_id(value: object) -> bool:
+_Check = Callable[[object], bool]
+
+
+@attrs.frozen
+class _Rule:
+    """What one field of a log line must be: derived from an attrs field and its type."""
+
+    name: str
+    required: bool
+    check: _Check
+    kind: str
+
+
+def rules_of(cls: type) -> tuple[_Rule, ...]:
+    """What each field of the attrs class ``cls`` must be in a log line, from its type hints.
+
+    A field that defaults to ``None`` may be left out, and must not be
+    ``null`` when it is there (the writer leaves it out instead).  An
+    :class:`~om_actors.events.Kind` in a field's ``Annotated`` type gives
+    the words for errors and a lower bound; without one the words come from
+    the type.  A payload class whose hints cannot be resolved has its
+    fields taken as anything: judging them is its algorithm's job.
+    """
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # an application's payload class, annotated any way it likes
+        hints = {}
+    found = []
+    for field in attrs.fields(cls):
+        optional = field.default is None
+        hint = hints.get(field.name, object)
+        check, kind = _checker(_without_none(hint) if optional else hint)
+        found.append(_Rule(field.name, not optional, check, kind))
+    return tuple(found)
+
+
+def _without_none(hint: object) -> object:
+    if get_origin(hint) in _UNIONS:
+        rest = tuple(arg for arg in get_args(hint) if arg is not type(None))
+        return rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007 -- a Union built at run time
+    return hint
+
+
+_UNIONS = (Union, types.UnionType)
+
+
+def _checker(hint: object) -> tuple[_Check, str]:
+    """A check for a JSON value and the words for what it expects, from a type hint."""
+    if get_origin(hint) is Annotated:
+        base, *extras = get_args(hint)
+        check, text = _checker(base)
+        for kind in extras:
+            if isinstance(kind, Kind):
+                text = kind.text
+                if kind.minimum is not None:
+                    check = _at_least(check, kind.minimum)
+        return check, text
+    return _plain_checker(hint)
+
+
+def _plain_checker(hint: object) -> tuple[_Check, str]:
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is bool:
+        return _is_bool, "true or false"
+    if hint is int:
+        return _is_int, "an integer"
+    if hint is float:
+        return _is_number, "a number"
+    if hint is str or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+        return _is_text, "a string"
+    if origin is Literal:
+        allowed = frozenset((type(arg), arg) for arg in args)
+        return (lambda value: (type(value), value) in allowed), _either(json.dumps(arg) for arg in args)
+    if origin in _UNIONS:
+        return _union_checker(args)
+    if hint is dict or origin in (dict, Mapping):
+        return _is_object, "an object"
+    if hint in (tuple, list) or origin in (tuple, list, Sequence):
+        return _list_checker(args)
+    return _is_anything, "anything"
+
+
+def _union_checker(args: tuple[object, ...]) -> tuple[_Check, str]:
+    members = [_checker(arg) for arg in args if arg is not type(None)]
+    nullable = type(None) in args
+    checks = [check for check, _ in members]
+
+    def check(value: object) -> bool:
+        return (nullable and value is None) or any(member(value) for member in checks)
+
+    return check, _either([*(text for _, text in members), *(["null"] if nullable else [])])
+
+
+def _list_checker(args: tuple[object, ...]) -> tuple[_Check, str]:
+    """A JSON list, for ``tuple[X, ...]``, ``list[X]`` and ``Sequence[X]``: each item checked as ``X``."""
+    items = args[0] if len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis) else object
+    if items is object or items is Any:
+        return _is_list, "a list"
+    check, _ = _checker(items)
+    return (lambda value: isinstance(value, list) and all(map(check, value))), (
+        f"a list of {_PLURALS.get(items, 'items of one kind')}"
+    )
+
+
+_PLURALS: dict[object, str] = {
+    int: "integers",
+    str: "strings",
+    bool: "true or false values",
+    float: "numbers",
+}
+
+
+def _either(texts: typing.Iterable[str]) -> str:
+    """``"true or false"`` and ``"null"`` as ``"true, false or null"``."""
+    words = [word for text in texts for word in text.split(" or ")]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _at_least(check: _Check, low: int) -> _Check:
+    return lambda value: check(value) and cast(int, value) >= low
+
+
+def _is_int(value: object) -> bool:
     return type(value) is int
 
 
-def _is_count(value: object) -> bool:
-    return type(value) is int and value >= 0
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float)
 
 
-def _is_list(value: object) -> bool:
-    return isinstance(value, list)
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
 
 
 def _is_text(value: object) -> bool:
     return isinstance(value, str)
 
 
-def _is_flag(value: object) -> bool:
-    return isinstance(value, bool)
+def _is_object(value: object) -> bool:
+    return isinstance(value, dict)
 
 
-def _is_flag_or_null(value: object) -> bool:
-    return value is None or isinstance(value, bool)
-
-
-def _is_ids(value: object) -> bool:
-    return isinstance(value, list) and all(type(item) is int for item in value)
-
-
-def _is_false(value: object) -> bool:
-    return value is False
+def _is_list(value: object) -> bool:
+    return isinstance(value, list)
 
 
 def _is_anything(value: object) -> bool:
     return True
 
 
-_Check = Callable[[object], bool]
-_MESSAGE: dict[str, tuple[_Check, str]] = {
-    "round": (_is_count, "a round number"),
-    "sender": (_is_id, "a general id"),
-    "receiver": (_is_id, "a general id"),
-    "path": (_is_list, "a list of general ids"),
-    "value": (_is_anything, "a value"),
+_EVENTS: dict[str, tuple[type, tuple[_Rule, ...]]] = {
+    cls.name: (cls, rules_of(cls)) for cls in get_args(Event)
 }
-FIELDS: dict[str, dict[str, tuple[_Check, str]]] = {
-    "run.start": {
-        "schema": (_is_count, "a schema number"),
-        "version": (_is_text, "a version string"),
-        "seed": (_is_id, "an integer"),
-        "scenario": (lambda v: isinstance(v, dict), "a scenario mapping"),
-    },
-    "message": _MESSAGE,
-    "message.rejected": {**_MESSAGE, "reason": (_is_text, "a reason")},
-    "strategy.failed": {
-        "round": (_is_count, "a round number"),
-        "general": (_is_id, "a general id"),
-        "path": (_is_list, "a list of general ids"),
-        "receiver": (_is_id, "a general id"),
-        "error": (_is_text, "an error text"),
-    },
-    "general.crashed": {
-        "round": (_is_count, "a round number"),
-        "general": (_is_id, "a general id"),
-    },
-    "round.end": {
-        "round": (_is_count, "a round number"),
-        "messages": (_is_count, "a message count"),
-        "rejected": (_is_count, "a message count"),
-        "timed_out": (_is_ids, "a list of general ids"),
-    },
-    "decision": {
-        "general": (_is_id, "a general id"),
-        "value": (_is_anything, "a value"),
-        "traitor": (_is_flag, "true or false"),
-    },
-    "verdict": {
-        "agreement": (_is_flag, "true or false"),
-        "validity": (_is_flag_or_null, "true, false or null"),
-        "success": (_is_flag, "true or false"),
-        "messages": (_is_count, "a message count"),
-        "rounds": (_is_count, "a round count"),
-    },
-}
-"""Every event a schema-1 log may hold, and what each of its fields must be."""
+"""Every event a log may hold, by name, with what each of its fields must be."""
 
-OPTIONAL_FIELDS: dict[str, dict[str, tuple[_Check, str]]] = {
-    "run.start": {
-        "mode": (lambda v: v == "batched", '"batched"'),
-        "messages_logged": (_is_flag, "true or false"),
-    },
-    "message": {"delivered": (_is_false, "false (a message that arrived has no 'delivered')")},
-    "round.end": {"undelivered": (_is_count, "a message count")},
-}
-"""Fields an event may leave out, and what each must be when it is there.
 
-``instance`` is not here: whether a line may carry one depends on the
-scenario, which replay checks.
-"""
+@functools.cache
+def _message_rules(event: str, payload: type) -> tuple[_Rule, ...]:
+    """An event's rules with ``payload`` replaced, in place, by the rules of the payload class's fields."""
+    found: list[_Rule] = []
+    for rule in _EVENTS[event][1]:
+        found.extend(rules_of(payload) if rule.name == PAYLOAD else (rule,))
+    return tuple(found)
+
 
 MAX_LINE_BYTES = 16 * 2**20
 """The longest line a reader accepts.  om_actors writes lines of a few hundred
@@ -269,19 +415,21 @@ def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
     megabytes costs memory only for what the caller keeps.  Raises
     :class:`LogError`, naming the line, for anything that is not a whole,
     well-formed log of a known schema -- including one that stops before its
-    ``verdict``.
+    ``verdict``, and one whose scenario names an algorithm this program has
+    not registered, since its messages cannot be read without it.
     """
     source = os.fspath(path)
     try:
         file = open(path, "rb")  # noqa: SIM115 -- closed below, after the generator's last line
     except OSError as exc:
         raise LogError(source, None, f"cannot read the log: {exc.strerror or exc}") from None
+    reader = _Reader(source)
     last: LogLine | None = None
     with file:
         for number, raw in enumerate(iter(partial(file.readline, MAX_LINE_BYTES + 1), b""), start=1):
             if len(raw) > MAX_LINE_BYTES:
                 raise LogError(source, number, f"a line longer than {MAX_LINE_BYTES:,} bytes: not a log line")
-            last = _parse(source, number, raw, first=last is None)
+            last = reader.parse(number, raw)
             yield last
     if last is None:
         raise LogError(source, None, "the log is empty: it has no run.start line")
@@ -289,25 +437,65 @@ def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
         raise LogError(source, last.number, "the log ends without a verdict: the run did not finish")
 
 
-def _parse(source: str, number: int, raw: bytes, *, first: bool) -> LogLine:
-    fields = _json(source, number, raw)
-    if not isinstance(fields, dict) or not isinstance(fields.get("event"), str):
-        raise LogError(source, number, f"not a log event (no 'event' name): {_excerpt(raw)}")
-    event = fields["event"]
-    if first and event != "run.start":
-        raise LogError(source, number, f"a log starts with run.start, not {event!r}")
-    if event not in FIELDS:
-        raise LogError(source, number, f"unknown event {event!r}")
-    if event == "run.start" and fields.get("schema") != SCHEMA:
-        raise LogError(source, number, _schema_problem(fields.get("schema")))
-    for name, (check, kind) in FIELDS[event].items():
-        if name not in fields:
-            raise LogError(source, number, f"{event} event without {name!r}")
-        _check_field(source, number, event, name, fields[name], check, kind)
-    for name, (check, kind) in OPTIONAL_FIELDS.get(event, {}).items():
-        if name in fields:
-            _check_field(source, number, event, name, fields[name], check, kind)
-    return LogLine(number, fields, raw)
+class _Reader:
+    """Checks one log's lines in order; the first, ``run.start``, says which algorithm's messages follow."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.algorithm: Algorithm | None = None
+
+    def parse(self, number: int, raw: bytes) -> LogLine:
+        source = self.source
+        fields = _json(source, number, raw)
+        if not isinstance(fields, dict) or not isinstance(fields.get("event"), str):
+            raise LogError(source, number, f"not a log event (no 'event' name): {_excerpt(raw)}")
+        event = fields["event"]
+        if self.algorithm is None and event != "run.start":
+            raise LogError(source, number, f"a log starts with run.start, not {event!r}")
+        if event not in _EVENTS:
+            raise LogError(source, number, f"unknown event {event!r}")
+        if event == "run.start" and fields.get("schema") != SCHEMA:
+            raise LogError(source, number, _schema_problem(fields.get("schema")))
+        cls, rules = _EVENTS[event]
+        algorithm = self.algorithm
+        carries = PAYLOAD in attrs.fields_dict(cls)
+        if carries:
+            assert algorithm is not None
+            rules = _message_rules(event, algorithm.payload)
+        for rule in rules:
+            if rule.name in fields:
+                _check_field(source, number, event, rule, fields[rule.name])
+            elif rule.required:
+                raise LogError(source, number, f"{event} event without {rule.name!r}")
+        if algorithm is None:
+            self.algorithm = _algorithm(source, number, fields["scenario"])
+        if carries:
+            assert algorithm is not None
+            payload = _payload(source, number, algorithm, fields)
+            return LogLine(number, fields, raw, payload, hashable(algorithm.path_of(payload)))
+        if "path" in attrs.fields_dict(cls):
+            return LogLine(number, fields, raw, path=hashable(fields["path"]))
+        return LogLine(number, fields, raw)
+
+
+def _algorithm(source: str, number: int, scenario: Mapping[str, Any]) -> Algorithm:
+    """The registered algorithm a logged scenario names: what its messages are."""
+    name = scenario.get("algorithm", DEFAULT_ALGORITHM)
+    if not isinstance(name, str):
+        raise LogError(
+            source, number, f"run.start holds a scenario whose algorithm is not a name: {_excerpt(name)}"
+        )
+    try:
+        return algorithm_named(name)
+    except OmActorsError as exc:
+        raise LogError(source, number, f"run.start holds a scenario of {exc}") from None
+
+
+def _payload(source: str, number: int, algorithm: Algorithm, fields: Mapping[str, Any]) -> object:
+    try:
+        return algorithm.payload_from_fields(fields)
+    except (TypeError, ValueError) as exc:
+        raise LogError(source, number, f"a message that is no {algorithm.title} message: {exc}") from None
 
 
 def _json(source: str, number: int, raw: bytes) -> Any:
@@ -347,17 +535,21 @@ def _nesting(value: object, raw: bytes) -> int:
     return deepest
 
 
-def _check_field(
-    source: str, number: int, event: str, name: str, value: object, check: _Check, kind: str
-) -> None:
-    if not check(value):
-        what = "malformed path" if name == "path" else f"malformed {name!r}"
-        raise LogError(source, number, f"{event} event with a {what}: expected {kind}, got {_excerpt(value)}")
+def _check_field(source: str, number: int, event: str, rule: _Rule, value: object) -> None:
+    if not rule.check(value):
+        what = "malformed path" if rule.name == "path" else f"malformed {rule.name!r}"
+        expected = f"expected {rule.kind}, got {_excerpt(value)}"
+        raise LogError(source, number, f"{event} event with a {what}: {expected}")
 
 
 def _schema_problem(schema: object) -> str:
     if type(schema) is int and schema > SCHEMA:
         return f"log schema {schema} is newer than this om_actors reads ({SCHEMA}): upgrade om_actors"
+    if schema == 1:
+        return (
+            f"log schema 1 is older than this om_actors reads ({SCHEMA}): it was written before scenarios "
+            "named their algorithm; run the scenario again with this version to get a log it can read"
+        )
     return f"unknown log schema {schema!r}: this om_actors reads schema {SCHEMA}"
 
 
@@ -366,21 +558,16 @@ def _excerpt(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def path_of(line: LogLine) -> tuple[Any, ...]:
-    """A logged path as the tuple the runtime sent, usable as a key whatever a traitor put in it.
+def hashable(value: object) -> object:
+    """A logged value usable as a key whatever a traitor put in it: lists and objects become tuples.
 
-    A forged path may hold lists or objects; they become tuples here, which
-    the protocol refuses as a malformed path just as it refused the original.
+    A forged path may hold lists or objects; as tuples the algorithm still
+    refuses it, just as it refused the original.
     """
-    path: Sequence[Any] = line.fields["path"]
-    return tuple(_hashable(step) for step in path)
-
-
-def _hashable(value: object) -> object:
-    if isinstance(value, list):
-        return tuple(_hashable(item) for item in value)
+    if isinstance(value, (list, tuple)):
+        return tuple(hashable(item) for item in value)
     if isinstance(value, dict):
-        return tuple((key, _hashable(item)) for key, item in value.items())
+        return tuple((key, hashable(item)) for key, item in value.items())
     return value
 
 
@@ -389,7 +576,9 @@ class Selection:
     """Filters over log events; an unset filter lets everything through.
 
     An event without the field a filter tests (a ``decision`` has no
-    ``sender``) does not match that filter.
+    ``sender``) does not match that filter.  ``path_prefix`` tests the path
+    a message's algorithm says it travelled (:attr:`LogLine.path`), so it
+    works for any algorithm whose messages have one.
     """
 
     round: int | None = None
@@ -406,7 +595,7 @@ class Selection:
             if wanted is not None and fields.get(key) != wanted:
                 return False
         if self.path_prefix is not None:
-            path = fields.get("path")
-            if not isinstance(path, list) or tuple(path[: len(self.path_prefix)]) != self.path_prefix:
+            path = line.path
+            if not isinstance(path, tuple) or path[: len(self.path_prefix)] != self.path_prefix:
                 return False
         return not self.events or line.event in self.events

@@ -1,14 +1,21 @@
-"""Rebuild a run from its log, and check the log against the protocol.
+"""Rebuild a run from its log, and check the log against the algorithm.
 
 A log records what was sent, so replaying it means feeding every logged
-message to a fresh :class:`~om_actors.protocol.General` per receiver -- the
-same core the run used -- and recomputing everything else: rejections,
-relays, decisions, the verdict.  Anything the log claims that the protocol
-does not reproduce is an inconsistency, reported with its line.
+message to a fresh core of the logged scenario's algorithm per general --
+the same cores the run used, built by
+:meth:`~om_actors.algorithm.Algorithm.general` -- and recomputing
+everything else: rejections, what loyal generals owed, decisions, the
+verdict.  Anything the log claims that the algorithm does not reproduce is
+an inconsistency, reported with its line.  Nothing here knows an
+algorithm's rules: each core's own schedule says what it owes in each
+round, and a loyal general's message is checked by composing it again, so
+a signed message is reproduced exactly, signatures and all.
 
-Checks happen a round at a time while the log streams past: a round's
-relays depend only on the rounds before it, so nothing needs the whole file
-in hand except the decisions, which need every received value anyway.
+Checks happen a round at a time while the log streams past: every core
+opens round ``r`` (as a runtime does) before round ``r``'s messages are
+fed, and at the round's ``round.end`` every loyal general's logged sends
+are held against what its core owed.  Only the decisions need the whole
+file.
 
 Nothing is lost silently.  A message the log marks ``"delivered": false``
 reached no one: it is not fed to its receiver, and those from loyal
@@ -26,36 +33,54 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from functools import partial
 from typing import Any
 
 import attrs
 import trio
 
+from .algorithm import Core, Outgoing, Verdict, combine, judge
 from .errors import LogError, OmActorsError, ScenarioError
 from .events import Event
-from .log import LogLine, path_of, read_log, render
+from .log import LogLine, hashable, json_fallback, read_log, reason_text, render
 from .orchestrator import Mode, simulate
-from .algorithm import Outgoing, Path, Verdict, combine, judge
-from .oral import OralGeneral as General
 from .scenario import Scenario, scenario_from_dict
 
 LogPath = str | os.PathLike[str]
 
+Key = tuple[int, int, object]
+"""A message to one general as replay finds it again: ``(instance, receiver, path)``."""
+
+
+@attrs.frozen
+class Cite:
+    """The message a loyal general's bad relay came from: what it received along ``path``.
+
+    :func:`replay_log` looks for it in a second pass over the log: ``value``
+    is what the general owed, so a message along ``path`` with that value is
+    the one it relayed wrongly.  ``said`` is the start of the sentence.
+    """
+
+    instance: int
+    receiver: int
+    path: object
+    value: object
+    said: str
+
 
 @attrs.frozen
 class Inconsistency:
-    """Something the log says that the protocol does not reproduce.
+    """Something the log says that the algorithm does not reproduce.
 
-    ``cites`` names a received message, ``(instance, receiver, path)``, that the
-    message refers to; :func:`replay` finds the line it stands on as
-    ``cited_line``, so a user sees both events of a bad relay.
+    ``cites`` names a received message that the message refers to;
+    :func:`replay_log` finds the line it stands on as ``cited_line``, so a
+    user sees both events of a bad relay.
     """
 
     line: int
     message: str
-    cites: tuple[int, int, Path] | None = None
+    cites: Cite | None = None
     cited_line: int | None = None
 
     def __str__(self) -> str:
@@ -86,8 +111,17 @@ class Crash:
 
 
 @attrs.frozen
-class _Sent:
+class Arrival:
+    """A message a general accepted, as the log has it: who sent it, what it said, on which line."""
+
+    sender: int
     value: object
+    line: int
+
+
+@attrs.frozen
+class _Sent:
+    payload: object
     line: int
 
 
@@ -102,28 +136,34 @@ class _Unexplained:
 
 
 class Reconstruction:
-    """Every general's state rebuilt from a log, and what the log claimed.
+    """Every general's core rebuilt from a log, and what the log claimed.
 
     Built by :func:`reconstruct`, which streams the log once; read by
     replay, which compares, and by explain, which shows one general's view.
-    States are kept per consensus instance: ``states[instance][general]``.
+    Cores are kept per consensus instance: ``states[instance][general]``.
+    ``arrivals`` holds what the generals in ``watching`` accepted, by
+    ``(instance, general, path)`` -- every general's when ``watching`` is
+    ``None`` -- and ``rejections`` why each refused message was refused.
     """
 
-    def __init__(self, source: str, start: LogLine) -> None:
+    def __init__(
+        self, source: str, start: LogLine, *, watching: Collection[tuple[int, int]] | None = None
+    ) -> None:
         self.source = source
         if _summary_only(start):
             raise LogError(source, start.number, SUMMARY_ONLY)
         self.scenario = _scenario(source, start)
+        self.rules = self.scenario.rules
         self.instances = self.scenario.effective_instances
         self.tagged = len(self.instances) > 1
-        self.states = [
-            {
-                g: General(self.scenario.setup_for(instance), g, instance.order)
-                for g in range(self.scenario.generals)
-            }
-            for instance in self.instances
+        self.rounds = self.scenario.rounds
+        self.watching = watching
+        self.states: list[dict[int, Core]] = [
+            {g: self.rules.general(setup, g, instance.order) for g in range(self.scenario.generals)}
+            for setup, instance in zip(self.scenario.setups, self.instances)
         ]
-        self.rejections: dict[tuple[int, int, Path], str] = {}
+        self.arrivals: dict[Key, Arrival] = {}
+        self.rejections: dict[Key, str] = {}
         self.messages = 0
         self.messages_by_instance = [0] * len(self.instances)
         self.inconsistencies: list[Inconsistency] = []
@@ -140,13 +180,19 @@ class Reconstruction:
         self._unexplained: list[_Unexplained] = []
         # (general, round) -> messages missing from a general the round's timeout cut off.
         self._cut_off: Counter[tuple[int, int]] = Counter()
-        # This round only: (instance, sender) -> {(path, receiver): what was sent}
-        self._round_sent: dict[tuple[int, int], dict[tuple[Path, int], _Sent]] = defaultdict(dict)
-        # This round only: (instance, sender, receiver, path as JSON) -> [(reason, line)]
-        self._computed_rejections: dict[tuple[int, int, int, str], list[tuple[str, int]]] = defaultdict(list)
-        self._logged_rejections: dict[tuple[int, int, int, str], list[tuple[str, int]]] = defaultdict(list)
+        # This round only: (instance, loyal general) -> what its core owes.
+        self._owed: dict[tuple[int, int], list[Outgoing]] = {}
+        # This round only: (instance, sender) -> {(receiver, path): what was sent}
+        self._round_sent: dict[tuple[int, int], dict[tuple[int, object], _Sent]] = defaultdict(dict)
+        # This round only: (instance, sender, receiver, path) -> [(reason, line)]
+        self._computed_rejections: dict[tuple[int, int, int, object], list[tuple[str, int]]] = defaultdict(
+            list
+        )
+        self._logged_rejections: dict[tuple[int, int, int, object], list[tuple[str, int]]] = defaultdict(list)
         self._round_count = 0
         self._round_undelivered = 0
+        self._check_public(start)
+        self._open(1)
 
     @property
     def traitors(self) -> frozenset[int]:
@@ -159,7 +205,7 @@ class Reconstruction:
             for general, round in sorted(self.crashed.items())
         )
 
-    def state(self, general: int, instance: int = 0) -> General:
+    def state(self, general: int, instance: int = 0) -> Core:
         return self.states[instance][general]
 
     def feed(self, line: LogLine) -> None:
@@ -167,8 +213,25 @@ class Reconstruction:
         if handler is not None:
             handler(line)
 
-    def _flag(self, line: int, message: str, cites: tuple[int, int, Path] | None = None) -> None:
+    def _flag(self, line: int, message: str, cites: Cite | None = None) -> None:
         self.inconsistencies.append(Inconsistency(line, message, cites))
+
+    def _open(self, round: int) -> None:
+        """Open ``round`` in every core, as a runtime does before the round's messages arrive."""
+        for instance, states in enumerate(self.states):
+            for general, core in states.items():
+                if general in self.traitors:
+                    core.offers(round)
+                else:
+                    self._owed[(instance, general)] = core.outbox(round)
+
+    def _check_public(self, start: LogLine) -> None:
+        """What run.start publishes -- SM's public keys -- must be what the algorithm publishes for it."""
+        published = self.rules.record(self.scenario.setup) or None
+        computed = json.loads(json.dumps(published, default=json_fallback))
+        logged = start.fields.get("public")
+        if logged != computed:
+            self._flag(start.number, _public_mismatch(self.scenario.title, logged, computed))
 
     def _instance(self, line: LogLine) -> int | None:
         """The event's instance index, or ``None`` (flagged) when it cannot be one of this run's."""
@@ -186,42 +249,62 @@ class Reconstruction:
     def _loyal(self, general: int) -> bool:
         return 0 <= general < self.scenario.generals and general not in self.traitors
 
+    def _in_run(self, line: LogLine, role: str, general: int) -> bool:
+        if 0 <= general < self.scenario.generals:
+            return True
+        self._flag(
+            line.number,
+            f"message {role} general {general}, who is not in a {self.scenario.generals}-general run",
+        )
+        return False
+
+    def _in_round(self, line: LogLine) -> bool:
+        """Whether the message belongs to the round under way: the only one its receiver can take."""
+        round, under_way = line.fields["round"], self.rounds_ended + 1
+        if round == under_way and under_way <= self.rounds:
+            return True
+        where = f"round {under_way} is under way" if under_way <= self.rounds else "the last round ended"
+        self._flag(line.number, f"message of round {round} logged where {where}")
+        return False
+
     def _on_message(self, line: LogLine) -> None:
         fields = line.fields
-        path, receiver, sender = path_of(line), fields["receiver"], fields["sender"]
+        receiver, sender = fields["receiver"], fields["sender"]
         self.messages += 1
         self._round_count += 1
         instance = self._instance(line)
         if instance is None:
             return
         self.messages_by_instance[instance] += 1
-        states = self.states[instance]
-        if receiver not in states:
-            self._flag(
-                line.number, f"message to general {receiver}, who is not in a {len(states)}-general run"
-            )
+        if not (
+            self._in_run(line, "to", receiver) and self._in_run(line, "from", sender) and self._in_round(line)
+        ):
             return
         if fields.get("delivered", True) is False:
             self._round_undelivered += self._loyal(sender)
         else:
-            self._deliver(line, instance, path)
+            self._deliver(line, instance)
         if self._loyal(sender):
             sent = self._round_sent[(instance, sender)]
-            if (path, receiver) in sent:
-                self._flag(line.number, f"loyal general {sender} sent {_show(path)} to {receiver} twice")
-            sent[(path, receiver)] = _Sent(fields["value"], line.number)
+            if (receiver, line.path) in sent:
+                self._flag(line.number, f"loyal general {sender} sent {_show(line.path)} to {receiver} twice")
+            sent[(receiver, line.path)] = _Sent(line.payload, line.number)
 
-    def _deliver(self, line: LogLine, instance: int, path: Path) -> None:
-        """Hand a message that arrived to its receiver, and note the rejection the protocol computes."""
+    def _deliver(self, line: LogLine, instance: int) -> None:
+        """Hand a message that arrived to its receiver, and note the rejection the core computes."""
         fields = line.fields
         receiver, sender = fields["receiver"], fields["sender"]
         rejection = self.states[instance][receiver].receive(
-            sender=sender, round=fields["round"], path=path, value=fields["value"]
+            sender=sender, round=fields["round"], payload=line.payload
         )
-        if rejection is not None:
-            self.rejections[(instance, receiver, path)] = rejection.reason
-            key = (instance, sender, receiver, json.dumps(fields["path"]))
-            self._computed_rejections[key].append((rejection.reason, line.number))
+        key = (instance, receiver, line.path)
+        if rejection is None:
+            if self.watching is None or (instance, receiver) in self.watching:
+                self.arrivals.setdefault(key, Arrival(sender, self.rules.value_of(line.payload), line.number))
+            return
+        reason = reason_text(rejection)
+        self.rejections[key] = reason
+        self._computed_rejections[(instance, sender, receiver, line.path)].append((reason, line.number))
 
     def _on_general_crashed(self, line: LogLine) -> None:
         general, round = line.fields["general"], line.fields["round"]
@@ -229,11 +312,10 @@ class Reconstruction:
             self._flag(
                 line.number, f"general {general} crashed, but this is a {self.scenario.generals}-general run"
             )
-        elif not 1 <= round <= self.scenario.m + 1:
+        elif not 1 <= round <= self.rounds:
             self._flag(
                 line.number,
-                f"general {general} crashed in round {round}, "
-                f"but this run has rounds 1 to {self.scenario.m + 1}",
+                f"general {general} crashed in round {round}, but this run has rounds 1 to {self.rounds}",
             )
         elif general in self.crashed:
             self._flag(
@@ -246,7 +328,7 @@ class Reconstruction:
         instance = self._instance(line)
         if instance is not None:
             fields = line.fields
-            key = (instance, fields["sender"], fields["receiver"], json.dumps(fields["path"]))
+            key = (instance, fields["sender"], fields["receiver"], line.path)
             self._logged_rejections[key].append((fields["reason"], line.number))
 
     def _on_round_end(self, line: LogLine) -> None:
@@ -267,21 +349,23 @@ class Reconstruction:
         self.undelivered += self._round_undelivered
         self._check_rejections(round)
         for instance in range(len(self.instances)):
-            self._check_relays(instance, round, line, cut_off=set(line.fields["timed_out"]))
+            self._check_sends(instance, round, line, cut_off=set(line.fields["timed_out"]))
         self._round_sent.clear()
         self._computed_rejections.clear()
         self._logged_rejections.clear()
         self._round_count = 0
         self._round_undelivered = 0
         self.rounds_ended = round
+        if round < self.rounds:
+            self._open(round + 1)
 
     def _check_round_order(self, line: LogLine) -> None:
-        """Rounds end one after the other, 1 to m + 1: anything else is no run of this scenario.
+        """Rounds end one after the other, 1 to the last: anything else is no run of this scenario.
 
         Refused outright rather than flagged, since checking a round the
-        scenario does not have would mean computing relays it never owed.
+        scenario does not have would mean computing sends it never owed.
         """
-        round, last = line.fields["round"], self.scenario.m + 1
+        round, last = line.fields["round"], self.rounds
         if self.rounds_ended == last:
             raise LogError(
                 self.source, line.number, f"round.end for round {round} after the last round, {last}"
@@ -321,24 +405,50 @@ class Reconstruction:
                 else:  # a receiver that crashed never got to record the rejections it computed
                     self._unexplained.append(_Unexplained(receiver, round, found, message=False))
 
-    def _check_relays(self, instance: int, round: int, end: LogLine, *, cut_off: set[int]) -> None:
-        for general, state in self.states[instance].items():
+    def _check_sends(self, instance: int, round: int, end: LogLine, *, cut_off: set[int]) -> None:
+        """Every loyal general's logged sends of the round against what its core owed, message for message."""
+        path_of = self.rules.path_of
+        for general, core in self.states[instance].items():
             if general in self.traitors:
                 continue
             sent = self._round_sent.get((instance, general), {})
-            for owed in state.outbox(round):
-                got = sent.pop((owed.path, owed.receiver), None)
+            for owed in self._owed.pop((instance, general), []):
+                payload = core.compose(owed, owed.path, owed.value)
+                got = sent.pop((owed.receiver, hashable(path_of(payload))), None)
                 if got is None:
                     self._owed_but_missing(general, round, end, owed, cut_off=general in cut_off)
-                elif got.value != owed.value:
-                    source = owed.path[:-1]
-                    cites = (instance, general, source) if source in state.received else None
-                    self._flag(got.line, _misrelay(state, owed.path, owed.receiver, got.value), cites)
-            for (path, receiver), extra in sent.items():
+                elif got.payload != payload:
+                    self._misrelay(instance, core, owed, payload, got)
+            for (receiver, path), extra in sent.items():
                 self._flag(
                     extra.line,
                     f"loyal general {general} sent {_show(path)} to {receiver}, which it did not owe",
                 )
+
+    def _misrelay(self, instance: int, core: Core, owed: Outgoing, payload: object, got: _Sent) -> None:
+        """A loyal general's message that is not the one it owed: say what differs, and where it came from."""
+        value_of = self.rules.value_of
+        sent, due = value_of(got.payload), value_of(payload)
+        general, receiver, path = core.me, owed.receiver, owed.path
+        if sent != due:
+            if general == core.setup.commander and due == core.order:
+                text = f'the loyal commander sent "{sent}" to {receiver}, but its order is "{due}"'
+                self._flag(got.line, text)
+                return
+            source = path[:-1]
+            verb = "relayed" if source else "sent"
+            said = f'loyal general {general} {verb} "{sent}" along {_show(path)} to {receiver}'
+            cite = Cite(instance, general, source, due, said) if source else None
+            self._flag(got.line, f'{said}, but it owed "{due}"', cite)
+            return
+        name, logged, computed = _first_field(
+            self.rules.payload_fields(got.payload), self.rules.payload_fields(payload)
+        )
+        self._flag(
+            got.line,
+            f"loyal general {general} sent {_show(path)} to {receiver} with {name} {_excerpt(logged)}, "
+            f"but the message it owed has {_excerpt(computed)}",
+        )
 
     def _owed_but_missing(
         self, general: int, round: int, end: LogLine, owed: Outgoing, *, cut_off: bool
@@ -349,7 +459,7 @@ class Reconstruction:
         elif cut_off:
             self._cut_off[(general, round)] += 1
         else:
-            found = Inconsistency(end.number, _missing(general, round, owed.path, owed.receiver, owed.value))
+            found = Inconsistency(end.number, _missing(general, round, owed))
             self._unexplained.append(_Unexplained(general, round, found, message=True))
 
     def _crashed_by(self, general: int, round: int) -> bool:
@@ -372,20 +482,25 @@ class Reconstruction:
         """The checks that need the whole log: what crashes explain, decisions and the verdicts.
 
         A general that crashed decides nothing, and counts as neither loyal
-        nor traitor, as in the run that wrote the log.
+        nor traitor, as in the run that wrote the log.  A log that stops
+        before its last ``round.end`` is flagged, and its cores are taken
+        through the rounds left without messages, so they can still decide.
         """
         self._settle_crashes()
-        if self.rounds_ended < self.scenario.m + 1:
+        if self.rounds_ended < self.rounds:
             last = self.verdicts.get(None)
             self._flag(
                 last.number if last else 0, f"the log has no round.end for round {self.rounds_ended + 1}"
             )
+            for round in range(self.rounds_ended + 2, self.rounds + 1):
+                self._open(round)
+            self._owed.clear()
         verdicts = []
         for instance, states in enumerate(self.states):
-            decided = {g: state.decide() for g, state in states.items() if g not in self.crashed}
+            decided = {g: core.decide() for g, core in states.items() if g not in self.crashed}
             self._check_decisions(instance, decided)
             loyal = {g: decided[g] for g in self.scenario.loyal if g not in self.crashed}
-            setup = self.scenario.setup_for(self.instances[instance])
+            setup = self.scenario.setup_for(instance)
             verdict = judge(setup, loyal, loyal=loyal, order=self.instances[instance].order)
             verdicts.append(verdict)
             if self.tagged:
@@ -420,7 +535,7 @@ class Reconstruction:
             "validity": verdict.validity,
             "success": verdict.success,
             "messages": messages,
-            "rounds": self.scenario.m + 1,
+            "rounds": self.rounds,
         }
         for key, value in computed.items():
             if line.fields[key] != value:
@@ -428,17 +543,6 @@ class Reconstruction:
                 self._flag(
                     line.number, f"the verdict says {key} {logged}, replay computes {json.dumps(value)}"
                 )
-
-
-def _misrelay(state: General, path: Path, receiver: int, value: object) -> str:
-    if state.me == state.setup.commander:
-        return f'the loyal commander sent "{value}" to {receiver}, but its order is "{state.order}"'
-    source = path[:-1]
-    if source in state.received:
-        held = f'it received "{state.received[source]}" for {_show(source)}'
-    else:
-        held = f'it never received {_show(source)}, so it owed the default "{state.setup.default}"'
-    return f'loyal general {state.me} relayed "{value}" along {_show(path)} to {receiver}, but {held}'
 
 
 def _scenario(source: str, start: LogLine, *, import_strategies: bool = False) -> Scenario:
@@ -463,32 +567,83 @@ def _scenario(source: str, start: LogLine, *, import_strategies: bool = False) -
 
 
 def _show(path: object) -> str:
-    return json.dumps(list(path) if isinstance(path, tuple) else path)
+    return json.dumps(path, default=json_fallback)
+
+
+def _excerpt(value: object) -> str:
+    text = json.dumps(value, default=json_fallback)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_MISSING = object()
+
+
+def _difference(logged: object, computed: object, where: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Where two JSON values first differ, as the keys that lead there."""
+    if isinstance(logged, dict) and isinstance(computed, dict):
+        for key in sorted(logged.keys() | computed.keys()):
+            if logged.get(key, _MISSING) != computed.get(key, _MISSING):
+                return _difference(logged.get(key, _MISSING), computed.get(key, _MISSING), (*where, key))
+    return where
+
+
+def _at(value: object, where: tuple[str, ...]) -> object:
+    for key in where:
+        value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+    return value
+
+
+def _public_mismatch(title: str, logged: object, computed: object) -> str:
+    where = _difference(logged, computed)
+
+    def shown(value: object) -> str:
+        return "nothing" if value is _MISSING or value is None else _excerpt(value)
+
+    name = ".".join(["public", *where])
+    return (
+        f"run.start has {name} {shown(_at(logged, where))}, but {title} publishes "
+        f"{shown(_at(computed, where))} for this scenario and seed"
+    )
+
+
+def _first_field(logged: dict[str, object], computed: dict[str, object]) -> tuple[str, object, object]:
+    """The first field in which two payloads differ; in a list, the first item that differs."""
+    name = next(name for name in computed if logged.get(name) != computed[name])
+    mine, theirs = logged.get(name), computed[name]
+    if isinstance(mine, tuple) and isinstance(theirs, tuple) and len(mine) == len(theirs):
+        index = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+        return f"{name}[{index}]", mine[index], theirs[index]
+    return name, mine, theirs
 
 
 def _rejection_mismatch(
-    sender: int, receiver: int, path: str, computed: list[tuple[str, int]], logged: list[tuple[str, int]]
+    sender: int, receiver: int, path: object, computed: list[tuple[str, int]], logged: list[tuple[str, int]]
 ) -> str:
     def verdict(rejections: list[tuple[str, int]]) -> str:
         return "rejected for " + "; ".join(r for r, _ in rejections) if rejections else "accepted"
 
+    along = f" along {_show(path)}" if path != () else ""
     return (
-        f"general {receiver}, message along {path} from {sender}: the log says {verdict(logged)}, "
+        f"general {receiver}, message{along} from {sender}: the log says {verdict(logged)}, "
         f"the protocol says {verdict(computed)}"
     )
 
 
-def _missing(general: int, round: int, path: Path, receiver: int, value: str) -> str:
+def _missing(general: int, round: int, owed: Outgoing) -> str:
     return (
-        f'loyal general {general} owed "{value}" along {_show(path)} to {receiver} in round {round}, '
-        "but the log has no such message"
+        f'loyal general {general} owed "{owed.value}" along {_show(owed.path)} to {owed.receiver} '
+        f"in round {round}, but the log has no such message"
     )
 
 
-def reconstruct(path: LogPath) -> Reconstruction:
-    """Stream the log at ``path`` once and rebuild every general from it."""
+def reconstruct(path: LogPath, *, watching: Collection[tuple[int, int]] | None = None) -> Reconstruction:
+    """Stream the log at ``path`` once and rebuild every general from it.
+
+    ``watching`` limits whose arrivals are kept, as ``(instance, general)``
+    pairs (explain needs one general's; replay none); ``None`` keeps all.
+    """
     lines = read_log(path)
-    reconstruction = Reconstruction(os.fspath(path), next(lines))
+    reconstruction = Reconstruction(os.fspath(path), next(lines), watching=watching)
     for line in lines:
         reconstruction.feed(line)
     reconstruction.finish()
@@ -545,33 +700,57 @@ class ReplayReport:
 
 
 def replay_log(path: LogPath) -> ReplayReport:
-    """Recompute a logged run with the protocol core and compare.
+    """Recompute a logged run with its algorithm's cores and compare.
 
     Raises :class:`LogError` for a log that cannot be read at all.
     """
     if _summary_only(next(read_log(path))):
         return ReplayReport(0, (), summary_only=True)
-    reconstruction = reconstruct(path)
+    reconstruction = reconstruct(path, watching=())
     found = sorted(reconstruction.inconsistencies, key=lambda i: i.line)
     return ReplayReport(
         reconstruction.messages,
-        tuple(_with_cited_lines(path, found)),
+        tuple(_with_cited_lines(path, reconstruction, found)),
         undelivered=reconstruction.undelivered,
         crashes=reconstruction.crashes(),
     )
 
 
-def _with_cited_lines(path: LogPath, found: list[Inconsistency]) -> list[Inconsistency]:
-    """Fill in ``cited_line`` with a second pass, rather than keep a line per message."""
-    wanted = {i.cites for i in found if i.cites is not None}
-    lines: dict[tuple[int, int, Path], int] = {}
+def _with_cited_lines(
+    path: LogPath, reconstruction: Reconstruction, found: list[Inconsistency]
+) -> list[Inconsistency]:
+    """Say where each bad relay came from, with a second pass, rather than keep every message in hand."""
+    wanted = {(c.instance, c.receiver, c.path) for i in found if (c := i.cites) is not None}
+    arrived: dict[Key, list[tuple[object, int]]] = defaultdict(list)
     if wanted:
+        value_of = reconstruction.rules.value_of
         for line in read_log(path):
-            if line.event == "message":
-                key = (line.fields.get("instance") or 0, line.fields["receiver"], path_of(line))
+            if line.event == "message" and line.fields.get("delivered", True) is not False:
+                key = (line.fields.get("instance") or 0, line.fields["receiver"], line.path)
                 if key in wanted:
-                    lines.setdefault(key, line.number)
-    return [attrs.evolve(i, cited_line=lines.get(i.cites)) if i.cites else i for i in found]
+                    arrived[key].append((value_of(line.payload), line.number))
+    return [_cited(i, i.cites, arrived, reconstruction) if i.cites else i for i in found]
+
+
+def _cited(
+    found: Inconsistency,
+    cite: Cite,
+    arrived: dict[Key, list[tuple[object, int]]],
+    reconstruction: Reconstruction,
+) -> Inconsistency:
+    """The relay's sentence finished by what its general had received along the path it relayed."""
+    along = arrived.get((cite.instance, cite.receiver, cite.path), [])
+    match = next((number for value, number in along if value == cite.value), None)
+    if match is not None:
+        text = f'{cite.said}, but it received "{cite.value}" for {_show(cite.path)}'
+        return attrs.evolve(found, message=text, cited_line=match)
+    if along:
+        return found
+    default = reconstruction.scenario.setup_for(cite.instance).default
+    owed = f'the default "{cite.value}"' if cite.value == default else f'"{cite.value}"'
+    return attrs.evolve(
+        found, message=f"{cite.said}, but it never received {_show(cite.path)}, so it owed {owed}"
+    )
 
 
 @attrs.frozen

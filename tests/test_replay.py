@@ -34,7 +34,7 @@ from om_actors import (
 )
 from om_actors.cli import main
 from om_actors.explain import View, explain
-from om_actors.protocol import Path as Route
+from om_actors.algorithm import Path as Route
 from om_actors.replay import Crash, reconstruct
 
 ROOT = Path(__file__).parent.parent
@@ -162,8 +162,8 @@ def test_an_invented_rejection_is_caught(tmp_path: Path) -> None:
     ("damage", "error"),
     [
         (lambda text: text[:-30], ":168: the last line is cut off: the run did not finish"),
-        (lambda text: text.replace('"schema": 1', '"schema": 99', 1), ":1: log schema 99 is newer than this"),
-        (lambda text: text.replace('"schema": 1', '"schema": 0', 1), ":1: unknown log schema 0"),
+        (lambda text: text.replace('"schema": 2', '"schema": 99', 1), ":1: log schema 99 is newer than this"),
+        (lambda text: text.replace('"schema": 2', '"schema": 0', 1), ":1: unknown log schema 0"),
         (lambda text: "\n".join(text.splitlines()[1:]) + "\n",
          ":1: a log starts with run.start, not 'message'"),
         (lambda text: text.replace("\n", "\n}{garbage\n", 1), ":2: not a JSON line: }{garbage"),
