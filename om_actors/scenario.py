@@ -619,7 +619,7 @@ def _strategy_problems(
         return [
             ((*where, "value"), f"{_shown(spec.args['value'])} is not one of values {list(values)}", False)
         ]
-    if spec.strategy == "scripted" or cls is Scripted:
+    if issubclass(cls, Scripted):  # OM's, SM's, or any algorithm's that replays a script the same way
         found = script_problems(spec.args.get("messages"), context, values)
         return [((*where, *inner), text, False) for inner, text in found]
     return []
