@@ -24,9 +24,10 @@ from om_actors import Expect, Instance, Scenario, ScenarioError, StrategyError, 
 from om_actors.algorithm import Algorithm, Setup
 from om_actors.limits import MAX_SCENARIO_BYTES
 from om_actors.oral import ORAL_MESSAGES
+from om_actors.registry import algorithm_named
 from om_actors.scenario import DEFAULT_VALUES, SEVEN_GENERALS, scenario_from_dict
 from om_actors.signed import SIGNED_MESSAGES, Late, SignedScripted, SignedSplit
-from om_actors.strategies import Silent
+from om_actors.strategies import Silent, required_parameters
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -832,3 +833,21 @@ def test_an_algorithm_without_paths_has_its_own_bounds_and_strategies(echo: Algo
         "scenario: traitors.2.strategy: strategy 'flip' is OM(m)'s, not ECHO(m)'s: "
         "use one of loyal, silent, split, or module:Class"
     )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "name"),
+    [(rules.name, name) for rules in (ORAL_MESSAGES, SIGNED_MESSAGES) for name in sorted(rules.strategies())],
+)
+def test_every_built_in_strategy_builds_from_its_name_alone_or_says_what_it_needs(
+    algorithm: str, name: str
+) -> None:
+    cls = algorithm_named(algorithm).strategies()[name]
+    needed = required_parameters(cls)
+    if needed:
+        with pytest.raises(ScenarioError, match=f"traitors.1: strategy '{name}' needs argument"):
+            Scenario(algorithm=algorithm, generals=5, m=2, traitors={1: name})
+        return
+    scenario = Scenario(algorithm=algorithm, generals=5, m=2, traitors={1: name})
+    assert type(scenario.strategy_for(1)) is cls
+    assert scenario_from_dict(scenario.to_dict()) == scenario
