@@ -29,6 +29,7 @@ actors to check that the fast path and the real runtime agree.
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import itertools
 import math
@@ -298,13 +299,18 @@ def run_adversary(case: Case, traitors: Mapping[int, Strategy]) -> Outcome:
     asked: list[tuple[int, DecisionPoint, str, object]] = []
     recording = {t: _Recording(strategy, t, asked) for t, strategy in traitors.items()}
     run = run_lockstep(case.rules, case.setup, case.order, recording)
-    points = {t: set(case.rules.decision_points(case.setup, t)) for t in traitors}
     deviations = tuple(
         Deviation(t, point, loyal, sent)
         for t, point, loyal, sent in asked
-        if point in points[t] and sent != loyal
+        if sent != loyal and point in _decision_points(case, t)
     )
     return Outcome(run, deviations)
+
+
+@functools.lru_cache(maxsize=256)
+def _decision_points(case: Case, traitor: int) -> frozenset[DecisionPoint]:
+    """A traitor's decision points, worked out once per case rather than once per adversary."""
+    return frozenset(case.rules.decision_points(case.setup, traitor))
 
 
 def check_case(case: Case, adversary: Adversary, budget: int, seed: int = 0) -> CaseReport:
