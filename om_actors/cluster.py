@@ -65,6 +65,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from ._version import __version__
+from .accounting import Accounting
+from .algorithm import Algorithm
 from .errors import OmActorsError
 from .events import (
     SCHEMA,
@@ -72,14 +74,13 @@ from .events import (
     GeneralCrashed,
     MessageRejected,
     MessageSent,
-    RoundEnded,
     RunStarted,
     StrategyFailed,
 )
 from .limits import read_at_most, utf8_problem
 from .log import LogTarget, open_log
 from .node import DELIVERY_TIMEOUT, MAX_ADDRESS, Node, Peer, control_headers, public_text, verify
-from .orchestrator import conclusion, event_order, unwrapped
+from .orchestrator import unwrapped
 from .result import Result
 from .scenario import Scenario
 from .strategies import importable_from, strategy_class
@@ -699,11 +700,11 @@ class _Driver:
         self.links = links
         self.key = key
         self.client = client
+        self.id = secrets.token_hex(8)
+        """The run's id, which every request about it names."""
         self.round = 1
         self.crashed: dict[int, int] = {}
         """Each general whose node stopped answering, and the round it did."""
-        self.late: dict[int, tuple[int, ...]] = {}
-        """The generals whose strategy the round timeout cut off, by round."""
 
     # -- reaching our own nodes
 
@@ -816,142 +817,64 @@ class _Driver:
     # -- the run
 
     async def run(self, log: LogTarget | None) -> ClusterRun:
-        """Start every instance, then run the rounds, writing each round's events as soon as it closes.
+        """Start the run on every node, then run the rounds, writing each round's events as it closes.
 
-        The log is that of an in-memory run, byte for byte, written through
-        the same writer, which flushes at every ``round.end``: a run that
-        dies midway leaves every closed round in the file.  Only one
-        round's answers are held at a time.
+        The log is that of an in-memory run, byte for byte: the same
+        accounting (:class:`~om_actors.accounting.Accounting`) orders,
+        counts and concludes it, and the same writer, which flushes at every
+        ``round.end``, writes it, so a run that dies midway leaves every
+        closed round in the file.  Only one round's answers are held at a
+        time.
         """
         scenario = self.scenario
-        count = len(scenario.effective_instances)
-        run = secrets.token_hex(8)
         addresses = {str(g): link.address for g, link in self.links.items()}
         data = scenario.to_dict()
-        for index in range(count):
-            start = {"run": run, "instance": index, "scenario": data, "addresses": addresses}
-            await self._each("/start", start)
-        tally = _Tally.of(scenario)
+        await self._each("/start", {"run": self.id, "scenario": data, "addresses": addresses})
+        books = Accounting(scenario)
         with open_log(log) as writer:
             write = writer or _ignore
-            write(RunStarted(SCHEMA, __version__, scenario.seed, data))
-            for round in range(1, scenario.m + 2):
-                sent, closed = await self._round(round, count)
-                crashes = [GeneralCrashed(round, g) for g, r in sorted(self.crashed.items()) if r == round]
-                for event in tally.round(round, sent, closed, crashes, self.late.get(round, ())):
+            public = scenario.rules.record(scenario.setup) or None
+            write(RunStarted(SCHEMA, __version__, scenario.seed, data, public=public))
+            for round in range(1, scenario.rounds + 1):
+                for event in await self._round(round, books):
                     write(event)
-            decisions = [await self._each("/decide", {"instance": index}) for index in range(count)]
-            events, result = self._conclude(decisions, tally)
+            decided = await self._each("/decide", {"run": self.id})
+            for answer in decided.values():
+                books.add_stats(answer["stats"])
+            decisions = {g: tuple(str(d) for d in answer["decisions"]) for g, answer in decided.items()}
+            events, result = books.conclude(decisions, crashed=self.crashed)
             for event in events:
                 write(event)
         return ClusterRun(result)
 
-    async def _round(self, round: int, count: int) -> tuple[list[dict[int, Any]], list[dict[int, Any]]]:
-        """Open ``round`` in every instance, then close it: the nodes' ``/round`` and ``/close`` answers."""
+    async def _round(self, round: int, books: Accounting) -> list[Event]:
+        """Open ``round`` on every node, then close it: the round's events, counted, in log order."""
         self.round = round
-        sent: list[dict[int, Any]] = []
-        for index in range(count):
-            sent.append(await self._each("/round", {"instance": index, "round": round}))
-        late = {g for answers in sent for g, answer in answers.items() if answer["timed_out"]}
-        self.late[round] = tuple(sorted(late))
-        closed: list[dict[int, Any]] = []
-        for index in range(count):
-            silent = sorted(g for g in self.links if g not in sent[index])
-            close = {"instance": index, "round": round, "batches_from": silent}
-            closed.append(await self._each("/close", close))
-        return sent, closed
-
-    def _conclude(self, reports: list[dict[int, Any]], tally: _Tally) -> tuple[list[Event], Result]:
-        """The events after the last round, and the result, as an in-memory run gives them.
-
-        A node that died after the last round closed (while asked for its
-        decision) is logged as crashed in that round, before the decisions.
-        """
-        scenario = self.scenario
-        events: list[Event] = [
-            GeneralCrashed(r, g) for g, r in sorted(self.crashed.items()) if g not in tally.crashed
-        ]
-        live = [g for g in range(scenario.generals) if g not in self.crashed]
-        decisions = {g: tuple(str(report[g]["decision"]) for report in reports) for g in live}
-        outcomes, ending = conclusion(scenario, decisions, tally.per_instance, faulty=self.crashed)
-        result = Result(
-            scenario=scenario,
-            instances=tuple(outcomes),
-            messages_per_round=tuple(tally.per_round),
-            sent=tally.sent_by,
-            received=tally.received,
-            rejected=tally.rejected,
-            timed_out={r: gs for r, gs in self.late.items() if gs},
-            undelivered=tally.undelivered,
-            crashed=tuple(sorted(self.crashed)),
-        )
-        return events + ending, result
+        sent = await self._each("/round", {"run": self.id, "round": round})
+        late = tuple(sorted(g for g, answer in sent.items() if answer["timed_out"]))
+        silent = sorted(g for g in self.links if g not in sent)
+        close = {"run": self.id, "round": round, "batches_from": silent}
+        closed = await self._each("/close", close)
+        found = list(_round_events(self.scenario.rules, books.tag, round, sent, closed))
+        books.count(found)
+        for receiver, answer in closed.items():
+            books.took(receiver, answer["received"])
+        crashes = [GeneralCrashed(round, g) for g, r in sorted(self.crashed.items()) if r == round]
+        return books.close_round(round, found, late=late, crashes=crashes)
 
 
 def _ignore(event: Event) -> None:
     """Where a run without a log writes its events."""
 
 
-@attrs.define
-class _Tally:
-    """What the run's result counts, added up a round at a time, so no round's events need be kept."""
-
-    scenario: Scenario
-    per_round: list[int]
-    per_instance: list[int]
-    sent_by: dict[int, int]
-    received: dict[int, int]
-    rejected: int = 0
-    undelivered: int = 0
-    crashed: set[int] = attrs.Factory(set)
-    """The generals a ``general.crashed`` event was written for."""
-
-    @classmethod
-    def of(cls, scenario: Scenario) -> _Tally:
-        generals = range(scenario.generals)
-        instances = len(scenario.effective_instances)
-        counts = dict.fromkeys(generals, 0)
-        return cls(scenario, [0] * (scenario.m + 1), [0] * instances, counts, dict(counts))
-
-    def round(
-        self,
-        round: int,
-        sent: Sequence[Mapping[int, Any]],
-        closed: Sequence[Mapping[int, Any]],
-        crashes: Sequence[GeneralCrashed],
-        late: tuple[int, ...],
-    ) -> list[Event]:
-        """One round of every instance as the events an in-memory run logs, counted."""
-        tagged = len(sent) > 1
-        found = sorted(
-            (
-                event
-                for index in range(len(sent))
-                for event in _round_events(round, sent[index], closed[index], index if tagged else None)
-            ),
-            key=event_order,
-        )
-        for answers in closed:
-            for receiver, close in answers.items():
-                self.received[receiver] += close["received"]
-        messages = [e for e in found if isinstance(e, MessageSent)]
-        rejected = sum(isinstance(e, MessageRejected) for e in found)
-        undelivered = sum(e.delivered is False and e.sender not in self.scenario.traitors for e in messages)
-        self.per_round[round - 1] = len(messages)
-        self.rejected += rejected
-        self.undelivered += undelivered
-        for message in messages:
-            self.per_instance[message.instance or 0] += 1
-            self.sent_by[message.sender] += 1
-        self.crashed.update(crash.general for crash in crashes)
-        end = RoundEnded(round, len(messages), rejected, late, undelivered=undelivered or None)
-        return [*found, *crashes, end]
-
-
 def _round_events(
-    round: int, reports: Mapping[int, Any], closes: Mapping[int, Any], tag: int | None
+    rules: Algorithm,
+    tag: Callable[[int], int | None],
+    round: int,
+    reports: Mapping[int, Any],
+    closes: Mapping[int, Any],
 ) -> Iterator[Event]:
-    """One round of one instance, from the nodes' ``/round`` and ``/close`` answers, unsorted.
+    """One round, from the nodes' ``/round`` and ``/close`` answers, unsorted.
 
     A batch counts as delivered when its receiver says it took it; when
     the receiver died before saying, the sender's acknowledgement
@@ -959,43 +882,54 @@ def _round_events(
     receivers' copies of its batches are what it sent.
     """
     for sender, report in reports.items():
-        yield from _sent_events(round, sender, report, closes, tag)
+        yield from _sent_events(rules, tag, round, sender, report, closes)
     for receiver, close in closes.items():
-        yield from _close_events(round, receiver, close, tag)
+        yield from _close_events(rules, tag, round, receiver, close)
 
 
 def _sent_events(
-    round: int, sender: int, report: Mapping[str, Any], closes: Mapping[int, Any], tag: int | None
+    rules: Algorithm,
+    tag: Callable[[int], int | None],
+    round: int,
+    sender: int,
+    report: Mapping[str, Any],
+    closes: Mapping[int, Any],
 ) -> Iterator[Event]:
     """What a sender says it sent in its ``/round`` answer, each marked delivered or not, and what failed."""
     for batch in report["sent"]:
         receiver = batch["receiver"]
         close = closes.get(receiver)
         delivered = sender in close["senders"] if close is not None else batch["delivered"]
-        for message in batch["messages"]:
-            path, value = _path(message["path"]), message["value"]
-            marked = None if delivered else False
-            yield MessageSent(round, sender, receiver, path, value, instance=tag, delivered=marked)
+        marked = None if delivered else False
+        for instance, messages in enumerate(batch["messages"]):
+            for fields in messages:
+                payload = rules.payload_from_fields(fields)
+                yield MessageSent(round, sender, receiver, payload, instance=tag(instance), delivered=marked)
     for failure in report["failed"]:
-        path = tuple(failure["path"])
-        yield StrategyFailed(round, sender, path, failure["receiver"], failure["error"], instance=tag)
+        path, receiver, error = tuple(failure["path"]), failure["receiver"], failure["error"]
+        yield StrategyFailed(round, sender, path, receiver, error, instance=failure["instance"])
 
 
-def _close_events(round: int, receiver: int, close: Mapping[str, Any], tag: int | None) -> Iterator[Event]:
+def _close_events(
+    rules: Algorithm, tag: Callable[[int], int | None], round: int, receiver: int, close: Mapping[str, Any]
+) -> Iterator[Event]:
     """What a receiver's ``/close`` answer adds: the batches of senders that died, and its refusals."""
-    for sender, messages in close["batches"].items():
-        for message in messages:
-            fields = message if isinstance(message, dict) else {}
-            path, value = _path(fields.get("path")), fields.get("value")
-            yield MessageSent(round, int(sender), receiver, path, value, instance=tag)
+    for dead, batch in close["batches"].items():
+        for instance, messages in enumerate(batch):
+            for fields in messages:
+                payload = rules.payload_from_fields(fields)
+                yield MessageSent(round, int(dead), receiver, payload, instance=tag(instance))
     for refused in close["rejected"]:
-        path, value, reason = _path(refused["path"]), refused["value"], refused["reason"]
-        yield MessageRejected(round, refused["sender"], receiver, path, value, reason, instance=tag)
-
-
-def _path(path: object) -> object:
-    """A path as the in-memory run logs it: a tuple when it is a list, else the traitor's garbage as is."""
-    return tuple(path) if isinstance(path, list) else path
+        payload = rules.payload_from_fields(refused["message"])
+        try:
+            reason = rules.reasons(refused["reason"])
+        except ValueError:
+            raise ClusterError(
+                f"node {receiver} refused a message for a reason {rules.title} does not have: "
+                f"{str(refused['reason'])[:200]!r}"
+            ) from None
+        sender, where = refused["sender"], tag(refused["instance"])
+        yield MessageRejected(round, sender, receiver, payload, reason, instance=where)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -1,20 +1,35 @@
-"""One general as its own HTTP server: the protocol core behind a plain ASGI app.
+"""One general as its own HTTP server: the algorithm's core behind a plain ASGI app.
 
-A node keeps one :class:`~om_actors.protocol.General` per consensus instance,
-exactly as the in-memory actor does, and speaks JSON over HTTP.  The driver
-(``om-actors cluster``) steps it through a run with *control* requests:
+A node runs its general exactly as the in-memory actor does -- one
+:class:`~om_actors.driver.GeneralDriver` over one core per consensus
+instance, built by the scenario's algorithm -- and speaks JSON over HTTP.
+It knows no algorithm's rules: what to send, what to refuse and what to
+decide are the core's; how many rounds there are is the scenario's.  The
+driver (``om-actors cluster``) steps it through a run with *control*
+requests:
 
-- ``POST /start``: begin an instance of a run (scenario, instance id, peers' addresses);
-- ``POST /round``: open the next round: send its messages to every peer, wait
-  for each to acknowledge, then answer with what was sent and what arrived;
-- ``POST /close``: close the round: answer with what arrived from peers and
-  what was refused, and accept nothing more for it;
-- ``POST /decide``: the decision, once every round is closed;
+- ``POST /start``: begin a run (its scenario, the peers' addresses): the
+  general in every instance;
+- ``POST /round``: open the next round in every instance: send its messages
+  to every peer, wait for each to acknowledge, then answer with what was sent;
+- ``POST /close``: close the round: hand the round's batches to the general,
+  sender by sender, answer with what arrived and what was refused, and
+  accept nothing more for it;
+- ``POST /decide``: the decisions, once every round is closed, and what the
+  cores counted (``signatures_verified``, say);
 - ``GET /status?nonce=N``: who this node is, signed with its own key.
 
-Peers send each other ``POST /order``: one signed batch per round.  An
-unsigned ``GET /status`` answers only the node's id and session, for
-liveness checks.
+Peers send each other ``POST /order``: one signed batch per round, holding
+a list of messages per instance, each message its payload's fields
+(:meth:`~om_actors.algorithm.Algorithm.payload_fields`; an SM message's
+chain signatures travel in it).  An unsigned ``GET /status`` answers only
+the node's id and session, for liveness checks.
+
+A batch is handed to the general when the round closes, not when it
+arrives: a peer's batch can come before this node's own ``/round`` has
+opened the round, and the core takes a round's messages only once the
+round is open.  Handing them over sorted by sender also means the core
+never depends on the order the network brought them in.
 
 Two signatures guard a node, and both are checked before anything else is
 parsed or allocated:
@@ -24,16 +39,21 @@ parsed or allocated:
   node starts), a counter that must grow with every request, the method,
   path, query and a hash of the body.  Without it: 401, before the body is
   read.  A bad, foreign, stale or replayed one: 403.  So nobody without the
-  driver's key can start instances, open rounds out of turn, or make a node
+  driver's key can start runs, open rounds out of turn, or make a node
   allocate; and nothing the driver sent can be played again.
 - an ``/order`` body carries its sender's signature, checked against the
   cluster file: a traitor node can lie about values but cannot speak for
-  anyone else (the paper's assumption A2).  A path whose last hop is not the
-  signer is a forgery, refused by the same path rules as in memory.
+  anyone else (the paper's assumption A2).  The signer is the sender the
+  core is told of, so a message claiming to come from elsewhere -- an OM
+  path, or an SM chain, whose last hop is not the signer -- is a forgery the
+  algorithm's own rules refuse, as in memory.
 
 A peer with a valid key still cannot grow a node's memory: a node accepts
-one batch per peer for the round that is open, no bigger than what that
-peer owes it in that round, and forgets the batches when the round closes.
+one batch per peer for the round that is open, holding in each instance no
+more messages than the algorithm says that peer can send it in that round
+(:meth:`~om_actors.algorithm.Algorithm.most_messages`), each shaped as the
+algorithm's payload and nested at most :data:`MAX_NESTING` deep, and
+forgets the batches when the round closes.
 
 The traitor strategies a node may run are fixed when it starts (the
 built-in ones, and the ``module:Class`` names its operator allowed): a
@@ -46,9 +66,9 @@ import base64
 import enum
 import hashlib
 import json
-import math
 import secrets
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
@@ -60,12 +80,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .algorithm import Core
+from .driver import Ask, GeneralDriver, Send
 from .errors import OmActorsError
+from .events import StrategyFailed
 from .log import event_first, json_fallback
-from .algorithm import Setup
-from .oral import OralGeneral as General
 from .scenario import Scenario, scenario_from_dict
-from .strategies import Strategy, StrategyRaised, build_strategy, consult, message_rng
+from .strategies import Strategy
 
 MAX_BODY = 4 * 2**20
 """Largest request body a node reads, in bytes; anything bigger gets 413."""
@@ -96,9 +117,17 @@ port can cause them: what they log from the request must be bounded, or a
 60,000-character path would be written whole, as often as it is sent.
 """
 
+MAX_NESTING = 64
+"""How deeply lists and objects may nest in one message of a batch; a deeper one is refused.
+
+Far past anything a strategy's garbage needs, and far short of what would
+make turning the fields back into a payload recurse too deep.
+"""
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Respond = Callable[[dict[str, Any]], Awaitable[None]]
+"""ASGI's ``send``: named apart from :class:`~om_actors.driver.Send`, a message the general sends."""
 Answer = tuple[int, dict[str, Any]]
 
 
@@ -183,21 +212,6 @@ def control_headers(
     return {SESSION_HEADER: session, COUNTER_HEADER: str(counter), SIGNATURE_HEADER: sign(key, fields)}
 
 
-def owed(setup: Setup, sender: int, receiver: int, round: int) -> int:
-    """How many messages ``sender`` owes ``receiver`` in ``round``: the most a batch may hold.
-
-    Round 1 carries the commander's order; round ``k`` one message per path
-    of ``k`` generals from the commander to the sender, avoiding the receiver.
-    """
-    if sender == receiver or not 1 <= round <= setup.rounds:
-        return 0
-    if round == 1:
-        return 1 if sender == setup.commander else 0
-    if sender == setup.commander:
-        return 0
-    return math.perm(setup.generals - 3, round - 2)
-
-
 class Guard(enum.Enum):
     """Whose signature an endpoint needs."""
 
@@ -210,27 +224,25 @@ class Guard(enum.Enum):
 
 
 @attrs.define
-class _Instance:
-    """One consensus instance as this node runs it.
+class _Run:
+    """One run as this node plays it: its general in every instance, driven a round at a time.
 
     ``opened`` and ``closed`` are the last round the driver opened and
     closed here.  Peers' batches are taken only for round ``closed + 1``,
-    one per peer, and kept only until that round closes.
+    one per peer, and kept only until that round closes, when they are
+    handed to the general.
     """
 
+    id: str
     scenario: Scenario
-    index: int
-    state: General
-    strategy: Strategy | None
+    general: GeneralDriver
     opened: int = 0
     closed: int = 0
-    batches: dict[int, list[Any]] = attrs.Factory(dict)
-    rejected: list[dict[str, Any]] = attrs.Factory(list)
-    received: int = 0
+    batches: dict[int, list[list[dict[str, Any]]]] = attrs.Factory(dict)
 
     @property
     def rounds(self) -> int:
-        return self.state.setup.rounds
+        return self.scenario.rounds
 
 
 class Node:
@@ -258,9 +270,8 @@ class Node:
         self.allowed = frozenset(allowed)
         self.session = secrets.token_hex(16)
         self.counter = 0
-        self.run: str | None = None
+        self.run: _Run | None = None
         self.addresses = {g: peer.address for g, peer in peers.items()}
-        self.instances: dict[int, _Instance] = {}
         self.client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT)
         self.log = structlog.wrap_logger(
             structlog.PrintLogger(sys.stderr),
@@ -268,7 +279,7 @@ class Node:
             wrapper_class=structlog.BoundLogger,
         ).bind(general=me)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Respond) -> None:
         """The ASGI entry point: route, check signatures, run, and turn refusals into JSON errors."""
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
@@ -322,27 +333,34 @@ class Node:
     async def start(self, scope: Scope, body: bytes, signed: bool) -> Answer:
         fields = _json_object(body)
         run = _field(fields, "run", str)
-        index = _field(fields, "instance", int)
         data = _field(fields, "scenario", dict)
         if not 0 < len(run) <= MAX_RUN_ID:
             raise RequestError(422, f"'run' must be 1 to {MAX_RUN_ID} characters")
         self._refuse_strategies_not_allowed(data)
         addresses = self._addresses(fields.get("addresses"))
-        if run == self.run and index in self.instances:
-            raise RequestError(409, f"instance {index} has already started")
+        if self.run is not None and run == self.run.id:
+            raise RequestError(409, "this run has already started")
         try:
             scenario = scenario_from_dict(data, source="/start")
         except OmActorsError as exc:
             raise RequestError(422, f"the scenario does not load: {exc}") from None
-        if not 0 <= index < len(scenario.effective_instances) or self.me >= scenario.generals:
-            raise RequestError(422, f"instance {index} or general {self.me} is not in this scenario")
-        if run != self.run:  # a new run: the last one's instances go
-            self.run, self.instances = run, {}
-        self.addresses = addresses
-        command = scenario.effective_instances[index]
-        state = General(scenario.setup_for(command), self.me, command.order)
-        self.instances[index] = _Instance(scenario, index, state, self._strategy(scenario))
-        return 200, {"started": index}
+        if self.me >= scenario.generals:
+            raise RequestError(422, f"general {self.me} is not in this scenario")
+        general = GeneralDriver(
+            self._cores(scenario),
+            strategy=self._strategy(scenario),
+            seed=scenario.seed,
+            tagged=len(scenario.setups) > 1,
+        )
+        self.run, self.addresses = _Run(run, scenario, general), addresses  # the last run, if any, goes
+        return 200, {"started": run, "instances": len(scenario.setups)}
+
+    def _cores(self, scenario: Scenario) -> list[Core]:
+        """This general's core in every instance, as the scenario's algorithm builds it."""
+        orders = [instance.order for instance in scenario.effective_instances]
+        return [
+            scenario.rules.general(setup, self.me, order) for setup, order in zip(scenario.setups, orders)
+        ]
 
     def _refuse_strategies_not_allowed(self, data: Mapping[str, Any]) -> None:
         """403 for a ``module:Class`` this node was not started with, before anything is loaded."""
@@ -377,79 +395,64 @@ class Node:
 
     def _strategy(self, scenario: Scenario) -> Strategy | None:
         """This general's own strategy, if it is a traitor; only built-in or allowed names reach here."""
-        spec = scenario.traitors.get(self.me)
-        if spec is None:
-            return None
         try:
-            return build_strategy(spec.strategy, spec.args, values=scenario.values)
+            return scenario.strategy_for(self.me)
         except OmActorsError as exc:  # arguments the class does not take, or a constructor that raised
-            raise RequestError(422, f"traitor {self.me}: {exc}") from None
+            raise RequestError(422, str(exc)) from None
 
     # /round
 
     async def run_round(self, scope: Scope, body: bytes, signed: bool) -> Answer:
         fields = _json_object(body)
-        instance = self._instance(fields)
+        run = self._current(fields)
         round = _field(fields, "round", int)
-        _check_round(instance, round)
-        if instance.opened != instance.closed or round != instance.closed + 1:
-            raise RequestError(409, f"round {round} is out of turn: {_progress(instance)}")
-        instance.opened = round
-        orders: dict[int, list[dict[str, Any]]] = {}
-        failed: list[dict[str, Any]] = []
+        _check_round(run, round)
+        if run.opened != run.closed or round != run.closed + 1:
+            raise RequestError(409, f"round {round} is out of turn: {_progress(run)}")
+        run.opened = round
+        sends: list[Send] = []
+        failed: list[StrategyFailed] = []
+        items = run.general.round(round)
         # The round timeout cuts off a strategy that hangs; delivery has its own, generous bound.
-        with trio.move_on_after(instance.scenario.round_timeout) as choosing:
-            await self._outgoing(instance, round, orders, failed)
+        with trio.move_on_after(run.scenario.round_timeout) as choosing:
+            for item in items:
+                outcome = await run.general.ask(item) if isinstance(item, Ask) else item
+                if isinstance(outcome, Send):
+                    sends.append(outcome)
+                elif isinstance(outcome, StrategyFailed):
+                    failed.append(outcome)
+        batches = self._batches(run, sends)
         acknowledged: set[int] = set()
         with trio.move_on_after(DELIVERY_TIMEOUT):
             async with trio.open_nursery() as nursery:
-                for receiver, messages in orders.items():
-                    nursery.start_soon(self._deliver, instance, round, receiver, messages, acknowledged)
+                for receiver, messages in batches.items():
+                    nursery.start_soon(self._post, run, round, receiver, messages, acknowledged)
         sent = [
             {"receiver": receiver, "delivered": receiver in acknowledged, "messages": messages}
-            for receiver, messages in sorted(orders.items())
+            for receiver, messages in sorted(batches.items())
         ]
-        return 200, {"sent": sent, "failed": failed, "timed_out": choosing.cancelled_caught}
+        failures = [_failure(failure) for failure in failed]
+        return 200, {"sent": sent, "failed": failures, "timed_out": choosing.cancelled_caught}
 
-    async def _outgoing(
-        self,
-        instance: _Instance,
-        round: int,
-        orders: dict[int, list[dict[str, Any]]],
-        failed: list[dict[str, Any]],
-    ) -> None:
-        """This round's messages by receiver, each a traitor's choice where it is one."""
-        for outgoing in instance.state.outbox(round):
-            path, value = outgoing.path, outgoing.value
-            if instance.strategy is not None:
-                tag = instance.index if len(instance.scenario.effective_instances) > 1 else None
-                rng = message_rng(instance.scenario.seed, self.me, path, outgoing.receiver, tag)
-                try:
-                    told = await consult(instance.strategy, round, path, outgoing.receiver, value, rng)
-                except StrategyRaised as raised:
-                    failed.append(
-                        {
-                            "round": round,
-                            "path": list(path),
-                            "receiver": outgoing.receiver,
-                            "error": str(raised),
-                        }
-                    )
-                    continue
-                if told is None:
-                    continue
-                message = {"path": _plain(list(told[0])), "value": _plain(told[1])}
-            else:
-                message = {"path": list(path), "value": value}
-            orders.setdefault(outgoing.receiver, []).append(message)
+    @staticmethod
+    def _batches(run: _Run, sends: list[Send]) -> dict[int, list[list[dict[str, Any]]]]:
+        """This round's messages by receiver, as the wire carries them: each instance's payloads' fields.
 
-    async def _deliver(
-        self, instance: _Instance, round: int, receiver: int, messages: list[dict[str, Any]], done: set[int]
+        A traitor's garbage becomes what JSON can hold, as the log writes it.
+        """
+        rules, count = run.scenario.rules, len(run.general.cores)
+        batches: dict[int, list[list[dict[str, Any]]]] = {}
+        for send in sends:
+            batch = batches.setdefault(send.receiver, [[] for _ in range(count)])
+            batch[send.instance].append(rules.payload_fields(send.payload))
+        return {receiver: _plain(batch) for receiver, batch in batches.items()}
+
+    async def _post(
+        self, run: _Run, round: int, receiver: int, messages: list[list[dict[str, Any]]], done: set[int]
     ) -> None:
         """Send one batch and wait for the receiver to acknowledge it; ``done`` gets it if so."""
         fields = {
-            "run": self.run,
-            "instance": instance.index,
+            "run": run.id,
             "round": round,
             "sender": self.me,
             "receiver": receiver,
@@ -474,77 +477,83 @@ class Node:
         peer = self.peers.get(sender)
         if peer is None:
             raise RequestError(403, f"unknown sender {sender}")
-        signed_fields = {
-            key: fields.get(key) for key in ("run", "instance", "round", "sender", "receiver", "messages")
-        }
+        signed_fields = {key: fields.get(key) for key in ("run", "round", "sender", "receiver", "messages")}
         if not verify(peer.public_key, signature, signed_fields):
             raise RequestError(403, f"bad signature for sender {sender}")
         if fields.get("receiver") != self.me:
             raise RequestError(403, f"a batch for general {fields.get('receiver')!r}, not for {self.me}")
-        if fields.get("run") != self.run:
+        run = self.run
+        if run is None or fields.get("run") != run.id:
             raise RequestError(409, "a batch for another run")
-        instance = self._instance(fields)
         round = _field(fields, "round", int)
         messages = _field(fields, "messages", list)
-        if round != instance.closed + 1:
-            raise RequestError(409, f"round {round} is not open here: {_progress(instance)}")
-        if sender in instance.batches:
+        if round != run.closed + 1:
+            raise RequestError(409, f"round {round} is not open here: {_progress(run)}")
+        if sender in run.batches:
             raise RequestError(409, f"replayed message: round {round} from {sender} was already delivered")
-        most = owed(instance.state.setup, sender, self.me, round)
-        if len(messages) > most:
-            raise RequestError(
-                422, f"{len(messages)} messages from {sender} in round {round}, which owes {most}"
-            )
-        instance.batches[sender] = messages
-        instance.received += len(messages)
-        accepted = 0
-        for message in messages:
-            path = message.get("path") if isinstance(message, dict) else None
-            value = message.get("value") if isinstance(message, dict) else None
-            path = tuple(path) if isinstance(path, list) else path
-            rejection = instance.state.receive(sender=sender, round=round, path=path, value=value)
-            if rejection is None:
-                accepted += 1
-            else:
-                instance.rejected.append(
-                    {"sender": sender, "path": path, "value": value, "reason": rejection.reason}
-                )
-        return 200, {"accepted": accepted, "rejected": len(messages) - accepted}
+        self._check_batch(run, sender, round, messages)
+        run.batches[sender] = messages
+        return 200, {"taken": sum(len(listed) for listed in messages)}
+
+    def _check_batch(self, run: _Run, sender: int, round: int, messages: list[Any]) -> None:
+        """Refuse (422) a batch not shaped as one list of payloads per instance, or bigger than it can be.
+
+        Checked before the batch is kept, so what a peer cannot send costs
+        this node nothing past reading it.
+        """
+        rules, setups = run.scenario.rules, run.scenario.setups
+        if len(messages) != len(setups) or not all(type(listed) is list for listed in messages):
+            raise RequestError(422, f"'messages' must hold one list of messages per instance ({len(setups)})")
+        for index, (setup, listed) in enumerate(zip(setups, messages)):
+            most = rules.most_messages(setup, sender, self.me, round)
+            if len(listed) > most:
+                where = f" of instance {index}" if len(setups) > 1 else ""
+                many = f"{len(listed)} message{'' if len(listed) == 1 else 's'}"
+                said = f"{many} from {sender} in round {round}{where}"
+                raise RequestError(422, f"{said}, more than the {most} it can send")
+        names = [field.name for field in attrs.fields(rules.payload)]
+        for listed in messages:
+            if not all(type(message) is dict and message.keys() == set(names) for message in listed):
+                raise RequestError(422, f"a message must be an object with the fields {', '.join(names)}")
+        if _nests_deeper(messages, MAX_NESTING + 2):  # + the batch's two lists
+            raise RequestError(422, f"a message nests deeper than {MAX_NESTING} levels")
 
     # /close
 
     async def close(self, scope: Scope, body: bytes, signed: bool) -> Answer:
-        """Close the open round: what arrived, what was refused, and the batches the driver asks for.
+        """Close the open round: hand its batches to the general; what arrived, what was refused, and more.
 
         The driver asks for the batches of senders that died mid-round: what
         they sent before dying is known only to their receivers.
         """
         fields = _json_object(body)
-        instance = self._instance(fields)
+        run = self._current(fields)
         round = _field(fields, "round", int)
-        _check_round(instance, round)
-        if instance.opened != round or instance.closed != round - 1:
-            raise RequestError(409, f"round {round} is not open here: {_progress(instance)}")
+        _check_round(run, round)
+        if run.opened != round or run.closed != round - 1:
+            raise RequestError(409, f"round {round} is not open here: {_progress(run)}")
         wanted = _field(fields, "batches_from", list)
+        received, rejected = _hand_over(run, round)
         answer = {
-            "received": instance.received,
-            "senders": sorted(instance.batches),
-            "rejected": instance.rejected,
-            "batches": {
-                str(s): instance.batches[s] for s in wanted if type(s) is int and s in instance.batches
-            },
+            "received": received,
+            "senders": sorted(run.batches),
+            "rejected": rejected,
+            "batches": {str(s): run.batches[s] for s in wanted if type(s) is int and s in run.batches},
         }
-        instance.closed = round
-        instance.batches, instance.rejected, instance.received = {}, [], 0
+        run.closed, run.batches = round, {}
         return 200, answer
 
     # /decide and /status
 
     async def decide(self, scope: Scope, body: bytes, signed: bool) -> Answer:
-        instance = self._instance(_json_object(body))
-        if instance.closed < instance.rounds:
+        run = self._current(_json_object(body))
+        if run.closed < run.rounds:
             raise RequestError(409, "no decision yet: the rounds are still running")
-        return 200, {"general": self.me, "decision": instance.state.decide()}
+        stats: Counter[str] = Counter()
+        for core in run.general.cores:
+            stats.update(core.stats)
+        decisions = list(run.general.decide())
+        return 200, {"general": self.me, "decisions": decisions, "stats": dict(sorted(stats.items()))}
 
     async def status(self, scope: Scope, body: bytes, signed: bool) -> Answer:
         """Unsigned: liveness, and the session and last counter to sign above.  Signed: who this node is."""
@@ -554,24 +563,62 @@ class Node:
         nonce = query.removeprefix("nonce=")
         if not query.startswith("nonce=") or not 0 < len(nonce) <= MAX_NONCE:
             raise RequestError(422, f"a signed /status needs ?nonce= with 1 to {MAX_NONCE} characters")
+        run = self.run
         answer = {
             "general": self.me,
             "public_key": public_text(self.key.public_key()),
             "session": self.session,
             "nonce": nonce,
-            "run": self.run,
-            "instances": {
-                str(i): {"opened": x.opened, "closed": x.closed} for i, x in self.instances.items()
-            },
+            "run": None if run is None else {"id": run.id, "opened": run.opened, "closed": run.closed},
         }
         return 200, {**answer, "signature": sign(self.key, answer)}
 
-    def _instance(self, fields: Mapping[str, Any]) -> _Instance:
-        index = _field(fields, "instance", int)
-        instance = self.instances.get(index)
-        if instance is None:
-            raise RequestError(404, f"unknown instance {index}")
-        return instance
+    def _current(self, fields: Mapping[str, Any]) -> _Run:
+        """The run a control request is about: the one started last, which it must name."""
+        run = _field(fields, "run", str)
+        if self.run is None or run != self.run.id:
+            raise RequestError(404, "no such run here: /start it first")
+        return self.run
+
+
+def _hand_over(run: _Run, round: int) -> tuple[int, list[dict[str, Any]]]:
+    """Give the round's batches to the general, sender by sender: how many arrived, and the refusals.
+
+    Sorted by sender, so what the cores end up holding never depends on the
+    order the network brought the batches in.
+    """
+    rules, general = run.scenario.rules, run.general
+    before = general.received
+    rejected = []
+    for sender in sorted(run.batches):
+        for instance, messages in enumerate(run.batches[sender]):
+            for message in messages:
+                refused = general.deliver(instance, sender, round, rules.payload_from_fields(message))
+                if refused is not None:
+                    reason = refused.reason.value
+                    rejected.append(
+                        {"instance": instance, "sender": sender, "message": message, "reason": reason}
+                    )
+    return general.received - before, rejected
+
+
+def _failure(failed: StrategyFailed) -> dict[str, Any]:
+    """A strategy's failure as the ``/round`` answer carries it."""
+    path = list(failed.path)
+    return {"instance": failed.instance, "path": path, "receiver": failed.receiver, "error": failed.error}
+
+
+def _nests_deeper(value: object, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` deep in ``value``, found without recursion."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 Handler = Callable[[Node, Scope, bytes, bool], Awaitable[Answer]]
@@ -613,17 +660,17 @@ def _signature_headers(scope: Scope, *, required: bool) -> tuple[str, str, str] 
     return session, counter, signature
 
 
-def _check_round(instance: _Instance, round: int) -> None:
-    if not 1 <= round <= instance.rounds:
-        raise RequestError(422, f"round {round} is not a round of this instance")
+def _check_round(run: _Run, round: int) -> None:
+    if not 1 <= round <= run.rounds:
+        raise RequestError(422, f"round {round} is not a round of this run")
 
 
-def _progress(instance: _Instance) -> str:
-    if instance.opened > instance.closed:
-        return f"round {instance.opened} of instance {instance.index} is open"
-    if instance.closed == instance.rounds:
-        return f"every round of instance {instance.index} is closed"
-    return f"the next round of instance {instance.index} is {instance.closed + 1}"
+def _progress(run: _Run) -> str:
+    if run.opened > run.closed:
+        return f"round {run.opened} is open"
+    if run.closed == run.rounds:
+        return "every round is closed"
+    return f"the next round is {run.closed + 1}"
 
 
 async def _body(receive: Receive) -> bytes:
@@ -648,9 +695,10 @@ async def _body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _plain(value: object) -> object:
-    """A traitor's value as JSON can carry it: garbage becomes its repr, as in the log."""
-    return json.loads(json.dumps(value, default=json_fallback))
+def _plain(value: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """Payloads' fields as JSON carries them: a traitor's garbage becomes its repr, as in the log."""
+    plain: list[list[dict[str, Any]]] = json.loads(json.dumps(value, default=json_fallback))
+    return plain
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -674,14 +722,14 @@ def _field(fields: Mapping[str, Any], name: str, kind: type) -> Any:
     return value
 
 
-async def _respond(send: Send, status: int, answer: dict[str, Any]) -> None:
+async def _respond(send: Respond, status: int, answer: dict[str, Any]) -> None:
     body = json.dumps(answer).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Respond) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

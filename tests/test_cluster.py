@@ -142,7 +142,49 @@ async def test_the_cluster_writes_the_same_log_as_the_in_memory_run(path: Path, 
     assert outcome.result.decisions == expected.decisions
     assert outcome.result.messages_per_round == expected.messages_per_round
     assert outcome.result.received == expected.received
+    assert outcome.result.stats == expected.stats
     assert log.read_bytes() == memory.getvalue()
+    assert running_nodes() == 0
+
+
+SIGNED_THREE = "algorithm: sm\ngenerals: 3\nm: 1\ntraitors: {0: split}\nexpect: {success: true}\n"
+"""The paper's figure 5: a traitor commander tells one lieutenant attack and the other retreat."""
+
+
+async def test_three_signed_generals_agree_over_http_with_a_traitor_commander(tmp_path: Path) -> None:
+    signed = load_scenario(SIGNED_THREE)
+    log = tmp_path / "cluster.jsonl"
+    with trio.fail_after(60):
+        outcome = await run_cluster(signed, log=log)
+    memory = io.BytesIO()
+    expected = await trio.to_thread.run_sync(lambda: simulate_sync(signed, log=memory))
+    result = outcome.result
+    # Both lieutenants hold V = {attack, retreat}, and both take the default.
+    assert result.decisions == expected.decisions == {1: "retreat", 2: "retreat"}
+    assert result.success
+    assert result.messages_per_round == expected.messages_per_round == (2, 2)
+    assert result.stats == expected.stats
+    assert result.stats["signatures_verified"] > 0
+    assert log.read_bytes() == memory.getvalue()
+    lines = events(log)
+    assert lines[0]["public"] == {"keys": signed.rules.record(signed.setup)["keys"]}
+    messages = [line for line in lines if line["event"] == "message"]
+    assert {len(m["signatures"]) for m in messages if m["round"] == 2} == {2}  # type: ignore[arg-type]
+    assert [m["chain"] for m in messages if m["round"] == 2] == [[0, 1], [0, 2]]
+    assert running_nodes() == 0
+
+
+@pytest.mark.parametrize("generals", [3, 5])
+async def test_a_signed_cluster_run_with_no_traitor_sends_what_sm_owes(generals: int) -> None:
+    scenario = Scenario(algorithm="sm", generals=generals, m=1, traitors={})
+    with trio.fail_after(60):
+        outcome = await run_cluster(scenario)
+    expected = await trio.to_thread.run_sync(lambda: simulate_sync(scenario))
+    n = generals
+    assert outcome.result.messages == expected.messages == (n - 1) + (n - 1) * (n - 2)
+    assert outcome.result.rejected == 0
+    assert outcome.result.decisions == dict.fromkeys(range(n), "attack")
+    assert outcome.result.stats == expected.stats
     assert running_nodes() == 0
 
 

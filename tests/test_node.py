@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from om_actors import load_scenario
 from om_actors.node import MAX_BODY, Node, Peer, control_headers, public_text, sign, verify
+from om_actors.signed import Signed
 
 KEYS = {g: Ed25519PrivateKey.generate() for g in range(4)}
 DRIVER = Ed25519PrivateKey.generate()
@@ -72,8 +74,17 @@ class Driver:
             path, content=body, headers=self.headers("POST", path, body, **overrides)
         )
 
-    async def start(self, scenario: dict[str, Any] = SCENARIO, instance: int = 0) -> httpx.Response:
-        return await self.post("/start", {"run": RUN, "instance": instance, "scenario": scenario})
+    async def start(self, scenario: dict[str, Any] = SCENARIO) -> httpx.Response:
+        return await self.post("/start", {"run": RUN, "scenario": scenario})
+
+    async def round(self, round: int) -> httpx.Response:
+        return await self.post("/round", {"run": RUN, "round": round})
+
+    async def close(self, round: int, batches_from: list[int] | None = None) -> httpx.Response:
+        return await self.post("/close", {"run": RUN, "round": round, "batches_from": batches_from or []})
+
+    async def decide(self) -> httpx.Response:
+        return await self.post("/decide", {"run": RUN})
 
 
 @asynccontextmanager
@@ -92,26 +103,26 @@ def order(
     key: int | None = None,
     receiver: int = 1,
     run: str = RUN,
+    batch: list[Any] | None = None,
 ) -> dict[str, Any]:
+    """A signed batch: ``messages`` for the one instance, or ``batch`` exactly as given."""
     fields = {
         "run": run,
-        "instance": 0,
         "round": round,
         "sender": sender,
         "receiver": receiver,
-        "messages": messages,
+        "messages": [messages] if batch is None else batch,
     }
     return {**fields, "signature": sign(KEYS[sender if key is None else key], fields)}
 
 
 async def opened(driver: Driver, rounds: int) -> None:
-    """Start instance 0 and step it until round ``rounds`` is open."""
+    """Start the run and step it until round ``rounds`` is open."""
     assert (await driver.start()).status_code == 200
     for round in range(1, rounds + 1):
         if round > 1:
-            closed = await driver.post("/close", {"instance": 0, "round": round - 1, "batches_from": []})
-            assert closed.status_code == 200
-        assert (await driver.post("/round", {"instance": 0, "round": round})).status_code == 200
+            assert (await driver.close(round - 1)).status_code == 200
+        assert (await driver.round(round)).status_code == 200
 
 
 def error(response: httpx.Response) -> tuple[int, str]:
@@ -136,13 +147,11 @@ async def test_unsigned_status_is_liveness_and_a_signed_one_proves_who_answers()
             assert verify(KEYS[1].public_key(), signature, identity)
 
 
-async def test_an_outsider_cannot_start_an_instance_first_and_the_driver_still_can() -> None:
+async def test_an_outsider_cannot_start_a_run_first_and_the_driver_still_can() -> None:
     outsider = Ed25519PrivateKey.generate()
     with bounded():
         async with driving() as driver:
-            unsigned = await driver.client.post(
-                "/start", json={"run": RUN, "instance": 0, "scenario": SCENARIO}
-            )
+            unsigned = await driver.client.post("/start", json={"run": RUN, "scenario": SCENARIO})
             assert unsigned.status_code == 401
             assert "unsigned request" in unsigned.json()["error"]
             foreign = Driver(driver.client, driver.node, outsider)
@@ -150,15 +159,15 @@ async def test_an_outsider_cannot_start_an_instance_first_and_the_driver_still_c
                 403,
                 "bad signature: not signed by this cluster's driver for this general",
             )
-            assert driver.node.instances == {}
-            assert (await driver.start()).json() == {"started": 0}
-            assert error(await driver.start()) == (409, "instance 0 has already started")
+            assert driver.node.run is None
+            assert (await driver.start()).json() == {"started": RUN, "instances": 1}
+            assert error(await driver.start()) == (409, "this run has already started")
 
 
 async def test_a_replayed_stale_or_misdirected_control_request_is_403() -> None:
     with bounded():
         async with driving() as driver:
-            body = json.dumps({"run": RUN, "instance": 0, "scenario": SCENARIO}).encode()
+            body = json.dumps({"run": RUN, "scenario": SCENARIO}).encode()
             headers = driver.headers("POST", "/start", body)
             assert (await driver.client.post("/start", content=body, headers=headers)).status_code == 200
             replayed = await driver.client.post("/start", content=body, headers=headers)
@@ -167,16 +176,17 @@ async def test_a_replayed_stale_or_misdirected_control_request_is_403() -> None:
                 f"replayed request: counter {driver.counter} is not above {driver.counter}",
             )
             for overrides in ({"session": "0" * 32}, {"general": 2}):
-                other = await driver.post("/round", {"instance": 0, "round": 1}, **overrides)
+                other = await driver.post("/round", {"run": RUN, "round": 1}, **overrides)
                 assert other.status_code == 403
-            stale = await driver.post("/round", {"instance": 0, "round": 1}, counter=1)
+            stale = await driver.post("/round", {"run": RUN, "round": 1}, counter=1)
             assert error(stale)[0] == 403
             # The same body under another path or query is not what was signed.
             moved = await driver.client.post(
                 "/round", content=body, headers=driver.headers("POST", "/start", body)
             )
             assert error(moved)[0] == 403
-            assert driver.node.instances[0].opened == 0
+            assert driver.node.run is not None
+            assert driver.node.run.opened == 0
 
 
 async def test_an_unsigned_request_is_refused_before_its_body_is_read() -> None:
@@ -195,26 +205,24 @@ async def test_a_huge_start_is_refused_without_allocating(generals: int, m: int)
             assert status == 422
             assert "over the limit of" in text
             assert "OM_ACTORS_MAX_MESSAGES" in text
-            assert driver.node.instances == {}
+            assert driver.node.run is None
 
 
 async def test_rounds_open_only_in_turn_so_no_one_relays_twice() -> None:
     with bounded():
         async with driving() as driver:
             assert (await driver.start()).status_code == 200
-            early = await driver.post("/round", {"instance": 0, "round": 2})
-            assert error(early) == (409, "round 2 is out of turn: the next round of instance 0 is 1")
-            assert (await driver.post("/round", {"instance": 0, "round": 1})).status_code == 200
-            again = await driver.post("/round", {"instance": 0, "round": 1})
-            assert error(again) == (409, "round 1 is out of turn: round 1 of instance 0 is open")
-            closed = await driver.post("/close", {"instance": 0, "round": 1, "batches_from": []})
-            assert closed.status_code == 200
-            relayed = await driver.post("/round", {"instance": 0, "round": 2})
-            assert relayed.status_code == 200
-            twice = await driver.post("/round", {"instance": 0, "round": 2})
-            assert error(twice) == (409, "round 2 is out of turn: round 2 of instance 0 is open")
-            beyond = await driver.post("/round", {"instance": 0, "round": 3})
-            assert error(beyond) == (422, "round 3 is not a round of this instance")
+            early = await driver.round(2)
+            assert error(early) == (409, "round 2 is out of turn: the next round is 1")
+            assert (await driver.round(1)).status_code == 200
+            again = await driver.round(1)
+            assert error(again) == (409, "round 1 is out of turn: round 1 is open")
+            assert (await driver.close(1)).status_code == 200
+            assert (await driver.round(2)).status_code == 200
+            twice = await driver.round(2)
+            assert error(twice) == (409, "round 2 is out of turn: round 2 is open")
+            beyond = await driver.round(3)
+            assert error(beyond) == (422, "round 3 is not a round of this run")
 
 
 async def test_a_batch_no_receiver_acknowledged_is_reported_undelivered() -> None:
@@ -222,12 +230,12 @@ async def test_a_batch_no_receiver_acknowledged_is_reported_undelivered() -> Non
         async with driving() as driver:
             await opened(driver, 1)
             await driver.client.post("/order", json=order(0, [{"path": [0], "value": "attack"}], round=1))
-            await driver.post("/close", {"instance": 0, "round": 1, "batches_from": []})
-            answer = (await driver.post("/round", {"instance": 0, "round": 2})).json()
+            await driver.close(1)
+            answer = (await driver.round(2)).json()
     # General 1 relays the commander's order to 2 and 3, whose ports are closed.
     assert answer["sent"] == [
-        {"receiver": 2, "delivered": False, "messages": [{"path": [0, 1], "value": "attack"}]},
-        {"receiver": 3, "delivered": False, "messages": [{"path": [0, 1], "value": "attack"}]},
+        {"receiver": 2, "delivered": False, "messages": [[{"path": [0, 1], "value": "attack"}]]},
+        {"receiver": 3, "delivered": False, "messages": [[{"path": [0, 1], "value": "attack"}]]},
     ]
     assert answer["timed_out"] is False
 
@@ -236,24 +244,26 @@ async def test_close_reports_what_arrived_and_the_batches_asked_for() -> None:
     with bounded():
         async with driving() as driver:
             await opened(driver, 2)
-            honest = await driver.client.post("/order", json=order(2, [{"path": [0, 2], "value": "attack"}]))
-            assert honest.json() == {"accepted": 1, "rejected": 0}
             # Traitor 3 signs for itself but claims the path came through general 2.
             forged = await driver.client.post("/order", json=order(3, [{"path": [0, 2], "value": "retreat"}]))
-            assert forged.json() == {"accepted": 0, "rejected": 1}
-            closed = await driver.post("/close", {"instance": 0, "round": 2, "batches_from": [2]})
+            assert forged.json() == {"taken": 1}
+            honest = await driver.client.post("/order", json=order(2, [{"path": [0, 2], "value": "attack"}]))
+            assert honest.json() == {"taken": 1}
+            closed = await driver.close(2, batches_from=[2])
             late = await driver.client.post("/order", json=order(0, [], round=2))
-            decided = await driver.post("/decide", {"instance": 0})
+            decided = await driver.decide()
+    forgery = {"path": [0, 2], "value": "retreat"}
     assert closed.json() == {
         "received": 2,
         "senders": [2, 3],
         "rejected": [
-            {"sender": 3, "path": [0, 2], "value": "retreat", "reason": "path does not end with the sender"}
+            {"instance": 0, "sender": 3, "message": forgery, "reason": "path does not end with the sender"}
         ],
-        "batches": {"2": [{"path": [0, 2], "value": "attack"}]},
+        "batches": {"2": [[{"path": [0, 2], "value": "attack"}]]},
     }
-    assert error(late) == (409, "round 2 is not open here: every round of instance 0 is closed")
-    assert decided.json() == {"general": 1, "decision": "retreat"}
+    assert error(late) == (409, "round 2 is not open here: every round is closed")
+    # The commander's order never came: retreat (the default), attack from 2, retreat for 3's forgery.
+    assert decided.json() == {"general": 1, "decisions": ["retreat"], "stats": {}}
 
 
 async def test_batches_for_rounds_not_open_are_refused_and_not_kept() -> None:
@@ -265,21 +275,22 @@ async def test_batches_for_rounds_not_open_are_refused_and_not_kept() -> None:
     with bounded(60):
         async with driving() as driver:
             await opened(driver, 2)
-            instance = driver.node.instances[0]
+            run = driver.node.run
+            assert run is not None
             tracemalloc.start()
             try:
                 before = tracemalloc.get_traced_memory()[0]
                 for round, body in made_up.items():
                     refused = error(await driver.client.post("/order", content=body))
-                    assert refused == (409, f"round {round} is not open here: round 2 of instance 0 is open")
+                    assert refused == (409, f"round {round} is not open here: round 2 is open")
                 refused = error(await driver.client.post("/order", content=too_many))
-                assert refused == (422, "45000 messages from 2 in round 2, which owes 1")
+                assert refused == (422, "45000 messages from 2 in round 2, more than the 1 it can send")
                 gc.collect()
                 grown = tracemalloc.get_traced_memory()[0] - before
             finally:
                 tracemalloc.stop()
-            assert instance.batches == {}
-            assert instance.received == 0
+            assert run.batches == {}
+            assert run.general.received == 0
             assert grown < 2**20
             one = await driver.client.post("/order", json=order(2, [{"path": [0, 2], "value": "attack"}]))
             assert one.status_code == 200
@@ -303,25 +314,25 @@ async def test_refusals_are_4xx_with_a_json_error_and_the_node_keeps_serving(
                 (await client.post("/order", content=b"[" * 100_000), 400, "the body is not JSON"),
                 (await client.post("/order", json=[1, 2]), 422, "the body must be a JSON object"),
                 (
-                    await driver.post("/start", {"run": RUN, "instance": "zero"}),
+                    await driver.post("/start", {"run": RUN, "scenario": "four generals"}),
                     422,
-                    "'instance' must be a number",
+                    "'scenario' must be a dict",
                 ),
                 (await client.post("/order", content=b"x" * (MAX_BODY + 1)), 413, "body over the limit"),
                 (await client.get("/nowhere"), 404, "no GET /nowhere here"),
-                (await driver.post("/decide", {"instance": 7}), 404, "unknown instance 7"),
                 (
-                    await driver.post("/decide", {"instance": 0}),
-                    409,
-                    "no decision yet: the rounds are still running",
+                    await driver.post("/decide", {"run": "run-7"}),
+                    404,
+                    "no such run here: /start it first",
                 ),
+                (await driver.decide(), 409, "no decision yet: the rounds are still running"),
                 (
                     await client.post("/order", json=order(9, [], key=2) | {"sender": 9}),
                     403,
                     "unknown sender 9",
                 ),
                 (await client.post("/order", json=order(2, [], key=3)), 403, "bad signature for sender 2"),
-                (await client.post("/order", json={**order(2, []), "instance": 5}), 403, "bad signature"),
+                (await client.post("/order", json={**order(2, []), "round": 5}), 403, "bad signature"),
             ]
             for response, status, message in cases:
                 assert response.status_code == status
@@ -365,7 +376,7 @@ async def test_a_strategy_the_node_was_not_started_with_is_refused_and_never_imp
                     f"traitor 3: strategy {name!r} is not allowed on this node: "
                     f"start the node with --allow-strategy {name} to allow it",
                 )
-            assert driver.node.instances == {}
+            assert driver.node.run is None
     assert not marker.exists()
     assert "marked_traitor" not in sys.modules
 
@@ -375,7 +386,8 @@ async def test_a_strategy_the_node_was_started_with_runs() -> None:
     with bounded():
         async with driving(allowed={"adversaries:Forge"}) as driver:
             assert (await driver.start(scenario)).status_code == 200
-            strategy = driver.node.instances[0].strategy
+            assert driver.node.run is not None
+            strategy = driver.node.run.general.strategy
     assert type(strategy).__name__ == "Forge"
 
 
@@ -402,3 +414,122 @@ async def test_a_refusal_logs_at_most_a_few_hundred_characters_of_the_request(
     assert refusals[0]["error"].startswith("no GET /xxx")
     assert refusals[1]["error"].startswith("unknown sender 9999")
     assert refusals[1]["error"].endswith(" characters)")
+
+
+async def test_a_batch_not_shaped_as_the_algorithms_payload_is_refused_and_not_kept() -> None:
+    def nested(depth: int) -> object:
+        value: object = "attack"
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    refusals = [
+        (order(2, [], batch=[]), "'messages' must hold one list of messages per instance (1)"),
+        (
+            order(2, [], batch=[{"path": [0, 2]}]),
+            "'messages' must hold one list of messages per instance (1)",
+        ),
+        (order(2, [["path", "value"]]), "a message must be an object with the fields path, value"),
+        (order(2, [{"path": [0, 2]}]), "a message must be an object with the fields path, value"),
+        (
+            order(2, [{"path": [0, 2], "value": "attack", "chain": [0]}]),
+            "a message must be an object with the fields path, value",
+        ),
+        (order(2, [{"path": [0, 2], "value": nested(64)}]), "a message nests deeper than 64 levels"),
+    ]
+    with bounded():
+        async with driving() as driver:
+            await opened(driver, 2)
+            for body, said in refusals:
+                assert error(await driver.client.post("/order", json=body)) == (422, said)
+            # 63 lists inside the message object: 64 levels, the most a message may have.
+            deep = await driver.client.post("/order", json=order(2, [{"path": [0, 2], "value": nested(63)}]))
+            assert deep.json() == {"taken": 1}
+            closed = (await driver.close(2)).json()
+    assert closed["senders"] == [2]
+    assert [(r["sender"], r["reason"]) for r in closed["rejected"]] == [(2, "value outside the domain")]
+
+
+TWO_ORDERS = load_scenario(
+    "generals: 4\nm: 1\ninstances:\n  - {commander: 0, order: attack}\n  - {commander: 2, order: retreat}\n"
+).to_dict()
+
+
+async def test_one_batch_carries_every_instance_each_bounded_by_what_its_sender_can_send() -> None:
+    commands = {0: [{"path": [0], "value": "attack"}], 2: [{"path": [2], "value": "retreat"}]}
+    with bounded():
+        async with driving() as driver:
+            assert (await driver.start(TWO_ORDERS)).json() == {"started": RUN, "instances": 2}
+            first = (await driver.round(1)).json()
+            from_0 = order(0, [], round=1, batch=[commands[0], []])
+            assert (await driver.client.post("/order", json=from_0)).json() == {"taken": 1}
+            twice = order(2, [], round=1, batch=[[], commands[2] * 2])
+            assert error(await driver.client.post("/order", json=twice)) == (
+                422,
+                "2 messages from 2 in round 1 of instance 1, more than the 1 it can send",
+            )
+            # A lieutenant in instance 0 has nothing to say in round 1 there.
+            speaking = order(2, [], round=1, batch=[commands[2], commands[2]])
+            assert error(await driver.client.post("/order", json=speaking)) == (
+                422,
+                "1 message from 2 in round 1 of instance 0, more than the 0 it can send",
+            )
+            from_2 = order(2, [], round=1, batch=[[], commands[2]])
+            assert (await driver.client.post("/order", json=from_2)).json() == {"taken": 1}
+            closed = (await driver.close(1)).json()
+            second = (await driver.round(2)).json()
+    assert first == {"sent": [], "failed": [], "timed_out": False}
+    assert (closed["received"], closed["rejected"]) == (2, [])
+    attack, retreat = {"path": [0, 1], "value": "attack"}, {"path": [2, 1], "value": "retreat"}
+    assert [(batch["receiver"], batch["messages"]) for batch in second["sent"]] == [
+        (0, [[], [retreat]]),
+        (2, [[attack], []]),
+        (3, [[attack], [retreat]]),
+    ]
+
+
+SIGNED = load_scenario("algorithm: sm\ngenerals: 3\nm: 1\nseed: 5\ntraitors: {2: silent}\n")
+
+
+def wire(payload: object) -> dict[str, Any]:
+    """A payload's fields as they travel: JSON."""
+    fields: dict[str, Any] = json.loads(json.dumps(SIGNED.rules.payload_fields(payload)))
+    return fields
+
+
+async def test_a_signed_run_sends_chain_signatures_and_checks_them_as_a_core_in_memory_does() -> None:
+    rules, setup = SIGNED.rules, SIGNED.setup
+    commander, twin, traitor = (rules.general(setup, g, "attack") for g in range(3))
+    to_1, to_2 = (commander.compose(out, out.path, out.value) for out in commander.outbox(1))
+    traitor.outbox(1)
+    assert traitor.receive(sender=0, round=1, payload=to_2) is None
+    (forward,) = (traitor.compose(out, out.path, out.value) for out in traitor.outbox(2) if out.receiver == 1)
+    assert isinstance(forward, Signed)
+    tampered = attrs.evolve(forward, value="retreat")  # the commander's and its own signatures kept
+    # The node's twin, in memory, is handed what the node will be.
+    twin.outbox(1)
+    assert twin.receive(sender=0, round=1, payload=to_1) is None
+    (relayed,) = (twin.compose(out, out.path, out.value) for out in twin.outbox(2))
+    refused = twin.receive(sender=2, round=2, payload=tampered)
+    with bounded():
+        async with driving() as driver:
+            assert (await driver.start(SIGNED.to_dict())).status_code == 200
+            assert (await driver.round(1)).json()["sent"] == []
+            taken = await driver.client.post("/order", json=order(0, [wire(to_1)], round=1))
+            assert taken.json() == {"taken": 1}
+            assert (await driver.close(1)).json()["rejected"] == []
+            second = (await driver.round(2)).json()
+            await driver.client.post("/order", json=order(2, [wire(tampered)]))
+            closed = (await driver.close(2)).json()
+            decided = (await driver.decide()).json()
+    assert second["sent"] == [{"receiver": 2, "delivered": False, "messages": [[wire(relayed)]]}]
+    assert wire(relayed)["chain"] == [0, 1]
+    assert len(wire(relayed)["signatures"]) == 2
+    assert refused is not None
+    assert closed["rejected"] == [
+        {"instance": 0, "sender": 2, "message": wire(tampered), "reason": "signature does not verify"}
+    ]
+    assert refused.value == "signature does not verify"
+    assert decided == {"general": 1, "decisions": [twin.decide()], "stats": dict(twin.stats)}
+    assert decided["decisions"] == ["attack"]
+    assert decided["stats"]["signatures_verified"] > 0
