@@ -735,8 +735,8 @@ def _traitors_option(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--m", "ms", default="1..2", show_default=True, callback=_range_option, help="Values of m.")
 @click.option("--traitors", "counts", default="upto-m", show_default=True, callback=_traitors_option,
               help="Traitor set sizes: upto-m, exactly:K or upto:K.")  # fmt: skip
-@click.option("--algorithm", type=click.Choice(sorted(REGISTRY)), default=DEFAULT_ALGORITHM, show_default=True,
-              help="The algorithm whose theorem is checked.")  # fmt: skip
+@click.option("--algorithm", type=click.Choice(sorted(REGISTRY)), default=DEFAULT_ALGORITHM,
+              show_default=True, help="The algorithm whose theorem is checked.")  # fmt: skip
 @click.option("--adversary", type=click.Choice(ADVERSARIES), default="canonical", show_default=True)
 @click.option(
     "--budget", type=click.IntRange(min=1), help="Adversaries per case at most (default by family)."
@@ -768,7 +768,8 @@ def verify_command(
         check_ranges(generals, ms, counts, algorithm)
     all_cases = list(cases(generals, ms, counts, algorithm))
     if not all_cases:
-        raise click.UsageError(no_army(generals, ms, algorithm) or "these ranges hold no case")
+        problem = no_army(generals, ms, algorithm) or "no army in these ranges has room for so many traitors"
+        raise click.UsageError(problem)
     budget = budget or DEFAULT_BUDGET[adversary]
     tally = Tally(algorithm)
     started = time.monotonic()

@@ -65,8 +65,8 @@ ADVERSARIES: tuple[Adversary, ...] = ("canonical", "exhaustive", "search")
 DEFAULT_BUDGET: Mapping[Adversary, int] = {"canonical": 100_000, "exhaustive": 100_000, "search": 2_000}
 """Adversaries tried per case at most, by family, unless ``--budget`` says otherwise."""
 
-DEFAULT_ORDER = "retreat"
-"""The scenario default verify's cases share: what a missing or refused message counts as."""
+DEFAULT_VALUE = "retreat"
+"""A scenario's ``default`` when it names none, as verify's cases and counterexamples leave it."""
 
 MAX_CASES = 1_000_000
 """Cases one verification may hold; wider ranges are refused before a single case is made."""
@@ -98,7 +98,7 @@ class Case:
     @property
     def setup(self) -> Setup:
         """What a scenario of this case runs: its defaults, seed 0, one instance."""
-        return Setup(self.generals, self.m, 0, DEFAULT_VALUES, DEFAULT_ORDER)
+        return Setup(self.generals, self.m, 0, DEFAULT_VALUES, DEFAULT_VALUE)
 
     @property
     def theorem_allows_failure(self) -> bool:

@@ -178,6 +178,7 @@ def test_a_violation_the_theorem_forbids_exits_1(monkeypatch: pytest.MonkeyPatch
         (["--generals", "2..3", "--m", "2", "--algorithm", "sm"], "can run SM(m): for 3 generals, m = 2"),
         (["--adversary", "lucky"], "'lucky' is not one of"),
         (["--algorithm", "pbft"], "'pbft' is not one of 'om', 'sm'"),
+        (["--generals", "3", "--traitors", "exactly:4"], "no army in these ranges has room for so many"),
     ],
 )
 def test_cli_bad_arguments_exit_2(args: list[str], message: str) -> None:
