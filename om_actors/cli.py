@@ -37,13 +37,13 @@ from . import __version__
 from .catalog import find_scenario, shipped_scenarios
 from .cluster import DRIVER_KEY, Stopped, run_cluster, serve_node, stoppable, write_keys
 from .errors import LogError, OmActorsError, Problem, ScenarioError
-from .explain import View, dot_graph, explain, text_tree
+from .explain import dot_graph, explain, open_view, text_tree
 from .guarded_stdout import GuardedStdout
 from .limits import DEFAULT_MAX_MESSAGES, LIMIT_VARIABLE
 from .log import LogLine, Selection, read_log
 from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
 from .registry import DEFAULT_ALGORITHM, REGISTRY
-from .replay import SUMMARY_ONLY, Divergence, reconstruct, replay_log, rerun_log
+from .replay import SUMMARY_ONLY, Divergence, replay_log, rerun_log
 from .report import VerifySummary, assumption_warnings, print_verify, report
 from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario, read_scenario_text
 from .terminal import markup, printable
@@ -610,7 +610,7 @@ def explain_command(
     """
     out, err = _consoles()
     with _reporting_errors(err):
-        view = View(reconstruct(log), general, instance)
+        view = open_view(log, general, instance)
         node = explain(view, path=start, depth=depth)
     if form == "dot":
         click.echo(dot_graph(view, node), nl=False)
