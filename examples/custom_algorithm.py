@@ -99,6 +99,9 @@ class TrustTheCommander(Algorithm):
     def canonical(self, values: tuple[str, ...]) -> Sequence[tuple[str, dict[str, object]]]:
         return [("split", {}), ("silent", {})]
 
+    def most_messages(self, setup: Setup, sender: int, receiver: int, round: int) -> int:
+        return int(round == 1 and sender == setup.commander and receiver != sender)
+
     def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
         if traitor != setup.commander:
             return []

@@ -256,8 +256,11 @@ class Algorithm(abc.ABC):
     """What a scenario's ``algorithm`` key says: ``"om"``, ``"sm"``."""
     title: ClassVar[str]
     """How people write it, with ``m`` for the parameter: ``"OM(m)"``."""
-    payload: ClassVar[type]
-    """The attrs class of a message's payload; its fields are the message's fields in the log and on the wire."""
+    payload: ClassVar[type[attrs.AttrsInstance]]
+    """The attrs class of a message's payload.
+
+    Its fields are the message's fields in the log and on the wire.
+    """
     reasons: ClassVar[type[enum.Enum]]
     """Why a general may refuse a message: a string-valued enum."""
     batchable: ClassVar[bool] = False
@@ -312,11 +315,22 @@ class Algorithm(abc.ABC):
         """``verify``'s canonical adversaries: built-in strategy names with their arguments."""
 
     @abc.abstractmethod
-    def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
+    def most_messages(self, setup: Setup, sender: int, receiver: int, round: int) -> int:
+        """The most messages ``sender`` can send ``receiver`` in ``round``, whatever it holds or lies.
+
+        Every offer :meth:`Core.offers` could give it counts, late ones
+        included.  A network node refuses a peer's batch bigger than this
+        before reading it, so it must answer at once for any size.
+        """
+
+    @abc.abstractmethod
+    def decision_points(self, setup: Setup, traitor: int) -> Iterable[DecisionPoint]:
         """Every message ``traitor`` could usefully send, whatever it receives.
 
         ``verify``'s exhaustive and search adversaries choose a value (or
         silence) for each; the ``scripted`` strategy replays such a choice.
+        It may be a generator: the space can be far too big to list, and a
+        reader that checks a script takes only as many as it can afford.
         """
 
     @abc.abstractmethod
@@ -334,7 +348,7 @@ class Algorithm(abc.ABC):
 
     def payload_fields(self, payload: object) -> dict[str, object]:
         """A payload's fields, in order, as the log and the wire carry them."""
-        return {field.name: getattr(payload, field.name) for field in attrs.fields(type(payload))}
+        return {field.name: getattr(payload, field.name) for field in attrs.fields(self.payload)}
 
     def payload_from_fields(self, fields: Mapping[str, object]) -> object:
         """The payload a log line or a request carries, from its fields; lists become tuples.
@@ -357,4 +371,3 @@ def _frozen(value: object) -> object:
     if isinstance(value, list):
         return tuple(_frozen(item) for item in value)
     return value
-

@@ -12,11 +12,30 @@ an embedding application all consume the same events.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import attrs
 
-from .algorithm import Path
+
+@attrs.frozen
+class Kind:
+    """What a logged field holds, in the words the log reader's errors use.
+
+    Attached to a field's type with ``Annotated``.  The reader derives each
+    event's schema from these classes -- a field's type says what JSON it
+    must be, ``Kind`` words it and bounds it -- so a new event or field
+    needs no second table.  A payload class may use it too.
+    """
+
+    text: str
+    minimum: int | None = None
+
+
+Round = Annotated[int, Kind("a round number", minimum=0)]
+GeneralId = Annotated[int, Kind("a general id")]
+Count = Annotated[int, Kind("a message count", minimum=0)]
+GeneralIds = Annotated[tuple[int, ...], Kind("a list of general ids")]
+NotDelivered = Annotated[Literal[False], Kind("false (a message that arrived has no 'delivered')")]
 
 SCHEMA = 2
 """Version of the log format; bumped whenever an event's meaning changes.
@@ -37,14 +56,14 @@ class RunStarted:
     """
 
     name: ClassVar[str] = "run.start"
-    mode: str | None = attrs.field(default=None, kw_only=True)
+    mode: Literal["batched"] | None = attrs.field(default=None, kw_only=True)
     messages_logged: bool | None = attrs.field(default=None, kw_only=True)
+    schema: Annotated[int, Kind("a schema number", minimum=0)]
+    version: Annotated[str, Kind("a version string")]
+    seed: int
+    scenario: Annotated[dict[str, Any], Kind("a scenario mapping")]
     public: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
     """What the algorithm publishes about the run -- SM's public keys -- or ``None``."""
-    schema: int
-    version: str
-    seed: int
-    scenario: dict[str, Any]
 
 
 @attrs.frozen
@@ -58,11 +77,11 @@ class MessageSent:
 
     name: ClassVar[str] = "message"
     instance: int | None = attrs.field(default=None, kw_only=True)
-    round: int
-    sender: int
-    receiver: int
+    round: Round
+    sender: GeneralId
+    receiver: GeneralId
     payload: object
-    delivered: bool | None = attrs.field(default=None, kw_only=True)
+    delivered: NotDelivered | None = attrs.field(default=None, kw_only=True)
     """``False`` for a message that left its sender but never reached its
     receiver (a network that lost it, a receiver that died); ``None``, and
     left out of the log, for every message that arrived."""
@@ -77,11 +96,11 @@ class MessageRejected:
 
     name: ClassVar[str] = "message.rejected"
     instance: int | None = attrs.field(default=None, kw_only=True)
-    round: int
-    sender: int
-    receiver: int
+    round: Round
+    sender: GeneralId
+    receiver: GeneralId
     payload: object
-    reason: enum.Enum
+    reason: Annotated[enum.Enum, Kind("a reason")]
 
 
 @attrs.frozen
@@ -90,11 +109,11 @@ class StrategyFailed:
 
     name: ClassVar[str] = "strategy.failed"
     instance: int | None = attrs.field(default=None, kw_only=True)
-    round: int
-    general: int
-    path: Path
-    receiver: int
-    error: str
+    round: Round
+    general: GeneralId
+    path: GeneralIds
+    receiver: GeneralId
+    error: Annotated[str, Kind("an error text")]
 
 
 @attrs.frozen
@@ -106,8 +125,8 @@ class GeneralCrashed:
     """
 
     name: ClassVar[str] = "general.crashed"
-    round: int
-    general: int
+    round: Round
+    general: GeneralId
 
 
 @attrs.frozen
@@ -121,11 +140,11 @@ class RoundEnded:
     """
 
     name: ClassVar[str] = "round.end"
-    round: int
-    messages: int
-    rejected: int
-    timed_out: tuple[int, ...]
-    undelivered: int | None = attrs.field(default=None, kw_only=True)
+    round: Round
+    messages: Count
+    rejected: Count
+    timed_out: GeneralIds
+    undelivered: Count | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -134,7 +153,7 @@ class Decided:
 
     name: ClassVar[str] = "decision"
     instance: int | None = attrs.field(default=None, kw_only=True)
-    general: int
+    general: GeneralId
     value: str
     traitor: bool
 
@@ -148,8 +167,8 @@ class VerdictReached:
     agreement: bool
     validity: bool | None
     success: bool
-    messages: int
-    rounds: int
+    messages: Count
+    rounds: Annotated[int, Kind("a round count", minimum=0)]
 
 
 Event = (

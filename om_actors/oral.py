@@ -19,13 +19,12 @@ import enum
 import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
 from .algorithm import Algorithm, Core, DecisionPoint, Outgoing, Path, Setup, Step
 from .strategies import BUILT_IN
-
 
 
 class OralReason(str, enum.Enum):
@@ -146,6 +145,25 @@ def rejection_reason(
     return None
 
 
+def refusal(
+    setup: Setup, *, receiver: int, sender: int, round: int, payload: object, seen: Container[object]
+) -> OralReason | None:
+    """Why ``receiver`` refuses this payload, ``seen`` holding the paths it already has; ``None`` to take it.
+
+    Every OM(m) runtime judges a message here: the per-message core and the
+    batched store's one-by-one messages alike.
+    """
+    if type(payload) is not Relay:
+        return OralReason.MALFORMED_MESSAGE
+    path = payload.path
+    reason = rejection_reason(
+        setup, receiver=receiver, sender=sender, round=round, path=path, value=payload.value
+    )
+    if reason is None and path in seen:
+        return OralReason.DUPLICATE
+    return reason
+
+
 _INT = {int}
 """The only element type of a well-formed path: ``bool`` is an int, but not a general."""
 
@@ -168,17 +186,15 @@ class OralGeneral(Core):
         return self._received
 
     def _receive(self, sender: int, round: int, payload: object) -> OralReason | None:
-        if type(payload) is not Relay:
-            return OralReason.MALFORMED_MESSAGE
-        path, value = payload.path, payload.value
-        reason = rejection_reason(self.setup, receiver=self.me, sender=sender, round=round, path=path, value=value)
-        if reason is None and path in self._received:
-            reason = OralReason.DUPLICATE
+        reason = refusal(
+            self.setup, receiver=self.me, sender=sender, round=round, payload=payload, seen=self._received
+        )
         if reason is not None:
             return reason
-        assert isinstance(path, tuple)
-        assert isinstance(value, str)
-        self._received[path] = value
+        assert isinstance(payload, Relay)
+        assert isinstance(payload.path, tuple)
+        assert isinstance(payload.value, str)
+        self._received[payload.path] = payload.value
         return None
 
     def held(self, path: Path) -> str:
@@ -331,18 +347,34 @@ class OralMessages(Algorithm):
         return BUILT_IN
 
     def canonical(self, values: tuple[str, ...]) -> Sequence[tuple[str, dict[str, object]]]:
-        return [("flip", {}), ("split", {}), *(("constant", {"value": v}) for v in values), ("silent", {})]
+        constants: list[tuple[str, dict[str, object]]] = [("constant", {"value": v}) for v in values]
+        return [("flip", {}), ("split", {}), *constants, ("silent", {})]
 
     def explain(self, core: Core, *, path: Path | None = None, depth: int | None = None) -> Step:
         """The recursive majority from ``path`` (the commander's by default), vote by vote."""
         assert isinstance(core, OralGeneral)
         if core.round != core.rounds:
             core.decide()  # raises ProtocolMisuse, as deciding would
+        if core.me == core.setup.commander:
+            raise ValueError(
+                f"general {core.me} is the commander: it decides its own order and evaluates no tree"
+            )
         path = (core.setup.commander,) if path is None else path
         problem = _path_problem(core, path)
         if problem is not None:
             raise ValueError(problem)
         return _step(core.explain(path, depth))
+
+    def most_messages(self, setup: Setup, sender: int, receiver: int, round: int) -> int:
+        """Paths of ``round`` that end with ``sender`` and miss ``receiver``: OM owes exactly these."""
+        lieutenants = len(setup.lieutenants)
+        if sender == receiver or not 1 <= round <= self.rounds(setup.generals, setup.m):
+            return 0
+        if round == 1:
+            return int(sender == setup.commander)
+        if setup.commander in (sender, receiver):
+            return 0
+        return math.perm(lieutenants - 2, round - 2)
 
     def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
         """Which messages a general owes never depends on values, so the space is fixed before any run."""
@@ -369,15 +401,14 @@ def _path_problem(core: OralGeneral, path: Path) -> str | None:
 
 
 def _step(step: MajorityStep) -> Step:
-    label = f"OM([{', '.join(map(str, step.path))}])"
-    if step.votes:
-        detail = f"held {step.held}; votes {', '.join(step.votes)}"
-    elif step.hidden:
-        detail = f"held {step.held}; {step.hidden:,} steps below not shown"
-    else:
-        detail = f"held {step.held}"
+    """A majority step as ``explain`` draws it: the votes tallied; a leaf's value is what arrived."""
+    detail = f"votes {_tally(step.votes)}" if step.votes else ""
     children = tuple(_step(child) for child in step.children)
-    return Step(label, step.value, detail, children, step.hidden, step.path)
+    return Step(f"OM({list(step.path)})", step.value, detail, children, step.hidden, step.path)
+
+
+def _tally(votes: tuple[str, ...]) -> str:
+    return ", ".join(f"{value} x{count}" for value, count in Counter(votes).most_common())
 
 
 ORAL_MESSAGES = OralMessages()
