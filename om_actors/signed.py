@@ -538,6 +538,18 @@ class SignedMessages(Algorithm):
     def canonical(self, values: tuple[str, ...]) -> Sequence[tuple[str, dict[str, object]]]:
         return [("split", {}), ("late", {}), ("silent", {})]
 
+    def most_messages(self, setup: Setup, sender: int, receiver: int, round: int) -> int:
+        """One per value a sender can hold: V is a subset of ``values``, each offered once per receiver and round.
+
+        The commander holds only its order, which it may sign again in any
+        round; nobody sends to the commander, who is on every chain.
+        """
+        if sender == receiver or receiver == setup.commander or not 1 <= round <= setup.m + 1:
+            return 0
+        if sender == setup.commander:
+            return 1
+        return len(setup.values) if round >= 2 else 0
+
     def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
         """Every due message ``traitor`` could send: each chain it could hold, extended by itself.
 
