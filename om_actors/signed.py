@@ -31,7 +31,7 @@ import itertools
 import json
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -539,36 +539,44 @@ class SignedMessages(Algorithm):
         return [("split", {}), ("late", {}), ("silent", {})]
 
     def most_messages(self, setup: Setup, sender: int, receiver: int, round: int) -> int:
-        """One per value a sender can hold: V is a subset of ``values``, each offered once per receiver and round.
+        """What ``sender`` can send ``receiver`` in ``round``: one message per value it may hold.
 
-        The commander holds only its order, which it may sign again in any
-        round; nobody sends to the commander, who is on every chain.
+        The commander offers its order to each lieutenant in every round
+        (late from round 2 on).  A lieutenant holds at most one chain per
+        value of the domain and offers each value at most once a round, due
+        or late, to each general off its chain -- never the commander, who
+        is on every chain.
         """
-        if sender == receiver or receiver == setup.commander or not 1 <= round <= setup.m + 1:
+        if sender == receiver or not 1 <= round <= self.rounds(setup.generals, setup.m):
+            return 0
+        if not (0 <= sender < setup.generals and 0 <= receiver < setup.generals):
             return 0
         if sender == setup.commander:
             return 1
-        return len(setup.values) if round >= 2 else 0
+        if round == 1 or receiver == setup.commander:
+            return 0
+        return len(setup.values)
 
-    def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
+    def decision_points(self, setup: Setup, traitor: int) -> Iterator[DecisionPoint]:
         """Every due message ``traitor`` could send: each chain it could hold, extended by itself.
 
         The commander has one per lieutenant in round 1.  A lieutenant has
         one per chain ``(c, j1, ..., jk, traitor)`` of distinct generals with
         at most ``m + 1`` links, in round ``k + 2``, per receiver not on it.
+        That is ``P(n - 2, k)`` chains for each ``k``, far too many to list
+        for a large army, so they come one at a time, shortest first.
         """
         commander = setup.commander
         if traitor == commander:
-            return [DecisionPoint(1, (commander,), receiver) for receiver in setup.lieutenants]
+            yield from (DecisionPoint(1, (commander,), receiver) for receiver in setup.lieutenants)
+            return
         others = [g for g in setup.lieutenants if g != traitor]
-        points: list[DecisionPoint] = []
         for relayed in range(setup.m):
             for relayers in itertools.permutations(others, relayed):
                 path = (commander, *relayers, traitor)
-                points.extend(
-                    DecisionPoint(len(path), path, g) for g in range(setup.generals) if g not in path
-                )
-        return points
+                for receiver in range(setup.generals):
+                    if receiver not in path:
+                        yield DecisionPoint(len(path), path, receiver)
 
     def explain(self, core: Core, *, path: Path | None = None, depth: int | None = None) -> Step:
         """The general's ``V`` round by round: what it accepted, via which chain, and the choice it made."""

@@ -9,6 +9,7 @@ Rules for this file:
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter
@@ -447,7 +448,7 @@ def armies(draw: st.DrawFn) -> tuple[Setup, str, dict[int, Strategy]]:
         if name == "garbler":
             traitors[traitor] = Garbler()
         elif name == "scripted":
-            points = SIGNED_MESSAGES.decision_points(army, traitor)
+            points = list(SIGNED_MESSAGES.decision_points(army, traitor))
             picked = draw(st.lists(st.sampled_from(points), unique=True, max_size=6)) if points else []
             script = [
                 {"path": list(p.path), "receiver": p.receiver, "value": draw(st.sampled_from(VALUES))}
@@ -586,14 +587,61 @@ def test_signed_bytes_never_raise_on_garbage() -> None:
 
 
 def test_decision_points_are_every_due_chain_ending_in_the_traitor() -> None:
-    assert SIGNED_MESSAGES.decision_points(THREE, 0) == [DecisionPoint(1, (0,), 1), DecisionPoint(1, (0,), 2)]
-    assert SIGNED_MESSAGES.decision_points(THREE, 2) == [DecisionPoint(2, (0, 2), 1)]
-    assert SIGNED_MESSAGES.decision_points(FOUR, 3) == [
+    assert list(SIGNED_MESSAGES.decision_points(THREE, 0)) == [
+        DecisionPoint(1, (0,), 1),
+        DecisionPoint(1, (0,), 2),
+    ]
+    assert list(SIGNED_MESSAGES.decision_points(THREE, 2)) == [DecisionPoint(2, (0, 2), 1)]
+    assert list(SIGNED_MESSAGES.decision_points(FOUR, 3)) == [
         DecisionPoint(2, (0, 3), 1),
         DecisionPoint(2, (0, 3), 2),
         DecisionPoint(3, (0, 1, 3), 2),
         DecisionPoint(3, (0, 2, 3), 1),
     ]
+
+
+def test_decision_points_of_a_large_army_come_one_at_a_time() -> None:
+    """n = 31, m = 10 has perm(29, 9) chains of ten signers; the first ones come at once, shortest first."""
+    points = SIGNED_MESSAGES.decision_points(setup(31, 10), 3)
+    first = list(itertools.islice(points, 30))
+    assert first[0] == DecisionPoint(2, (0, 3), 1)
+    assert [p.round for p in first] == [2] * 29 + [3]
+    assert first[29] == DecisionPoint(3, (0, 1, 3), 2)
+
+
+@pytest.mark.parametrize(("generals", "m"), [(3, 1), (4, 2), (5, 2), (5, 3)])
+def test_most_messages_bounds_every_offer_a_traitor_gets(generals: int, m: int) -> None:
+    """Whatever the commander signs, every general's offers per receiver stay within most_messages."""
+
+    @attrs.frozen
+    class Everything:
+        """A commander that signs every value for everyone; lieutenants release everything, always."""
+
+        def choose(
+            self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+        ) -> object:
+            return VALUES[receiver % 2] if len(path) == 1 else value
+
+    army = setup(generals, m)
+    cores = [SIGNED_MESSAGES.general(army, g, "attack") for g in range(generals)]
+    drivers = [GeneralDriver([c], strategy=Everything(), seed=0, tagged=False) for c in cores]
+    for round in range(1, m + 2):
+        posts = []
+        for general, driver in enumerate(drivers):
+            asks = [item for item in driver.round(round) if isinstance(item, Ask)]
+            per_receiver = Counter(ask.outgoing.receiver for ask in asks)
+            for receiver in range(generals):
+                most = SIGNED_MESSAGES.most_messages(army, general, receiver, round)
+                assert per_receiver[receiver] <= most, (general, receiver, round)
+            posts += [(general, answer_now(driver, ask)) for ask in asks]
+        for sender, send in posts:
+            assert isinstance(send, Send)
+            drivers[send.receiver].deliver(0, sender, round, send.payload)
+    assert SIGNED_MESSAGES.most_messages(army, 1, 0, 2) == 0
+    assert SIGNED_MESSAGES.most_messages(army, 1, 2, 1) == 0
+    assert SIGNED_MESSAGES.most_messages(army, 0, 1, m + 1) == 1
+    assert SIGNED_MESSAGES.most_messages(army, 1, 2, m + 2) == 0
+    assert SIGNED_MESSAGES.most_messages(setup(10**9, 10**6), 1, 2, 3) == 2
 
 
 def test_strategies_and_canonical_adversaries() -> None:
