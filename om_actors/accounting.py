@@ -57,23 +57,44 @@ def event_order(rules: Algorithm) -> EventKey:
     By instance, then the path the payload travelled (well-formed paths by
     value, a traitor's garbage after them), then receiver, then sender;
     a message comes before its refusal, and a strategy's failure after
-    both.  Two events that tie on all of that -- a traitor saying two
-    things along one path to one receiver -- are ordered by what they say,
-    as the log writes it, so no order ever depends on how trio scheduled
-    the generals.
+    both.  Two events can tie on all of that -- a traitor saying two
+    things along one path to one receiver -- and :func:`in_log_order`
+    breaks such ties.
     """
     path_of = rules.path_of
 
     def key(event: Event) -> tuple[Any, ...]:
         if isinstance(event, StrategyFailed):
-            where = (event.instance or 0, _path_key(event.path), event.receiver, event.general, 2)
-            return (*where, _Tiebreak(event.error))
+            return (event.instance or 0, _path_key(event.path), event.receiver, event.general, 2)
         assert isinstance(event, (MessageSent, MessageRejected))
         rank = 0 if isinstance(event, MessageSent) else 1
-        where = (event.instance or 0, _path_key(path_of(event.payload)), event.receiver, event.sender, rank)
-        return (*where, _Tiebreak(event.payload))
+        return (event.instance or 0, _path_key(path_of(event.payload)), event.receiver, event.sender, rank)
 
     return key
+
+
+def in_log_order(events: Iterable[Event], key: EventKey) -> list[Event]:
+    """``events`` sorted by ``key``, ties broken by what each event says, as the log writes it.
+
+    So two events never keep the order they came in, which could depend on
+    how trio scheduled the generals.  Ties are rare, so they are looked for
+    after sorting rather than paid for in every key.
+    """
+    listed = list(events)
+    keys = [key(event) for event in listed]
+    order = sorted(range(len(listed)), key=keys.__getitem__)
+    start = 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or keys[order[end]] != keys[order[start]]:
+            if end - start > 1:
+                order[start:end] = sorted(order[start:end], key=lambda i: _said(listed[i]))
+            start = end
+    return [listed[i] for i in order]
+
+
+def _said(event: Event) -> str:
+    said = event.error if isinstance(event, StrategyFailed) else getattr(event, "payload", None)
+    return json_fallback(said)
 
 
 def _path_key(path: object) -> tuple[int, Any]:
@@ -81,30 +102,6 @@ def _path_key(path: object) -> tuple[int, Any]:
     if type(path) is tuple and all(type(g) is int for g in path):
         return (0, path)
     return (1, json_fallback(path))
-
-
-class _Tiebreak:
-    """The last resort of :func:`event_order`: what a message says, as the log renders it.
-
-    Rendered only when everything before it ties, which is rare, so the
-    cost is not paid by every message of a large run.
-    """
-
-    __slots__ = ("said",)
-
-    def __init__(self, said: object) -> None:
-        self.said = said
-
-    def _text(self) -> str:
-        return json_fallback(self.said)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Tiebreak) and self._text() == other._text()
-
-    def __lt__(self, other: _Tiebreak) -> bool:
-        return self._text() < other._text()
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class Accounting:
@@ -202,7 +199,7 @@ class Accounting:
         already went through :meth:`sent` or :meth:`count` are in
         ``round.end``'s count.
         """
-        found = sorted(events, key=self.order)
+        found = in_log_order(events, self.order)
         rejected = undelivered = 0
         traitors = self.scenario.traitors
         for event in found:

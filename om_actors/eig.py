@@ -27,10 +27,11 @@ Two rules have a second form here, each held to the first by tests:
   :meth:`OralGeneral.resolve <om_actors.oral.OralGeneral.resolve>`, and the
   differential tests (``tests/test_eig.py``) hold the two -- and whole
   batched runs against per-message runs -- to the same answers;
-- who sends what: a batch's size is :meth:`EigLayout.messages_between`, and
-  a test holds it to :func:`~om_actors.oral.owed`, which is what every
-  message sent one at a time (:meth:`EigGeneral.outbox`,
-  :meth:`EigGeneral.itemized`) comes from.
+- who sends what: a batch's size is the algorithm's
+  :meth:`~om_actors.algorithm.Algorithm.most_messages` (for OM(m), exactly
+  what a loyal general owes), and a test holds it to
+  :func:`~om_actors.oral.owed`, which is what every message sent one at a
+  time (:meth:`EigGeneral.outbox`, :meth:`EigGeneral.itemized`) comes from.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from .algorithm import Algorithm, Core, Outgoing, Path, Setup
 from .driver import Ask, GeneralDriver, Send
 from .errors import ProtocolMisuse
 from .events import MessageRejected
-from .oral import OralReason, Relay, owed, rejection_reason
+from .oral import OralReason, Relay, owed, refusal
 from .strategies import BatchStrategy, Strategy
 
 NO_VOTE = 255
@@ -115,21 +116,6 @@ class EigLayout:
             found.append(int(self.last[depth - 1][rank]))
             rank //= self.widths[depth - 2]
         return (self.setup.commander, *reversed(found))
-
-    def messages_between(self, round: int, sender: int, receiver: int) -> int:
-        """Messages a fully participating ``sender`` sends ``receiver`` in ``round``.
-
-        The commander speaks in round 1 only, to each lieutenant once; in
-        round ``k`` a lieutenant relays to another every path of round
-        ``k - 1`` through neither of them.  A test holds this count to
-        :func:`~om_actors.oral.owed`, the rule itself.
-        """
-        commander = self.setup.commander
-        if round == 1:
-            return int(sender == commander and receiver != commander)
-        if commander in (sender, receiver) or sender == receiver:
-            return 0
-        return math.perm(len(self.lieutenants) - 2, round - 2)
 
 
 class EigStore:
@@ -258,8 +244,9 @@ class EigGeneral(Core):
     def batches(self, round: int) -> list[tuple[int, RoundBatch]]:
         """Open ``round``: what a loyal general sends in it, one ``(receiver, batch)`` per receiver."""
         self._open(round)
-        setup, layout = self.setup, self.layout
-        counts = [(r, layout.messages_between(round, self.me, r)) for r in range(setup.generals)]
+        setup = self.setup
+        most = self.algorithm.most_messages
+        counts = [(r, most(setup, self.me, r, round)) for r in range(setup.generals)]
         receivers = [(r, count) for r, count in counts if count]
         if not receivers:
             return []
@@ -310,17 +297,14 @@ class EigGeneral(Core):
         self._rows[sender] = batch.row
 
     def _receive(self, sender: int, round: int, payload: object) -> OralReason | None:
-        """A message sent one at a time, judged by the path rules now and stored at :meth:`close`."""
-        if type(payload) is not Relay:
-            return OralReason.MALFORMED_MESSAGE
-        path, value = payload.path, payload.value
-        reason = rejection_reason(
-            self.setup, receiver=self.me, sender=sender, round=round, path=path, value=value
+        """A message sent one at a time, judged by OM's rules now and stored at :meth:`close`."""
+        reason = refusal(
+            self.setup, receiver=self.me, sender=sender, round=round, payload=payload, seen=self._seen
         )
-        if reason is None and path in self._seen:
-            reason = OralReason.DUPLICATE
         if reason is not None:
             return reason
+        assert isinstance(payload, Relay)
+        path, value = payload.path, payload.value
         assert isinstance(path, tuple)
         assert isinstance(value, str)
         self._seen.add(path)

@@ -120,6 +120,11 @@ class Echo(Algorithm):
     def messages_sent(self, generals: int, m: int, *, limit: int | None = None) -> int:
         return (generals - 1) * (generals - 1)
 
+    def most_messages(self, setup: Setup, sender: int, receiver: int, round: int) -> int:
+        if sender == receiver or receiver == setup.commander:
+            return 0
+        return int((round == 1) == (sender == setup.commander) and round in (1, 2))
+
     def general(self, setup: Setup, me: int, order: str | None = None) -> EchoGeneral:
         return EchoGeneral(self, setup, me, order)
 
