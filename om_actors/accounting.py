@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ._version import __version__
 from .algorithm import Algorithm, Verdict, combine, judge
@@ -141,7 +141,9 @@ class Accounting:
         """The instance as events carry it: only when a run has several."""
         return instance if self.tagged else None
 
-    def started(self, *, mode: str | None = None, messages_logged: bool | None = None) -> RunStarted:
+    def started(
+        self, *, mode: Literal["batched"] | None = None, messages_logged: bool | None = None
+    ) -> RunStarted:
         """The run's first line: the scenario, and what its algorithm publishes (SM's public keys).
 
         ``mode`` and ``messages_logged`` are for a batched run, whose log may
