@@ -35,18 +35,7 @@ import structlog
 
 from .algorithm import Algorithm
 from .errors import LogError, OmActorsError
-from .events import SCHEMA, Event, RoundEnded
-
-try:
-    from .events import Kind
-except ImportError:  # TEMPORARY until events.py has Kind (see /tmp/seam/NOTES.md)
-
-    @attrs.frozen
-    class Kind:  # type: ignore[no-redef]
-        text: str
-        minimum: int | None = None
-
-
+from .events import SCHEMA, Event, Kind, RoundEnded
 from .registry import DEFAULT_ALGORITHM, algorithm_named
 
 LogTarget = Union[str, "os.PathLike[str]", IO[bytes], "structlog.typing.BindableLogger"]

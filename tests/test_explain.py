@@ -8,6 +8,7 @@ Rules for this file:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,39 +16,42 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from om_actors import Event, MessageSent, Scenario, load_scenario, simulate_sync
+from om_actors.algorithm import Core, Step
 from om_actors.cli import main
-from om_actors.explain import ExplainError, View, dot_graph, explain, text_tree
-from om_actors.protocol import General
+from om_actors.explain import ExplainError, View, dot_graph, explain, open_view, text_tree
 from om_actors.replay import reconstruct
 
 GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
 SEVEN = Path(__file__).parent.parent / "scenarios" / "seven-generals.yaml"
 
 
-def _core_tree_for(general: int) -> General:
+def _core_fed_by_the_run(scenario: Scenario, general: int) -> Core:
+    """The general's core fed with the run's own messages, round by round -- no log involved."""
     events: list[Event] = []
-    scenario = load_scenario(SEVEN)
     simulate_sync(scenario, on_event=events.append)
-    state = General(scenario.setup, general)
-    for event in events:
-        if isinstance(event, MessageSent) and event.receiver == general:
-            state.receive(sender=event.sender, round=event.round, path=event.path, value=event.value)
-    return state
+    core = scenario.rules.general(scenario.setup, general, scenario.order)
+    for round in range(1, scenario.rounds + 1):
+        core.outbox(round)
+        for event in events:
+            if isinstance(event, MessageSent) and (event.receiver, event.round) == (general, round):
+                core.receive(sender=event.sender, round=round, payload=event.payload)
+    return core
 
 
 def test_explain_gives_the_tree_the_protocol_core_computes() -> None:
-    node = explain(View(reconstruct(GOLDEN), 1))
-    assert node == _core_tree_for(1).explain((0,))
-    assert node.value == "attack"
-    assert len(node.children) == 5
-    assert all(len(child.children) == 4 for child in node.children)
+    scenario = load_scenario(SEVEN)
+    step = explain(View(reconstruct(GOLDEN), 1))
+    assert step == scenario.rules.explain(_core_fed_by_the_run(scenario, 1))
+    assert step.value == "attack"
+    assert len(step.children) == 5
+    assert all(len(child.children) == 4 for child in step.children)
 
 
 def _render(general: int, **options: object) -> list[str]:
     view = View(reconstruct(GOLDEN), general)
-    node = explain(view, **options)  # type: ignore[arg-type]
+    step = explain(view, **options)  # type: ignore[arg-type]
     console = Console(width=100, record=True, color_system=None)
-    console.print(text_tree(view, node))
+    console.print(text_tree(view, step))
     return console.export_text().splitlines()
 
 
@@ -95,12 +99,12 @@ def test_missing_and_rejected_values_say_why(tmp_path: Path) -> None:
         (0, None, "general 0 is the commander: it decides its own order and evaluates no tree"),
         (9, None, "no general 9: ids run from 0 to 6"),
         (1, (0, 1), "--path 0,1: general 1 never receives a path through itself"),
-        (1, (2,), "--path 2: a path starts with the commander, 0"),
-        (1, (0, 2, 3, 4), "--path 0,2,3,4: paths are at most 3 long with m = 2"),
+        (1, (2,), "--path 2: a path starts with the commander, general 0"),
+        (1, (0, 2, 3, 4), "--path 0,2,3,4: OM(2) paths have at most 3 generals"),
     ],
 )
 def test_impossible_requests_are_errors(general: int, path: tuple[int, ...] | None, error: str) -> None:
-    with pytest.raises(ExplainError, match=error.replace("(", r"\(")):
+    with pytest.raises(ExplainError, match=re.escape(error)):
         explain(View(reconstruct(GOLDEN), general), path=path)
 
 
@@ -113,7 +117,7 @@ def test_dot_colours_by_value_and_dashes_edges_from_traitors() -> None:
     assert '"p0" -> "p0_5" [label="5", style=dashed];' in dot
     assert '"p0" -> "p0_2" [label="2"];' in dot
     assert (
-        '"p0" [label="[0]\\nretreat (from traitor 0)\\nattack x4, retreat x2\\n-> attack", '
+        '"p0" [label="[0]\\nretreat (from traitor 0)\\nvotes attack x4, retreat x2\\n-> attack", '
         'fillcolor="#8dd3c7", color="#d62728", penwidth=2];'
     ) in dot
 
@@ -148,8 +152,67 @@ def test_explain_shows_logged_control_characters_escaped(hostile_scenario: Path,
     dot = CliRunner().invoke(main, ["explain", str(log), "-g", "3", "--format", "dot"])
     assert dot.exit_code == 0
     assert r'label="General 3 decided \\x9b2Jretreat"' in dot.stdout
-    assert r'"p0" [label="[0]\n\\x1b[5mblink\n\\x9b2Jretreat x2, \\x1b[5mblink x1\n-> \\x9b2Jretreat"' in (
-        dot.stdout
+    assert (
+        r'"p0" [label="[0]\n\\x1b[5mblink\nvotes \\x9b2Jretreat x2, \\x1b[5mblink x1\n-> \\x9b2Jretreat"'
+        in (dot.stdout)
     )
     for control in "\x1b\x9b":
         assert control not in tree.stdout + dot.stdout
+
+
+# --- any algorithm: SM(m)'s set V, and an algorithm without paths ------------------------
+
+SIGNED = Path(__file__).parent.parent / "scenarios" / "three-generals-signed.yaml"
+
+
+def _text(view: View, step: Step, width: int = 120) -> list[str]:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(text_tree(view, step))
+    return console.export_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def signed_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    log = tmp_path_factory.mktemp("signed") / "figure5.jsonl"
+    simulate_sync(load_scenario(SIGNED), log=log)
+    return log
+
+
+def test_sm_explain_shows_v_round_by_round(signed_log: Path) -> None:
+    """The paper's figure 5: the traitor commander's two orders both reach lieutenant 1, signed."""
+    view = open_view(signed_log, 1)
+    step = explain(view)
+    scenario = load_scenario(SIGNED)
+    assert step == scenario.rules.explain(_core_fed_by_the_run(scenario, 1))
+    assert _text(view, step) == [
+        'General 1 decided "retreat"',
+        "└── general 1  V = {attack, retreat}: 2 values, so the default retreat -> retreat",
+        "    ├── round 1  accepted 1 message -> {retreat}",
+        '    │   └── [0] "retreat" (from traitor 0)  new: joins V, forwarded in round 2',
+        "    └── round 2  accepted 1 message -> {attack, retreat}",
+        '        └── [0, 2] "attack"  new: joins V; the last round, so not forwarded',
+    ]
+
+
+def test_sm_dot_gives_every_step_its_own_node(signed_log: Path) -> None:
+    view = open_view(signed_log, 2)
+    dot = dot_graph(view, explain(view))
+    nodes = [line.split('"')[1] for line in dot.splitlines() if "[label=" in line and " -> " not in line]
+    assert nodes == ["s0", "s1", "p0", "s2", "p0_1"]
+    assert '"s1" -> "p0" [label="0", style=dashed];' in dot
+    assert '"s2" -> "p0_1" [label="1"];' in dot
+
+
+def test_sm_explain_has_no_path_to_start_from(signed_log: Path) -> None:
+    with pytest.raises(ExplainError, match=r"^--path 0: SM\(1\) keeps a set of values, not a tree of paths"):
+        explain(open_view(signed_log, 1), path=(0,))
+
+
+def test_a_pathless_algorithm_is_drawn_by_its_labels(tmp_path: Path, echo: object) -> None:
+    log = tmp_path / "echo.jsonl"
+    simulate_sync(Scenario(algorithm="echo", generals=4, m=1, order="attack", traitors={3: "split"}), log=log)
+    view = open_view(log, 1)
+    assert _text(view, explain(view)) == [
+        'General 1 decided "attack"',
+        "└── general 1  heard 0: attack, 2: attack, 3: retreat -> attack",
+    ]

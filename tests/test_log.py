@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+import attrs
 import pytest
 import structlog
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from om_actors import (
     SCHEMA,
     Event,
+    LogError,
+    MessageRejected,
+    MessageSent,
     RoundEnded,
     Scenario,
     __version__,
@@ -26,7 +33,12 @@ from om_actors import (
     read_log,
     simulate_sync,
 )
+from om_actors.algorithm import Algorithm
 from om_actors.cli import main
+from om_actors.events import Kind
+from om_actors.log import Selection, event_fields, rules_of
+from om_actors.oral import ORAL_MESSAGES, OralReason
+from om_actors.signed import SIGNED_MESSAGES, SignedReason
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -161,3 +173,192 @@ def test_show_prints_each_piece_of_its_table_as_it_reads(
     assert [row.split()[0] for row in rows[1:]] == [str(n) for n in range(1, 41)]
     starts = {row.index(" message ") for row in rows if " message " in row}
     assert len(starts) == 1  # the pieces line up as one table
+
+
+# --- any algorithm: a message line is its payload's fields ---------------------------------
+
+
+def _run(scenario: Scenario, path: Path) -> list[Event]:
+    events: list[Event] = []
+    simulate_sync(scenario, log=path, on_event=events.append)
+    return events
+
+
+def test_an_sm_message_line_carries_its_chain_and_signatures(tmp_path: Path) -> None:
+    scenario = Scenario(algorithm="sm", generals=4, m=2, traitors={3: "split"})
+    log = tmp_path / "signed.jsonl"
+    _run(scenario, log)
+    events = _lines(log.read_bytes())
+    assert events[0]["public"] == scenario.rules.record(scenario.setup)
+    assert set(events[0]["public"]["keys"]) == {"0", "1", "2", "3"}
+    messages = [e for e in events if e["event"] == "message"]
+    assert list(messages[0]) == ["event", "round", "sender", "receiver", "value", "chain", "signatures"]
+    for message in messages:
+        assert message["chain"][0] == 0
+        assert message["chain"][-1] == message["sender"]
+        assert len(message["chain"]) == len(message["signatures"]) == message["round"]
+        assert all(len(signature) == 128 and int(signature, 16) >= 0 for signature in message["signatures"])
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        Scenario(generals=7, m=2, traitors={0: "split", 5: "flip"}),
+        Scenario(algorithm="sm", generals=5, m=2, traitors={0: "split", 2: "late"}),
+        Scenario(algorithm="sm", generals=4, m=1, traitors={1: "random"}, seed=3),
+    ],
+    ids=["om", "sm-split-late", "sm-random"],
+)
+def test_every_payload_reads_back_as_it_was_sent(scenario: Scenario, tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    sent = [event for event in _run(scenario, log) if isinstance(event, MessageSent)]
+    read = [line for line in read_log(log) if line.event == "message"]
+    assert [line.payload for line in read] == [event.payload for event in sent]
+    assert [line.path for line in read] == [scenario.rules.path_of(event.payload) for event in sent]
+
+
+def test_a_rejection_reason_is_written_as_its_text(tmp_path: Path) -> None:
+    """``late`` releases in round m + 1 a value that arrived in round 1: Dolev-Strong refuses it."""
+    log = tmp_path / "late.jsonl"
+    _run(Scenario(algorithm="sm", generals=5, m=2, traitors={1: "late"}), log)
+    reasons = {e["reason"] for e in _lines(log.read_bytes()) if e["event"] == "message.rejected"}
+    assert reasons == {SignedReason.WRONG_ROUND.value}
+
+
+def test_a_pathless_algorithms_lines_hold_its_value_only(tmp_path: Path, echo: object) -> None:
+    log = tmp_path / "echo.jsonl"
+    _run(Scenario(algorithm="echo", generals=4, m=1, traitors={2: "split"}), log)
+    messages = [e for e in _lines(log.read_bytes()) if e["event"] == "message"]
+    assert len(messages) == 3 + 3 * 2
+    assert {tuple(message) for message in messages} == {("event", "round", "sender", "receiver", "value")}
+    assert all(line.path == () for line in read_log(log) if line.event == "message")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    algorithm=st.sampled_from(["om", "sm"]),
+    traitors=st.dictionaries(
+        st.integers(0, 4), st.sampled_from(["loyal", "silent", "split", "random"]), max_size=2
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_the_reader_takes_every_line_the_writer_writes(
+    tmp_path: Path, algorithm: str, traitors: dict[int, str], seed: int
+) -> None:
+    """Writer and reader share one description of a line: what is written reads back field for field."""
+    log = tmp_path / f"{algorithm}-{seed}.jsonl"
+    events = _run(Scenario(algorithm=algorithm, generals=5, m=1, traitors=traitors, seed=seed), log)
+    read = list(read_log(log))
+    assert [line.fields for line in read] == [json.loads(json.dumps(event_fields(e))) for e in events]
+
+
+def _damaged(tmp_path: Path, scenario: Scenario, damage: Any) -> Path:
+    log = tmp_path / "damaged.jsonl"
+    _run(scenario, log)
+    events = _lines(log.read_bytes())
+    damage(events)
+    log.write_text("".join(json.dumps(event) + "\n" for event in events))
+    return log
+
+
+SM = Scenario(algorithm="sm", generals=4, m=1)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "damage", "error"),
+    [
+        (SM, lambda events: events[1].pop("chain"), ":2: message event without 'chain'"),
+        (SM, lambda events: events[1].update(round=-1),
+         ":2: message event with a malformed 'round': expected a round number, got -1"),
+        (SM, lambda events: events[0]["scenario"].update(algorithm="king"),
+         ":1: run.start holds a scenario of unknown algorithm 'king': use one of "),
+        (SM, lambda events: events[0]["scenario"].update(algorithm=["sm"]),
+         ':1: run.start holds a scenario whose algorithm is not a name: ["sm"]'),
+        (Scenario(generals=4, m=1), lambda events: events[0].update(schema=1),
+         ":1: log schema 1 is older than this om_actors reads (2): it was written before scenarios named "
+         "their algorithm; run the scenario again with this version to get a log it can read"),
+        (Scenario(generals=4, m=1), lambda events: events[0].update(mode="fast"),
+         ':1: run.start event with a malformed \'mode\': expected "batched", got "fast"'),
+    ],
+)  # fmt: skip
+def test_a_line_that_breaks_the_schema_is_named(
+    tmp_path: Path, scenario: Scenario, damage: Any, error: str
+) -> None:
+    log = _damaged(tmp_path, scenario, damage)
+    with pytest.raises(LogError) as caught:
+        list(read_log(log))
+    assert str(caught.value).startswith(f"{log}{error}")
+
+
+def test_the_schema_comes_from_a_classs_types_and_kinds() -> None:
+    """A new event or payload needs no second table: its annotations are the schema."""
+
+    @attrs.frozen
+    class Probe:
+        count: Annotated[int, Kind("a message count", minimum=0)]
+        ids: tuple[int, ...]
+        anything: object
+        flag: Literal[False] | None = None
+        maybe: bool | None = False
+
+    rules = {rule.name: rule for rule in rules_of(Probe)}
+    assert {name: (rule.required, rule.kind) for name, rule in rules.items()} == {
+        "count": (True, "a message count"),
+        "ids": (True, "a list of integers"),
+        "anything": (True, "anything"),
+        "flag": (False, "false"),
+        "maybe": (True, "true, false or null"),
+    }
+    assert [rules["count"].check(v) for v in (0, 7, -1, True, 1.0)] == [True, True, False, False, False]
+    assert [rules["ids"].check(v) for v in ([], [1, 2], [1, "2"], (1,))] == [True, True, False, False]
+    assert [rules["flag"].check(v) for v in (False, 0, None, True)] == [True, False, False, False]
+    assert [rules["maybe"].check(v) for v in (True, None, 0)] == [True, True, False]
+
+
+def test_a_path_prefix_selects_sm_messages_by_their_chain(tmp_path: Path) -> None:
+    """A split commander: lieutenant 1's "retreat" is new to 2 and 4, who sign and forward it in round 3."""
+    log = tmp_path / "signed.jsonl"
+    _run(Scenario(algorithm="sm", generals=5, m=2, traitors={0: "split"}), log)
+    chosen = [line.fields for line in read_log(log) if Selection(path_prefix=(0, 1)).matches(line)]
+    assert [(fields["chain"], fields["receiver"]) for fields in chosen] == [
+        ([0, 1], 2),
+        ([0, 1], 3),
+        ([0, 1], 4),
+        ([0, 1, 2], 3),
+        ([0, 1, 2], 4),
+        ([0, 1, 4], 2),
+        ([0, 1, 4], 3),
+    ]
+
+
+# --- docs/log-format.md says what the code does --------------------------------------------
+
+DOC = (Path(__file__).parent.parent / "docs" / "log-format.md").read_text()
+
+
+def test_the_documented_rejection_reasons_are_the_algorithms() -> None:
+    section = DOC.split("<!-- reasons:")[1].split("<!-- end of reasons -->")[0]
+    om, sm = section.split("SM(m) reasons")
+    assert [line[3:-1] for line in om.splitlines() if line.startswith("- `")] == [r.value for r in OralReason]
+    assert [line[3:-1] for line in sm.splitlines() if line.startswith("- `")] == [
+        r.value for r in SignedReason
+    ]
+
+
+@pytest.mark.parametrize("event", list(get_args(Event)), ids=lambda cls: cls.name)
+def test_every_field_of_every_event_is_documented(event: type[Event]) -> None:
+    section = DOC.split(f"### `{event.name}`")[1].split("\n### ")[0]
+    if event is MessageRejected:  # "the fields of the message it refers to, plus"
+        section += DOC.split("### `message`")[1].split("\n### ")[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE))
+    if f"`{event.name}`" in DOC.split("| `instance` |")[1].split("\n")[0]:  # "the same optional field is on"
+        documented.add("instance")
+    fields = {field.name for field in attrs.fields(event)} - {"payload"}
+    assert fields <= documented
+
+
+@pytest.mark.parametrize("rules", [ORAL_MESSAGES, SIGNED_MESSAGES], ids=lambda rules: rules.name)
+def test_every_payload_field_is_documented(rules: Algorithm) -> None:
+    section = DOC.split(f"An **{rules.title}** message")[1].split("\n\n", 2)[1]
+    documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+    assert documented == [field.name for field in attrs.fields(rules.payload)]
