@@ -25,17 +25,7 @@ import trio
 
 from .driver import Ask, GeneralDriver, Send
 from .eig import BatchedDriver
-from .events import Event, StrategyFailed
-
-
-@attrs.frozen
-class Envelope:
-    """A message in transit, stamped by the runtime with its true sender and round."""
-
-    instance: int
-    sender: int
-    round: int
-    payload: object
+from .events import Event, MessageSent, StrategyFailed
 
 
 @attrs.frozen
@@ -58,8 +48,13 @@ class Decide:
     """Report the decisions; nothing more will arrive."""
 
 
-Command = Envelope | SendRound | Flush | Decide
-"""What an inbox carries: messages and the orchestrator's commands."""
+Command = MessageSent | SendRound | Flush | Decide
+"""What an inbox carries: messages and the orchestrator's commands.
+
+A message travels as the record the runtime made of it leaving, stamped
+with its true sender and round: one object per message, the same one the
+log gets.
+"""
 
 
 @attrs.frozen
@@ -122,8 +117,9 @@ class GeneralActor:
                 return
 
     async def _handle(self, command: Command, acks: trio.MemorySendChannel[Ack]) -> None:
-        if isinstance(command, Envelope):
-            refused = self.driver.deliver(command.instance, command.sender, command.round, command.payload)
+        if isinstance(command, MessageSent):
+            instance = command.instance or 0
+            refused = self.driver.deliver(instance, command.sender, command.round, command.payload)
             if refused is not None:
                 self._record(refused)
         elif isinstance(command, SendRound):

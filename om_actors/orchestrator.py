@@ -38,7 +38,7 @@ from .driver import GeneralDriver, Send
 from .eig import BatchedDriver, EigGeneral, EigLayout, RoundBatch
 from .errors import OmActorsError, Problem, ScenarioError
 from .events import Event, MessageSent
-from .general import Ack, BatchedGeneralActor, Command, Decide, Envelope, Flush, GeneralActor, SendRound
+from .general import Ack, BatchedGeneralActor, Command, Decide, Flush, GeneralActor, SendRound
 from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, open_log
 from .result import Result
@@ -384,14 +384,14 @@ class _Run:
 
     def _poster(self, sender: int) -> Callable[[Send], None]:
         """Where general ``sender``'s messages go: counted, logged, and into the receiver's inbox."""
-        books, pending, inboxes = self.books, self.pending, self.inboxes
+        books, pending, inboxes, tag = self.books, self.pending, self.inboxes, self.books.tag
 
         def post(send: Send) -> None:
-            instance, round = send.instance, send.round
-            books.sent(round, instance, sender)
-            tag = books.tag(instance)
-            pending.append(MessageSent(round, sender, send.receiver, send.payload, instance=tag))
-            inboxes[send.receiver].send_nowait(Envelope(instance, sender, round, send.payload))
+            round = send.round
+            books.sent(round, send.instance, sender)
+            message = MessageSent(round, sender, send.receiver, send.payload, instance=tag(send.instance))
+            pending.append(message)
+            inboxes[send.receiver].send_nowait(message)
             if self.on_progress is not None and not len(pending) % PROGRESS_EVERY:
                 self.on_progress(round, books.messages)
 
@@ -402,26 +402,28 @@ class _Run:
         books, inboxes = self.books, self.inboxes
 
         def post(send: Send) -> None:
-            instance, round, payload = send.instance, send.round, send.payload
+            round, payload = send.round, send.payload
             count = payload.count if type(payload) is RoundBatch else 1
-            books.sent(round, instance, sender, count)
+            books.sent(round, send.instance, sender, count)
+            message = MessageSent(round, sender, send.receiver, payload, instance=books.tag(send.instance))
             if self.log_messages:
-                self.pending.extend(self._itemized(sender, send))
-            inboxes[send.receiver].send_nowait(Envelope(instance, sender, round, payload))
+                self.pending.extend(self._itemized(message))
+            inboxes[send.receiver].send_nowait(message)
             if self.on_progress is not None:
                 self.on_progress(round, books.messages)
 
         return post
 
-    def _itemized(self, sender: int, send: Send) -> Iterator[MessageSent]:
+    def _itemized(self, message: MessageSent) -> Iterator[MessageSent]:
         """A batched message's events one by one, for ``log_messages``: slow, and as big as the run."""
-        tag = self.books.tag(send.instance)
-        payloads: Iterator[object] | tuple[object, ...] = (send.payload,)
-        if type(send.payload) is RoundBatch:
-            core = self.batched[sender][send.instance]
-            payloads = core.itemized(send.round, send.receiver, send.payload)
-        for payload in payloads:
-            yield MessageSent(send.round, sender, send.receiver, payload, instance=tag)
+        batch = message.payload
+        if type(batch) is not RoundBatch:
+            yield message
+            return
+        round, sender, receiver = message.round, message.sender, message.receiver
+        core = self.batched[sender][message.instance or 0]
+        for payload in core.itemized(round, receiver, batch):
+            yield MessageSent(round, sender, receiver, payload, instance=message.instance)
 
     async def publish(self, event: Event) -> None:
         for handler in self.handlers:
