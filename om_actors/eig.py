@@ -37,7 +37,7 @@ Two rules have a second form here, each held to the first by tests:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import attrs
 import numpy as np
@@ -230,6 +230,7 @@ class EigGeneral(Core):
         self._rows: dict[int, Values] = {}
         self._singles: list[tuple[int, int]] = []
         self._seen: set[Path] = set()
+        self._itemizing: tuple[int, dict[int, tuple[Values, dict[int, list[Relay]]]]] = (0, {})
 
     # sending
 
@@ -275,19 +276,32 @@ class EigGeneral(Core):
     def _compose(self, outgoing: Outgoing, path: object, value: object) -> Relay:
         return Relay(path, value)
 
-    def itemized(self, round: int, receiver: int, batch: RoundBatch) -> Iterator[Relay]:
+    def itemized(self, round: int, receiver: int, batch: RoundBatch) -> list[Relay]:
         """The messages ``batch`` stands for, one by one, in log order: for logging a batched run.
 
         Slow, and as big as the run: only a run that logs its messages asks.
+        A round's messages are worked out once per row sent, for every
+        receiver at once, since a loyal general sends each the same row.
         """
-        values, row = self.setup.values, batch.row
+        if self._itemizing[0] != round:
+            self._itemizing = (round, {})
+        rows = self._itemizing[1]
+        found = rows.get(id(batch.row))
+        if found is None or found[0] is not batch.row:
+            found = (batch.row, self._by_receiver(round, batch.row))
+            rows[id(batch.row)] = found
+        return found[1].get(receiver, [])
+
+    def _by_receiver(self, round: int, row: Values) -> dict[int, list[Relay]]:
+        values, rank = self.setup.values, self.layout.rank
 
         def held(path: Path) -> str:
-            return values[int(row[0] if round == 1 else row[self.layout.rank(path)])]
+            return values[int(row[0] if round == 1 else row[rank(path)])]
 
+        by_receiver: dict[int, list[Relay]] = {}
         for out in owed(self.setup, self.me, round, held):
-            if out.receiver == receiver:
-                yield Relay(out.path, out.value)
+            by_receiver.setdefault(out.receiver, []).append(Relay(out.path, out.value))
+        return by_receiver
 
     # receiving
 
