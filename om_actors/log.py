@@ -370,9 +370,23 @@ def _is_anything(value: object) -> bool:
     return True
 
 
-_EVENTS: dict[str, tuple[type, tuple[_Rule, ...]]] = {
-    cls.name: (cls, rules_of(cls)) for cls in get_args(Event)
-}
+@attrs.frozen
+class _Described:
+    """An event class as the reader checks it: its fields' rules, and where its path is."""
+
+    rules: tuple[_Rule, ...]
+    carries: bool
+    """It carries a payload, whose fields stand in the line in place of ``payload``."""
+    has_path: bool
+    """It has a ``path`` field of its own (``strategy.failed``)."""
+
+    @classmethod
+    def of(cls, event: type) -> _Described:
+        names = {field.name for field in attrs.fields(event)}
+        return cls(rules_of(event), PAYLOAD in names, "path" in names)
+
+
+_EVENTS: dict[str, _Described] = {cls.name: _Described.of(cls) for cls in get_args(Event)}
 """Every event a log may hold, by name, with what each of its fields must be."""
 
 
@@ -380,7 +394,7 @@ _EVENTS: dict[str, tuple[type, tuple[_Rule, ...]]] = {
 def _message_rules(event: str, payload: type) -> tuple[_Rule, ...]:
     """An event's rules with ``payload`` replaced, in place, by the rules of the payload class's fields."""
     found: list[_Rule] = []
-    for rule in _EVENTS[event][1]:
+    for rule in _EVENTS[event].rules:
         found.extend(rules_of(payload) if rule.name == PAYLOAD else (rule,))
     return tuple(found)
 
@@ -445,10 +459,9 @@ class _Reader:
             raise LogError(source, number, f"unknown event {event!r}")
         if event == "run.start" and fields.get("schema") != SCHEMA:
             raise LogError(source, number, _schema_problem(fields.get("schema")))
-        cls, rules = _EVENTS[event]
-        algorithm = self.algorithm
-        carries = PAYLOAD in attrs.fields_dict(cls)
-        if carries:
+        described = _EVENTS[event]
+        algorithm, rules = self.algorithm, described.rules
+        if described.carries:
             assert algorithm is not None
             rules = _message_rules(event, algorithm.payload)
         for rule in rules:
@@ -458,11 +471,11 @@ class _Reader:
                 raise LogError(source, number, f"{event} event without {rule.name!r}")
         if algorithm is None:
             self.algorithm = _algorithm(source, number, fields["scenario"])
-        if carries:
+        if described.carries:
             assert algorithm is not None
             payload = _payload(source, number, algorithm, fields)
             return LogLine(number, fields, raw, payload, hashable(algorithm.path_of(payload)))
-        if "path" in attrs.fields_dict(cls):
+        if described.has_path:
             return LogLine(number, fields, raw, path=hashable(fields["path"]))
         return LogLine(number, fields, raw)
 
@@ -551,13 +564,19 @@ def hashable(value: object) -> object:
     """A logged value usable as a key whatever a traitor put in it: lists and objects become tuples.
 
     A forged path may hold lists or objects; as tuples the algorithm still
-    refuses it, just as it refused the original.
+    refuses it, just as it refused the original.  A tuple of plain values,
+    which every path of a loyal general is, comes back as it is.
     """
     if isinstance(value, (list, tuple)):
+        if type(value) is tuple and all(type(item) in _PLAIN for item in value):
+            return value
         return tuple(hashable(item) for item in value)
     if isinstance(value, dict):
         return tuple((key, hashable(item)) for key, item in value.items())
     return value
+
+
+_PLAIN = frozenset({int, str, float, bool, type(None)})
 
 
 @attrs.frozen
