@@ -21,6 +21,8 @@ from typing import Any
 import attrs
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from om_actors import (
     LogError,
@@ -35,6 +37,7 @@ from om_actors import (
 from om_actors.algorithm import Path as Route
 from om_actors.cli import main
 from om_actors.explain import View, explain
+from om_actors.registry import algorithm_named
 from om_actors.replay import Crash, reconstruct
 
 ROOT = Path(__file__).parent.parent
@@ -731,3 +734,25 @@ def test_a_pathless_algorithm_replays_and_its_edits_are_caught(tmp_path: Path, e
     assert str(replay_log(log).inconsistencies[0]) == (
         f'line {line}: loyal general 1 sent "retreat" along [1] to 2, but it owed "attack"'
     )
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    algorithm=st.sampled_from(["om", "sm"]),
+    generals=st.integers(4, 6),
+    traitors=st.dictionaries(
+        st.integers(0, 5), st.sampled_from(["silent", "split", "random", "late", "flip"]), max_size=2
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_any_run_replays_ok_and_reruns_the_same(
+    tmp_path: Path, algorithm: str, generals: int, traitors: dict[int, str], seed: int
+) -> None:
+    """Whatever the algorithm and its traitors do, replay reproduces the run from its log alone."""
+    strategies = algorithm_named(algorithm).strategies()
+    traitors = {g: name for g, name in traitors.items() if g < generals and name in strategies}
+    scenario = Scenario(algorithm=algorithm, generals=generals, m=2, traitors=traitors, seed=seed)
+    log = _log_of(scenario, tmp_path, f"{algorithm}-{seed}.jsonl")
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+    assert rerun_log(log)[1] is None
