@@ -9,7 +9,7 @@ all have finished or the round's deadline has passed, then asks every
 general to acknowledge its inbox -- memory channels are FIFO, so that
 acknowledgement means every message of the round has been delivered.  Only
 then does it publish the round's events, in the order
-:func:`~om_actors.accounting.event_order` gives them, so trio's deliberately
+:func:`~om_actors.accounting.in_log_order` gives them, so trio's deliberately
 random scheduling never shows in the output.  What it counts, and how the
 run ends, is :class:`~om_actors.accounting.Accounting`'s, shared with the
 cluster driver.
