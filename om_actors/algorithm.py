@@ -368,6 +368,12 @@ class Algorithm(abc.ABC):
 
 
 def _frozen(value: object) -> object:
-    if isinstance(value, list):
-        return tuple(_frozen(item) for item in value)
-    return value
+    """JSON arrays as tuples, all the way down, so a payload read back equals the one sent."""
+    if type(value) is not list:
+        return value
+    if all(type(item) in _SCALARS for item in value):  # a path or a chain: the common case, one pass
+        return tuple(value)
+    return tuple(_frozen(item) for item in value)
+
+
+_SCALARS = frozenset({int, str, float, bool, type(None)})
