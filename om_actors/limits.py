@@ -70,11 +70,12 @@ MAX_STRING = 1_000
 MAX_SCRIPT = 100_000
 """Entries in one ``scripted`` strategy's script: far more than verify's counterexamples need."""
 
-MAX_CHECKED_MESSAGES = 1_000_000
-"""Messages a run may send for a ``scripted`` traitor's entries to be checked against all it may send.
+MAX_CHECKED_MESSAGES = 100_000
+"""Decision points a ``scripted`` traitor's entries are checked against, at most: all it may send.
 
-That list costs memory in proportion to the run; above this, a script is
-checked by the path rules alone.
+Listing them costs time and memory in proportion to their number (SM(10)
+on 31 generals has billions), so past this many, and for runs sending
+more messages than this, a script is checked by the path rules alone.
 """
 
 MAX_NESTING = 64

@@ -251,7 +251,7 @@ def test_explain_and_show_pick_an_instance(tmp_path: Path) -> None:
     assert tree.exit_code == 0
     assert tree.stdout.splitlines()[:2] == [
         'General 1 (instance 1) decided "retreat"',
-        '└── [2] "retreat"  held retreat; votes retreat, retreat, retreat -> retreat',
+        '└── [2] "retreat"  votes retreat x3 -> retreat',
     ]
     shown = invoke("show", str(log), "--instance", "1", "--event", "verdict", "--json")
     assert [json.loads(line)["instance"] for line in shown.stdout.splitlines()] == [1]
