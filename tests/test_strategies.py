@@ -268,3 +268,16 @@ def test_a_decision_point_is_sendable_whatever_the_path_rules_say(echo: Algorith
     assert script_problems([{"path": [2], "receiver": 0, "value": "hold"}], context, VALUES) == [
         (("messages", 0), "path must start with the commander (0), not 2")
     ]
+
+
+def test_sm_on_a_large_army_checks_a_script_by_the_path_rules_alone() -> None:
+    """SM(10) on 31 generals has billions of decision points: they are not listed, the path rules decide."""
+    context = ScriptContext(SIGNED_MESSAGES, (Setup(31, 10, 0, VALUES, "retreat"),), traitor=3)
+    assert context.sendable() is None
+    entries = [
+        {"path": [0, 3], "receiver": 1, "value": "hold"},
+        {"path": [0, 4], "receiver": 1, "value": "hold"},
+    ]
+    assert script_problems(entries, context, VALUES) == [
+        (("messages", 1), "path must end with general 3, the traitor itself, as all its messages do")
+    ]
