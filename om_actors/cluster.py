@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator,
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import attrs
 import httpx
@@ -64,17 +64,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from ._version import __version__
 from .accounting import Accounting
 from .algorithm import Algorithm
 from .errors import OmActorsError
 from .events import (
-    SCHEMA,
     Event,
     GeneralCrashed,
     MessageRejected,
     MessageSent,
-    RunStarted,
     StrategyFailed,
 )
 from .limits import read_at_most, utf8_problem
@@ -833,8 +830,7 @@ class _Driver:
         books = Accounting(scenario)
         with open_log(log) as writer:
             write = writer or _ignore
-            public = scenario.rules.record(scenario.setup) or None
-            write(RunStarted(SCHEMA, __version__, scenario.seed, data, public=public))
+            write(books.started())
             for round in range(1, scenario.rounds + 1):
                 for event in await self._round(round, books):
                     write(event)
@@ -900,7 +896,7 @@ def _sent_events(
         receiver = batch["receiver"]
         close = closes.get(receiver)
         delivered = sender in close["senders"] if close is not None else batch["delivered"]
-        marked = None if delivered else False
+        marked: Literal[False] | None = None if delivered else False
         for instance, messages in enumerate(batch["messages"]):
             for fields in messages:
                 payload = rules.payload_from_fields(fields)
