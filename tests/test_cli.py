@@ -815,3 +815,15 @@ def test_explain_shows_an_sm_generals_values_round_by_round(tmp_path: Path) -> N
     no_tree = invoke("explain", str(log), "--general", "1", "--path", "0")
     assert (no_tree.exit_code, no_tree.stdout) == (2, "")
     assert "SM(1) keeps a set of values, not a tree of paths" in no_tree.stderr
+
+
+def test_cluster_runs_sm_over_http_with_the_report_and_log_of_run(tmp_path: Path) -> None:
+    ran = run(str(SIGNED), "--log", str(tmp_path / "run.jsonl"))
+    process = _start(["cluster", str(SIGNED), "--log", str(tmp_path / "cluster.jsonl")], subprocess.PIPE)
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert (process.wait(), stderr) == (0, "")
+    assert stdout == ran.stdout
+    assert (tmp_path / "cluster.jsonl").read_bytes() == (tmp_path / "run.jsonl").read_bytes()
