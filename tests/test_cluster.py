@@ -147,6 +147,29 @@ async def test_the_cluster_writes_the_same_log_as_the_in_memory_run(path: Path, 
     assert running_nodes() == 0
 
 
+SIGNED_SEVEN = {
+    "split-and-late": "{0: split, 3: late}",
+    "random-and-split": "{2: random, 5: split}",
+}
+"""Two SM(2) armies of seven whose values reach generals along several chains a round, late ones refused."""
+
+
+@pytest.mark.parametrize("traitors", SIGNED_SEVEN.values(), ids=list(SIGNED_SEVEN))
+async def test_a_signed_cluster_logs_what_the_in_memory_run_logs(traitors: str, tmp_path: Path) -> None:
+    scenario = load_scenario(f"algorithm: sm\ngenerals: 7\nm: 2\nseed: 3\ntraitors: {traitors}\n")
+    log = tmp_path / "cluster.jsonl"
+    with trio.fail_after(60):
+        outcome = await run_cluster(scenario, log=log)
+    memory = io.BytesIO()
+    expected = await trio.to_thread.run_sync(lambda: simulate_sync(scenario, log=memory))
+    assert outcome.result.success
+    assert outcome.result.decisions == expected.decisions
+    assert (outcome.result.rejected, outcome.result.undelivered) == (expected.rejected, 0)
+    assert outcome.result.stats == expected.stats
+    assert log.read_bytes() == memory.getvalue()
+    assert running_nodes() == 0
+
+
 SIGNED_THREE = "algorithm: sm\ngenerals: 3\nm: 1\ntraitors: {0: split}\nexpect: {success: true}\n"
 """The paper's figure 5: a traitor commander tells one lieutenant attack and the other retreat."""
 
