@@ -393,8 +393,9 @@ def test_signed_with_more_traitors_than_m_fails_and_the_counterexamples_replay(t
 
 def test_search_breaks_signed_five_generals_with_three_traitors() -> None:
     case = Case(5, 1, (0, 1, 2), "attack", "sm")
-    assert exhaustive_size(case) > DEFAULT_BUDGET["search"]  # so search searches, not enumerates
-    report = check_case(case, "search", DEFAULT_BUDGET["search"])
+    assert exhaustive_size(case) == 3 ** (4 + 3 + 3) > 300  # so search searches, not enumerates
+    report = check_case(case, "search", 300)
+    assert report.adversaries == 300
     assert report.violation is not None
     assert report.mismatch is None
     shrunk = report.violation.scenario
