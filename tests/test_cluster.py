@@ -323,6 +323,21 @@ async def test_the_cluster_command_prints_what_run_prints() -> None:
     assert running_nodes() == 0
 
 
+async def test_the_cluster_command_reports_a_signed_run_as_run_does() -> None:
+    path = str(SCENARIOS / "three-generals-signed.yaml")
+    with trio.fail_after(90):
+        cluster = await invoke_in_thread("cluster", path)
+        cluster_json = await invoke_in_thread("cluster", path, "--json")
+        run = await invoke_in_thread("run", path)
+        run_json = await invoke_in_thread("run", path, "--json")
+    assert (cluster.exit_code, cluster.stdout) == (0, run.stdout)
+    assert "6 signatures verified" in cluster.stdout
+    assert (cluster_json.exit_code, cluster_json.stdout) == (0, run_json.stdout)
+    answer = json.loads(cluster_json.stdout)
+    assert (answer["algorithm"], answer["success"], answer["signatures_verified"]) == ("sm", True, 6)
+    assert running_nodes() == 0
+
+
 async def test_cluster_log_dash_writes_the_log_to_stdout_and_the_report_to_stderr() -> None:
     with trio.fail_after(90):
         cluster = await invoke_in_thread("cluster", str(FOUR), "--log", "-")
