@@ -30,7 +30,13 @@ standard error); the next driver removes it (:func:`remove_stale_folders`).
 
 The log is written a round at a time, as soon as the round closes, through
 the in-memory run's writer, which flushes at every ``round.end``: a driver
-stopped by any signal leaves every closed round in the file.
+stopped by any signal leaves every closed round in the file.  What it says
+is what ``run`` says for the same scenario, byte for byte, whatever the
+algorithm: the nodes run their generals through the same driver as the
+in-memory actors (:mod:`om_actors.node`), and the run is ordered, counted
+and concluded by the same :class:`~om_actors.accounting.Accounting`.  The
+driver knows no algorithm's rules either: the number of rounds is the
+scenario's, and messages are their payloads' fields.
 """
 
 from __future__ import annotations
