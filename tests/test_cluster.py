@@ -170,6 +170,26 @@ async def test_a_signed_cluster_logs_what_the_in_memory_run_logs(traitors: str, 
     assert running_nodes() == 0
 
 
+@pytest.mark.parametrize("algorithm", ["om", "sm"])
+async def test_instances_run_together_over_http_log_what_run_logs(algorithm: str, tmp_path: Path) -> None:
+    text = (
+        f"algorithm: {algorithm}\ngenerals: 5\nm: 1\ntraitors: {{3: split}}\ninstances:\n"
+        "  - {commander: 0, order: attack}\n"
+        "  - {commander: 3, order: attack}\n"
+        "  - {commander: 4, order: retreat}\n"
+    )
+    scenario = load_scenario(text)
+    log = tmp_path / "cluster.jsonl"
+    with trio.fail_after(60):
+        outcome = await run_cluster(scenario, log=log)
+    memory = io.BytesIO()
+    expected = await trio.to_thread.run_sync(lambda: simulate_sync(scenario, log=memory))
+    assert [i.decisions for i in outcome.result.instances] == [i.decisions for i in expected.instances]
+    assert len({line["instance"] for line in events(log) if line["event"] == "message"}) == 3
+    assert log.read_bytes() == memory.getvalue()
+    assert running_nodes() == 0
+
+
 SIGNED_THREE = "algorithm: sm\ngenerals: 3\nm: 1\ntraitors: {0: split}\nexpect: {success: true}\n"
 """The paper's figure 5: a traitor commander tells one lieutenant attack and the other retreat."""
 
