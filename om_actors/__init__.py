@@ -51,6 +51,10 @@ from .oral import messages_received as messages_received
 from .oral import messages_sent as messages_sent
 from .registry import algorithm_named as algorithm_named
 from .registry import register as register
+from .signed import Signed as Signed
+from .signed import SignedGeneral as SignedGeneral
+from .signed import SignedMessages as SignedMessages
+from .signed import SignedReason as SignedReason
 from .replay import Divergence as Divergence
 from .replay import Inconsistency as Inconsistency
 from .replay import ReplayReport as ReplayReport

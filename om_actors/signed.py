@@ -589,7 +589,9 @@ class SignedMessages(Algorithm):
             )
         label = f"general {core.me}"
         if core.me == core.setup.commander:
-            return Step(label, decision, "the commander decides its own order")
+            raise ValueError(
+                f"general {core.me} is the commander: it decides its own order and keeps no set of values"
+            )
         rounds = tuple(_round_step(core, r) for r in range(1, core.rounds + 1))
         detail = f"V = {_shown(core, core.held)}: {_choice(core)}"
         return _limited(Step(label, decision, detail, rounds), depth)

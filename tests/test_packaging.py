@@ -66,7 +66,7 @@ def test_the_installed_wheel_lists_and_runs_its_scenarios_by_name(
 
     ran = _from_the_wheel(installed_wheel, tmp_path, "-m", "om_actors", "run", "seven-generals")
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.startswith("seven-generals: 7 generals, m = 2 (3 rounds)")
+    assert ran.stdout.startswith("seven-generals: OM(2) on 7 generals (3 rounds)")
     assert "As this scenario expects." in ran.stdout
     assert not (tmp_path / "scenarios").exists()
 
