@@ -13,7 +13,6 @@ from .errors import OmActorsError
 from .oral import ORAL_MESSAGES
 from .signed import SIGNED_MESSAGES
 
-
 REGISTRY: dict[str, Algorithm] = {}
 """Every algorithm a scenario may name, by name."""
 
