@@ -97,9 +97,12 @@ def _said(event: Event) -> str:
     return json_fallback(said)
 
 
+_INT = frozenset({int})
+
+
 def _path_key(path: object) -> tuple[int, Any]:
     """Sorts well-formed paths by value and a traitor's garbage after them."""
-    if type(path) is tuple and all(type(g) is int for g in path):
+    if type(path) is tuple and _INT.issuperset(map(type, path)):
         return (0, path)
     return (1, json_fallback(path))
 

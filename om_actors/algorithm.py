@@ -163,7 +163,8 @@ class Core(abc.ABC):
         what it chose -- signed, where the algorithm signs, with this
         general's key alone.
         """
-        self._check_open("compose a message")
+        if self.round < 1:
+            raise ProtocolMisuse(f"general {self.me} was asked to compose a message before round 1")
         return self._compose(outgoing, path, value)
 
     def receive(self, *, sender: int, round: int, payload: object) -> enum.Enum | None:
@@ -194,10 +195,6 @@ class Core(abc.ABC):
                 f"after round {self.round} of {self.rounds}"
             )
         self.round = round
-
-    def _check_open(self, doing: str) -> None:
-        if self.round < 1:
-            raise ProtocolMisuse(f"general {self.me} was asked to {doing} before round 1")
 
     # --- the rules, one algorithm's own -----------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -77,18 +77,30 @@ class GeneralDriver:
         """The instance as events carry it: only when a run has several."""
         return instance if self.tagged else None
 
-    def round(self, round: int) -> list[Send | Ask]:
-        """Open ``round`` in every instance: what a loyal general sends, or what a traitor is asked."""
-        items: list[Send | Ask] = []
-        for instance, core in enumerate(self.cores):
-            if self.strategy is None:
-                for out in core.outbox(round):
-                    items.append(Send(instance, round, out.receiver, core.compose(out, out.path, out.value)))
-            else:
-                for out in core.offers(round):
-                    rng = message_rng(self.seed, self.me, out.path, out.receiver, self.tag(instance))
-                    items.append(Ask(instance, round, out, rng))
-        return items
+    def round(self, round: int) -> Iterator[Send | Ask]:
+        """Open ``round`` in every instance: what a loyal general sends, or what a traitor is asked.
+
+        Every core opens its round here, at once; the items then come one
+        at a time, so a lieutenant of thirteen generals never holds its
+        round's 9,000-odd messages as objects all together.
+        """
+        if self.strategy is None:
+            owed = [core.outbox(round) for core in self.cores]
+            return self._sends(round, owed)
+        offered = [core.offers(round) for core in self.cores]
+        return self._asks(round, offered)
+
+    def _sends(self, round: int, owed: list[list[Outgoing]]) -> Iterator[Send]:
+        for instance, (core, outgoing) in enumerate(zip(self.cores, owed)):
+            compose = core.compose
+            for out in outgoing:
+                yield Send(instance, round, out.receiver, compose(out, out.path, out.value))
+
+    def _asks(self, round: int, offered: list[list[Outgoing]]) -> Iterator[Ask]:
+        for instance, outgoing in enumerate(offered):
+            tag = self.tag(instance)
+            for out in outgoing:
+                yield Ask(instance, round, out, message_rng(self.seed, self.me, out.path, out.receiver, tag))
 
     def answer(self, ask: Ask, told: Told) -> Send | StrategyFailed | None:
         """What the strategy's answer means: a message to send, a failure to record, or silence."""

@@ -37,7 +37,7 @@ Two rules have a second form here, each held to the first by tests:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 import numpy as np
@@ -377,7 +377,7 @@ class BatchedDriver(GeneralDriver):
         super().__init__(cores, strategy=strategy, seed=seed, tagged=tagged)
         self.generals = cores
 
-    def round(self, round: int) -> list[Send | Ask]:
+    def round(self, round: int) -> Iterator[Send | Ask]:
         strategy = self.strategy
         if strategy is not None and not isinstance(strategy, BatchStrategy):
             return super().round(round)
@@ -391,7 +391,7 @@ class BatchedDriver(GeneralDriver):
                         continue
                     batch = RoundBatch(lie, batch.count)
                 items.append(Send(instance, round, receiver, batch))
-        return items
+        return iter(items)
 
     def deliver(self, instance: int, sender: int, round: int, payload: object) -> MessageRejected | None:
         if type(payload) is RoundBatch:

@@ -105,23 +105,29 @@ class GeneralActor:
         of thirteen generals gets 9,032 messages, and a trip through the
         scheduler for each would cost more than delivering them.
         """
+        deliver = self._deliver
         while True:
             try:
                 command = await inbox.receive()
                 while True:
-                    await self._handle(command, acks)
+                    if type(command) is MessageSent:  # the common case, without a coroutine per message
+                        deliver(command)
+                    else:
+                        await self._handle(command, acks)
                     command = inbox.receive_nowait()
             except trio.WouldBlock:
                 continue
             except trio.EndOfChannel:
                 return
 
+    def _deliver(self, message: MessageSent) -> None:
+        refused = self.driver.deliver(message.instance or 0, message.sender, message.round, message.payload)
+        if refused is not None:
+            self._record(refused)
+
     async def _handle(self, command: Command, acks: trio.MemorySendChannel[Ack]) -> None:
         if isinstance(command, MessageSent):
-            instance = command.instance or 0
-            refused = self.driver.deliver(instance, command.sender, command.round, command.payload)
-            if refused is not None:
-                self._record(refused)
+            self._deliver(command)
         elif isinstance(command, SendRound):
             with trio.move_on_at(command.deadline) as scope:
                 await self._send(command.round)

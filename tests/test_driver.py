@@ -44,13 +44,13 @@ class Awaits:
 
 def test_a_loyal_general_gets_ready_sends_of_what_it_owes() -> None:
     commander = driver(0)
-    assert commander.round(1) == [Send(0, 1, r, Relay((0,), "attack")) for r in (1, 2, 3)]
-    assert commander.round(2) == []
+    assert list(commander.round(1)) == [Send(0, 1, r, Relay((0,), "attack")) for r in (1, 2, 3)]
+    assert list(commander.round(2)) == []
 
 
 def test_a_traitor_is_asked_about_every_message_a_loyal_general_would_send() -> None:
     traitor = driver(0, Flip(FOUR.values))
-    asks = traitor.round(1)
+    asks = list(traitor.round(1))
     assert all(isinstance(ask, Ask) for ask in asks)
     assert [ask.outgoing for ask in asks if isinstance(ask, Ask)] == [
         Outgoing((0,), r, "attack") for r in (1, 2, 3)
@@ -63,7 +63,7 @@ def test_a_traitor_is_asked_about_every_message_a_loyal_general_would_send() -> 
 
 def test_silence_and_forgeries_are_what_the_strategy_says() -> None:
     silent = driver(0, Silent())
-    ask = silent.round(1)[0]
+    ask = next(silent.round(1))
     assert isinstance(ask, Ask)
     assert answer_now(silent, ask) is None
 
@@ -72,7 +72,7 @@ def test_silence_and_forgeries_are_what_the_strategy_says() -> None:
             return Forgery([2, 9], "attack")
 
     forger = driver(0, Forger())
-    ask = forger.round(1)[0]
+    ask = next(forger.round(1))
     assert isinstance(ask, Ask)
     assert answer_now(forger, ask) == Send(0, 1, 1, Relay((2, 9), "attack"))
 
@@ -88,18 +88,18 @@ def test_a_strategy_that_raises_costs_that_message_and_says_why() -> None:
 async def test_ask_awaits_an_async_strategy_and_reports_a_raising_one() -> None:
     with trio.fail_after(5):
         slow = driver(0, Awaits())
-        ask = slow.round(1)[0]
+        ask = next(slow.round(1))
         assert isinstance(ask, Ask)
         assert await slow.ask(ask) == Send(0, 1, 1, Relay((0,), "attack"))
         failing = driver(0, Raises())
-        ask = failing.round(1)[2]
+        ask = list(failing.round(1))[2]
         assert isinstance(ask, Ask)
         assert await failing.ask(ask) == StrategyFailed(1, 0, (0,), 3, "ValueError('no answer for 3')")
 
 
 def test_answer_now_refuses_an_async_strategy_without_leaving_a_coroutine_behind() -> None:
     slow = driver(0, Awaits())
-    ask = slow.round(1)[0]
+    ask = next(slow.round(1))
     assert isinstance(ask, Ask)
     with pytest.raises(
         OmActorsError, match=r"^general 0's strategy is async, and this runtime cannot await it: "

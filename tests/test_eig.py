@@ -133,7 +133,7 @@ def test_single_messages_are_judged_by_the_oral_rules_when_they_arrive() -> None
 
 def test_a_batched_traitor_with_a_batch_form_lies_a_batch_at_a_time() -> None:
     driver = BatchedDriver([eig(0)], strategy=Flip(SETUP.values), seed=0, tagged=False)
-    sends = driver.round(1)
+    sends = list(driver.round(1))
     assert [s.receiver for s in sends if isinstance(s, Send)] == list(range(1, 7))
     first = sends[0]
     assert isinstance(first, Send)
