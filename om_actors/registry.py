@@ -11,6 +11,7 @@ from __future__ import annotations
 from .algorithm import Algorithm
 from .errors import OmActorsError
 from .oral import ORAL_MESSAGES
+from .phase_king import GRADED_PHASE_KING, PHASE_KING
 from .signed import SIGNED_MESSAGES
 
 REGISTRY: dict[str, Algorithm] = {}
@@ -45,3 +46,5 @@ def algorithm_named(name: str) -> Algorithm:
 
 register(ORAL_MESSAGES)
 register(SIGNED_MESSAGES)
+register(PHASE_KING)
+register(GRADED_PHASE_KING)
