@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import abc
 import enum
+import functools
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 
+from . import limits
 from .errors import ProtocolMisuse
 
 Path = tuple[int, ...]
@@ -330,6 +333,26 @@ class Algorithm(abc.ABC):
         reader that checks a script takes only as many as it can afford.
         """
 
+    def script_problem(self, setup: Setup, traitor: int, point: DecisionPoint) -> str | None:
+        """Why ``traitor`` never sends ``point`` in ``setup``'s instance, or ``None`` when it may.
+
+        A ``scripted`` traitor's entries are checked with it, one round at
+        a time (an entry without a round, every round until one allows
+        it), so a script never names a message the run would silently
+        ignore.  By default ``point`` must be one of :meth:`decision_points`;
+        since they may be far too many to list, only the first
+        :data:`~om_actors.limits.MAX_CHECKED_MESSAGES` are read, and past
+        them every point is allowed.  An algorithm that can say exactly
+        which messages exist, and why one does not, overrides it.
+        """
+        listed = _listed(self, setup, traitor, limits.MAX_CHECKED_MESSAGES)
+        if listed is None or point in listed:
+            return None
+        return (
+            f"general {traitor} sends nothing along path {list(point.path)} to general {point.receiver} "
+            f"in round {point.round} of {self.titled(setup.m)}"
+        )
+
     @abc.abstractmethod
     def explain(self, core: Core, *, path: Path | None = None, depth: int | None = None) -> Step:
         """How ``core``'s general reached its decision, as a tree, once every round is over.
@@ -362,6 +385,13 @@ class Algorithm(abc.ABC):
 
     def value_of(self, payload: object) -> object:
         return getattr(payload, "value", None)
+
+
+@functools.lru_cache(maxsize=4)  # a listing may hold 100,000 points: keep few
+def _listed(rules: Algorithm, setup: Setup, traitor: int, bound: int) -> frozenset[DecisionPoint] | None:
+    """``traitor``'s decision points, read once for all of a script's entries; ``None`` past ``bound``."""
+    points = list(itertools.islice(rules.decision_points(setup, traitor), bound + 1))
+    return None if len(points) > bound else frozenset(points)
 
 
 def _frozen(value: object) -> object:

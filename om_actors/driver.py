@@ -100,7 +100,8 @@ class GeneralDriver:
         for instance, outgoing in enumerate(offered):
             tag = self.tag(instance)
             for out in outgoing:
-                yield Ask(instance, round, out, message_rng(self.seed, self.me, out.path, out.receiver, tag))
+                rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
+                yield Ask(instance, round, out, rng)
 
     def answer(self, ask: Ask, told: Told) -> Send | StrategyFailed | None:
         """What the strategy's answer means: a message to send, a failure to record, or silence."""

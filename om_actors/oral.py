@@ -384,6 +384,44 @@ class OralMessages(Algorithm):
             for out in owed(setup, traitor, round, lambda _: setup.default)
         ]
 
+    def script_problem(self, setup: Setup, traitor: int, point: DecisionPoint) -> str | None:
+        """The path rules, in words a scenario's author reads: exactly the decision points, never listed."""
+        return relay_problem(self, setup, traitor, point)
+
+
+def relay_problem(rules: Algorithm, setup: Setup, traitor: int, point: DecisionPoint) -> str | None:
+    """Why ``traitor`` never relays along ``point``'s path to its receiver in its round, or ``None``.
+
+    A relay path starts with the commander, ends with the traitor itself,
+    repeats nobody and is no longer than the rounds, its receiver is not on
+    it, and it is sent in the round its length says.  These are OM(m)'s
+    paths, and SM(m)'s chains with the sender appended, so
+    :class:`~om_actors.signed.SignedMessages` uses them too.
+    """
+    path, receiver, last = point.path, point.receiver, setup.generals - 1
+    if not path:
+        return "path is empty"
+    outside = [g for g in path if not 0 <= g <= last]
+    if outside:
+        return f"path names general {outside[0]}, but ids run from 0 to {last}"
+    if path[0] != setup.commander:
+        return f"path must start with the commander ({setup.commander}), not {path[0]}"
+    repeated = [g for i, g in enumerate(path) if g in path[:i]]
+    if repeated:
+        return f"path repeats general {repeated[0]}"
+    rounds = rules.rounds(setup.generals, setup.m)
+    if len(path) > rounds:
+        return f"path has {len(path)} generals, but {rules.titled(setup.m)} paths have at most {rounds}"
+    if path[-1] != traitor:
+        return f"path must end with general {traitor}, the traitor itself, as all its messages do"
+    if not 0 <= receiver <= last:
+        return f"receiver {receiver}: ids run from 0 to {last}"
+    if receiver in path:
+        return f"receiver {receiver} is on the path, and nobody sends a general its own path back"
+    if point.round != len(path):
+        return f"a path of {len(path)} generals is sent in round {len(path)}, not round {point.round}"
+    return None
+
 
 def _path_problem(core: OralGeneral, path: Path) -> str | None:
     setup = core.setup

@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .algorithm import Algorithm, Core, DecisionPoint, Outgoing, Path, Setup, Step
+from .oral import relay_problem
 from .strategies import Scripted, Silent, following
 
 
@@ -447,7 +448,7 @@ class SignedRandom:
         if not _due(round, path):
             return None
         if self.seed is not None:
-            rng = random.Random(f"{self.seed}/{path}/{receiver}")
+            rng = random.Random(f"{self.seed}/{round}/{path}/{receiver}")
         return rng.choice((*self.values, None))
 
 
@@ -462,7 +463,7 @@ class SignedScripted(Scripted):
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         if not _due(round, path):
             return None
-        return self._table.get((path, receiver), value)
+        return self.scripted(round, path, receiver, value)
 
 
 STRATEGIES: Mapping[str, type] = {
@@ -577,6 +578,16 @@ class SignedMessages(Algorithm):
                 for receiver in range(setup.generals):
                     if receiver not in path:
                         yield DecisionPoint(len(path), path, receiver)
+
+    def script_problem(self, setup: Setup, traitor: int, point: DecisionPoint) -> str | None:
+        """A chain's rules, checked without listing the chains: OM(m)'s path rules say exactly these.
+
+        A due message's path is a chain from the commander ending with the
+        traitor, of distinct generals, at most ``m + 1`` of them, sent in the
+        round its length says to a general not on it -- :meth:`decision_points`
+        to the letter, which at 31 generals and m = 10 are billions.
+        """
+        return relay_problem(self, setup, traitor, point)
 
     def explain(self, core: Core, *, path: Path | None = None, depth: int | None = None) -> Step:
         """The general's ``V`` round by round: what it accepted, via which chain, and the choice it made."""

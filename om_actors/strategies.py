@@ -25,7 +25,6 @@ import difflib
 import enum
 import importlib
 import inspect
-import itertools
 import os
 import random
 import re
@@ -39,9 +38,9 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .algorithm import Algorithm, Path, Setup
+from .algorithm import Algorithm, DecisionPoint, Path, Setup
 from .errors import OmActorsError
-from .limits import MAX_CHECKED_MESSAGES, MAX_SCRIPT
+from .limits import MAX_SCRIPT
 
 ValueRow: TypeAlias = npt.NDArray[np.uint8]
 """Value indices, one per path: what a general holds, or what a traitor sends one receiver (batched mode)."""
@@ -89,9 +88,9 @@ class BatchStrategy(Protocol):
 class Strategy(Protocol):
     """A traitor's behaviour, one message at a time.
 
-    ``rng`` is seeded from the scenario seed, the traitor, the path and the
-    receiver only, so a strategy that draws from it lies the same way on every
-    run, whatever order trio schedules the generals in.
+    ``rng`` is seeded from the scenario seed, the round, the traitor, the
+    path and the receiver only, so a strategy that draws from it lies the
+    same way on every run, whatever order trio schedules the generals in.
 
     ``choose`` may return an awaitable; the scenario's ``round_timeout`` can
     then cut it off.  A synchronous ``choose`` cannot be cut off: it runs
@@ -142,15 +141,18 @@ def interpret(choice: object, path: Path) -> tuple[tuple[object, ...], object] |
 
 
 def message_rng(
-    seed: int, general: int, path: Path, receiver: int, instance: int | None = None
+    seed: int, round: int, general: int, path: Path, receiver: int, instance: int | None = None
 ) -> random.Random:
     """The rng a traitor gets for one message: seeded by what identifies the message.
 
-    Scheduling never enters into it, so a random strategy lies the same way
-    on every run -- and in verify's lockstep runs, which share this.  Seeding
-    is put off until a strategy draws, since most never do.
+    That is its round, sender, path and receiver (and instance): an
+    algorithm whose messages carry no path sends along ``(sender,)`` in
+    every round, and only the round tells those apart.  Scheduling never
+    enters into it, so a random strategy lies the same way on every run --
+    and in verify's lockstep runs, which share this.  Seeding is put off
+    until a strategy draws, since most never do.
     """
-    where = f"{general}/{path}/{receiver}"
+    where = f"{round}/{general}/{path}/{receiver}"
     if instance is not None:
         where = f"{instance}/{where}"
     return _LazyRandom(f"{seed}/{where}")
@@ -287,8 +289,9 @@ class Silent:
 class RandomChoice:
     """A value drawn at random for every message.
 
-    With ``seed`` set, draws come from that seed instead of the scenario's,
-    so one traitor's randomness can be varied while everything else stays.
+    With ``seed`` set, draws come from that seed instead of the scenario's
+    (with the round, path and receiver, as the scenario's are), so one
+    traitor's randomness can be varied while everything else stays.
     """
 
     values: tuple[str, ...]
@@ -296,17 +299,30 @@ class RandomChoice:
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         if self.seed is not None:
-            rng = random.Random(f"{self.seed}/{path}/{receiver}")
+            rng = random.Random(f"{self.seed}/{round}/{path}/{receiver}")
         return rng.choice(self.values)
 
 
 @attrs.frozen
 class ScriptedMessage:
-    """One message a :class:`Scripted` traitor gets wrong: ``value``, or silence when ``None``."""
+    """One message a :class:`Scripted` traitor gets wrong: ``value``, or silence when ``None``.
+
+    ``round`` is the round it is sent in; ``None`` stands for every round
+    in which the traitor sends along ``path`` to ``receiver``.  In OM(m)
+    and SM(m) a path is sent in one round only, the one its length says,
+    so their scripts need no round; an algorithm whose messages carry no
+    path (``(sender,)`` in every round) tells its rounds apart with it.
+    """
 
     path: tuple[int, ...]
     receiver: int
     value: str | None
+    round: int | None = None
+
+    @property
+    def key(self) -> tuple[int | None, tuple[int, ...], int]:
+        """What makes two entries the same message: round, path and receiver."""
+        return (self.round, self.path, self.receiver)
 
 
 def _script(entries: Iterable[object]) -> tuple[ScriptedMessage, ...]:
@@ -331,23 +347,26 @@ def _scripted_message(entry: object) -> ScriptedMessage:
         raise ValueError("path must be a list of general ids")
     if type(receiver) is not int:
         raise ValueError("receiver must be a general id")
-    unknown = set(entry) - {"path", "receiver", "value", "silent"}
+    unknown = set(entry) - {"round", "path", "receiver", "value", "silent"}
     if unknown:
         raise ValueError(f"unknown key {sorted(unknown, key=str)[0]!r}")
+    round = entry.get("round")
+    if "round" in entry and (type(round) is not int or round < 1):
+        raise ValueError(f"round must be a round number, 1 or more, not {short_repr(round)}")
     if entry.get("silent") is True and "value" not in entry:
-        return ScriptedMessage(tuple(path), receiver, None)
+        return ScriptedMessage(tuple(path), receiver, None, round)
     value = entry.get("value")
     if not isinstance(value, str) or "silent" in entry:
         raise ValueError("give a value, or silent: true")
-    return ScriptedMessage(tuple(path), receiver, value)
+    return ScriptedMessage(tuple(path), receiver, value, round)
 
 
 @attrs.frozen
 class ScriptContext:
     """What a script's entries are checked against: the algorithm, each instance's setup, and the traitor.
 
-    The algorithm's :meth:`~om_actors.algorithm.Algorithm.decision_points`
-    say which messages the traitor may send; the setups all share one army.
+    The algorithm's :meth:`~om_actors.algorithm.Algorithm.script_problem`
+    says which messages the traitor may send; the setups all share one army.
     """
 
     rules: Algorithm
@@ -363,25 +382,40 @@ class ScriptContext:
         return self.setups[0].m
 
     @property
-    def commanders(self) -> frozenset[int]:
-        return frozenset(setup.commander for setup in self.setups)
+    def rounds(self) -> int:
+        return self.rules.rounds(self.generals, self.m)
 
-    def sendable(self) -> frozenset[tuple[Path, int]] | None:
-        """Every ``(path, receiver)`` the traitor may send on, in any instance; ``None`` if too many to list.
+    def problem(self, message: ScriptedMessage) -> str | None:
+        """Why the traitor never sends ``message`` in any instance, or ``None`` when it may.
 
-        Listing them costs time and memory in proportion to their number, so
-        past :data:`~om_actors.limits.MAX_CHECKED_MESSAGES` a script is
-        checked by the path rules alone.
+        A message without a round may be sent in any round, and is allowed
+        when one of them allows it.  When every instance refuses it for the
+        same reason, that is the reason; otherwise each instance's is given.
         """
-        if self.rules.messages_sent(self.generals, self.m) * len(self.setups) > MAX_CHECKED_MESSAGES:
-            return None  # a run this big has a list this big, for OM(m) at least: not even asked for
-        points = itertools.chain.from_iterable(
-            self.rules.decision_points(setup, self.traitor) for setup in self.setups
-        )
-        listed = list(itertools.islice(points, MAX_CHECKED_MESSAGES + 1))
-        if len(listed) > MAX_CHECKED_MESSAGES:
-            return None
-        return frozenset((point.path, point.receiver) for point in listed)
+        rules, rounds = self.rules, self.rounds
+        if message.round is not None and message.round > rounds:
+            return f"round {message.round}, but {rules.titled(self.m)} runs {rounds} rounds"
+        tried = range(1, rounds + 1) if message.round is None else (message.round,)
+        reasons = []
+        for setup in self.setups:
+            said = []
+            for round in tried:
+                point = DecisionPoint(round, message.path, message.receiver)
+                reason = rules.script_problem(setup, self.traitor, point)
+                if reason is None:
+                    return None
+                said.append(reason)
+            reasons.append(
+                said[0]
+                if len(set(said)) == 1
+                else (
+                    f"general {self.traitor} sends nothing along path {list(message.path)} "
+                    f"to general {message.receiver} in any round of {rules.titled(self.m)}"
+                )
+            )
+        if len(set(reasons)) == 1:
+            return reasons[0]
+        return "; ".join(f"instance {index}: {reason}" for index, reason in enumerate(reasons))
 
 
 def script_problems(
@@ -390,13 +424,12 @@ def script_problems(
     """What is wrong with a ``scripted`` strategy's ``messages``, entry by entry; nothing is built.
 
     Each entry must name a message the traitor really sends -- what
-    :meth:`Scripted.choose` is asked about, one of the algorithm's decision
-    points.  An entry that names anything else would be silently ignored by
-    the run, so it is refused here, saying why when the path rules can tell:
-    a path starts with a commander, ends with the traitor itself, repeats
-    nobody and is no longer than the algorithm's rounds, and its receiver
-    is not on it.  ``context`` is ``None`` when the scenario's army is
-    itself unusable; then only each entry's shape is checked.
+    :meth:`Scripted.choose` is asked about, as the algorithm's
+    :meth:`~om_actors.algorithm.Algorithm.script_problem` judges it.  An
+    entry that names anything else would be silently ignored by the run, so
+    it is refused here, saying why.  Two entries may not name the same
+    round, path and receiver.  ``context`` is ``None`` when the scenario's
+    army is itself unusable; then only each entry's shape is checked.
 
     Each entry's value must be one of the scenario's ``values`` (when they
     are known), as ``constant``'s must: a script is written by hand or by
@@ -411,19 +444,17 @@ def script_problems(
             (("messages",), f"has {len(messages):,} entries, more than the {MAX_SCRIPT:,} a script may have")
         ]
     problems: list[tuple[tuple[str | int, ...], str]] = []
-    seen: dict[tuple[tuple[int, ...], int], int] = {}
-    sendable = None if context is None else context.sendable()
+    seen: dict[tuple[int | None, tuple[int, ...], int], int] = {}
     for index, entry in enumerate(messages):
         try:
             message = _scripted_message(entry)
         except ValueError as exc:
             problems.append((("messages", index), str(exc)))
             continue
-        reason = None if context is None else _unsendable(message, context, sendable)
-        key = (message.path, message.receiver)
-        if reason is None and key in seen:
-            reason = f"the same message as messages.{seen[key]}: script each message once"
-        seen.setdefault(key, index)
+        reason = None if context is None else context.problem(message)
+        if reason is None and message.key in seen:
+            reason = f"the same message as messages.{seen[message.key]}: script each message once"
+        seen.setdefault(message.key, index)
         if reason is not None:
             problems.append((("messages", index), reason))
         if values is not None and message.value is not None and message.value not in values:
@@ -438,76 +469,44 @@ def short_repr(value: object) -> str:
     return text if len(text) <= 60 else f"{text[:50]}... ({len(text):,} characters)"
 
 
-def _unsendable(
-    message: ScriptedMessage, context: ScriptContext, sendable: Collection[tuple[Path, int]] | None
-) -> str | None:
-    """Why the traitor never sends ``message``, or ``None`` when it may.
-
-    The algorithm's decision points decide, when they could be listed; the
-    path rules then say why, if they can.
-    """
-    if sendable is not None and (message.path, message.receiver) in sendable:
-        return None
-    reason = _impossible(message, context)
-    if reason is None and sendable is not None:
-        return (
-            f"general {context.traitor} sends nothing along path {list(message.path)} "
-            f"to general {message.receiver} in {context.rules.titled(context.m)}"
-        )
-    return reason
-
-
-def _impossible(message: ScriptedMessage, context: ScriptContext) -> str | None:
-    """Why the path rules say the traitor never sends ``message``, or ``None`` when they allow it."""
-    path, receiver, last = message.path, message.receiver, context.generals - 1
-    if not path:
-        return "path is empty"
-    outside = [g for g in path if not 0 <= g <= last]
-    if outside:
-        return f"path names general {outside[0]}, but ids run from 0 to {last}"
-    if path[0] not in context.commanders:
-        commanders = ", ".join(map(str, sorted(context.commanders)))
-        return f"path must start with the commander ({commanders}), not {path[0]}"
-    repeated = [g for i, g in enumerate(path) if g in path[:i]]
-    if repeated:
-        return f"path repeats general {repeated[0]}"
-    rounds = context.rules.rounds(context.generals, context.m)
-    if len(path) > rounds:
-        title = context.rules.titled(context.m)
-        return f"path has {len(path)} generals, but {title} paths have at most {rounds}"
-    if path[-1] != context.traitor:
-        return f"path must end with general {context.traitor}, the traitor itself, as all its messages do"
-    if not 0 <= receiver <= last:
-        return f"receiver {receiver}: ids run from 0 to {last}"
-    if receiver in path:
-        return f"receiver {receiver} is on the path, and nobody sends a general its own path back"
-    return None
-
-
 @attrs.frozen
 class Scripted:
     """Lies exactly where its script says, and tells the truth everywhere else.
 
     ``om-actors verify`` writes its counterexamples with this strategy: each
-    entry names a message by path and receiver and says what the traitor
-    sends on it, so a file reproduces one adversary message for message.
+    entry names a message by path and receiver (and round, where the path
+    alone does not fix it) and says what the traitor sends on it, so a file
+    reproduces one adversary message for message.  An entry with a round
+    wins, in its round, over one without.
     """
 
     messages: tuple[ScriptedMessage, ...] = attrs.field(converter=_script)
-    _table: dict[tuple[tuple[int, ...], int], str | None] = attrs.field(init=False, eq=False, repr=False)
+    _any_round: dict[tuple[Path, int], str | None] = attrs.field(init=False, eq=False, repr=False)
+    _by_round: dict[tuple[int, Path, int], str | None] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        table = {(m.path, m.receiver): m.value for m in self.messages}
-        object.__setattr__(self, "_table", table)
+        any_round = {(m.path, m.receiver): m.value for m in self.messages if m.round is None}
+        by_round = {(m.round, m.path, m.receiver): m.value for m in self.messages if m.round is not None}
+        object.__setattr__(self, "_any_round", any_round)
+        object.__setattr__(self, "_by_round", by_round)
+
+    def scripted(self, round: int, path: Path, receiver: int, value: str) -> str | None:
+        """What it sends on one message: that round's entry, else the round-less one, else ``value``."""
+        if self._by_round:
+            key = (round, path, receiver)
+            if key in self._by_round:
+                return self._by_round[key]
+        return self._any_round.get((path, receiver), value)
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
-        return self._table.get((path, receiver), value)
+        return self.scripted(round, path, receiver, value)
 
     def to_args(self) -> dict[str, object]:
         """The script as a scenario file writes it."""
         return {
             "messages": [
                 {
+                    **({"round": m.round} if m.round is not None else {}),
                     "path": list(m.path),
                     "receiver": m.receiver,
                     **({"value": m.value} if m.value else {"silent": True}),

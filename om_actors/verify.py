@@ -432,7 +432,7 @@ class _Scripted:
         return _power(len(self.options(case)), len(self.points(case)))
 
     def strategies(self, case: Case, plan: Table) -> dict[int, Strategy]:
-        return {t: _strategy(case, "scripted", _script(t, plan)) for t in case.traitors}
+        return {t: _strategy(case, "scripted", _script(case, t, plan)) for t in case.traitors}
 
     def scenario(self, case: Case, plan: Table, outcome: Outcome) -> dict[str, Any]:
         script = {(d.traitor, d.point): d.sent for d in outcome.deviations}
@@ -536,11 +536,17 @@ def _sent(deviation: Deviation) -> str | None:
     return deviation.sent
 
 
-def _script(traitor: int, plan: Mapping[Point, object]) -> dict[str, object]:
-    """The ``scripted`` strategy's arguments for ``traitor``'s entries of a table, as a file writes them."""
+def _script(case: Case, traitor: int, plan: Mapping[Point, object]) -> dict[str, object]:
+    """The ``scripted`` strategy's arguments for ``traitor``'s entries of a table, as a file writes them.
+
+    An entry names its round only where the path does not fix it (see
+    :func:`_needs_round`), so OM(m) and SM(m) files have none.
+    """
+    needs_round = _needs_round(case, traitor)
     return {
         "messages": [
             {
+                **({"round": point.round} if point in needs_round else {}),
                 "path": list(point.path),
                 "receiver": point.receiver,
                 **({"value": sent} if sent is not None else {"silent": True}),
@@ -551,6 +557,27 @@ def _script(traitor: int, plan: Mapping[Point, object]) -> dict[str, object]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _needs_round(case: Case, traitor: int) -> frozenset[DecisionPoint]:
+    """The decision points whose script entry must say its round, since one without it would mean another too.
+
+    An entry without a round stands for its path and receiver in every
+    round.  That is one decision point when the path is sent in the round
+    its length says, and in no other: every point of OM(m) and SM(m).  An
+    algorithm whose messages carry no path sends along ``(sender,)`` in
+    several rounds, and each of those entries names its round.
+    """
+    points = _decision_points(case, traitor)
+    rounds: dict[tuple[Path, int], set[int]] = {}
+    for point in points:
+        rounds.setdefault((point.path, point.receiver), set()).add(point.round)
+    return frozenset(
+        point
+        for point in points
+        if point.round != len(point.path) or len(rounds[point.path, point.receiver]) > 1
+    )
+
+
 def _spec(name: str, args: dict[str, object]) -> object:
     return {"strategy": name, **args} if args else name
 
@@ -559,7 +586,7 @@ def _scripts(case: Case, script: Mapping[Point, object]) -> dict[int, object]:
     """Each traitor's deviations as a ``scripted`` strategy; ``loyal`` when it has none."""
     scripts: dict[int, object] = {}
     for traitor in case.traitors:
-        args = _script(traitor, script)
+        args = _script(case, traitor, script)
         scripts[traitor] = {"strategy": "scripted", **args} if args["messages"] else "loyal"
     return scripts
 

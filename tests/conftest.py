@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -12,7 +12,7 @@ import pytest
 from om_actors.algorithm import Algorithm, Core, DecisionPoint, Outgoing, Setup, Step
 from om_actors.oral import majority
 from om_actors.registry import REGISTRY
-from om_actors.strategies import Loyal, Silent, Split
+from om_actors.strategies import Flip, Loyal, RandomChoice, Scripted, Silent, Split
 
 HOSTILE = r"""name: "\e[31mRED\e]0;title\a"
 generals: 4
@@ -152,3 +152,146 @@ def echo(monkeypatch: pytest.MonkeyPatch) -> Echo:
     """:data:`ECHO`, registered for one test: scenarios may say ``algorithm: echo``."""
     monkeypatch.setitem(REGISTRY, ECHO.name, ECHO)
     return ECHO
+
+
+# --- an algorithm shaped like Phase King: several rounds, no paths, a majority -------
+
+
+@attrs.frozen
+class Rumour:
+    """Gossip's one message: a value; where it has been is nobody's business."""
+
+    value: object
+
+
+class GossipReason(str, enum.Enum):
+    NOT_A_RUMOUR = "not a rumour"
+    OUT_OF_TURN = "only the commander speaks in round 1"
+    OUTSIDE_DOMAIN = "value outside the domain"
+    DUPLICATE = "second rumour from the same general in one round"
+
+
+class GossipGeneral(Core):
+    """Round 1: the commander tells every lieutenant its order.  Rounds 2 and 3: everyone tells everyone.
+
+    A lieutenant's value is the order it heard (``default`` if none) after
+    round 1, then the strict majority of its own value and the values it
+    heard that round.  It decides its value; the commander, its order.
+    Every offer's path is ``(sender,)``, the same in every round.
+    """
+
+    def __init__(self, algorithm: Algorithm, setup: Setup, me: int, order: str | None) -> None:
+        super().__init__(algorithm, setup, me, order)
+        self.value = self.order if me == setup.commander else setup.default
+        self.heard: dict[int, str] = {}
+        self.values: list[str] = []
+        """The value after each round that is over."""
+
+    def _settle(self, over: int) -> None:
+        """Fold the rounds up to ``over`` not yet counted into the value."""
+        setup = self.setup
+        while len(self.values) < over:
+            if self.me == setup.commander:
+                pass  # the commander keeps its order
+            elif not self.values:
+                self.value = self.heard.get(setup.commander, setup.default)
+            else:
+                self.value = majority([self.value, *self.heard.values()], setup.default)
+            self.values.append(self.value)
+            self.heard = {}
+
+    def _outbox(self, round: int) -> list[Outgoing]:
+        self._settle(round - 1)
+        setup = self.setup
+        if round == 1:
+            speaks = self.me == setup.commander
+            return [Outgoing((self.me,), g, self.order) for g in setup.lieutenants if speaks]
+        return [Outgoing((self.me,), g, self.value) for g in range(setup.generals) if g != self.me]
+
+    def _compose(self, outgoing: Outgoing, path: object, value: object) -> Rumour:
+        return Rumour(value)
+
+    def _receive(self, sender: int, round: int, payload: object) -> GossipReason | None:
+        if type(payload) is not Rumour:
+            return GossipReason.NOT_A_RUMOUR
+        if round == 1 and sender != self.setup.commander:
+            return GossipReason.OUT_OF_TURN
+        if payload.value not in self.setup.values:
+            return GossipReason.OUTSIDE_DOMAIN
+        if sender in self.heard:
+            return GossipReason.DUPLICATE
+        self.heard[sender] = str(payload.value)
+        return None
+
+    def _decide(self) -> str:
+        self._settle(self.rounds)
+        return self.order if self.me == self.setup.commander else self.value
+
+
+class Gossip(Algorithm):
+    """Phase King's shape in miniature: three rounds, messages without paths, a majority.
+
+    The same general sends along the same pseudo-path ``(sender,)`` in
+    several rounds, so only the round tells its messages apart: tests hold
+    scripts, randomness, verify, the log and replay to that.
+    """
+
+    name = "gossip"
+    title = "GOSSIP(m)"
+    payload = Rumour
+    reasons = GossipReason
+
+    def rounds(self, generals: int, m: int) -> int:
+        return 3
+
+    def problems(self, generals: int, m: int) -> list[str]:
+        return []
+
+    def warnings(self, generals: int, m: int, traitors: int) -> list[str]:
+        return ["gossip promises nothing with a traitor"] if traitors else []
+
+    def messages_sent(self, generals: int, m: int, *, limit: int | None = None) -> int:
+        return (generals - 1) + 2 * generals * (generals - 1)
+
+    def most_messages(self, setup: Setup, sender: int, receiver: int, round: int) -> int:
+        if sender == receiver or not 1 <= round <= 3:
+            return 0
+        return int(round > 1 or (sender == setup.commander))
+
+    def general(self, setup: Setup, me: int, order: str | None = None) -> GossipGeneral:
+        return GossipGeneral(self, setup, me, order)
+
+    def strategies(self) -> Mapping[str, type]:
+        return {
+            "loyal": Loyal,
+            "silent": Silent,
+            "split": Split,
+            "flip": Flip,
+            "random": RandomChoice,
+            "scripted": Scripted,
+        }
+
+    def canonical(self, values: tuple[str, ...]) -> Sequence[tuple[str, dict[str, object]]]:
+        return [("split", {}), ("flip", {}), ("silent", {})]
+
+    def decision_points(self, setup: Setup, traitor: int) -> Iterator[DecisionPoint]:
+        if traitor == setup.commander:
+            yield from (DecisionPoint(1, (traitor,), g) for g in setup.lieutenants)
+        for round in (2, 3):
+            yield from (DecisionPoint(round, (traitor,), g) for g in range(setup.generals) if g != traitor)
+
+    def explain(self, core: Core, *, path: tuple[int, ...] | None = None, depth: int | None = None) -> Step:
+        assert isinstance(core, GossipGeneral)
+        decision = core.decide()
+        rounds = tuple(Step(f"round {r}", v) for r, v in enumerate(core.values, start=1))
+        return Step(f"general {core.me}", decision, "value round by round", rounds)
+
+
+GOSSIP = Gossip()
+
+
+@pytest.fixture
+def gossip(monkeypatch: pytest.MonkeyPatch) -> Gossip:
+    """:data:`GOSSIP`, registered for one test: scenarios may say ``algorithm: gossip``."""
+    monkeypatch.setitem(REGISTRY, GOSSIP.name, GOSSIP)
+    return GOSSIP

@@ -693,6 +693,57 @@ def test_a_scripted_commander_and_several_instances(tmp_path: Path) -> None:
     assert load_scenario(path).traitors[1].strategy == "scripted"
 
 
+def test_a_script_entry_may_name_its_round_and_om_checks_it_against_the_path(tmp_path: Path) -> None:
+    text = """\
+generals: 5
+m: 2
+traitors:
+  2:
+    strategy: scripted
+    messages:
+      - {round: 2, path: [0, 2], receiver: 1, value: retreat}
+      - {round: 3, path: [0, 2], receiver: 3, value: retreat}
+      - {round: 0, path: [0, 2], receiver: 4, value: retreat}
+      - {round: 4, path: [0, 1, 2], receiver: 4, value: retreat}
+      - {path: [0, 2], receiver: 1, silent: true}
+"""
+    assert _errors(tmp_path, text) == [
+        "8:9: traitors.2.messages.1: a path of 2 generals is sent in round 2, not round 3",
+        "9:9: traitors.2.messages.2: round must be a round number, 1 or more, not 0",
+        "10:9: traitors.2.messages.3: round 4, but OM(2) runs 3 rounds",
+    ]  # an entry with a round and one without are two entries: the round's wins in its round
+
+
+def test_a_pathless_algorithms_script_is_checked_round_by_round(tmp_path: Path, gossip: Algorithm) -> None:
+    text = """\
+algorithm: gossip
+generals: 4
+m: 1
+traitors:
+  2:
+    strategy: scripted
+    messages:
+      - {round: 2, path: [2], receiver: 1, value: retreat}
+      - {round: 3, path: [2], receiver: 1, value: attack}
+      - {path: [2], receiver: 3, value: attack}
+      - {round: 1, path: [2], receiver: 1, value: attack}
+      - {path: [2], receiver: 2, value: attack}
+      - {path: [0, 2], receiver: 1, value: attack}
+      - {round: 3, path: [2], receiver: 1, silent: true}
+"""
+    assert _errors(tmp_path, text) == [
+        "11:9: traitors.2.messages.3: general 2 sends nothing along path [2] to general 1 "
+        "in round 1 of GOSSIP(1)",
+        "12:9: traitors.2.messages.4: general 2 sends nothing along path [2] to general 2 "
+        "in any round of GOSSIP(1)",
+        "13:9: traitors.2.messages.5: general 2 sends nothing along path [0, 2] to general 1 "
+        "in any round of GOSSIP(1)",
+        "14:9: traitors.2.messages.6: the same message as messages.1: script each message once",
+    ]
+    valid = load_scenario("\n".join(text.splitlines()[:-4]) + "\n")
+    assert scenario_from_dict(valid.to_dict()) == valid
+
+
 def test_any_object_with_a_choose_method_is_a_traitor_in_code() -> None:
     liar = types.SimpleNamespace(choose=lambda round, path, receiver, value, rng: value)
     assert Scenario(generals=4, m=1, traitors={1: liar}).strategies() == {1: liar}

@@ -30,6 +30,7 @@ from om_actors.signed import (
     Late,
     Signed,
     SignedGeneral,
+    SignedRandom,
     SignedReason,
     SignedScripted,
     SignedSplit,
@@ -677,6 +678,32 @@ def test_scripted_follows_its_script_on_due_offers_only() -> None:
     written = scripted.to_args()["messages"]
     assert isinstance(written, list)
     assert written[0] == {"path": [0, 2], "receiver": 1, "value": "retreat"}
+
+
+def test_scripted_entries_with_a_round_apply_in_that_round_only() -> None:
+    """An SM chain fixes its round: an entry may say it, and one naming another round never applies."""
+    scripted = SignedScripted(
+        messages=[
+            {"round": 2, "path": [0, 2], "receiver": 1, "value": "retreat"},
+            {"round": 3, "path": [0, 2], "receiver": 3, "value": "retreat"},
+        ]
+    )
+    rng = random.Random(0)
+    assert scripted.choose(2, (0, 2), 1, "attack", rng) == "retreat"
+    assert scripted.choose(2, (0, 2), 3, "attack", rng) == "attack"
+    assert scripted.choose(3, (0, 2), 3, "attack", rng) is None  # not due: nothing late
+    written = scripted.to_args()["messages"]
+    assert isinstance(written, list)
+    assert written[0] == {"round": 2, "path": [0, 2], "receiver": 1, "value": "retreat"}
+
+
+def test_random_with_a_seed_of_its_own_draws_from_the_round_too() -> None:
+    seeded = SignedRandom(VALUES, seed=7)
+    options = (*VALUES, None)
+    for round, path in ((1, (0,)), (2, (0, 3)), (3, (0, 1, 3))):
+        for receiver in (2, 4):
+            expected = random.Random(f"7/{round}/{path}/{receiver}").choice(options)
+            assert seeded.choose(round, path, receiver, "attack", random.Random(0)) == expected
 
 
 def test_late_goes_to_the_lowest_general_off_the_chain_by_default() -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import random
+from pathlib import Path
 
 import attrs
 import numpy as np
@@ -26,6 +28,7 @@ from om_actors import (
     Split,
     Strategy,
     TraitorSpec,
+    limits,
     simulate_sync,
     strategies,
 )
@@ -37,6 +40,7 @@ from om_actors.strategies import (
     BatchStrategy,
     Parity,
     ScriptContext,
+    Scripted,
     StrategyError,
     build_strategy,
     following,
@@ -239,13 +243,17 @@ def test_a_spec_of_any_algorithms_built_in_keeps_its_short_name() -> None:
 
 
 class _CommanderOnly(OralMessages):
-    """OM(m)'s path rules, but only the commander's round-1 messages are decision points."""
+    """OM(m)'s paths, but only the commander's round-1 messages are decision points, and so scriptable."""
 
     def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
         return [point for point in super().decision_points(setup, traitor) if point.round == 1]
 
+    script_problem = Algorithm.script_problem  # the default: the decision points decide
 
-def test_a_script_names_only_the_algorithms_decision_points(monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_by_default_a_script_names_only_the_algorithms_decision_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     setups = (Setup(4, 1, 0, VALUES, "retreat"),)
     entries = [
         {"path": [0], "receiver": 1, "value": "hold"},
@@ -253,31 +261,192 @@ def test_a_script_names_only_the_algorithms_decision_points(monkeypatch: pytest.
     ]
     lieutenant = ScriptContext(_CommanderOnly(), setups, traitor=2)
     assert script_problems(entries[1:], lieutenant, VALUES) == [
-        (("messages", 0), "general 2 sends nothing along path [0, 2] to general 1 in OM(1)")
+        (("messages", 0), "general 2 sends nothing along path [0, 2] to general 1 in any round of OM(1)")
     ]
-    assert script_problems(entries[:1], ScriptContext(_CommanderOnly(), setups, traitor=0), VALUES) == []
-    monkeypatch.setattr(strategies, "MAX_CHECKED_MESSAGES", 8)  # OM(1) on 4 generals sends 9
-    assert lieutenant.sendable() is None
-    assert script_problems(entries[1:], lieutenant, VALUES) == []  # the path rules alone allow it
+    assert script_problems([{**entries[1], "round": 2}], lieutenant, VALUES) == [
+        (("messages", 0), "general 2 sends nothing along path [0, 2] to general 1 in round 2 of OM(1)")
+    ]
+    commander = ScriptContext(_CommanderOnly(), setups, traitor=0)
+    assert script_problems(entries[:1], commander, VALUES) == []
+    to_itself = [{"path": [0], "receiver": 0, "value": "hold"}]
+    assert script_problems(to_itself, commander, VALUES) == [
+        (("messages", 0), "general 0 sends nothing along path [0] to general 0 in any round of OM(1)")
+    ]
+    monkeypatch.setattr(limits, "MAX_CHECKED_MESSAGES", 2)  # the commander has 3: too many to list
+    assert script_problems(to_itself, commander, VALUES) == []  # past the bound, every entry is allowed
 
 
-def test_a_decision_point_is_sendable_whatever_the_path_rules_say(echo: Algorithm) -> None:
-    """Echo's messages carry no path: a lieutenant's offers say only ``(sender,)``."""
+def test_oms_path_rules_say_exactly_its_decision_points() -> None:
+    """OM(m) overrides the default with its path rules, and they allow no more and no fewer messages."""
+    for generals, m in ((4, 1), (5, 2)):
+        for commander in (0, 2):
+            setup = Setup(generals, m, commander, VALUES, "retreat")
+            for traitor in range(generals):
+                points = set(ORAL_MESSAGES.decision_points(setup, traitor))
+                candidates = {
+                    DecisionPoint(round, (*path, traitor), receiver)
+                    for round in range(1, m + 3)
+                    for length in range(m + 2)
+                    for path in itertools.permutations(range(generals), length)
+                    for receiver in range(generals + 1)
+                }
+                allowed = {p for p in candidates if ORAL_MESSAGES.script_problem(setup, traitor, p) is None}
+                assert allowed == points
+
+
+def test_a_pathless_algorithm_checks_scripts_by_its_decision_points(echo: Algorithm) -> None:
+    """Echo's messages carry no path: a lieutenant's offers are ``(sender,)``; OM's rules do not apply."""
     context = ScriptContext(echo, (Setup(4, 1, 0, VALUES, "retreat"),), traitor=2)
     assert script_problems([{"path": [2], "receiver": 1, "value": "hold"}], context, VALUES) == []
     assert script_problems([{"path": [2], "receiver": 0, "value": "hold"}], context, VALUES) == [
-        (("messages", 0), "path must start with the commander (0), not 2")
+        (("messages", 0), "general 2 sends nothing along path [2] to general 0 in any round of ECHO(1)")
     ]
 
 
-def test_sm_on_a_large_army_checks_a_script_by_the_path_rules_alone() -> None:
-    """SM(10) on 31 generals has billions of decision points: they are not listed, the path rules decide."""
+def test_sm_on_a_large_army_checks_a_script_by_its_chain_rules_without_listing() -> None:
+    """SM(10) on 31 generals has billions of decision points: never listed, the chain rules decide."""
     context = ScriptContext(SIGNED_MESSAGES, (Setup(31, 10, 0, VALUES, "retreat"),), traitor=3)
-    assert context.sendable() is None
     entries = [
         {"path": [0, 3], "receiver": 1, "value": "hold"},
         {"path": [0, 4], "receiver": 1, "value": "hold"},
+        {"round": 2, "path": [0, *range(4, 13), 3], "receiver": 1, "value": "hold"},
+        {"round": 11, "path": [0, *range(4, 13), 3], "receiver": 1, "value": "hold"},
+        {"round": 12, "path": [0, 3], "receiver": 1, "value": "hold"},
     ]
     assert script_problems(entries, context, VALUES) == [
-        (("messages", 1), "path must end with general 3, the traitor itself, as all its messages do")
+        (("messages", 1), "path must end with general 3, the traitor itself, as all its messages do"),
+        (("messages", 2), "a path of 11 generals is sent in round 11, not round 2"),
+        (("messages", 4), "round 12, but SM(10) runs 11 rounds"),
+    ]
+
+
+def test_a_script_entry_may_name_its_round(gossip: Algorithm) -> None:
+    """Gossip sends along ``(sender,)`` in rounds 2 and 3: a round tells those messages apart."""
+    context = ScriptContext(gossip, (Setup(4, 1, 0, VALUES, "retreat"),), traitor=2)
+    entries = [
+        {"path": [2], "receiver": 1, "value": "hold"},  # rounds 2 and 3
+        {"round": 3, "path": [2], "receiver": 1, "value": "attack"},  # round 3: wins over the one above
+        {"round": 3, "path": [2], "receiver": 1, "silent": True},
+        {"round": 1, "path": [2], "receiver": 1, "value": "hold"},  # only the commander speaks in round 1
+        {"round": 0, "path": [2], "receiver": 1, "value": "hold"},
+        {"round": True, "path": [2], "receiver": 1, "value": "hold"},
+        {"round": "2", "path": [2], "receiver": 1, "value": "hold"},
+        {"round": None, "path": [2], "receiver": 1, "value": "hold"},
+        {"round": 4, "path": [2], "receiver": 1, "value": "hold"},
+    ]
+    assert script_problems(entries, context, VALUES) == [
+        (("messages", 2), "the same message as messages.1: script each message once"),
+        (("messages", 3), "general 2 sends nothing along path [2] to general 1 in round 1 of GOSSIP(1)"),
+        (("messages", 4), "round must be a round number, 1 or more, not 0"),
+        (("messages", 5), "round must be a round number, 1 or more, not True"),
+        (("messages", 6), "round must be a round number, 1 or more, not '2'"),
+        (("messages", 7), "round must be a round number, 1 or more, not None"),
+        (("messages", 8), "round 4, but GOSSIP(1) runs 3 rounds"),
+    ]
+    commander = ScriptContext(gossip, (Setup(4, 1, 0, VALUES, "retreat"),), traitor=0)
+    assert (
+        script_problems([{"round": 1, "path": [0], "receiver": 1, "value": "hold"}], commander, VALUES) == []
+    )
+    script = build_strategy(
+        "scripted", {"messages": entries[:2]}, values=VALUES, built_in=gossip.strategies()
+    )
+    assert isinstance(script, Scripted)
+    said = [script.choose(round, (2,), 1, "retreat", random.Random(0)) for round in (1, 2, 3)]
+    assert said == ["hold", "hold", "attack"]
+    assert script.choose(2, (2,), 3, "retreat", random.Random(0)) == "retreat"  # not scripted: loyal
+    assert script.to_args() == {  # a file writes the round where it was given
+        "messages": [
+            {"path": [2], "receiver": 1, "value": "hold"},
+            {"round": 3, "path": [2], "receiver": 1, "value": "attack"},
+        ]
+    }
+
+
+def _sent_by(log: Path, traitor: int) -> dict[tuple[int, int], object]:
+    """What ``traitor`` sent, by round and receiver, as the log says."""
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    return {
+        (line["round"], line["receiver"]): line["value"]
+        for line in lines
+        if line["event"] == "message" and line["sender"] == traitor
+    }
+
+
+def test_a_scripted_traitor_says_different_things_in_different_rounds_along_one_pseudo_path(
+    gossip: Algorithm, tmp_path: Path
+) -> None:
+    script = {
+        "messages": [
+            {"round": 2, "path": [2], "receiver": 1, "value": "retreat"},
+            {"round": 3, "path": [2], "receiver": 1, "value": "hold"},
+            {"path": [2], "receiver": 3, "value": "hold"},  # every round it sends to 3 in
+            {"round": 3, "path": [2], "receiver": 3, "silent": True},  # but round 3's own entry wins
+        ]
+    }
+    scenario = Scenario(
+        algorithm="gossip",
+        generals=4,
+        m=1,
+        values=VALUES,
+        order="attack",
+        traitors={2: TraitorSpec("scripted", script)},
+    )
+    log = tmp_path / "gossip.jsonl"
+    simulate_sync(scenario, log=log)
+    assert _sent_by(log, 2) == {
+        (2, 0): "attack",  # loyal where the script says nothing
+        (2, 1): "retreat",
+        (2, 3): "hold",
+        (3, 0): "attack",
+        (3, 1): "hold",
+    }
+
+
+@pytest.mark.parametrize("seed", [None, 11])
+def test_random_draws_afresh_each_round_along_one_pseudo_path(
+    gossip: Algorithm, tmp_path: Path, seed: int | None
+) -> None:
+    """Gossip sends along ``(sender,)`` in rounds 2 and 3: the rng of each message knows its round."""
+    args = {} if seed is None else {"seed": seed}
+    scenario = Scenario(
+        algorithm="gossip", generals=7, m=1, traitors={3: TraitorSpec("random", args)}, seed=5
+    )
+    log = tmp_path / "gossip.jsonl"
+    simulate_sync(scenario, log=log)
+    sent = _sent_by(log, 3)
+    receivers = [g for g in range(7) if g != 3]
+    assert [sent[2, r] for r in receivers] != [sent[3, r] for r in receivers]
+    again = tmp_path / "again.jsonl"
+    simulate_sync(scenario, log=again)
+    assert _sent_by(again, 3) == sent  # and still a function of the message alone
+
+
+def test_a_messages_rng_is_seeded_by_its_round_too() -> None:
+    draws = {strategies.message_rng(5, round, 3, (3,), 1).random() for round in (1, 2, 3)}
+    assert len(draws) == 3
+    assert (
+        strategies.message_rng(5, 2, 3, (3,), 1).random() == strategies.message_rng(5, 2, 3, (3,), 1).random()
+    )
+    assert (
+        strategies.message_rng(5, 2, 3, (3,), 1, 0).random()
+        != strategies.message_rng(5, 2, 3, (3,), 1).random()
+    )
+    seeded = RandomChoice(VALUES, seed=7)
+    by_round = [seeded.choose(r, (3,), 1, "attack", random.Random(0)) for r in range(1, 13)]
+    assert len(set(by_round)) > 1
+
+
+def test_several_instances_refusing_for_different_reasons_say_each() -> None:
+    setups = (Setup(4, 1, 0, VALUES, "retreat"), Setup(4, 1, 2, VALUES, "retreat", instance=1))
+    context = ScriptContext(ORAL_MESSAGES, setups, traitor=1)
+    assert script_problems([{"path": [1, 3], "receiver": 2, "value": "hold"}], context, VALUES) == [
+        (
+            ("messages", 0),
+            "instance 0: path must start with the commander (0), not 1; "
+            "instance 1: path must start with the commander (2), not 1",
+        )
+    ]
+    assert script_problems([{"path": [2, 1], "receiver": 3, "value": "hold"}], context, VALUES) == []
+    assert script_problems([{"path": [9, 1], "receiver": 3, "value": "hold"}], context, VALUES) == [
+        (("messages", 0), "path names general 9, but ids run from 0 to 3")  # once, as both instances say it
     ]

@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import trio
 from click.testing import CliRunner
@@ -26,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from om_actors import load_scenario, simulate_sync
+from om_actors.algorithm import Algorithm
 from om_actors.cli import main
 from om_actors.oral import ORAL_MESSAGES
 from om_actors.verify import (
@@ -454,3 +456,79 @@ def test_a_tally_takes_the_cases_of_its_own_algorithm_only() -> None:
     report = check_case(Case(3, 1, (), "attack", "sm"), "canonical", 10)
     with pytest.raises(ValueError, match="a case of 'sm' in a tally of 'om'"):
         Tally().add(report)
+
+
+# --- an algorithm whose messages carry no path: scripts name their rounds ------------
+
+
+def _any_algorithm_verify(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Let ``verify --algorithm`` take ``name``: its choices are fixed when the CLI is imported."""
+    option = next(p for p in main.commands["verify"].params if p.name == "algorithm")
+    assert isinstance(option.type, click.Choice)
+    monkeypatch.setattr(option.type, "choices", [*option.type.choices, name])
+
+
+def test_a_pathless_algorithms_counterexamples_name_their_rounds_and_replay(
+    gossip: Algorithm, tmp_path: Path
+) -> None:
+    """Gossip's commander sends along ``(0,)`` in rounds 1, 2 and 3: each entry says which round it is."""
+    tally = _tally([3], [1], "exhaustive", algorithm="gossip")
+    rows = tally.sorted_rows()
+    # a traitor commander: 2 + 2 + 2 decision points; a lieutenant: 2 + 2; three options each, both orders
+    assert [(r.traitors, r.cases, r.adversaries) for r in rows] == [(0, 2, 2), (1, 6, 2 * (3**6 + 2 * 3**4))]
+    assert (tally.contradictions, tally.mismatches) == ([], [])
+    assert tally.violations
+    for violation in tally.violations:
+        path = write_violation(violation, tmp_path, "exhaustive")
+        assert path.read_text().startswith(
+            "# Found by om-actors verify --algorithm gossip --adversary exhaustive"
+        )
+        (script,) = violation.scenario["traitors"].values()
+        assert script["strategy"] == "scripted"
+        assert all("round" in entry for entry in script["messages"])
+        assert len({entry["round"] for entry in script["messages"]}) > 1  # one path, several rounds
+        run = CliRunner().invoke(main, ["run", str(path)])
+        assert run.exit_code == 0, run.stderr
+        assert "As this scenario expects." in run.stdout
+        result = simulate_sync(load_scenario(path))
+        assert result.agreement is False
+        assert result.unmet_expectations() == []
+
+
+def test_search_breaks_a_pathless_algorithm_and_its_scenario_replays(gossip: Algorithm) -> None:
+    case = Case(4, 1, (0,), "attack", "gossip")
+    assert exhaustive_size(case) == 3 ** (3 + 3 + 3) > 300  # so search searches, not enumerates
+    report = check_case(case, "search", 300)
+    assert report.adversaries == 300
+    assert (report.violation is not None, report.mismatch) == (True, None)
+    assert report.violation is not None
+    shrunk = report.violation.scenario
+    assert {entry["round"] for entry in shrunk["traitors"][0]["messages"]} <= {1, 2, 3}
+    assert simulate_sync(load_scenario(json.dumps(shrunk) + "\n")).unmet_expectations() == []
+
+
+def test_cli_verify_runs_a_pathless_algorithm(
+    gossip: Algorithm, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _any_algorithm_verify(monkeypatch, "gossip")
+    args = ["--algorithm", "gossip", "--generals", "3", "--m", "1", "--out-dir", str(tmp_path)]
+    status, out, err = _verify(*args, "--adversary", "exhaustive")
+    assert status == 0, err
+    assert "2 violation(s) written as scenarios" in out
+    assert "Every violation found is one the theorem allows." in out
+    for path in sorted(tmp_path.iterdir()):
+        run = CliRunner().invoke(main, ["run", str(path)])
+        assert run.exit_code == 0, run.stderr
+        assert "As this scenario expects." in run.stdout
+    status, out, err = _verify(*args, "--generals", "4", "--adversary", "search", "--budget", "300")
+    assert status == 0, err
+    assert "violation(s) written as scenarios" in out
+
+
+def test_om_and_sm_counterexamples_name_no_round() -> None:
+    """In OM(m) and SM(m) a path is sent in the round its length says: their files stay as they were."""
+    for algorithm in ("om", "sm"):
+        for violation in _tally([3, 4], [1], "exhaustive", counts=[2], algorithm=algorithm).violations:
+            for spec in violation.scenario["traitors"].values():
+                if isinstance(spec, dict):
+                    assert all("round" not in entry for entry in spec["messages"])
