@@ -446,8 +446,9 @@ class GradedScripted(Scripted):
     """
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
-        loyal = value if _due(path) else None
-        return self._table.get((path, receiver), loyal)
+        if _due(path) or (round, path, receiver) in self._by_round or (path, receiver) in self._any_round:
+            return self.scripted(round, path, receiver, value)
+        return None
 
 
 KING_STRATEGIES: Mapping[str, type] = {
@@ -518,10 +519,7 @@ class PhaseKingAlgorithm(Algorithm):
     def problems(self, generals: int, m: int) -> list[str]:
         """Only what cannot run: ``t + 1`` kings need ``t + 1`` generals.  Past the bound is a warning."""
         if m > generals - 1:
-            return [
-                f"must be at most generals - 1 = {generals - 1}: "
-                f"the t + 1 kings are generals 0 to t, so there must be t + 1 of them"
-            ]
+            return [f"must be at most generals - 1 = {generals - 1}: the t + 1 kings are generals 0 to t"]
         return []
 
     def warnings(self, generals: int, m: int, traitors: int) -> list[str]:
@@ -592,6 +590,34 @@ class PhaseKingAlgorithm(Algorithm):
             for path, receiver in itertools.product(paths, others):
                 yield DecisionPoint(round, path, receiver)
 
+    def script_problem(self, setup: Setup, traitor: int, point: DecisionPoint) -> str | None:
+        """Exactly :meth:`decision_points`, in words: who sends in which round, to whom, along which path.
+
+        The round is in range already: a script's entries are checked round
+        by round within the run's rounds.
+        """
+        last, receiver, title = setup.generals - 1, point.receiver, self.titled(setup.m)
+        kind, phase = self.slot(point.round)
+        proposals = Kind.PROPOSE in self.kinds
+        if point.path == UNDUE and proposals:
+            if kind is not Kind.PROPOSE:
+                return f"path [] stands for a proposal, and round {point.round} is a {kind} round"
+        elif point.path != (traitor,):
+            paths = f"[{traitor}], or [] for a proposal," if proposals else f"[{traitor}]"
+            return f"path must be {paths}: {title} messages carry no path, only their sender"
+        if not 0 <= receiver <= last:
+            return f"receiver {receiver}: ids run from 0 to {last}"
+        if receiver == traitor:
+            return f"receiver {receiver} is the traitor itself, and nobody sends itself a message"
+        if kind is Kind.ORDER and traitor != setup.commander:
+            return f"round 1 carries the order: general {traitor} is not the commander ({setup.commander})"
+        if kind is Kind.ORDER and receiver == setup.commander:
+            return f"round 1 carries the order to the lieutenants, and general {receiver} is the commander"
+        if kind is Kind.KING and traitor != self.king(phase):
+            king = self.king(phase)
+            return f"round {point.round} is phase {phase}'s king round: only general {king}, its king, sends"
+        return None
+
     def explain(self, core: Core, *, path: Path | None = None, depth: int | None = None) -> Step:
         """A table per general: its value phase by phase, what it counted, whether it followed the king."""
         assert isinstance(core, KingCore)
@@ -640,7 +666,7 @@ class PhaseKing(PhaseKingAlgorithm):
             elif row.king_value is None:
                 how = f"mult <= {threshold}; king {row.king} said nothing valid: the default"
             elif row.king == core.me:
-                how = f"mult <= {threshold}: it is the king, and keeps its maj"
+                how = f"mult <= {threshold}; the king itself: takes its own maj"
             else:
                 how = f"mult <= {threshold}: followed king {row.king}"
             detail = f"value {row.start} | maj {row.maj} | mult {row.mult} | {how}"
@@ -670,7 +696,7 @@ class GradedPhaseKing(PhaseKingAlgorithm):
             elif row.king_value is None:
                 how = f"king {row.king} said nothing valid: the default"
             elif row.king == core.me:
-                how = "it is the king, and keeps its value"
+                how = "the king itself: takes its own graded value"
             else:
                 how = f"followed king {row.king}"
             detail = (
