@@ -748,17 +748,21 @@ def test_verify_finds_a_replayable_violation_just_past_the_bound(tmp_path: Path)
     assert result.verdict.agreement is False
 
 
-async def test_a_cluster_writes_the_same_king_log_as_the_in_memory_run(tmp_path: Path) -> None:
-    scenario = Scenario(
-        algorithm="phase-king", generals=5, m=1, traitors={1: "split"}, order="attack", seed=5
-    )
+@pytest.mark.parametrize(
+    ("algorithm", "generals", "per_round"),
+    [("phase-king", 5, (4, 20, 4, 20, 4)), ("phase-king-3t", 4, (3, 12, 6, 3, 12, 6, 3))],
+)
+async def test_a_cluster_writes_the_same_king_log_as_the_in_memory_run(
+    tmp_path: Path, algorithm: str, generals: int, per_round: tuple[int, ...]
+) -> None:
+    scenario = Scenario(algorithm=algorithm, generals=generals, m=1, traitors={0: "split"}, order="attack")
     log = tmp_path / "cluster.jsonl"
     with trio.fail_after(60):
         outcome = await run_cluster(scenario, log=log)
     memory = io.BytesIO()
     expected = await trio.to_thread.run_sync(lambda: simulate_sync(scenario, log=memory))
     assert outcome.result.decisions == expected.decisions
-    assert outcome.result.messages_per_round == expected.messages_per_round == (4, 20, 4, 20, 4)
+    assert outcome.result.messages_per_round == expected.messages_per_round == per_round
     assert log.read_bytes() == memory.getvalue()
     assert running_nodes() == 0
 
