@@ -36,7 +36,6 @@ rejection reason.
 from __future__ import annotations
 
 import enum
-import itertools
 import random
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -97,8 +96,11 @@ class KingMessage:
     value: object
 
 
-UNDUE: Path = ()
-"""Not a path: what marks an offer a loyal general would *not* send (see :meth:`GradedGeneral._offers`)."""
+NOTHING = ""
+"""The loyal value of an offer a loyal general would *not* send (see :meth:`GradedGeneral._offers`).
+
+No scenario value is empty, so it is no value a general could mean.
+"""
 
 
 def leader(counts: Mapping[str, int], values: Sequence[str]) -> str | None:
@@ -338,16 +340,19 @@ class GradedGeneral(KingCore):
         """What a traitor may send: what is due, and in a propose round with nothing due, a proposal anyway.
 
         A loyal general proposes only a value ``n - t`` generals broadcast;
-        a traitor may propose anything to anyone.  Such an offer carries the
-        value the traitor holds and, instead of ``(sender,)``, the marker
-        :data:`UNDUE`, the empty path, so strategies and scripts can tell a
-        message a loyal general would send from one it would not.
+        a traitor may propose anything to anyone.  Where a loyal general
+        would propose nothing, the offer's loyal value is :data:`NOTHING`,
+        the empty string, so a strategy (and ``verify``, which compares an
+        answer with the loyal value) can tell a message a loyal general
+        would send from one it would not.  The offer is the same message
+        either way -- a proposal along ``(sender,)`` in that round -- so one
+        script entry or decision point covers it, due or not.
         """
         due = self._outbox(round)
         kind, _ = self.algorithm.slot(round)
         if kind is not Kind.PROPOSE or due:
             return due
-        return [Outgoing(UNDUE, g, self.value) for g in self._others]
+        return [Outgoing((self.me,), g, NOTHING) for g in self._others]
 
     def _closed_round(self, kind: Kind, phase: int, heard: Mapping[int, str]) -> None:
         setup = self.setup
@@ -404,13 +409,13 @@ def quorum(setup: Setup) -> int:
 #
 # ``phase-king`` offers a traitor exactly what a loyal general sends, so OM's
 # strategies mean the same here and are used as they are.  ``phase-king-3t``
-# also offers proposals a loyal general would not make (path UNDUE); its
-# strategies below keep OM's meaning on the messages a loyal general sends and
-# say what they do with the others.
+# also offers proposals a loyal general would not make (loyal value NOTHING);
+# its strategies below keep OM's meaning on the messages a loyal general sends
+# and say what they do with the others.
 
 
-def _due(path: Path) -> bool:
-    return path != UNDUE
+def _due(value: str) -> bool:
+    return value != NOTHING
 
 
 @attrs.frozen
@@ -418,7 +423,7 @@ class GradedLoyal(Loyal):
     """Sends what a loyal general sends, and proposes nothing it was not entitled to."""
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
-        return value if _due(path) else None
+        return value if _due(value) else None
 
 
 @attrs.frozen
@@ -426,7 +431,7 @@ class GradedFlip(Flip):
     """OM's ``flip`` on every message a loyal general would send; no proposal a loyal one would not make."""
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
-        return super().choose(round, path, receiver, value, rng) if _due(path) else None
+        return super().choose(round, path, receiver, value, rng) if _due(value) else None
 
 
 @attrs.frozen
@@ -434,21 +439,16 @@ class GradedSplit(Split):
     """OM's ``split`` on every message a loyal general would send; no proposal a loyal one would not make."""
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
-        return super().choose(round, path, receiver, value, rng) if _due(path) else None
+        return super().choose(round, path, receiver, value, rng) if _due(value) else None
 
 
 @attrs.frozen
 class GradedScripted(Scripted):
-    """OM's ``scripted``: the script where it speaks; elsewhere loyal, proposing nothing undue.
-
-    A script entry for a proposal a loyal general would not make has the
-    empty path ``[]``.
-    """
+    """OM's ``scripted``: the script where it speaks, due or not; elsewhere loyal, proposing nothing undue."""
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
-        if _due(path) or (round, path, receiver) in self._by_round or (path, receiver) in self._any_round:
-            return self.scripted(round, path, receiver, value)
-        return None
+        answer = self.scripted(round, path, receiver, value)
+        return answer if answer is None or _due(answer) else None
 
 
 KING_STRATEGIES: Mapping[str, type] = {
@@ -573,9 +573,9 @@ class PhaseKingAlgorithm(Algorithm):
         """Each message ``traitor`` may send: round by round, receiver by receiver.
 
         The order if it is the commander; its value in each broadcast; in
-        ``phase-king-3t`` a proposal (due, or :data:`UNDUE` when a loyal general
-        would make none: both are points, since which one comes depends on
-        the run); its king value in its own phase if it is a king.
+        ``phase-king-3t`` its proposal in each propose round, whether or not
+        a loyal general would make one; its king value in its own phase if
+        it is a king.
         """
         others = [g for g in range(setup.generals) if g != traitor]
         for round in range(1, self.rounds(setup.generals, setup.m) + 1):
@@ -586,9 +586,7 @@ class PhaseKingAlgorithm(Algorithm):
                 continue
             if kind is Kind.KING and traitor != self.king(phase):
                 continue
-            paths: tuple[Path, ...] = ((traitor,), UNDUE) if kind is Kind.PROPOSE else ((traitor,),)
-            for path, receiver in itertools.product(paths, others):
-                yield DecisionPoint(round, path, receiver)
+            yield from (DecisionPoint(round, (traitor,), receiver) for receiver in others)
 
     def script_problem(self, setup: Setup, traitor: int, point: DecisionPoint) -> str | None:
         """Exactly :meth:`decision_points`, in words: who sends in which round, to whom, along which path.
@@ -598,13 +596,8 @@ class PhaseKingAlgorithm(Algorithm):
         """
         last, receiver, title = setup.generals - 1, point.receiver, self.titled(setup.m)
         kind, phase = self.slot(point.round)
-        proposals = Kind.PROPOSE in self.kinds
-        if point.path == UNDUE and proposals:
-            if kind is not Kind.PROPOSE:
-                return f"path [] stands for a proposal, and round {point.round} is a {kind} round"
-        elif point.path != (traitor,):
-            paths = f"[{traitor}], or [] for a proposal," if proposals else f"[{traitor}]"
-            return f"path must be {paths}: {title} messages carry no path, only their sender"
+        if point.path != (traitor,):
+            return f"path must be [{traitor}]: {title} messages carry no path, only their sender"
         if not 0 <= receiver <= last:
             return f"receiver {receiver}: ids run from 0 to {last}"
         if receiver == traitor:

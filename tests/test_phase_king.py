@@ -36,8 +36,8 @@ from om_actors.explain import explain, open_view
 from om_actors.lockstep import run_lockstep
 from om_actors.phase_king import (
     GRADED_PHASE_KING,
+    NOTHING,
     PHASE_KING,
-    UNDUE,
     GradedGeneral,
     GradedRecord,
     KingGeneral,
@@ -280,11 +280,11 @@ def test_a_traitor_may_propose_what_it_was_not_entitled_to() -> None:
     core.receive(sender=2, round=2, payload=KingMessage("broadcast", 1, "attack"))
     # attack x2 (itself and 2), retreat x2 (0 and 1): no value has n - t = 3
     offers = core.offers(3)
-    assert offers == [Outgoing(UNDUE, g, "attack") for g in (0, 1, 2)]
+    assert offers == [Outgoing((3,), g, "") for g in (0, 1, 2)]  # loyal value: nothing
     rng = random.Random(0)
     answers = {
         name: build_strategy(name, args, values=VALUES, built_in=GRADED_BUILT_INS).choose(
-            3, UNDUE, 1, "attack", rng
+            3, (3,), 1, NOTHING, rng
         )
         for name, args in [
             ("loyal", {}),
@@ -329,16 +329,18 @@ def test_scripted_speaks_on_undue_proposals_only_where_its_script_does() -> None
         GRADED_PHASE_KING,
         "scripted",
         messages=[
-            {"round": 3, "path": [], "receiver": 2, "value": "retreat"},
-            {"path": [1], "receiver": 2, "silent": True},
+            {"round": 3, "path": [1], "receiver": 2, "value": "retreat"},
+            {"round": 2, "path": [1], "receiver": 2, "silent": True},
         ],
     )
     rng = random.Random(0)
-    assert scripted.choose(3, UNDUE, 2, "attack", rng) == "retreat"
-    assert scripted.choose(3, UNDUE, 3, "attack", rng) is None  # loyal: proposes nothing undue
-    assert scripted.choose(6, UNDUE, 2, "attack", rng) is None  # the entry is round 3's
+    assert scripted.choose(3, (1,), 2, NOTHING, rng) == "retreat"  # a proposal it was not entitled to
+    assert scripted.choose(3, (1,), 2, "attack", rng) == "retreat"  # or one it was: the same message
+    assert scripted.choose(3, (1,), 3, NOTHING, rng) is None  # loyal: proposes nothing undue
+    assert scripted.choose(3, (1,), 3, "attack", rng) == "attack"
+    assert scripted.choose(6, (1,), 2, NOTHING, rng) is None  # the entry is round 3's
     assert scripted.choose(2, (1,), 2, "attack", rng) is None
-    assert scripted.choose(2, (1,), 3, "attack", rng) == "attack"
+    assert scripted.choose(5, (1,), 2, "attack", rng) == "attack"
 
 
 # --- what a general refuses ----------------------------------------------------------------------
@@ -547,7 +549,7 @@ def test_decision_points_are_round_by_round_and_scripts_are_checked_against_them
     assert [p.round for p in points] == [2] * 4 + [4] * 4 + [5] * 4
     assert {p.path for p in points} == {(1,)}
     graded = list(GRADED_PHASE_KING.decision_points(army, 3))
-    assert Counter(p.round for p in graded) == {2: 4, 3: 8, 5: 4, 6: 8}  # proposals: due and undue
+    assert Counter(p.round for p in graded) == {2: 4, 3: 4, 5: 4, 6: 4}  # broadcasts and proposals
     assert PHASE_KING.script_problem(army, 3, DecisionPoint(3, (3,), 1)) == (
         "round 3 is phase 1's king round: only general 0, its king, sends"
     )
@@ -557,8 +559,8 @@ def test_decision_points_are_round_by_round_and_scripts_are_checked_against_them
     assert PHASE_KING.script_problem(army, 3, DecisionPoint(2, (0, 3), 1)) == (
         "path must be [3]: PhaseKing(1) messages carry no path, only their sender"
     )
-    assert GRADED_PHASE_KING.script_problem(army, 3, DecisionPoint(2, (), 1)) == (
-        "path [] stands for a proposal, and round 2 is a broadcast round"
+    assert GRADED_PHASE_KING.script_problem(army, 3, DecisionPoint(3, (), 1)) == (
+        "path must be [3]: PhaseKing3t(1) messages carry no path, only their sender"
     )
     assert PHASE_KING.script_problem(army, 3, DecisionPoint(2, (3,), 3)) == (
         "receiver 3 is the traitor itself, and nobody sends itself a message"
