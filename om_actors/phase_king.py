@@ -35,6 +35,7 @@ rejection reason.
 
 from __future__ import annotations
 
+import abc
 import enum
 import random
 from collections import Counter
@@ -186,6 +187,8 @@ class KingCore(Core):
         """The open round's king, for a king round."""
         self._composed: dict[str, KingMessage] = {}
         """This round's payloads by value: a loyal general says one value to all, so one object will do."""
+        self._start = self.value
+        """The value the current phase started with, for its row in ``explain``."""
 
     # --- the schedule ----------------------------------------------------------
 
@@ -218,13 +221,16 @@ class KingCore(Core):
                 self.value = self.received_order if self.received_order is not None else self.setup.default
         else:
             self._closed_round(kind, phase, heard)
+        if kind is Kind.ORDER or kind is Kind.KING:
+            self._start = self.value
 
+    @abc.abstractmethod
     def _says(self, kind: Kind) -> str | None:
         """What a loyal general sends to every other in a phase round of ``kind``; ``None`` for nothing."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _closed_round(self, kind: Kind, phase: int, heard: Mapping[int, str]) -> None:
-        raise NotImplementedError
+        """Take a phase round's accepted values, by sender, into account; a king round ends the phase."""
 
     def _king_value(self, phase: int, heard: Mapping[int, str], own: str) -> str | None:
         """What the phase's king said: its own value if this general is the king."""
@@ -278,13 +284,9 @@ class KingGeneral(KingCore):
         self.maj = setup.default
         self.mult = 0
         self.phases: list[PhaseRecord] = []
-        self._start = self.value
 
     def _says(self, kind: Kind) -> str | None:
-        if kind is Kind.BROADCAST:
-            self._start = self.value
-            return self.value
-        return self.maj
+        return self.value if kind is Kind.BROADCAST else self.maj
 
     def _closed_round(self, kind: Kind, phase: int, heard: Mapping[int, str]) -> None:
         setup = self.setup
@@ -326,11 +328,9 @@ class GradedGeneral(KingCore):
         self.grade = 0
         self.backing = 0
         self.phases: list[GradedRecord] = []
-        self._start = self.value
 
     def _says(self, kind: Kind) -> str | None:
         if kind is Kind.BROADCAST:
-            self._start = self.value
             return self.value
         if kind is Kind.PROPOSE:
             return self.proposal
@@ -635,8 +635,9 @@ class PhaseKingAlgorithm(Algorithm):
             return Step(f"general {core.me}", decision, detail, (), len(rows))
         return Step(f"general {core.me}", decision, detail, rows)
 
+    @abc.abstractmethod
     def _rows(self, core: KingCore) -> Iterator[Step]:
-        raise NotImplementedError
+        """``explain``'s rows after round 1: one per phase."""
 
 
 class PhaseKing(PhaseKingAlgorithm):
