@@ -20,6 +20,7 @@ from typing import IO, Any, cast
 
 import click
 import trio
+from rich import box
 from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
@@ -36,6 +37,8 @@ from rich.table import Table
 from . import __version__
 from .catalog import find_scenario, shipped_scenarios
 from .cluster import DRIVER_KEY, Stopped, run_cluster, serve_node, stoppable, write_keys
+from .compare import DEFAULT_BUDGET as COMPARE_BUDGET
+from .compare import How, Row, algorithms_named, check_plot, compare, describe, plot, sweep
 from .errors import LogError, OmActorsError, Problem, ScenarioError
 from .explain import dot_graph, explain, open_view, text_tree
 from .guarded_stdout import GuardedStdout
@@ -70,7 +73,7 @@ BYTES_PER_LOGGED_MESSAGE = 105
 
 STDIN = "-"
 """``run -`` reads the scenario from standard input; ``--log -`` writes the log to standard output."""
-JSON_COMMANDS = frozenset({"run", "cluster", "verify"})
+JSON_COMMANDS = frozenset({"run", "cluster", "verify", "compare"})
 """The commands whose ``--json`` promises one JSON object, errors included."""
 
 
@@ -793,6 +796,219 @@ def verify_command(
         err.print(f"interrupted: {summary.done} of {len(all_cases)} cases checked")
         sys.exit(130)
     sys.exit(1 if tally.contradictions or tally.mismatches else 0)
+
+
+def _algorithms_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    """``om,sm`` as the names ``("om", "sm")``; checked against the registry when the command runs."""
+    if value is None:
+        return None
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter("name one or more algorithms, separated by commas, like om,sm")
+    return names
+
+
+def _sweep_option(ctx: click.Context, param: click.Parameter, value: str | None) -> range | None:
+    """``generals=4..100`` as the army sizes 4 to 100; generals are all a sweep can vary."""
+    if value is None:
+        return None
+    key, equals, sizes = value.partition("=")
+    if key.strip() != "generals" or not equals:
+        raise click.BadParameter(f"{value!r}: only generals can be swept: write generals=4..100")
+    return _range_option(ctx, param, sizes.strip())
+
+
+def _sweep_traitors(value: str | None) -> int | None:
+    """``max`` (or nothing) as ``None``, the most each algorithm tolerates; ``K`` as K."""
+    if value is None or value == "max":
+        return None
+    if value.isdigit():
+        return int(value)
+    raise click.BadParameter(f"{value!r}: use max or a number of traitors", param_hint="'--traitors'")
+
+
+@main.command("compare", cls=_JsonCommand)
+@click.argument("scenario_file", metavar="[SCENARIO]", required=False)
+@click.option("--algorithms", "names", callback=_algorithms_option, metavar="NAME,...",
+              help="The algorithms to compare, by name (default: every registered one).")  # fmt: skip
+@click.option("--sweep", "sizes", callback=_sweep_option, metavar="generals=LOW..HIGH",
+              help="Instead of one scenario, every army size in this range.")  # fmt: skip
+@click.option("--traitors", "traitor_count", metavar="max|K",
+              help="With --sweep: the most each algorithm tolerates (max, default), or K.")  # fmt: skip
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.svg|.png",
+              help="With --sweep: draw messages against generals (needs the plot extra).")  # fmt: skip
+@click.option("--budget-messages", "budget", type=click.IntRange(min=0), default=COMPARE_BUDGET,
+              show_default=True, help="Not run over this many messages: computed.")  # fmt: skip
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
+              help="With --sweep: worker processes.")  # fmt: skip
+@_json_option
+def compare_command(
+    scenario_file: str | None,
+    names: tuple[str, ...] | None,
+    sizes: range | None,
+    traitor_count: str | None,
+    plot_file: Path | None,
+    budget: int,
+    jobs: int,
+    as_json: bool,
+) -> None:
+    """Run SCENARIO's army under each algorithm, one row each; or, with --sweep, every army size.
+
+    SCENARIO is a file, a shipped scenario's name, or - for stdin; without
+    it, the seven generals.  Every algorithm runs the same generals,
+    commander, order and traitors; a strategy that means nothing to an
+    algorithm becomes that algorithm's split, and a note says so.  Rows
+    show rounds, messages, the bytes of the log's message lines,
+    signatures verified, wall time, the verdict, and whether the theorem's
+    bound holds: a failure where it does not is allowed.
+
+    Exits 0 once every row has run, whatever the verdicts, and 2 for input
+    that cannot be used.
+    """
+    out, err = _consoles()
+    if sizes is not None and scenario_file is not None:
+        raise click.UsageError("give a SCENARIO or --sweep, not both")
+    if sizes is None:
+        for given, option in ((traitor_count, "--traitors"), (plot_file, "--plot")):
+            if given is not None:
+                raise click.UsageError(f"{option} only matters with --sweep")
+    traitors = _sweep_traitors(traitor_count)
+    with _reporting_errors(err, as_json=as_json):
+        algorithms = algorithms_named(names)
+        if plot_file is not None:
+            check_plot(plot_file)
+        try:
+            if sizes is None:
+                scenario, _ = _load(scenario_file)
+                rows = trio.run(partial(compare, scenario, algorithms, budget=budget))
+            else:
+                scenario = None
+                with _sweep_progress(out, len(sizes) * len(algorithms), quiet=as_json) as on_row:
+                    running = partial(
+                        sweep, sizes, algorithms, traitors=traitors, budget=budget, jobs=jobs, on_row=on_row
+                    )
+                    rows = trio.run(running)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)
+        if plot_file is not None:
+            try:
+                plot(rows, plot_file, budget=budget, traitors=traitors)
+            except OSError as exc:
+                raise _CannotWrite(f"the chart {plot_file}", exc) from None
+    if as_json:
+        click.echo(json.dumps(_comparison_dict(scenario, rows, sizes, traitors, budget), indent=2))
+    else:
+        _print_comparison(out, scenario, rows, budget)
+        if plot_file is not None:
+            out.print(f"chart written to {markup(str(plot_file))}")
+    sys.exit(0)
+
+
+def _comparison_dict(
+    scenario: Scenario | None, rows: list[Row], sizes: range | None, traitors: int | None, budget: int
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"budget_messages": budget}
+    if scenario is not None:
+        data["scenario"] = scenario.name
+        data["generals"] = scenario.generals
+        data["traitors"] = {str(g): describe(spec) for g, spec in scenario.traitors.items()}
+    if sizes is not None:
+        data["sweep"] = {
+            "generals": [sizes[0], sizes[-1]],
+            "traitors": "max" if traitors is None else traitors,
+        }
+    data["rows"] = [row.to_dict() for row in rows]
+    return data
+
+
+def _print_comparison(out: Console, scenario: Scenario | None, rows: list[Row], budget: int) -> None:
+    """The table, then every note: fallbacks, refusals, and why a theorem makes no promise."""
+    if scenario is not None:
+        first = scenario.effective_instances[0]
+        lying = ", ".join(f"{g} ({describe(spec)})" for g, spec in scenario.traitors.items()) or "none"
+        out.print(
+            f"[bold]{markup(scenario.name)}[/]: {scenario.generals} generals, m = {scenario.m}, "
+            f'commander {first.commander} would order "{markup(first.order)}"; traitors: {markup(lying)}'
+        )
+    sweeping = scenario is None
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    headers = ["n"] if sweeping else []
+    headers += ["algorithm", "traitors", "rounds", "messages", "bytes", "signatures", "seconds"]
+    for header in headers:
+        table.add_column(header, justify="left" if header == "algorithm" else "right")
+    table.add_column("verdict")
+    table.add_column("bound")
+    previous = None
+    for row in rows:
+        if sweeping and previous is not None and row.generals != previous:
+            table.add_section()
+        previous = row.generals
+        cells = [str(row.generals)] if sweeping else []
+        cells += [
+            markup(row.title),
+            str(row.traitors),
+            str(row.rounds),
+            _number(row.messages),
+            _number(row.bytes),
+            _number(row.signatures),
+            "" if row.seconds is None else f"{row.seconds:.3f}",
+        ]
+        table.add_row(*cells, _verdict_cell(row), "holds" if row.bound_holds else "does not hold")
+    out.print(table)
+    if any(row.how is How.COMPUTED for row in rows):
+        out.print(
+            f"computed: over the budget of {budget:,} messages, so not run; the count is the algorithm's "
+            "closed form for a run with every general loyal (--budget-messages raises it)"
+        )
+    if not sweeping:
+        out.print(
+            "bytes: the run's message lines in its log; signatures: signatures verified; "
+            "bound: whether the theorem promises agreement for these generals, m and traitors"
+        )
+        for row in rows:
+            if not row.bound_holds and row.how is not How.REFUSED:
+                for warning in REGISTRY[row.algorithm].warnings(row.generals, row.m, row.traitors):
+                    out.print(f"{markup(row.title)}: {markup(warning)}")
+    for row in rows:
+        for note in row.notes:
+            out.print(f"[yellow]note:[/] {markup(note)}")
+
+
+def _number(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if value < 10**15 else f"{value:.3e}"
+
+
+def _verdict_cell(row: Row) -> str:
+    if row.verdict is None:
+        return str(row.how)
+    if row.verdict.success:
+        return "[green]success[/]"
+    if row.contradicts_theorem:
+        return f"[bold red]{row.outcome}: CONTRADICTS THE THEOREM[/]"
+    return f"[yellow]{row.outcome} (allowed)[/]"
+
+
+@contextmanager
+def _sweep_progress(out: Console, total: int, *, quiet: bool) -> Iterator[Callable[[Row], None] | None]:
+    """A live bar of rows done, on a terminal."""
+    if quiet or not out.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("compare"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = progress.add_task("rows", total=total)
+        yield lambda row: progress.advance(task)
 
 
 def _write_violations(tally: Tally, out_dir: Path, adversary: Adversary) -> list[Path]:
