@@ -7,7 +7,9 @@ vote; SM(m)'s set ``V`` round by round.  This module knows no algorithm.
 It only decides how each step reads, and adds what the log knows that the
 core does not: for a step tied to a path, what arrived along it (its value,
 and whether a traitor sent it), or why nothing usable did (missing, or
-rejected and why).
+rejected and why).  Where several messages came along one path -- every
+message of an algorithm whose messages carry no path comes along ``()`` --
+it shows them all, each with its round and sender, rather than one of them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rich.tree import Tree
 
 from .algorithm import Core, Path, Step
 from .errors import OmActorsError
-from .replay import Arrival, LogPath, Reconstruction, reconstruct
+from .replay import Arrival, LogPath, Reconstruction, Refusal, reconstruct
 from .terminal import markup, printable
 
 PALETTE = ("#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ffed6f")
@@ -44,16 +46,29 @@ class View:
         """The general's core, fed with everything the log says reached it."""
         return self.reconstruction.state(self.general, self.instance)
 
+    def received(self, path: Path) -> list[Arrival | Refusal]:
+        """Every message along ``path`` that reached the general, accepted or refused, in log order."""
+        return self.reconstruction.along(self.general, path, self.instance)
+
+    def arrivals(self, path: Path) -> list[Arrival]:
+        """The messages along ``path`` that the general accepted: one at most for OM, bar forgeries."""
+        return [a for a in self.received(path) if isinstance(a, Arrival)]
+
     def arrival(self, path: Path) -> Arrival | None:
-        """The message along ``path`` that the general accepted, if the log has one."""
-        return self.reconstruction.arrivals.get((self.instance, self.general, path))
+        """The one message along ``path`` the general accepted; ``None`` when it accepted none, or several."""
+        arrivals = self.arrivals(path)
+        return arrivals[0] if len(arrivals) == 1 else None
 
     def sent_by_traitor(self, path: Path) -> bool:
-        arrival = self.arrival(path)
-        return arrival is not None and arrival.sender in self.reconstruction.traitors
+        """Whether a traitor sent a message along ``path`` that the general accepted."""
+        return any(a.sender in self.reconstruction.traitors for a in self.arrivals(path))
 
     def rejection(self, path: Path) -> str | None:
-        return self.reconstruction.rejections.get((self.instance, self.general, path))
+        """Why the general refused what came along ``path``, when it accepted nothing there."""
+        if self.arrivals(path):
+            return None
+        reasons = dict.fromkeys(r.reason for r in self.received(path) if isinstance(r, Refusal))
+        return "; ".join(reasons) or None
 
     @property
     def crashed_in(self) -> int | None:
@@ -85,12 +100,37 @@ def _path(path: Path) -> str:
     return json.dumps(list(path))
 
 
-def _receipt(view: View, path: Path) -> str:
+def _shown(view: View, step: Step, path: Path) -> list[Arrival]:
+    """The accepted messages a step tied to ``path`` stands for.
+
+    All that came along the path; but a leaf's value is what arrived, so
+    when several came, a leaf stands for the one with its value, if only
+    one has it (SM's set V can take two values along one chain).
+    """
+    arrivals = view.arrivals(path)
+    if len(arrivals) > 1 and not _derived(step):
+        same = [arrival for arrival in arrivals if arrival.value == step.value]
+        if len(same) == 1:
+            return same
+    return arrivals
+
+
+def _receipt(view: View, step: Step, path: Path) -> str:
     """What the general got along ``path``, in words and rich markup."""
-    arrival = view.arrival(path)
-    if arrival is not None:
-        liar = f" [red](from traitor {arrival.sender})[/]" if view.sent_by_traitor(path) else ""
+    arrivals = _shown(view, step, path)
+    traitors = view.reconstruction.traitors
+    if len(arrivals) == 1:
+        arrival = arrivals[0]
+        liar = f" [red](from traitor {arrival.sender})[/]" if arrival.sender in traitors else ""
         return f'"{markup(str(arrival.value))}"{liar}'
+    if arrivals:
+        each = (
+            f'"{markup(str(a.value))}" '
+            + (f"[red]from traitor {a.sender}[/]" if a.sender in traitors else f"from {a.sender}")
+            + f" in round {a.round}"
+            for a in arrivals
+        )
+        return f"{len(arrivals)} messages: " + ", ".join(each)
     reason = view.rejection(path)
     why = f"rejected: {markup(reason)}" if reason else "missing"
     return f'default "{markup(view.state.setup.default)}" [yellow]({why})[/]'
@@ -105,7 +145,7 @@ def _label(view: View, step: Step) -> str:
     if step.path is None:
         text = f"[bold]{markup(step.label)}[/]"
     else:
-        text = f"[bold]{_path(step.path)}[/] {_receipt(view, step.path)}"
+        text = f"[bold]{_path(step.path)}[/] {_receipt(view, step, step.path)}"
     if step.detail:
         text += f"  {markup(step.detail)}"
     if _derived(step):
@@ -157,8 +197,8 @@ def dot_graph(view: View, step: Step) -> str:
         f'  label="{_dot_text(_dot_title(view))}"; labelloc=t;',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
     ]
-    counter = itertools.count()
-    _dot_nodes(lines, view, step, _node_id(step, counter), counter)
+    ids = _Ids()
+    _dot_nodes(lines, view, step, ids.of(step), ids)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -174,11 +214,7 @@ def _dot_label(view: View, step: Step) -> str:
     if step.path is None:
         label = printable(step.label)
     else:
-        arrival = view.arrival(step.path)
-        got = printable(str(arrival.value)) if arrival else f"default {printable(view.state.setup.default)}"
-        label = f"{_path(step.path)}\n{got}"
-        if arrival is not None and view.sent_by_traitor(step.path):
-            label += f" (from traitor {arrival.sender})"
+        label = f"{_path(step.path)}\n{_dot_receipt(view, step, step.path)}"
     if step.detail:
         label += f"\n{printable(step.detail)}"
     if _derived(step):
@@ -188,20 +224,39 @@ def _dot_label(view: View, step: Step) -> str:
     return label
 
 
-def _dot_nodes(lines: list[str], view: View, step: Step, me: str, counter: itertools.count[int]) -> None:
+def _dot_receipt(view: View, step: Step, path: Path) -> str:
+    """What the general got along ``path``, one line per message when several came."""
+    traitors = view.reconstruction.traitors
+
+    def sender(arrival: Arrival) -> str:
+        return f"traitor {arrival.sender}" if arrival.sender in traitors else str(arrival.sender)
+
+    arrivals = _shown(view, step, path)
+    if len(arrivals) == 1:
+        (arrival,) = arrivals
+        liar = f" (from {sender(arrival)})" if arrival.sender in traitors else ""
+        return printable(str(arrival.value)) + liar
+    if arrivals:
+        return "\n".join(f"{printable(str(a.value))} (round {a.round}, from {sender(a)})" for a in arrivals)
+    return f"default {printable(view.state.setup.default)}"
+
+
+def _dot_nodes(lines: list[str], view: View, step: Step, me: str, ids: _Ids) -> None:
     values = view.reconstruction.scenario.values
     colour = PALETTE[values.index(step.value) % len(PALETTE)] if step.value in values else "#ffffff"
-    border = ', color="#d62728", penwidth=2' if step.path and view.sent_by_traitor(step.path) else ""
+    traitors = view.reconstruction.traitors
+    lied = step.path is not None and any(a.sender in traitors for a in _shown(view, step, step.path))
+    border = ', color="#d62728", penwidth=2' if lied else ""
     lines.append(f'  "{me}" [label="{_dot_text(_dot_label(view, step))}", fillcolor="{colour}"{border}];')
     for child in step.children:
-        child_id = _node_id(child, counter)
+        child_id = ids.of(child)
         if child.path:
             sender = child.path[-1]
             style = ", style=dashed" if sender in view.reconstruction.traitors else ""
             lines.append(f'  "{me}" -> "{child_id}" [label="{sender}"{style}];')
         else:
             lines.append(f'  "{me}" -> "{child_id}";')
-        _dot_nodes(lines, view, child, child_id, counter)
+        _dot_nodes(lines, view, child, child_id, ids)
 
 
 def _dot_text(text: str) -> str:
@@ -209,8 +264,18 @@ def _dot_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _node_id(step: Step, counter: itertools.count[int]) -> str:
-    """A step's DOT id: from its path, which no other step of the tree has, else a number."""
-    if step.path is not None:
-        return "p" + "_".join(map(str, step.path))
-    return f"s{next(counter)}"
+class _Ids:
+    """DOT ids for the steps of one tree: from a step's path, else a number; never one twice."""
+
+    def __init__(self) -> None:
+        self._numbers = itertools.count()
+        self._taken: set[str] = set()
+
+    def of(self, step: Step) -> str:
+        """A path's id, ``p0_2``, for the first step with that path; a number for any other step."""
+        if step.path is not None:
+            name = "p" + "_".join(map(str, step.path))
+            if name not in self._taken:
+                self._taken.add(name)
+                return name
+        return f"s{next(self._numbers)}"

@@ -8,6 +8,7 @@ Rules for this file:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -216,3 +217,55 @@ def test_a_pathless_algorithm_is_drawn_by_its_labels(tmp_path: Path, echo: objec
         'General 1 decided "attack"',
         "└── general 1  heard 0: attack, 2: attack, 3: retreat -> attack",
     ]
+
+
+def test_two_values_along_one_chain_are_each_drawn_as_they_came(signed_log: Path, tmp_path: Path) -> None:
+    """A log in which the traitor commander's signed "attack" to 2 is also delivered to 1, along [0]:
+    1's V takes both values along one chain, and each step shows its own message, with a node of its own."""
+    lines = signed_log.read_text().splitlines()
+    copied = json.loads(lines[2])
+    assert (copied["sender"], copied["receiver"], copied["value"]) == (0, 2, "attack")
+    lines.insert(3, json.dumps({**copied, "receiver": 1}))
+    log = tmp_path / "both.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    view = open_view(log, 1)
+    step = explain(view)
+    assert _text(view, step)[2:5] == [
+        "    ├── round 1  accepted 2 messages -> {attack, retreat}",
+        '    │   ├── [0] "retreat" (from traitor 0)  new: joins V, forwarded in round 2',
+        '    │   └── [0] "attack" (from traitor 0)  new: joins V, forwarded in round 2',
+    ]
+    dot = dot_graph(view, step)
+    ids = [line.split('"')[1] for line in dot.splitlines() if "[label=" in line and " -> " not in line]
+    assert len(ids) == len(set(ids)) == 6
+    assert "[0]\\nattack (from traitor 0)" in dot
+    assert "[0]\\nretreat (from traitor 0)" in dot
+    assert [arrival.value for arrival in view.arrivals((0,))] == ["retreat", "attack"]
+    assert view.arrival((0,)) is None  # not one message: two
+
+
+def test_a_step_along_a_path_that_many_messages_share_lists_them_all(tmp_path: Path, gossip: object) -> None:
+    """Without paths, every message is along (): a step tied to () stands for all of them, never for one."""
+    log = tmp_path / "gossip.jsonl"
+    simulate_sync(
+        Scenario(algorithm="gossip", generals=4, m=1, order="attack", traitors={3: "split"}), log=log
+    )
+    view = open_view(log, 1)
+    step = Step("general 1", "attack", "every message", path=())
+    (line,) = _text(view, step, width=400)[1:]
+    assert line == (
+        '└── [] 7 messages: "attack" from 0 in round 1, "attack" from 0 in round 2, '
+        '"attack" from 2 in round 2, "retreat" from traitor 3 in round 2, "attack" from 0 in round 3, '
+        '"attack" from 2 in round 3, "retreat" from traitor 3 in round 3  every message'
+    )
+    assert "retreat (round 3, from traitor 3)" in dot_graph(view, step).replace("\\n", "\n")
+    assert [(a.round, a.sender, a.value) for a in view.arrivals(())] == [
+        (1, 0, "attack"),
+        (2, 0, "attack"),
+        (2, 2, "attack"),
+        (2, 3, "retreat"),
+        (3, 0, "attack"),
+        (3, 2, "attack"),
+        (3, 3, "retreat"),
+    ]
+    assert view.arrival(()) is None
