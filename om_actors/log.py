@@ -586,7 +586,8 @@ class Selection:
     An event without the field a filter tests (a ``decision`` has no
     ``sender``) does not match that filter.  ``path_prefix`` tests the path
     a message's algorithm says it travelled (:attr:`LogLine.path`), so it
-    works for any algorithm whose messages have one.
+    works for any algorithm whose messages have one; :func:`read_selected`
+    refuses it on the log of an algorithm whose messages have none.
     """
 
     round: int | None = None
@@ -607,3 +608,37 @@ class Selection:
             if not isinstance(path, tuple) or path[: len(self.path_prefix)] != self.path_prefix:
                 return False
         return not self.events or line.event in self.events
+
+
+def has_paths(rules: Algorithm) -> bool:
+    """Whether ``rules``' messages can say a path they travelled.
+
+    Only an algorithm that keeps :meth:`Algorithm.path_of`'s default and
+    whose payload has no ``path`` is known to have none: every message of
+    it is along ``()``, and a path prefix can select none of them.
+    """
+    own_path_of = getattr(rules.path_of, "__func__", None) is not Algorithm.path_of
+    return own_path_of or hasattr(rules.payload, "path") or "path" in attrs.fields_dict(rules.payload)
+
+
+def read_selected(path: str | os.PathLike[str], selection: Selection) -> Iterator[LogLine]:
+    """The lines of the log at ``path`` that ``selection`` lets through, in log order, read as they stream.
+
+    A ``path_prefix`` on the log of an algorithm whose messages carry no
+    path (:func:`has_paths`) would silently match nothing, so it is refused
+    with a :class:`LogError` on line 1, where the algorithm is named.
+    """
+    lines = read_log(path)
+    start = next(lines)
+    if selection.path_prefix is not None:
+        rules = _algorithm(os.fspath(path), start.number, start.fields["scenario"])
+        if not has_paths(rules):
+            raise LogError(
+                os.fspath(path),
+                start.number,
+                f"{rules.title} messages carry no path, so a path prefix selects none of them: "
+                "select them by round, sender or receiver instead",
+            )
+    if selection.matches(start):
+        yield start
+    yield from (line for line in lines if selection.matches(line))
