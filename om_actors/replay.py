@@ -206,8 +206,8 @@ class Reconstruction:
         self._cut_off: Counter[tuple[int, int]] = Counter()
         # This round only: (instance, loyal general) -> what its core owes.
         self._owed: dict[tuple[int, int], list[Outgoing]] = {}
-        # This round only: (instance, sender) -> {(receiver, path): what was sent}
-        self._round_sent: dict[tuple[int, int], dict[tuple[int, object], _Sent]] = defaultdict(dict)
+        # This round only: (instance, loyal sender) -> {(receiver, path): what was sent, in log order}
+        self._round_sent: dict[tuple[int, int], dict[tuple[int, object], list[_Sent]]] = defaultdict(dict)
         # This round only: (instance, sender, receiver, path) -> [(reason, line)]
         self._computed_rejections: dict[tuple[int, int, int, object], list[tuple[str, int]]] = defaultdict(
             list
@@ -318,15 +318,8 @@ class Reconstruction:
         else:
             self._deliver(line, instance)
         if self._loyal(sender):
-            sent = self._round_sent[(instance, sender)]
-            if (receiver, line.path) in sent:
-                twice = (
-                    f"{_show(line.path)} to {receiver} twice"
-                    if line.path != ()
-                    else f"to {receiver} twice in round {fields['round']}"
-                )
-                self._flag(line.number, f"loyal general {sender} sent {twice}")
-            sent[(receiver, line.path)] = _Sent(line.payload, line.number)
+            sent = self._round_sent[(instance, sender)].setdefault((receiver, line.path), [])
+            sent.append(_Sent(line.payload, line.number))
 
     def _deliver(self, line: LogLine, instance: int) -> None:
         """Hand a message that arrived to its receiver, and note the rejection the core computes."""
@@ -450,23 +443,44 @@ class Reconstruction:
                     self._unexplained.append(_Unexplained(receiver, round, found, message=False))
 
     def _check_sends(self, instance: int, round: int, end: LogLine, *, cut_off: set[int]) -> None:
-        """Every loyal general's logged sends of the round against what its core owed, message for message."""
+        """Every loyal general's logged sends of the round against what its core owed, message for message.
+
+        Messages pair up by receiver and path.  An algorithm may owe one
+        receiver several messages along one path in a round (without paths,
+        every message is along ``()``), so each is paired with a logged one
+        equal to it first, and only what is left with what is left, in order.
+        """
         path_of = self.rules.path_of
         for general, core in self.states[instance].items():
             if general in self.traitors:
                 continue
             sent = self._round_sent.get((instance, general), {})
+            unmatched: list[tuple[Outgoing, object, object]] = []
+            owed_along: Counter[tuple[int, object]] = Counter()
             for owed in self._owed.pop((instance, general), []):
                 payload = core.compose(owed, owed.path, owed.value)
                 path = hashable(path_of(payload))
-                got = sent.pop((owed.receiver, path), None)
-                if got is None:
+                owed_along[(owed.receiver, path)] += 1
+                along = sent.get((owed.receiver, path), [])
+                same = next((i for i, got in enumerate(along) if got.payload == payload), None)
+                if same is None:
+                    unmatched.append((owed, payload, path))
+                else:
+                    del along[same]
+            for owed, payload, path in unmatched:
+                along = sent.get((owed.receiver, path), [])
+                if along:
+                    self._misrelay(instance, round, core, owed, payload, along.pop(0))
+                else:
                     self._owed_but_missing(general, round, end, owed, path, cut_off=general in cut_off)
-                elif got.payload != payload:
-                    self._misrelay(instance, round, core, owed, payload, got)
-            for (receiver, path), extra in sent.items():
-                what = _message_to(path, receiver, round)
-                self._flag(extra.line, f"loyal general {general} sent {what}, which it did not owe")
+            for (receiver, path), extras in sent.items():
+                owed_count = owed_along[(receiver, path)]
+                for extra in extras:
+                    if owed_count:
+                        text = _sent_too_often(path, receiver, round, owed_count + len(extras), owed_count)
+                    else:
+                        text = f"sent {_message_to(path, receiver, round)}, which it did not owe"
+                    self._flag(extra.line, f"loyal general {general} {text}")
 
     def _misrelay(
         self, instance: int, round: int, core: Core, owed: Outgoing, payload: object, got: _Sent
@@ -725,6 +739,17 @@ def _rejection_mismatch(
 def _message_to(path: object, receiver: int, round: int) -> str:
     """A message in words: by its path, or, for an algorithm whose messages carry none, by its round."""
     return f"{_show(path)} to {receiver}" if path != () else f"a message to {receiver} in round {round}"
+
+
+def _sent_too_often(path: object, receiver: int, round: int, sent: int, owed: int) -> str:
+    """More messages along a path to a receiver than owed: ``sent [0, 1] to 3 twice, but owed it once``."""
+    if path == ():
+        return f"sent {sent} messages to {receiver} in round {round}, but owed {owed}"
+    return f"sent {_show(path)} to {receiver} {_times(sent)}, but owed it {_times(owed)}"
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
 def _missing(general: int, round: int, owed: Outgoing, path: object) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import pytest
 from click.testing import CliRunner
-from conftest import GossipGeneral
+from conftest import Gossip, GossipGeneral
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +35,7 @@ from om_actors import (
     rerun_log,
     simulate_sync,
 )
+from om_actors.algorithm import Outgoing, Setup
 from om_actors.algorithm import Path as Route
 from om_actors.cli import main
 from om_actors.explain import View, explain
@@ -777,7 +778,7 @@ def test_a_pathless_message_is_named_by_its_round(tmp_path: Path, gossip: object
     events = [*events[:twice], events[twice], *events[twice:dropped], *events[dropped + 1 :]]
     _write(log, events)
     found = [str(i) for i in replay_log(log).inconsistencies]
-    assert f"line {twice + 2}: loyal general 2 sent to 3 twice in round 2" in found
+    assert f"line {twice + 2}: loyal general 2 sent 2 messages to 3 in round 2, but owed 1" in found
     assert (
         f"line {twice + 2}: general 3, message from 2 in round 2: the log says accepted, "
         "the protocol says rejected for second rumour from the same general in one round"
@@ -807,6 +808,48 @@ def test_every_message_a_pathless_algorithm_accepts_is_kept_apart(tmp_path: Path
     }
     assert [a.line for a in reconstruction.along(1, ())] == sorted(lines.values())
     assert reconstruct(log, watching=()).arrivals == {}
+
+
+class RepeatingGeneral(GossipGeneral):
+    """Gossip's general, saying everything twice from round 2 on: two equal messages a receiver a round."""
+
+    def _outbox(self, round: int) -> list[Outgoing]:
+        once = super()._outbox(round)
+        return [out for out in once for _ in range(1 if round == 1 else 2)]
+
+
+class Repeating(Gossip):
+    name = "repeating"
+    title = "REPEATING(m)"
+
+    def general(self, setup: Setup, me: int, order: str | None = None) -> RepeatingGeneral:
+        return RepeatingGeneral(self, setup, me, order)
+
+
+def test_several_messages_owed_along_one_path_pair_up_with_the_logged_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without paths, two messages to one receiver in one round are both along (): neither is "sent twice"."""
+    monkeypatch.setitem(REGISTRY, "repeating", Repeating())
+    scenario = Scenario(algorithm="repeating", generals=4, m=1, order="attack", traitors={3: "split"})
+    log = _log_of(scenario, tmp_path)
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+    assert report.messages == 3 + 2 * 2 * 4 * 3
+    line = _edit(log, _message(1, 2, 2), _flip)
+    assert str(replay_log(log).inconsistencies[0]) == (
+        f'line {line}: loyal general 1 sent "retreat" to 2 in round 2, but it owed "attack"'
+    )
+
+
+def test_a_loyal_message_logged_twice_is_named_once_too_many(tmp_path: Path) -> None:
+    log = _log_of(Scenario(generals=4, m=1), tmp_path)
+    events = _events(log)
+    copied = next(i for i, e in enumerate(events) if e["event"] == "message" and e["path"] == [0, 1])
+    _write(log, [*events[: copied + 1], events[copied], *events[copied + 1 :]])
+    found = [str(i) for i in replay_log(log).inconsistencies]
+    receiver = events[copied]["receiver"]
+    assert f"line {copied + 2}: loyal general 1 sent [0, 1] to {receiver} twice, but owed it once" in found
 
 
 @attrs.frozen
