@@ -744,6 +744,18 @@ traitors:
     assert scenario_from_dict(valid.to_dict()) == valid
 
 
+def test_a_script_built_in_code_is_written_as_a_file_writes_it(tmp_path: Path) -> None:
+    entries = [
+        {"path": [0, 2], "receiver": 1, "value": "attack"},
+        {"round": 2, "path": [0, 2], "receiver": 3, "silent": True},
+    ]
+    scenario = Scenario(generals=4, m=1, traitors={2: SignedScripted(messages=entries)}, algorithm="sm")
+    assert scenario.to_dict()["traitors"] == {"2": {"strategy": "scripted", "messages": entries}}
+    assert scenario_from_dict(scenario.to_dict()).traitors[2] == TraitorSpec(
+        "scripted", {"messages": entries}
+    )
+
+
 def test_any_object_with_a_choose_method_is_a_traitor_in_code() -> None:
     liar = types.SimpleNamespace(choose=lambda round, path, receiver, value, rng: value)
     assert Scenario(generals=4, m=1, traitors={1: liar}).strategies() == {1: liar}
