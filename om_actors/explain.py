@@ -5,10 +5,11 @@ on the general's core rebuilt from the log, a tree of
 :class:`~om_actors.algorithm.Step` -- OM(m)'s recursive majority, vote by
 vote; SM(m)'s set ``V`` round by round.  This module knows no algorithm.
 It only decides how each step reads, and adds what the log knows that the
-core does not: for a step tied to a path, what arrived along it (its value,
-and whether a traitor sent it), or why nothing usable did (missing, or
-rejected and why).  Where several messages came along one path -- every
-message of an algorithm whose messages carry no path comes along ``()`` --
+core does not: for a step tied to messages -- by its path, or, for an
+algorithm whose messages carry none, by its round and sender -- what
+arrived (its value, and whether a traitor sent it), or why nothing usable
+did (missing, or rejected and why).  Where several messages came along one
+path -- every message of an algorithm without paths comes along ``()`` --
 it shows them all, each with its round and sender, rather than one of them.
 """
 
@@ -70,6 +71,20 @@ class View:
         reasons = dict.fromkeys(r.reason for r in self.received(path) if isinstance(r, Refusal))
         return "; ".join(reasons) or None
 
+    def messages(self, step: Step) -> list[Arrival | Refusal] | None:
+        """What reached the general that ``step`` is tied to; ``None`` for a step tied to no message.
+
+        A step with a ``path`` stands for the messages along it (of its
+        ``round`` and from its ``sender`` only, if it names them too); one
+        without stands for the messages of its ``round`` from its ``sender``.
+        """
+        if step.path is not None:
+            found = self.received(step.path)
+            return [m for m in found if step.round in (None, m.round) and step.sender in (None, m.sender)]
+        if step.round is not None and step.sender is not None:
+            return self.reconstruction.from_sender(self.general, step.round, step.sender, self.instance)
+        return None
+
     @property
     def crashed_in(self) -> int | None:
         """The round the general crashed in, if the log says it did: then its decision is lost."""
@@ -100,14 +115,19 @@ def _path(path: Path) -> str:
     return json.dumps(list(path))
 
 
-def _shown(view: View, step: Step, path: Path) -> list[Arrival]:
-    """The accepted messages a step tied to ``path`` stands for.
+def _tied(step: Step) -> bool:
+    """Whether a step stands for messages: by its path, or by its round and sender."""
+    return step.path is not None or (step.round is not None and step.sender is not None)
 
-    All that came along the path; but a leaf's value is what arrived, so
-    when several came, a leaf stands for the one with its value, if only
-    one has it (SM's set V can take two values along one chain).
+
+def _shown(view: View, step: Step) -> list[Arrival]:
+    """The accepted messages a step tied to messages stands for.
+
+    All that it is tied to; but a leaf's value is what arrived, so when
+    several came, a leaf stands for the one with its value, if only one has
+    it (SM's set V can take two values along one chain).
     """
-    arrivals = view.arrivals(path)
+    arrivals = [m for m in view.messages(step) or () if isinstance(m, Arrival)]
     if len(arrivals) > 1 and not _derived(step):
         same = [arrival for arrival in arrivals if arrival.value == step.value]
         if len(same) == 1:
@@ -115,9 +135,17 @@ def _shown(view: View, step: Step, path: Path) -> list[Arrival]:
     return arrivals
 
 
-def _receipt(view: View, step: Step, path: Path) -> str:
-    """What the general got along ``path``, in words and rich markup."""
-    arrivals = _shown(view, step, path)
+def _refused(view: View, step: Step) -> str | None:
+    """Why the general refused what the step is tied to, when it accepted none of it."""
+    messages = view.messages(step) or []
+    if any(isinstance(m, Arrival) for m in messages):
+        return None
+    return "; ".join(dict.fromkeys(m.reason for m in messages if isinstance(m, Refusal))) or None
+
+
+def _receipt(view: View, step: Step) -> str:
+    """What the general got of what the step is tied to, in words and rich markup."""
+    arrivals = _shown(view, step)
     traitors = view.reconstruction.traitors
     if len(arrivals) == 1:
         arrival = arrivals[0]
@@ -131,21 +159,25 @@ def _receipt(view: View, step: Step, path: Path) -> str:
             for a in arrivals
         )
         return f"{len(arrivals)} messages: " + ", ".join(each)
-    reason = view.rejection(path)
+    reason = _refused(view, step)
     why = f"rejected: {markup(reason)}" if reason else "missing"
+    if step.path is None:  # what stands in for a missing message is the algorithm's business
+        return f"[yellow]nothing ({why})[/]"
     return f'default "{markup(view.state.setup.default)}" [yellow]({why})[/]'
 
 
 def _derived(step: Step) -> bool:
-    """Whether the step's value comes from below it, so is worth an arrow; a path's leaf is what arrived."""
-    return bool(step.children or step.hidden or step.path is None)
+    """Whether the step's value comes from below it, so is worth an arrow; a leaf is what arrived."""
+    return bool(step.children or step.hidden or not _tied(step))
 
 
 def _label(view: View, step: Step) -> str:
-    if step.path is None:
-        text = f"[bold]{markup(step.label)}[/]"
+    if step.path is not None:
+        text = f"[bold]{_path(step.path)}[/] {_receipt(view, step)}"
+    elif _tied(step):
+        text = f"[bold]{markup(step.label)}[/] {_receipt(view, step)}"
     else:
-        text = f"[bold]{_path(step.path)}[/] {_receipt(view, step, step.path)}"
+        text = f"[bold]{markup(step.label)}[/]"
     if step.detail:
         text += f"  {markup(step.detail)}"
     if _derived(step):
@@ -211,10 +243,12 @@ def _dot_title(view: View) -> str:
 
 
 def _dot_label(view: View, step: Step) -> str:
-    if step.path is None:
-        label = printable(step.label)
+    if step.path is not None:
+        label = f"{_path(step.path)}\n{_dot_receipt(view, step)}"
+    elif _tied(step):
+        label = f"{printable(step.label)}\n{_dot_receipt(view, step)}"
     else:
-        label = f"{_path(step.path)}\n{_dot_receipt(view, step, step.path)}"
+        label = printable(step.label)
     if step.detail:
         label += f"\n{printable(step.detail)}"
     if _derived(step):
@@ -224,20 +258,22 @@ def _dot_label(view: View, step: Step) -> str:
     return label
 
 
-def _dot_receipt(view: View, step: Step, path: Path) -> str:
-    """What the general got along ``path``, one line per message when several came."""
+def _dot_receipt(view: View, step: Step) -> str:
+    """What the general got of what the step is tied to, one line per message when several came."""
     traitors = view.reconstruction.traitors
 
     def sender(arrival: Arrival) -> str:
         return f"traitor {arrival.sender}" if arrival.sender in traitors else str(arrival.sender)
 
-    arrivals = _shown(view, step, path)
+    arrivals = _shown(view, step)
     if len(arrivals) == 1:
         (arrival,) = arrivals
         liar = f" (from {sender(arrival)})" if arrival.sender in traitors else ""
         return printable(str(arrival.value)) + liar
     if arrivals:
         return "\n".join(f"{printable(str(a.value))} (round {a.round}, from {sender(a)})" for a in arrivals)
+    if step.path is None:
+        return "nothing"
     return f"default {printable(view.state.setup.default)}"
 
 
@@ -245,13 +281,13 @@ def _dot_nodes(lines: list[str], view: View, step: Step, me: str, ids: _Ids) -> 
     values = view.reconstruction.scenario.values
     colour = PALETTE[values.index(step.value) % len(PALETTE)] if step.value in values else "#ffffff"
     traitors = view.reconstruction.traitors
-    lied = step.path is not None and any(a.sender in traitors for a in _shown(view, step, step.path))
+    lied = any(a.sender in traitors for a in _shown(view, step))
     border = ', color="#d62728", penwidth=2' if lied else ""
     lines.append(f'  "{me}" [label="{_dot_text(_dot_label(view, step))}", fillcolor="{colour}"{border}];')
     for child in step.children:
         child_id = ids.of(child)
-        if child.path:
-            sender = child.path[-1]
+        sender = child.path[-1] if child.path else child.sender
+        if sender is not None:
             style = ", style=dashed" if sender in view.reconstruction.traitors else ""
             lines.append(f'  "{me}" -> "{child_id}" [label="{sender}"{style}];')
         else:
@@ -272,10 +308,13 @@ class _Ids:
         self._taken: set[str] = set()
 
     def of(self, step: Step) -> str:
-        """A path's id, ``p0_2``, for the first step with that path; a number for any other step."""
+        """``p0_2`` by path, or ``r2_s3`` by round and sender, for the first step with it; else a number."""
+        name = None
         if step.path is not None:
             name = "p" + "_".join(map(str, step.path))
-            if name not in self._taken:
-                self._taken.add(name)
-                return name
+        elif step.round is not None and step.sender is not None:
+            name = f"r{step.round}_s{step.sender}"
+        if name is not None and name not in self._taken:
+            self._taken.add(name)
+            return name
         return f"s{next(self._numbers)}"

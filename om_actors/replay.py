@@ -165,7 +165,7 @@ class Reconstruction:
     general's when ``watching`` is ``None`` -- and ``rejections`` what they
     refused and why, both by :data:`Key`, so messages of an algorithm
     without paths stay apart by round and sender; :meth:`along` finds them
-    by path.
+    by path, :meth:`from_sender` by round and sender.
     """
 
     def __init__(
@@ -188,6 +188,8 @@ class Reconstruction:
         self.rejections: dict[Key, list[Refusal]] = {}
         # (instance, receiver, path) -> what arrived along it, in log order, for explain
         self._along: dict[Along, list[Arrival | Refusal]] = defaultdict(list)
+        # (instance, receiver, round, sender) -> what that sender's messages of the round were, for explain
+        self._from: dict[tuple[int, int, int, int], list[Arrival | Refusal]] = defaultdict(list)
         self.messages = 0
         self.messages_by_instance = [0] * len(self.instances)
         self.inconsistencies: list[Inconsistency] = []
@@ -240,6 +242,16 @@ class Reconstruction:
         message is along ``()``, whatever its round and sender.
         """
         return self._along.get((instance, general, path), [])
+
+    def from_sender(
+        self, general: int, round: int, sender: int, instance: int = 0
+    ) -> list[Arrival | Refusal]:
+        """Every message of ``round`` from ``sender`` that reached ``general`` (if watched), in log order.
+
+        What ties a message to a step of an algorithm whose messages carry
+        no path: one at most, unless a traitor sent more.
+        """
+        return self._from.get((instance, general, round, sender), [])
 
     def feed(self, line: LogLine) -> None:
         handler = getattr(self, "_on_" + line.event.replace(".", "_"), None)
@@ -334,12 +346,14 @@ class Reconstruction:
                 arrival = Arrival(sender, self.rules.value_of(line.payload), line.number, round)
                 self.arrivals.setdefault((instance, receiver, round, sender, line.path), []).append(arrival)
                 self._along[(instance, receiver, line.path)].append(arrival)
+                self._from[(instance, receiver, round, sender)].append(arrival)
             return
         reason = reason_text(rejection)
         if watched:
             refusal = Refusal(sender, reason, line.number, round)
             self.rejections.setdefault((instance, receiver, round, sender, line.path), []).append(refusal)
             self._along[(instance, receiver, line.path)].append(refusal)
+            self._from[(instance, receiver, round, sender)].append(refusal)
         self._computed_rejections[(instance, sender, receiver, line.path)].append((reason, line.number))
 
     def _on_general_crashed(self, line: LogLine) -> None:

@@ -269,3 +269,34 @@ def test_a_step_along_a_path_that_many_messages_share_lists_them_all(tmp_path: P
         (3, 3, "retreat"),
     ]
     assert view.arrival(()) is None
+
+
+def test_a_step_may_stand_for_one_message_by_its_round_and_sender(tmp_path: Path, gossip: object) -> None:
+    """An algorithm without paths ties a step to a round's message from one sender: explain shows it."""
+    log = tmp_path / "gossip.jsonl"
+    scenario = Scenario(
+        algorithm="gossip", generals=4, m=1, order="attack", traitors={2: "split", 3: "adversaries:Garbage"}
+    )
+    simulate_sync(scenario, log=log)
+    view = open_view(log, 1)
+    heard = (
+        Step("round 1 from 0", "attack", round=1, sender=0),
+        Step("round 2 from 2", "retreat", round=2, sender=2),
+        Step("round 3 from 3", "retreat", round=3, sender=3),
+        Step("round 3 from 1", "retreat", round=3, sender=1),
+    )
+    step = Step("general 1", "attack", "what it heard", heard)
+    assert _text(view, step)[1:] == [
+        "└── general 1  what it heard -> attack",
+        '    ├── round 1 from 0 "attack"',
+        '    ├── round 2 from 2 "retreat" (from traitor 2)',
+        "    ├── round 3 from 3 nothing (rejected: value outside the domain)",
+        "    └── round 3 from 1 nothing (missing)",
+    ]
+    dot = dot_graph(view, step)
+    assert '"s0" -> "r2_s2" [label="2", style=dashed];' in dot
+    assert (
+        '"r2_s2" [label="round 2 from 2\\nretreat (from traitor 2)", fillcolor="#fb8072", color="#d62728"'
+        in dot
+    )
+    assert '"r3_s3" [label="round 3 from 3\\nnothing"' in dot
