@@ -385,7 +385,7 @@ class Algorithm(abc.ABC):
         :meth:`Core.receive`'s job.
         """
         names = [field.name for field in attrs.fields(self.payload)]
-        return self.payload(**{name: _frozen(fields.get(name)) for name in names})
+        return self.payload(**{name: as_read(fields.get(name)) for name in names})
 
     def path_of(self, payload: object) -> object:
         """The path a payload travelled, for sorting and filtering; ``()`` when it has none."""
@@ -402,13 +402,15 @@ def _listed(rules: Algorithm, setup: Setup, traitor: int, bound: int) -> frozens
     return None if len(points) > bound else frozenset(points)
 
 
-def _frozen(value: object) -> object:
-    """JSON arrays as tuples, all the way down, so a payload read back equals the one sent."""
-    if type(value) is not list:
+def as_read(value: object) -> object:
+    """JSON data as a payload holds it: arrays as tuples, all the way down, so it equals what was sent."""
+    if isinstance(value, dict):
+        return {key: as_read(item) for key, item in value.items()}
+    if not isinstance(value, list):
         return value
     if all(type(item) in _SCALARS for item in value):  # a path or a chain: the common case, one pass
         return tuple(value)
-    return tuple(_frozen(item) for item in value)
+    return tuple(as_read(item) for item in value)
 
 
 _SCALARS = frozenset({int, str, float, bool, type(None)})
