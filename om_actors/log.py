@@ -156,8 +156,8 @@ def _plain_tuple(items: tuple[object, ...]) -> bool:
     )
 
 
-MAX_PLAIN_NESTING = 64
-"""Levels of lists and mappings a sent value keeps: as deep as a node takes, so memory and wire agree."""
+MAX_PLAIN_NESTING = 48
+"""Levels of lists and mappings a sent value keeps: a node takes 64 in a whole batch, the value's included."""
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
