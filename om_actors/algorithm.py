@@ -164,7 +164,8 @@ class Core(abc.ABC):
         For a loyal message ``path`` and ``value`` are the outgoing's own; a
         traitor's strategy may have changed either, and the payload then says
         what it chose -- signed, where the algorithm signs, with this
-        general's key alone.
+        general's key alone.  Always an instance of the algorithm's
+        :attr:`~Algorithm.payload` class.
         """
         if self.round < 1:
             raise ProtocolMisuse(f"general {self.me} was asked to compose a message before round 1")
@@ -224,8 +225,10 @@ class Step:
     ``label`` names the step (``OM([0, 2])``, ``round 2``), ``value`` is what
     it came to, ``detail`` says how (``votes attack, attack, retreat``).
     ``path`` ties a step to the messages along that path, when it has one,
-    so ``explain`` can show what arrived and who lied.  ``hidden`` counts
-    steps below this one left out by a depth limit.
+    so ``explain`` can show what arrived and who lied; an algorithm whose
+    messages carry no path ties a step to one message by ``round`` and
+    ``sender`` instead.  ``hidden`` counts steps below this one left out by a
+    depth limit.
     """
 
     label: str
@@ -234,6 +237,8 @@ class Step:
     children: tuple[Step, ...] = ()
     hidden: int = 0
     path: Path | None = None
+    round: int | None = None
+    sender: int | None = None
 
 
 @attrs.frozen
@@ -259,7 +264,10 @@ class Algorithm(abc.ABC):
     payload: ClassVar[type[attrs.AttrsInstance]]
     """The attrs class of a message's payload.
 
-    Its fields are the message's fields in the log and on the wire.
+    Its fields are the message's fields in the log and on the wire, and the
+    log and the wire read every payload back as this class: :meth:`Core.compose`
+    must return an instance of it, never of another class.  An algorithm with
+    several kinds of message says which in a field (Phase King's ``kind``).
     """
     reasons: ClassVar[type[enum.Enum]]
     """Why a general may refuse a message: a string-valued enum."""
@@ -377,7 +385,7 @@ class Algorithm(abc.ABC):
         :meth:`Core.receive`'s job.
         """
         names = [field.name for field in attrs.fields(self.payload)]
-        return self.payload(**{name: _frozen(fields.get(name)) for name in names})
+        return self.payload(**{name: as_read(fields.get(name)) for name in names})
 
     def path_of(self, payload: object) -> object:
         """The path a payload travelled, for sorting and filtering; ``()`` when it has none."""
@@ -394,13 +402,15 @@ def _listed(rules: Algorithm, setup: Setup, traitor: int, bound: int) -> frozens
     return None if len(points) > bound else frozenset(points)
 
 
-def _frozen(value: object) -> object:
-    """JSON arrays as tuples, all the way down, so a payload read back equals the one sent."""
-    if type(value) is not list:
+def as_read(value: object) -> object:
+    """JSON data as a payload holds it: arrays as tuples, all the way down, so it equals what was sent."""
+    if isinstance(value, dict):
+        return {key: as_read(item) for key, item in value.items()}
+    if not isinstance(value, list):
         return value
     if all(type(item) in _SCALARS for item in value):  # a path or a chain: the common case, one pass
         return tuple(value)
-    return tuple(_frozen(item) for item in value)
+    return tuple(as_read(item) for item in value)
 
 
 _SCALARS = frozenset({int, str, float, bool, type(None)})

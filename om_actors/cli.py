@@ -43,7 +43,7 @@ from .errors import LogError, OmActorsError, Problem, ScenarioError
 from .explain import dot_graph, explain, open_view, text_tree
 from .guarded_stdout import GuardedStdout
 from .limits import DEFAULT_MAX_MESSAGES, LIMIT_VARIABLE
-from .log import LogLine, Selection, read_log
+from .log import LogLine, Selection, read_selected
 from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
 from .registry import DEFAULT_ALGORITHM, REGISTRY
 from .replay import SUMMARY_ONLY, Divergence, replay_log, rerun_log
@@ -646,7 +646,7 @@ def show_command(
     out, err = _consoles()
     wanted = Selection(round_, sender, receiver, prefix, instance, frozenset(events))
     with _reporting_errors(err):
-        matching = (line for line in read_log(log) if wanted.matches(line))
+        matching = read_selected(log, wanted)  # refuses a path prefix on a log without paths
         if as_json:
             for line in matching:
                 sys.stdout.buffer.write(line.raw if line.raw.endswith(b"\n") else line.raw + b"\n")

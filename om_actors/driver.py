@@ -26,6 +26,7 @@ import attrs
 from .algorithm import Core, Outgoing
 from .errors import OmActorsError
 from .events import MessageRejected, StrategyFailed
+from .log import as_logged
 from .strategies import Strategy, StrategyRaised, consult, interpret, message_rng
 
 Told = tuple[tuple[object, ...], object] | None | StrategyRaised
@@ -111,7 +112,7 @@ class GeneralDriver:
             return StrategyFailed(ask.round, self.me, out.path, out.receiver, str(told), instance=tag)
         if told is None:
             return None
-        path, value = told
+        path, value = as_logged(told[0]), as_logged(told[1])  # what the log and the wire will carry
         payload = self.cores[ask.instance].compose(ask.outgoing, path, value)
         return Send(ask.instance, ask.round, ask.outgoing.receiver, payload)
 

@@ -5,9 +5,12 @@ on the general's core rebuilt from the log, a tree of
 :class:`~om_actors.algorithm.Step` -- OM(m)'s recursive majority, vote by
 vote; SM(m)'s set ``V`` round by round.  This module knows no algorithm.
 It only decides how each step reads, and adds what the log knows that the
-core does not: for a step tied to a path, what arrived along it (its value,
-and whether a traitor sent it), or why nothing usable did (missing, or
-rejected and why).
+core does not: for a step tied to messages -- by its path, or, for an
+algorithm whose messages carry none, by its round and sender -- what
+arrived (its value, and whether a traitor sent it), or why nothing usable
+did (missing, or rejected and why).  Where several messages came along one
+path -- every message of an algorithm without paths comes along ``()`` --
+it shows them all, each with its round and sender, rather than one of them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from rich.tree import Tree
 
 from .algorithm import Core, Path, Step
 from .errors import OmActorsError
-from .replay import Arrival, LogPath, Reconstruction, reconstruct
+from .replay import Arrival, LogPath, Reconstruction, Refusal, reconstruct
 from .terminal import markup, printable
 
 PALETTE = ("#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ffed6f")
@@ -44,16 +47,43 @@ class View:
         """The general's core, fed with everything the log says reached it."""
         return self.reconstruction.state(self.general, self.instance)
 
+    def received(self, path: Path) -> list[Arrival | Refusal]:
+        """Every message along ``path`` that reached the general, accepted or refused, in log order."""
+        return self.reconstruction.along(self.general, path, self.instance)
+
+    def arrivals(self, path: Path) -> list[Arrival]:
+        """The messages along ``path`` that the general accepted: one at most for OM, bar forgeries."""
+        return [a for a in self.received(path) if isinstance(a, Arrival)]
+
     def arrival(self, path: Path) -> Arrival | None:
-        """The message along ``path`` that the general accepted, if the log has one."""
-        return self.reconstruction.arrivals.get((self.instance, self.general, path))
+        """The one message along ``path`` the general accepted; ``None`` when it accepted none, or several."""
+        arrivals = self.arrivals(path)
+        return arrivals[0] if len(arrivals) == 1 else None
 
     def sent_by_traitor(self, path: Path) -> bool:
-        arrival = self.arrival(path)
-        return arrival is not None and arrival.sender in self.reconstruction.traitors
+        """Whether a traitor sent a message along ``path`` that the general accepted."""
+        return any(a.sender in self.reconstruction.traitors for a in self.arrivals(path))
 
     def rejection(self, path: Path) -> str | None:
-        return self.reconstruction.rejections.get((self.instance, self.general, path))
+        """Why the general refused what came along ``path``, when it accepted nothing there."""
+        if self.arrivals(path):
+            return None
+        reasons = dict.fromkeys(r.reason for r in self.received(path) if isinstance(r, Refusal))
+        return "; ".join(reasons) or None
+
+    def messages(self, step: Step) -> list[Arrival | Refusal] | None:
+        """What reached the general that ``step`` is tied to; ``None`` for a step tied to no message.
+
+        A step with a ``path`` stands for the messages along it (of its
+        ``round`` and from its ``sender`` only, if it names them too); one
+        without stands for the messages of its ``round`` from its ``sender``.
+        """
+        if step.path is not None:
+            found = self.received(step.path)
+            return [m for m in found if step.round in (None, m.round) and step.sender in (None, m.sender)]
+        if step.round is not None and step.sender is not None:
+            return self.reconstruction.from_sender(self.general, step.round, step.sender, self.instance)
+        return None
 
     @property
     def crashed_in(self) -> int | None:
@@ -85,27 +115,69 @@ def _path(path: Path) -> str:
     return json.dumps(list(path))
 
 
-def _receipt(view: View, path: Path) -> str:
-    """What the general got along ``path``, in words and rich markup."""
-    arrival = view.arrival(path)
-    if arrival is not None:
-        liar = f" [red](from traitor {arrival.sender})[/]" if view.sent_by_traitor(path) else ""
+def _tied(step: Step) -> bool:
+    """Whether a step stands for messages: by its path, or by its round and sender."""
+    return step.path is not None or (step.round is not None and step.sender is not None)
+
+
+def _shown(view: View, step: Step) -> list[Arrival]:
+    """The accepted messages a step tied to messages stands for.
+
+    All that it is tied to; but a leaf's value is what arrived, so when
+    several came, a leaf stands for the one with its value, if only one has
+    it (SM's set V can take two values along one chain).
+    """
+    arrivals = [m for m in view.messages(step) or () if isinstance(m, Arrival)]
+    if len(arrivals) > 1 and not _derived(step):
+        same = [arrival for arrival in arrivals if arrival.value == step.value]
+        if len(same) == 1:
+            return same
+    return arrivals
+
+
+def _refused(view: View, step: Step) -> str | None:
+    """Why the general refused what the step is tied to, when it accepted none of it."""
+    messages = view.messages(step) or []
+    if any(isinstance(m, Arrival) for m in messages):
+        return None
+    return "; ".join(dict.fromkeys(m.reason for m in messages if isinstance(m, Refusal))) or None
+
+
+def _receipt(view: View, step: Step) -> str:
+    """What the general got of what the step is tied to, in words and rich markup."""
+    arrivals = _shown(view, step)
+    traitors = view.reconstruction.traitors
+    if len(arrivals) == 1:
+        arrival = arrivals[0]
+        liar = f" [red](from traitor {arrival.sender})[/]" if arrival.sender in traitors else ""
         return f'"{markup(str(arrival.value))}"{liar}'
-    reason = view.rejection(path)
+    if arrivals:
+        each = (
+            f'"{markup(str(a.value))}" '
+            + (f"[red]from traitor {a.sender}[/]" if a.sender in traitors else f"from {a.sender}")
+            + f" in round {a.round}"
+            for a in arrivals
+        )
+        return f"{len(arrivals)} messages: " + ", ".join(each)
+    reason = _refused(view, step)
     why = f"rejected: {markup(reason)}" if reason else "missing"
+    if step.path is None:  # what stands in for a missing message is the algorithm's business
+        return f"[yellow]nothing ({why})[/]"
     return f'default "{markup(view.state.setup.default)}" [yellow]({why})[/]'
 
 
 def _derived(step: Step) -> bool:
-    """Whether the step's value comes from below it, so is worth an arrow; a path's leaf is what arrived."""
-    return bool(step.children or step.hidden or step.path is None)
+    """Whether the step's value comes from below it, so is worth an arrow; a leaf is what arrived."""
+    return bool(step.children or step.hidden or not _tied(step))
 
 
 def _label(view: View, step: Step) -> str:
-    if step.path is None:
-        text = f"[bold]{markup(step.label)}[/]"
+    if step.path is not None:
+        text = f"[bold]{_path(step.path)}[/] {_receipt(view, step)}"
+    elif _tied(step):
+        text = f"[bold]{markup(step.label)}[/] {_receipt(view, step)}"
     else:
-        text = f"[bold]{_path(step.path)}[/] {_receipt(view, step.path)}"
+        text = f"[bold]{markup(step.label)}[/]"
     if step.detail:
         text += f"  {markup(step.detail)}"
     if _derived(step):
@@ -157,8 +229,8 @@ def dot_graph(view: View, step: Step) -> str:
         f'  label="{_dot_text(_dot_title(view))}"; labelloc=t;',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
     ]
-    counter = itertools.count()
-    _dot_nodes(lines, view, step, _node_id(step, counter), counter)
+    ids = _Ids()
+    _dot_nodes(lines, view, step, ids.of(step), ids)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -171,14 +243,12 @@ def _dot_title(view: View) -> str:
 
 
 def _dot_label(view: View, step: Step) -> str:
-    if step.path is None:
-        label = printable(step.label)
+    if step.path is not None:
+        label = f"{_path(step.path)}\n{_dot_receipt(view, step)}"
+    elif _tied(step):
+        label = f"{printable(step.label)}\n{_dot_receipt(view, step)}"
     else:
-        arrival = view.arrival(step.path)
-        got = printable(str(arrival.value)) if arrival else f"default {printable(view.state.setup.default)}"
-        label = f"{_path(step.path)}\n{got}"
-        if arrival is not None and view.sent_by_traitor(step.path):
-            label += f" (from traitor {arrival.sender})"
+        label = printable(step.label)
     if step.detail:
         label += f"\n{printable(step.detail)}"
     if _derived(step):
@@ -188,20 +258,41 @@ def _dot_label(view: View, step: Step) -> str:
     return label
 
 
-def _dot_nodes(lines: list[str], view: View, step: Step, me: str, counter: itertools.count[int]) -> None:
+def _dot_receipt(view: View, step: Step) -> str:
+    """What the general got of what the step is tied to, one line per message when several came."""
+    traitors = view.reconstruction.traitors
+
+    def sender(arrival: Arrival) -> str:
+        return f"traitor {arrival.sender}" if arrival.sender in traitors else str(arrival.sender)
+
+    arrivals = _shown(view, step)
+    if len(arrivals) == 1:
+        (arrival,) = arrivals
+        liar = f" (from {sender(arrival)})" if arrival.sender in traitors else ""
+        return printable(str(arrival.value)) + liar
+    if arrivals:
+        return "\n".join(f"{printable(str(a.value))} (round {a.round}, from {sender(a)})" for a in arrivals)
+    if step.path is None:
+        return "nothing"
+    return f"default {printable(view.state.setup.default)}"
+
+
+def _dot_nodes(lines: list[str], view: View, step: Step, me: str, ids: _Ids) -> None:
     values = view.reconstruction.scenario.values
     colour = PALETTE[values.index(step.value) % len(PALETTE)] if step.value in values else "#ffffff"
-    border = ', color="#d62728", penwidth=2' if step.path and view.sent_by_traitor(step.path) else ""
+    traitors = view.reconstruction.traitors
+    lied = any(a.sender in traitors for a in _shown(view, step))
+    border = ', color="#d62728", penwidth=2' if lied else ""
     lines.append(f'  "{me}" [label="{_dot_text(_dot_label(view, step))}", fillcolor="{colour}"{border}];')
     for child in step.children:
-        child_id = _node_id(child, counter)
-        if child.path:
-            sender = child.path[-1]
+        child_id = ids.of(child)
+        sender = child.path[-1] if child.path else child.sender
+        if sender is not None:
             style = ", style=dashed" if sender in view.reconstruction.traitors else ""
             lines.append(f'  "{me}" -> "{child_id}" [label="{sender}"{style}];')
         else:
             lines.append(f'  "{me}" -> "{child_id}";')
-        _dot_nodes(lines, view, child, child_id, counter)
+        _dot_nodes(lines, view, child, child_id, ids)
 
 
 def _dot_text(text: str) -> str:
@@ -209,8 +300,21 @@ def _dot_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _node_id(step: Step, counter: itertools.count[int]) -> str:
-    """A step's DOT id: from its path, which no other step of the tree has, else a number."""
-    if step.path is not None:
-        return "p" + "_".join(map(str, step.path))
-    return f"s{next(counter)}"
+class _Ids:
+    """DOT ids for the steps of one tree: from a step's path, else a number; never one twice."""
+
+    def __init__(self) -> None:
+        self._numbers = itertools.count()
+        self._taken: set[str] = set()
+
+    def of(self, step: Step) -> str:
+        """``p0_2`` by path, or ``r2_s3`` by round and sender, for the first step with it; else a number."""
+        name = None
+        if step.path is not None:
+            name = "p" + "_".join(map(str, step.path))
+        elif step.round is not None and step.sender is not None:
+            name = f"r{step.round}_s{step.sender}"
+        if name is not None and name not in self._taken:
+            self._taken.add(name)
+            return name
+        return f"s{next(self._numbers)}"

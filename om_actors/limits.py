@@ -73,9 +73,11 @@ MAX_SCRIPT = 100_000
 MAX_CHECKED_MESSAGES = 100_000
 """Decision points a ``scripted`` traitor's entries are checked against, at most: all it may send.
 
-Listing them costs time and memory in proportion to their number (SM(10)
-on 31 generals has billions), so past this many, and for runs sending
-more messages than this, a script is checked by the path rules alone.
+Listing them costs time and memory in proportion to their number, so
+:meth:`~om_actors.algorithm.Algorithm.script_problem`'s default stops
+here and accepts what it has not reached; OM(m) and SM(m) check an entry
+by their path rules instead, and never list them (SM(10) on 31 generals
+has billions).
 """
 
 MAX_NESTING = 64

@@ -33,7 +33,7 @@ from typing import IO, Annotated, Any, Literal, Union, cast, get_args, get_origi
 import attrs
 import structlog
 
-from .algorithm import Algorithm
+from .algorithm import Algorithm, as_read
 from .errors import LogError, OmActorsError
 from .events import SCHEMA, Event, Kind, RoundEnded
 from .registry import DEFAULT_ALGORITHM, algorithm_named
@@ -118,12 +118,83 @@ def json_fallback(value: object) -> str:
     """A traitor's garbage that JSON cannot hold, as its ``repr``, less any memory address.
 
     An address differs from run to run, and one scenario and seed must
-    always write the same log.
+    always write the same log.  A ``repr`` that raises gives the bare
+    class name instead: garbage must never stop a run.
     """
-    return _ADDRESS.sub("", repr(value))
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} whose repr raised>"
+    return _ADDRESS.sub("", text)
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def as_logged(value: object) -> object:
+    """What ``value`` becomes in the log and on the wire, read back: plain data, sequences as tuples.
+
+    A traitor's answer goes through this before it is sent, so what a
+    receiver judges in memory is exactly what the log records and what a
+    node would get over HTTP: a ``str`` or ``int`` subclass is its plain
+    value, an object JSON cannot hold is its :func:`json_fallback` text, an
+    integer too long to print or nesting deeper than :data:`MAX_PLAIN_NESTING`
+    is a sentence saying so.  Plain values pass through untouched, and fast.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None or kind is float:
+        return value
+    if isinstance(value, tuple) and kind is tuple and _plain_tuple(value):
+        return value
+    return as_read(_plain(value, MAX_PLAIN_NESTING))
+
+
+def _plain_tuple(items: tuple[object, ...]) -> bool:
+    """A path or a chain as the runtime made it: plain scalars, no integer too long to print."""
+    return _SCALARS.issuperset(map(type, items)) and all(
+        not isinstance(item, int) or _printable(item) for item in items
+    )
+
+
+MAX_PLAIN_NESTING = 48
+"""Levels of lists and mappings a sent value keeps: a node takes 64 in a whole batch, the value's included."""
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _printable(number: int) -> bool:
+    return number.bit_length() < 13_000  # about 3,900 digits: within Python's 4,300-digit limit
+
+
+def _plain(value: object, depth: int) -> object:
+    if value is None or type(value) in (str, bool, float):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        number = int.__index__(value)
+        return number if _printable(number) else f"<an integer of {number.bit_length():,} bits>"
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (list, tuple, dict)) and depth <= 0:
+        return f"<nested deeper than {MAX_PLAIN_NESTING} levels>"
+    if isinstance(value, (list, tuple)):
+        items = list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
+        return [_plain(item, depth - 1) for item in items]
+    if isinstance(value, dict):
+        return {_key(key): _plain(item, depth - 1) for key, item in dict.items(value)}
+    return json_fallback(value)
+
+
+def _key(key: object) -> str:
+    """A mapping key as JSON writes it."""
+    if isinstance(key, str):
+        return str.__str__(key)
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(_plain(key, 0))
+    return json_fallback(key)
 
 
 _renderer = structlog.wrap_logger(
@@ -586,7 +657,8 @@ class Selection:
     An event without the field a filter tests (a ``decision`` has no
     ``sender``) does not match that filter.  ``path_prefix`` tests the path
     a message's algorithm says it travelled (:attr:`LogLine.path`), so it
-    works for any algorithm whose messages have one.
+    works for any algorithm whose messages have one; :func:`read_selected`
+    refuses it on the log of an algorithm whose messages have none.
     """
 
     round: int | None = None
@@ -607,3 +679,37 @@ class Selection:
             if not isinstance(path, tuple) or path[: len(self.path_prefix)] != self.path_prefix:
                 return False
         return not self.events or line.event in self.events
+
+
+def has_paths(rules: Algorithm) -> bool:
+    """Whether ``rules``' messages can say a path they travelled.
+
+    Only an algorithm that keeps :meth:`Algorithm.path_of`'s default and
+    whose payload has no ``path`` is known to have none: every message of
+    it is along ``()``, and a path prefix can select none of them.
+    """
+    own_path_of = getattr(rules.path_of, "__func__", None) is not Algorithm.path_of
+    return own_path_of or hasattr(rules.payload, "path") or "path" in attrs.fields_dict(rules.payload)
+
+
+def read_selected(path: str | os.PathLike[str], selection: Selection) -> Iterator[LogLine]:
+    """The lines of the log at ``path`` that ``selection`` lets through, in log order, read as they stream.
+
+    A ``path_prefix`` on the log of an algorithm whose messages carry no
+    path (:func:`has_paths`) would silently match nothing, so it is refused
+    with a :class:`LogError` on line 1, where the algorithm is named.
+    """
+    lines = read_log(path)
+    start = next(lines)
+    if selection.path_prefix is not None:
+        rules = _algorithm(os.fspath(path), start.number, start.fields["scenario"])
+        if not has_paths(rules):
+            raise LogError(
+                os.fspath(path),
+                start.number,
+                f"{rules.title} messages carry no path, so a path prefix selects none of them: "
+                "select them by round, sender or receiver instead",
+            )
+    if selection.matches(start):
+        yield start
+    yield from (line for line in lines if selection.matches(line))

@@ -180,6 +180,7 @@ class OralGeneral(Core):
     def __init__(self, algorithm: Algorithm, setup: Setup, me: int, order: str | None = None) -> None:
         super().__init__(algorithm, setup, me, order)
         self._received: dict[Path, str] = {}
+        self._last = Relay((), None)
 
     @property
     def received(self) -> Mapping[Path, str]:
@@ -212,7 +213,18 @@ class OralGeneral(Core):
         return list(owed(self.setup, self.me, round, self.held if round > 1 else lambda _: self.order))
 
     def _compose(self, outgoing: Outgoing, path: object, value: object) -> Relay:
-        return Relay(path, value)
+        """One frozen :class:`Relay` per path and value, shared by every receiver it goes to.
+
+        A relay goes to up to ``n - 2`` generals with the same path and
+        value, and a big run holds a round's messages until the round ends:
+        sharing the payload keeps one object where there would be one per
+        receiver.
+        """
+        last = self._last
+        if last.path is path and last.value is value:
+            return last
+        self._last = relay = Relay(path, value)
+        return relay
 
     def children(self, path: Sequence[int]) -> list[Path]:
         """The sub-paths whose values vote with ``path``'s own in the majority."""

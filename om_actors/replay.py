@@ -40,7 +40,7 @@ from typing import Any
 import attrs
 import trio
 
-from .algorithm import Core, Outgoing, Verdict, combine, judge
+from .algorithm import Algorithm, Core, Outgoing, Verdict, combine, judge
 from .errors import LogError, OmActorsError, ScenarioError
 from .events import Event
 from .log import LogLine, hashable, json_fallback, read_log, reason_text, render
@@ -49,8 +49,17 @@ from .scenario import Scenario, scenario_from_dict
 
 LogPath = str | os.PathLike[str]
 
-Key = tuple[int, int, object]
-"""A message to one general as replay finds it again: ``(instance, receiver, path)``."""
+Key = tuple[int, int, int, int, object]
+"""A message to one general as replay finds it again: ``(instance, receiver, round, sender, path)``.
+
+``path`` is the one the algorithm says the message travelled
+(:meth:`~om_actors.algorithm.Algorithm.path_of`), ``()`` for an algorithm
+whose messages carry none: the round and the sender tell such messages
+apart, whatever the algorithm.
+"""
+
+Along = tuple[int, int, object]
+"""Messages to one general along one path, whatever their round and sender: ``(instance, receiver, path)``."""
 
 
 @attrs.frozen
@@ -112,11 +121,22 @@ class Crash:
 
 @attrs.frozen
 class Arrival:
-    """A message a general accepted, as the log has it: who sent it, what it said, on which line."""
+    """A message a general accepted, as the log has it: who sent it in which round, what it said, where."""
 
     sender: int
     value: object
     line: int
+    round: int
+
+
+@attrs.frozen
+class Refusal:
+    """A message a general refused, as replay judges it: who sent it in which round, why, on which line."""
+
+    sender: int
+    reason: str
+    line: int
+    round: int
 
 
 @attrs.frozen
@@ -141,9 +161,11 @@ class Reconstruction:
     Built by :func:`reconstruct`, which streams the log once; read by
     replay, which compares, and by explain, which shows one general's view.
     Cores are kept per consensus instance: ``states[instance][general]``.
-    ``arrivals`` holds what the generals in ``watching`` accepted, by
-    ``(instance, general, path)`` -- every general's when ``watching`` is
-    ``None`` -- and ``rejections`` why each refused message was refused.
+    ``arrivals`` holds what the generals in ``watching`` accepted -- every
+    general's when ``watching`` is ``None`` -- and ``rejections`` what they
+    refused and why, both by :data:`Key`, so messages of an algorithm
+    without paths stay apart by round and sender; :meth:`along` finds them
+    by path, :meth:`from_sender` by round and sender.
     """
 
     def __init__(
@@ -162,8 +184,12 @@ class Reconstruction:
             {g: self.rules.general(setup, g, instance.order) for g in range(self.scenario.generals)}
             for setup, instance in zip(self.scenario.setups, self.instances)
         ]
-        self.arrivals: dict[Key, Arrival] = {}
-        self.rejections: dict[Key, str] = {}
+        self.arrivals: dict[Key, list[Arrival]] = {}
+        self.rejections: dict[Key, list[Refusal]] = {}
+        # (instance, receiver, path) -> what arrived along it, in log order, for explain
+        self._along: dict[Along, list[Arrival | Refusal]] = defaultdict(list)
+        # (instance, receiver, round, sender) -> what that sender's messages of the round were, for explain
+        self._from: dict[tuple[int, int, int, int], list[Arrival | Refusal]] = defaultdict(list)
         self.messages = 0
         self.messages_by_instance = [0] * len(self.instances)
         self.inconsistencies: list[Inconsistency] = []
@@ -182,8 +208,8 @@ class Reconstruction:
         self._cut_off: Counter[tuple[int, int]] = Counter()
         # This round only: (instance, loyal general) -> what its core owes.
         self._owed: dict[tuple[int, int], list[Outgoing]] = {}
-        # This round only: (instance, sender) -> {(receiver, path): what was sent}
-        self._round_sent: dict[tuple[int, int], dict[tuple[int, object], _Sent]] = defaultdict(dict)
+        # This round only: (instance, loyal sender) -> {(receiver, path): what was sent, in log order}
+        self._round_sent: dict[tuple[int, int], dict[tuple[int, object], list[_Sent]]] = defaultdict(dict)
         # This round only: (instance, sender, receiver, path) -> [(reason, line)]
         self._computed_rejections: dict[tuple[int, int, int, object], list[tuple[str, int]]] = defaultdict(
             list
@@ -207,6 +233,25 @@ class Reconstruction:
 
     def state(self, general: int, instance: int = 0) -> Core:
         return self.states[instance][general]
+
+    def along(self, general: int, path: object, instance: int = 0) -> list[Arrival | Refusal]:
+        """Every message along ``path`` that reached ``general`` (one being watched), in log order.
+
+        For OM and SM a path names one message at most, bar duplicates and
+        forgeries; for an algorithm whose messages carry no path every
+        message is along ``()``, whatever its round and sender.
+        """
+        return self._along.get((instance, general, path), [])
+
+    def from_sender(
+        self, general: int, round: int, sender: int, instance: int = 0
+    ) -> list[Arrival | Refusal]:
+        """Every message of ``round`` from ``sender`` that reached ``general`` (if watched), in log order.
+
+        What ties a message to a step of an algorithm whose messages carry
+        no path: one at most, unless a traitor sent more.
+        """
+        return self._from.get((instance, general, round, sender), [])
 
     def feed(self, line: LogLine) -> None:
         handler = getattr(self, "_on_" + line.event.replace(".", "_"), None)
@@ -285,10 +330,8 @@ class Reconstruction:
         else:
             self._deliver(line, instance)
         if self._loyal(sender):
-            sent = self._round_sent[(instance, sender)]
-            if (receiver, line.path) in sent:
-                self._flag(line.number, f"loyal general {sender} sent {_show(line.path)} to {receiver} twice")
-            sent[(receiver, line.path)] = _Sent(line.payload, line.number)
+            sent = self._round_sent[(instance, sender)].setdefault((receiver, line.path), [])
+            sent.append(_Sent(line.payload, line.number))
 
     def _deliver(self, line: LogLine, instance: int) -> None:
         """Hand a message that arrived to its receiver, and note the rejection the core computes."""
@@ -297,13 +340,20 @@ class Reconstruction:
         rejection = self.states[instance][receiver].receive(
             sender=sender, round=fields["round"], payload=line.payload
         )
-        key = (instance, receiver, line.path)
+        round, watched = fields["round"], self.watching is None or (instance, receiver) in self.watching
         if rejection is None:
-            if self.watching is None or (instance, receiver) in self.watching:
-                self.arrivals.setdefault(key, Arrival(sender, self.rules.value_of(line.payload), line.number))
+            if watched:
+                arrival = Arrival(sender, self.rules.value_of(line.payload), line.number, round)
+                self.arrivals.setdefault((instance, receiver, round, sender, line.path), []).append(arrival)
+                self._along[(instance, receiver, line.path)].append(arrival)
+                self._from[(instance, receiver, round, sender)].append(arrival)
             return
         reason = reason_text(rejection)
-        self.rejections[key] = reason
+        if watched:
+            refusal = Refusal(sender, reason, line.number, round)
+            self.rejections.setdefault((instance, receiver, round, sender, line.path), []).append(refusal)
+            self._along[(instance, receiver, line.path)].append(refusal)
+            self._from[(instance, receiver, round, sender)].append(refusal)
         self._computed_rejections[(instance, sender, receiver, line.path)].append((reason, line.number))
 
     def _on_general_crashed(self, line: LogLine) -> None:
@@ -399,59 +449,97 @@ class Reconstruction:
             if sorted(r for r, _ in computed) != sorted(r for r, _ in logged):
                 _, sender, receiver, path = key
                 line = max(number for _, number in computed + logged)
-                found = Inconsistency(line, _rejection_mismatch(sender, receiver, path, computed, logged))
+                text = _rejection_mismatch(sender, receiver, round, path, computed, logged)
+                found = Inconsistency(line, text)
                 if logged:
                     self.inconsistencies.append(found)
                 else:  # a receiver that crashed never got to record the rejections it computed
                     self._unexplained.append(_Unexplained(receiver, round, found, message=False))
 
     def _check_sends(self, instance: int, round: int, end: LogLine, *, cut_off: set[int]) -> None:
-        """Every loyal general's logged sends of the round against what its core owed, message for message."""
+        """Every loyal general's logged sends of the round against what its core owed, message for message.
+
+        Messages pair up by receiver and path.  An algorithm may owe one
+        receiver several messages along one path in a round (without paths,
+        every message is along ``()``), so each is paired with a logged one
+        equal to it first, and only what is left with what is left, in order.
+        """
         path_of = self.rules.path_of
         for general, core in self.states[instance].items():
             if general in self.traitors:
                 continue
             sent = self._round_sent.get((instance, general), {})
+            unmatched: list[tuple[Outgoing, object, object]] = []
+            owed_along: Counter[tuple[int, object]] = Counter()
             for owed in self._owed.pop((instance, general), []):
                 payload = core.compose(owed, owed.path, owed.value)
-                got = sent.pop((owed.receiver, hashable(path_of(payload))), None)
-                if got is None:
-                    self._owed_but_missing(general, round, end, owed, cut_off=general in cut_off)
-                elif got.payload != payload:
-                    self._misrelay(instance, core, owed, payload, got)
-            for (receiver, path), extra in sent.items():
-                self._flag(
-                    extra.line,
-                    f"loyal general {general} sent {_show(path)} to {receiver}, which it did not owe",
-                )
+                path = hashable(path_of(payload))
+                owed_along[(owed.receiver, path)] += 1
+                along = sent.get((owed.receiver, path), [])
+                same = next((i for i, got in enumerate(along) if got.payload == payload), None)
+                if same is None:
+                    unmatched.append((owed, payload, path))
+                else:
+                    del along[same]
+            for owed, payload, path in unmatched:
+                along = sent.get((owed.receiver, path), [])
+                if along:
+                    self._misrelay(instance, round, core, owed, payload, along.pop(0))
+                else:
+                    self._owed_but_missing(general, round, end, owed, path, cut_off=general in cut_off)
+            for (receiver, path), extras in sent.items():
+                owed_count = owed_along[(receiver, path)]
+                for extra in extras:
+                    if owed_count:
+                        text = _sent_too_often(path, receiver, round, owed_count + len(extras), owed_count)
+                    else:
+                        text = f"sent {_message_to(path, receiver, round)}, which it did not owe"
+                    self._flag(extra.line, f"loyal general {general} {text}")
 
-    def _misrelay(self, instance: int, core: Core, owed: Outgoing, payload: object, got: _Sent) -> None:
-        """A loyal general's message that is not the one it owed: say what differs, and where it came from."""
-        value_of = self.rules.value_of
-        sent, due = value_of(got.payload), value_of(payload)
-        general, receiver, path = core.me, owed.receiver, owed.path
+    def _misrelay(
+        self, instance: int, round: int, core: Core, owed: Outgoing, payload: object, got: _Sent
+    ) -> None:
+        """A loyal general's message that is not the one it owed: say what differs, and where it came from.
+
+        Only the commander's round-1 message is its order; any other is
+        named by its path, or, for an algorithm whose messages carry none,
+        by its round.
+        """
+        rules = self.rules
+        sent, due = rules.value_of(got.payload), rules.value_of(payload)
+        general, receiver = core.me, owed.receiver
+        pathless = hashable(rules.path_of(payload)) == ()
         if sent != due:
-            if general == core.setup.commander and due == core.order:
+            if round == 1 and general == core.setup.commander and due == core.order:
                 text = f'the loyal commander sent "{sent}" to {receiver}, but its order is "{due}"'
                 self._flag(got.line, text)
                 return
+            if pathless:
+                said = f'loyal general {general} sent "{sent}" to {receiver} in round {round}'
+                self._flag(got.line, f'{said}, but it owed "{due}"')
+                return
+            path = owed.path
             source = path[:-1]
             verb = "relayed" if source else "sent"
             said = f'loyal general {general} {verb} "{sent}" along {_show(path)} to {receiver}'
             cite = Cite(instance, general, source, due, said) if source else None
             self._flag(got.line, f'{said}, but it owed "{due}"', cite)
             return
-        name, logged, computed = _first_field(
-            self.rules.payload_fields(got.payload), self.rules.payload_fields(payload)
-        )
+        what = _message_to(() if pathless else owed.path, receiver, round)
+        differs = _first_field(rules.payload_fields(got.payload), rules.payload_fields(payload))
+        if differs is None:
+            unequal = _unequal(rules, got.payload, payload)
+            self._flag(got.line, f"loyal general {general} sent {what}: {unequal}")
+            return
+        name, logged, computed = differs
         self._flag(
             got.line,
-            f"loyal general {general} sent {_show(path)} to {receiver} with {name} {_excerpt(logged)}, "
+            f"loyal general {general} sent {what} with {name} {_excerpt(logged)}, "
             f"but the message it owed has {_excerpt(computed)}",
         )
 
     def _owed_but_missing(
-        self, general: int, round: int, end: LogLine, owed: Outgoing, *, cut_off: bool
+        self, general: int, round: int, end: LogLine, owed: Outgoing, path: object, *, cut_off: bool
     ) -> None:
         """A loyal general's message that is not in the log: lost to a crash, cut off, or an inconsistency."""
         if self._crashed_by(general, round):
@@ -459,7 +547,7 @@ class Reconstruction:
         elif cut_off:
             self._cut_off[(general, round)] += 1
         else:
-            found = Inconsistency(end.number, _missing(general, round, owed))
+            found = Inconsistency(end.number, _missing(general, round, owed, path))
             self._unexplained.append(_Unexplained(general, round, found, message=True))
 
     def _crashed_by(self, general: int, round: int) -> bool:
@@ -606,33 +694,82 @@ def _public_mismatch(title: str, logged: object, computed: object) -> str:
     )
 
 
-def _first_field(logged: dict[str, object], computed: dict[str, object]) -> tuple[str, object, object]:
-    """The first field in which two payloads differ; in a list, the first item that differs."""
-    name = next(name for name in computed if logged.get(name) != computed[name])
+def _first_field(logged: dict[str, object], computed: dict[str, object]) -> tuple[str, object, object] | None:
+    """The first field in which two payloads differ; in a list, the first item that differs.
+
+    ``None`` when no field differs: two payloads can still be unequal then
+    (see :func:`_unequal`).
+    """
+    name = next((name for name in computed if logged.get(name) != computed[name]), None)
+    if name is None:
+        return None
     mine, theirs = logged.get(name), computed[name]
     if isinstance(mine, tuple) and isinstance(theirs, tuple) and len(mine) == len(theirs):
-        index = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
-        return f"{name}[{index}]", mine[index], theirs[index]
+        index = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
+        if index is not None:
+            return f"{name}[{index}]", mine[index], theirs[index]
     return name, mine, theirs
 
 
+def _unequal(rules: Algorithm, logged: object, computed: object) -> str:
+    """Why a logged payload differs from the one owed although every field reads the same.
+
+    The log holds fields only, read back as the algorithm's declared
+    :attr:`~om_actors.algorithm.Algorithm.payload` class, so a core whose
+    ``compose`` returns another class can never match its own log.
+    """
+    declared, composed = rules.payload, type(computed)
+    if composed is not declared:
+        return (
+            f"every field is the one it owed, but {rules.title} composes a {composed.__qualname__} "
+            f"where its payload class is {declared.__qualname__}, so no logged message can match: "
+            "the algorithm's compose must return its payload class"
+        )
+    return (
+        f"every field reads as the one it owed, yet {declared.__qualname__} compares the two unequal "
+        "(a field that is not equal to itself, or an __eq__ of its own): the algorithm's payload "
+        "must compare equal field for field"
+    )
+
+
 def _rejection_mismatch(
-    sender: int, receiver: int, path: object, computed: list[tuple[str, int]], logged: list[tuple[str, int]]
+    sender: int,
+    receiver: int,
+    round: int,
+    path: object,
+    computed: list[tuple[str, int]],
+    logged: list[tuple[str, int]],
 ) -> str:
     def verdict(rejections: list[tuple[str, int]]) -> str:
         return "rejected for " + "; ".join(r for r, _ in rejections) if rejections else "accepted"
 
-    along = f" along {_show(path)}" if path != () else ""
+    where = f" along {_show(path)} from {sender}" if path != () else f" from {sender} in round {round}"
     return (
-        f"general {receiver}, message{along} from {sender}: the log says {verdict(logged)}, "
+        f"general {receiver}, message{where}: the log says {verdict(logged)}, "
         f"the protocol says {verdict(computed)}"
     )
 
 
-def _missing(general: int, round: int, owed: Outgoing) -> str:
+def _message_to(path: object, receiver: int, round: int) -> str:
+    """A message in words: by its path, or, for an algorithm whose messages carry none, by its round."""
+    return f"{_show(path)} to {receiver}" if path != () else f"a message to {receiver} in round {round}"
+
+
+def _sent_too_often(path: object, receiver: int, round: int, sent: int, owed: int) -> str:
+    """More messages along a path to a receiver than owed: ``sent [0, 1] to 3 twice, but owed it once``."""
+    if path == ():
+        return f"sent {sent} messages to {receiver} in round {round}, but owed {owed}"
+    return f"sent {_show(path)} to {receiver} {_times(sent)}, but owed it {_times(owed)}"
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
+def _missing(general: int, round: int, owed: Outgoing, path: object) -> str:
+    to = f"along {_show(owed.path)} to {owed.receiver}" if path != () else f"to {owed.receiver}"
     return (
-        f'loyal general {general} owed "{owed.value}" along {_show(owed.path)} to {owed.receiver} '
-        f"in round {round}, but the log has no such message"
+        f'loyal general {general} owed "{owed.value}" {to} in round {round}, but the log has no such message'
     )
 
 
@@ -721,7 +858,7 @@ def _with_cited_lines(
 ) -> list[Inconsistency]:
     """Say where each bad relay came from, with a second pass, rather than keep every message in hand."""
     wanted = {(c.instance, c.receiver, c.path) for i in found if (c := i.cites) is not None}
-    arrived: dict[Key, list[tuple[object, int]]] = defaultdict(list)
+    arrived: dict[Along, list[tuple[object, int]]] = defaultdict(list)
     if wanted:
         value_of = reconstruction.rules.value_of
         for line in read_log(path):
@@ -735,7 +872,7 @@ def _with_cited_lines(
 def _cited(
     found: Inconsistency,
     cite: Cite,
-    arrived: dict[Key, list[tuple[object, int]]],
+    arrived: dict[Along, list[tuple[object, int]]],
     reconstruction: Reconstruction,
 ) -> Inconsistency:
     """The relay's sentence finished by what its general had received along the path it relayed."""

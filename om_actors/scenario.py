@@ -136,7 +136,13 @@ class TraitorSpec:
         kind = type(strategy)
         args = {}
         if attrs.has(kind):
-            args = {f.name: getattr(strategy, f.name) for f in attrs.fields(kind) if f.name not in FILLED_IN}
+            args = {
+                f.name: getattr(strategy, f.name)
+                for f in attrs.fields(kind)
+                if f.init and f.name not in FILLED_IN
+            }
+        if isinstance(strategy, Scripted):  # its entries as a file writes them, not as objects
+            args["messages"] = strategy.to_args()["messages"]
         built_in = {built: name for rules in REGISTRY.values() for name, built in rules.strategies().items()}
         return cls(built_in.get(kind, f"{kind.__module__}:{kind.__qualname__}"), args, strategy)
 

@@ -32,11 +32,12 @@ import json
 import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .algorithm import Algorithm, Core, DecisionPoint, Outgoing, Path, Setup, Step
 from .oral import relay_problem
@@ -90,6 +91,14 @@ class Keyring:
     public_hex: tuple[str, ...]
 
 
+@functools.cache
+def _invalid_signature() -> type[Exception]:
+    """What ``cryptography`` raises for a signature that does not verify, imported when first needed."""
+    from cryptography.exceptions import InvalidSignature
+
+    return InvalidSignature
+
+
 @functools.lru_cache(maxsize=16)
 def keyring(seed: int, generals: int) -> Keyring:
     """The simulation's keys for ``seed``: each general's private key is a hash of the seed and its id.
@@ -103,6 +112,9 @@ def keyring(seed: int, generals: int) -> Keyring:
 
     Cached per seed and army size, so the cores of one run derive them once.
     """
+    # Imported here, not at the top: every program that imports om_actors would pay for it otherwise.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = tuple(
         Ed25519PrivateKey.from_private_bytes(_hash(f"om-actors/sm/{seed}/{general}"))
         for general in range(generals)
@@ -348,7 +360,7 @@ class SignedGeneral(Core):
             content = signed_bytes(self.setup, value, chain[:link], signatures[:link])
             try:
                 self._public[chain[link]].verify(bytes.fromhex(signature), content)
-            except InvalidSignature:
+            except _invalid_signature():
                 return False
             self._verified.add(known)
         return True

@@ -42,6 +42,7 @@ from om_actors.cluster import (
     running_nodes,
     write_keys,
 )
+from om_actors.registry import REGISTRY
 
 T = TypeVar("T")
 ROOT = Path(__file__).parent.parent
@@ -170,10 +171,11 @@ async def test_a_signed_cluster_logs_what_the_in_memory_run_logs(traitors: str, 
     assert running_nodes() == 0
 
 
-@pytest.mark.parametrize("algorithm", ["om", "sm"])
+@pytest.mark.parametrize("algorithm", sorted(REGISTRY))
 async def test_instances_run_together_over_http_log_what_run_logs(algorithm: str, tmp_path: Path) -> None:
+    liar = "split" if "split" in REGISTRY[algorithm].strategies() else "silent"
     text = (
-        f"algorithm: {algorithm}\ngenerals: 5\nm: 1\ntraitors: {{3: split}}\ninstances:\n"
+        f"algorithm: {algorithm}\ngenerals: 5\nm: 1\ntraitors: {{3: {liar}}}\ninstances:\n"
         "  - {commander: 0, order: attack}\n"
         "  - {commander: 3, order: attack}\n"
         "  - {commander: 4, order: retreat}\n"

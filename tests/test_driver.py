@@ -8,14 +8,16 @@ Rules for this file:
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import trio
 
-from om_actors import Forgery, OmActorsError
+from om_actors import Forgery, OmActorsError, Scenario, replay_log, simulate_sync
 from om_actors.algorithm import Outgoing, Setup
 from om_actors.driver import Ask, GeneralDriver, Send, answer_now
 from om_actors.events import MessageRejected, StrategyFailed
+from om_actors.log import as_logged
 from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
 from om_actors.strategies import Flip, Loyal, Silent
 
@@ -137,3 +139,64 @@ def test_events_name_the_instance_only_when_a_run_has_several() -> None:
     refused = double.deliver(1, 3, 1, Relay((0,), "x"))
     assert refused is not None
     assert refused.instance == 1
+
+
+class _Text(str):
+    """A value that is a string to JSON, and something else to an exact type check."""
+
+
+class _Number(int):
+    """A general id that is an int to JSON."""
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+
+class _Lies:
+    """Answers with garbage of one kind, given by name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+    ) -> object:
+        if self.kind == "text":
+            return _Text(value)
+        if self.kind == "number":
+            return Forgery(tuple(_Number(g) for g in path), value)
+        if self.kind == "unprintable":
+            return Forgery((*path, _Unprintable()), value)
+        return Forgery((*path, 10**5000), value)
+
+
+@pytest.mark.parametrize("algorithm", ["om", "sm"])
+@pytest.mark.parametrize("kind", ["text", "number", "unprintable", "huge"])
+def test_a_traitors_garbage_is_judged_as_the_log_records_it(
+    algorithm: str, kind: str, tmp_path: Path
+) -> None:
+    """What a receiver judges in memory is what the log (and the wire) carry, so replay always agrees."""
+    scenario = Scenario(algorithm=algorithm, generals=4, m=1, traitors={1: _Lies(kind)})
+    log = tmp_path / "run.jsonl"
+    result = simulate_sync(scenario, log=log)
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+    assert result.success
+
+
+def test_as_logged_gives_plain_data_for_any_garbage() -> None:
+    assert as_logged(_Text("attack")) == "attack"
+    assert type(as_logged(_Text("attack"))) is str
+    assert as_logged((0, _Number(2))) == (0, 2)
+    assert as_logged([1, [2, {"a": [3]}]]) == (1, (2, {"a": (3,)}))
+    assert as_logged({1: "x", None: "y"}) == {"1": "x", "null": "y"}
+    assert as_logged(_Unprintable()) == "<_Unprintable whose repr raised>"
+    assert as_logged(10**5000) == "<an integer of 16,610 bits>"
+    deep: list[object] = []
+    for _ in range(100):
+        deep = [deep]
+    assert "nested deeper than 48 levels" in str(as_logged(deep))
+    path = (0, 1, 2)
+    assert as_logged(path) is path

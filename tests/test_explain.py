@@ -8,6 +8,7 @@ Rules for this file:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -216,3 +217,86 @@ def test_a_pathless_algorithm_is_drawn_by_its_labels(tmp_path: Path, echo: objec
         'General 1 decided "attack"',
         "└── general 1  heard 0: attack, 2: attack, 3: retreat -> attack",
     ]
+
+
+def test_two_values_along_one_chain_are_each_drawn_as_they_came(signed_log: Path, tmp_path: Path) -> None:
+    """A log in which the traitor commander's signed "attack" to 2 is also delivered to 1, along [0]:
+    1's V takes both values along one chain, and each step shows its own message, with a node of its own."""
+    lines = signed_log.read_text().splitlines()
+    copied = json.loads(lines[2])
+    assert (copied["sender"], copied["receiver"], copied["value"]) == (0, 2, "attack")
+    lines.insert(3, json.dumps({**copied, "receiver": 1}))
+    log = tmp_path / "both.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    view = open_view(log, 1)
+    step = explain(view)
+    assert _text(view, step)[2:5] == [
+        "    ├── round 1  accepted 2 messages -> {attack, retreat}",
+        '    │   ├── [0] "retreat" (from traitor 0)  new: joins V, forwarded in round 2',
+        '    │   └── [0] "attack" (from traitor 0)  new: joins V, forwarded in round 2',
+    ]
+    dot = dot_graph(view, step)
+    ids = [line.split('"')[1] for line in dot.splitlines() if "[label=" in line and " -> " not in line]
+    assert len(ids) == len(set(ids)) == 6
+    assert "[0]\\nattack (from traitor 0)" in dot
+    assert "[0]\\nretreat (from traitor 0)" in dot
+    assert [arrival.value for arrival in view.arrivals((0,))] == ["retreat", "attack"]
+    assert view.arrival((0,)) is None  # not one message: two
+
+
+def test_a_step_along_a_path_that_many_messages_share_lists_them_all(tmp_path: Path, gossip: object) -> None:
+    """Without paths, every message is along (): a step tied to () stands for all of them, never for one."""
+    log = tmp_path / "gossip.jsonl"
+    simulate_sync(
+        Scenario(algorithm="gossip", generals=4, m=1, order="attack", traitors={3: "split"}), log=log
+    )
+    view = open_view(log, 1)
+    step = Step("general 1", "attack", "every message", path=())
+    (line,) = _text(view, step, width=400)[1:]
+    assert line == (
+        '└── [] 7 messages: "attack" from 0 in round 1, "attack" from 0 in round 2, '
+        '"attack" from 2 in round 2, "retreat" from traitor 3 in round 2, "attack" from 0 in round 3, '
+        '"attack" from 2 in round 3, "retreat" from traitor 3 in round 3  every message'
+    )
+    assert "retreat (round 3, from traitor 3)" in dot_graph(view, step).replace("\\n", "\n")
+    assert [(a.round, a.sender, a.value) for a in view.arrivals(())] == [
+        (1, 0, "attack"),
+        (2, 0, "attack"),
+        (2, 2, "attack"),
+        (2, 3, "retreat"),
+        (3, 0, "attack"),
+        (3, 2, "attack"),
+        (3, 3, "retreat"),
+    ]
+    assert view.arrival(()) is None
+
+
+def test_a_step_may_stand_for_one_message_by_its_round_and_sender(tmp_path: Path, gossip: object) -> None:
+    """An algorithm without paths ties a step to a round's message from one sender: explain shows it."""
+    log = tmp_path / "gossip.jsonl"
+    scenario = Scenario(
+        algorithm="gossip", generals=4, m=1, order="attack", traitors={2: "split", 3: "adversaries:Garbage"}
+    )
+    simulate_sync(scenario, log=log)
+    view = open_view(log, 1)
+    heard = (
+        Step("round 1 from 0", "attack", round=1, sender=0),
+        Step("round 2 from 2", "retreat", round=2, sender=2),
+        Step("round 3 from 3", "retreat", round=3, sender=3),
+        Step("round 3 from 1", "retreat", round=3, sender=1),
+    )
+    step = Step("general 1", "attack", "what it heard", heard)
+    assert _text(view, step)[1:] == [
+        "└── general 1  what it heard -> attack",
+        '    ├── round 1 from 0 "attack"',
+        '    ├── round 2 from 2 "retreat" (from traitor 2)',
+        "    ├── round 3 from 3 nothing (rejected: value outside the domain)",
+        "    └── round 3 from 1 nothing (missing)",
+    ]
+    dot = dot_graph(view, step)
+    assert '"s0" -> "r2_s2" [label="2", style=dashed];' in dot
+    assert (
+        '"r2_s2" [label="round 2 from 2\\nretreat (from traitor 2)", fillcolor="#fb8072", color="#d62728"'
+        in dot
+    )
+    assert '"r3_s3" [label="round 3 from 3\\nnothing"' in dot

@@ -36,8 +36,9 @@ from om_actors import (
 from om_actors.algorithm import Algorithm
 from om_actors.cli import main
 from om_actors.events import Kind
-from om_actors.log import Selection, event_fields, rules_of
-from om_actors.oral import ORAL_MESSAGES, OralReason
+from om_actors.log import Selection, event_fields, has_paths, read_selected, rules_of
+from om_actors.oral import ORAL_MESSAGES
+from om_actors.registry import REGISTRY, algorithm_named
 from om_actors.signed import SIGNED_MESSAGES, SignedReason
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -236,7 +237,7 @@ def test_a_pathless_algorithms_lines_hold_its_value_only(tmp_path: Path, echo: o
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    algorithm=st.sampled_from(["om", "sm"]),
+    algorithm=st.sampled_from(sorted(REGISTRY)),
     traitors=st.dictionaries(
         st.integers(0, 4), st.sampled_from(["loyal", "silent", "split", "random"]), max_size=2
     ),
@@ -247,6 +248,8 @@ def test_the_reader_takes_every_line_the_writer_writes(
 ) -> None:
     """Writer and reader share one description of a line: what is written reads back field for field."""
     log = tmp_path / f"{algorithm}-{seed}.jsonl"
+    strategies = algorithm_named(algorithm).strategies()
+    traitors = {g: name for g, name in traitors.items() if name in strategies}
     events = _run(Scenario(algorithm=algorithm, generals=5, m=1, traitors=traitors, seed=seed), log)
     read = list(read_log(log))
     assert [line.fields for line in read] == [json.loads(json.dumps(event_fields(e))) for e in events]
@@ -331,18 +334,85 @@ def test_a_path_prefix_selects_sm_messages_by_their_chain(tmp_path: Path) -> Non
     ]
 
 
+def test_only_an_algorithm_with_the_default_path_of_and_no_path_field_has_no_paths(
+    echo: Algorithm, gossip: Algorithm
+) -> None:
+    assert [has_paths(rules) for rules in (ORAL_MESSAGES, SIGNED_MESSAGES, echo, gossip)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_a_path_prefix_on_a_log_without_paths_is_refused_not_matched_to_nothing(
+    tmp_path: Path, gossip: Algorithm
+) -> None:
+    log = tmp_path / "gossip.jsonl"
+    _run(Scenario(algorithm="gossip", generals=4, m=1, traitors={2: "split"}), log)
+    error = (
+        f"{log}:1: GOSSIP(m) messages carry no path, so a path prefix selects none of them: "
+        "select them by round, sender or receiver instead"
+    )
+    with pytest.raises(LogError) as caught:
+        list(read_selected(log, Selection(path_prefix=(0,))))
+    assert str(caught.value) == error
+    result = CliRunner().invoke(main, ["show", str(log), "--path-prefix", "0"])
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", error + "\n")
+    by_sender = CliRunner().invoke(main, ["show", str(log), "--sender", "0", "--json"])
+    assert by_sender.exit_code == 0
+    assert [line["round"] for line in _lines(by_sender.stdout_bytes)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_read_selected_is_read_log_filtered(tmp_path: Path) -> None:
+    log = tmp_path / "signed.jsonl"
+    _run(Scenario(algorithm="sm", generals=5, m=2, traitors={0: "split"}), log)
+    for selection in (Selection(), Selection(path_prefix=(0, 1)), Selection(events=frozenset({"run.start"}))):
+        assert [line.number for line in read_selected(log, selection)] == [
+            line.number for line in read_log(log) if selection.matches(line)
+        ]
+
+
 # --- docs/log-format.md says what the code does --------------------------------------------
 
 DOC = (Path(__file__).parent.parent / "docs" / "log-format.md").read_text()
 
 
+def _documented_reasons(doc: str) -> dict[tuple[str, str], list[str]]:
+    """The reasons section: each ``TITLE reasons (`module.Enum`)`` heading with the texts listed under it."""
+    section = doc.split("<!-- reasons:")[1].split("<!-- end of reasons -->")[0]
+    found: dict[tuple[str, str], list[str]] = {}
+    texts: list[str] = []
+    for line in section.splitlines():
+        heading = re.match(r"^(\S+) reasons \(`([\w.]+)`\)", line)
+        if heading:
+            texts = found.setdefault((heading[1], heading[2]), [])
+        elif line.startswith("- `"):
+            texts.append(line[3:-1])
+    return found
+
+
+def _section_of(rules: Algorithm) -> tuple[str, str]:
+    return rules.title, f"{rules.reasons.__module__}.{rules.reasons.__qualname__}"
+
+
 def test_the_documented_rejection_reasons_are_the_algorithms() -> None:
-    section = DOC.split("<!-- reasons:")[1].split("<!-- end of reasons -->")[0]
-    om, sm = section.split("SM(m) reasons")
-    assert [line[3:-1] for line in om.splitlines() if line.startswith("- `")] == [r.value for r in OralReason]
-    assert [line[3:-1] for line in sm.splitlines() if line.startswith("- `")] == [
-        r.value for r in SignedReason
-    ]
+    """One section per registered algorithm, whatever their number, each listing its reasons in order."""
+    assert _documented_reasons(DOC) == {
+        _section_of(rules): [reason.value for reason in rules.reasons] for rules in REGISTRY.values()
+    }
+    assert ("OM(m)", "om_actors.oral.OralReason") in _documented_reasons(DOC)  # the heading's form
+
+
+def test_a_third_algorithm_is_one_more_reasons_section(gossip: Algorithm) -> None:
+    """The reasons test reads any number of sections: a registered algorithm needs only its own."""
+    listed = [f"- `{reason.value}`" for reason in gossip.reasons]
+    section = "\n".join([f"{gossip.title} reasons (`conftest.GossipReason`):", "", *listed])
+    doc = DOC.replace("<!-- end of reasons -->", section + "\n<!-- end of reasons -->")
+    assert _documented_reasons(doc) == {
+        _section_of(rules): [reason.value for reason in rules.reasons] for rules in REGISTRY.values()
+    }
+    assert _section_of(gossip) == ("GOSSIP(m)", "conftest.GossipReason")
 
 
 @pytest.mark.parametrize("event", list(get_args(Event)), ids=lambda cls: cls.name)
@@ -357,7 +427,7 @@ def test_every_field_of_every_event_is_documented(event: type[Event]) -> None:
     assert fields <= documented
 
 
-@pytest.mark.parametrize("rules", [ORAL_MESSAGES, SIGNED_MESSAGES], ids=lambda rules: rules.name)
+@pytest.mark.parametrize("rules", list(REGISTRY.values()), ids=lambda rules: rules.name)
 def test_every_payload_field_is_documented(rules: Algorithm) -> None:
     section = DOC.split(f"An **{rules.title}** message")[1].split("\n\n", 2)[1]
     documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)

@@ -211,3 +211,14 @@ def test_judge_checks_agreement_and_validity() -> None:
     assert (split.agreement, split.validity, split.success) == (False, None, False)
     disobeyed = judge(FOUR, dict.fromkeys(everyone, "retreat"), loyal=everyone, order="attack")
     assert (disobeyed.agreement, disobeyed.validity, disobeyed.success) == (True, False, False)
+
+
+def test_a_relay_to_several_receivers_shares_one_payload() -> None:
+    """A big run holds a round's messages until it ends: one payload per path and value, not per receiver."""
+    lieutenant = ORAL_MESSAGES.general(SEVEN, 1)
+    lieutenant.outbox(1)
+    assert lieutenant.receive(sender=0, round=1, payload=Relay((0,), "attack")) is None
+    owed = lieutenant.outbox(2)
+    payloads = {id(lieutenant.compose(out, out.path, out.value)) for out in owed}
+    assert len(owed) == 5
+    assert len(payloads) == 1

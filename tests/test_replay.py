@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 import pytest
 from click.testing import CliRunner
+from conftest import Gossip, GossipGeneral
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,10 +35,11 @@ from om_actors import (
     rerun_log,
     simulate_sync,
 )
+from om_actors.algorithm import Outgoing, Setup
 from om_actors.algorithm import Path as Route
 from om_actors.cli import main
 from om_actors.explain import View, explain
-from om_actors.registry import algorithm_named
+from om_actors.registry import REGISTRY, algorithm_named
 from om_actors.replay import Crash, reconstruct
 
 ROOT = Path(__file__).parent.parent
@@ -732,13 +734,169 @@ def test_a_pathless_algorithm_replays_and_its_edits_are_caught(tmp_path: Path, e
     assert rerun_log(log)[1] is None
     line = _edit(log, lambda e: e["event"] == "message" and e["sender"] == 1, _flip)
     assert str(replay_log(log).inconsistencies[0]) == (
-        f'line {line}: loyal general 1 sent "retreat" along [1] to 2, but it owed "attack"'
+        f'line {line}: loyal general 1 sent "retreat" to 2 in round 2, but it owed "attack"'
     )
+
+
+# --- an algorithm without paths, over several rounds: conftest's Gossip ----------------
+
+
+def _gossip_log(tmp_path: Path) -> Path:
+    """Gossip, which the ``gossip`` fixture registers: round 1 the commander's order, then two rounds
+    in which every general tells every other its value; traitor 3 tells odd and even ones apart."""
+    scenario = Scenario(algorithm="gossip", generals=4, m=1, order="attack", traitors={3: "split"})
+    return _log_of(scenario, tmp_path)
+
+
+def _message(sender: int, receiver: int, round: int) -> Callable[[dict[str, Any]], bool]:
+    def pick(event: dict[str, Any]) -> bool:
+        wanted = ("message", sender, receiver, round)
+        return (event["event"], event.get("sender"), event.get("receiver"), event.get("round")) == wanted
+
+    return pick
+
+
+def test_only_the_commanders_round_one_message_is_its_order(tmp_path: Path, gossip: object) -> None:
+    """The loyal commander of Gossip also speaks in rounds 2 and 3, with its value: no longer an order."""
+    log = _gossip_log(tmp_path)
+    assert replay_log(log).ok, replay_log(log).inconsistencies
+    later = _edit(log, _message(0, 1, 2), _flip)
+    first = _edit(log, _message(0, 3, 1), _flip)  # to the traitor, whose relays nobody checks
+    found = [str(i) for i in replay_log(log).inconsistencies]
+    assert found[:2] == [
+        f'line {first}: the loyal commander sent "retreat" to 3, but its order is "attack"',
+        f'line {later}: loyal general 0 sent "retreat" to 1 in round 2, but it owed "attack"',
+    ]
+
+
+def test_a_pathless_message_is_named_by_its_round(tmp_path: Path, gossip: object) -> None:
+    """Missing, sent twice, or refused: without a path, the round and the sender say which message."""
+    log = _gossip_log(tmp_path)
+    events = _events(log)
+    dropped = next(i for i, e in enumerate(events) if _message(1, 2, 3)(e))
+    twice = next(i for i, e in enumerate(events) if _message(2, 3, 2)(e))
+    events = [*events[:twice], events[twice], *events[twice:dropped], *events[dropped + 1 :]]
+    _write(log, events)
+    found = [str(i) for i in replay_log(log).inconsistencies]
+    assert f"line {twice + 2}: loyal general 2 sent 2 messages to 3 in round 2, but owed 1" in found
+    assert (
+        f"line {twice + 2}: general 3, message from 2 in round 2: the log says accepted, "
+        "the protocol says rejected for second rumour from the same general in one round"
+    ) in found
+    assert any(
+        'loyal general 1 owed "attack" to 2 in round 3, but the log has no such message' in text
+        for text in found
+    )
+    assert not any("along" in text or "[]" in text for text in found), found
+
+
+def test_every_message_a_pathless_algorithm_accepts_is_kept_apart(tmp_path: Path, gossip: object) -> None:
+    """Arrivals are keyed by round and sender too: without paths, every message is along ()."""
+    log = _gossip_log(tmp_path)
+    reconstruction = reconstruct(log)
+    to_1 = [e for e in _events(log) if e["event"] == "message" and e["receiver"] == 1]
+    assert len(to_1) == 1 + 3 + 3
+    kept = {key: [(a.sender, a.round, a.value, a.line) for a in arrivals]
+            for key, arrivals in reconstruction.arrivals.items() if key[1] == 1}  # fmt: skip
+    lines = {(e["sender"], e["round"]): number for number, e in enumerate(_events(log), start=1)
+             if e["event"] == "message" and e["receiver"] == 1}  # fmt: skip
+    assert kept == {
+        (0, 1, e["round"], e["sender"], ()): [
+            (e["sender"], e["round"], e["value"], lines[e["sender"], e["round"]])
+        ]
+        for e in to_1
+    }
+    assert [a.line for a in reconstruction.along(1, ())] == sorted(lines.values())
+    assert reconstruct(log, watching=()).arrivals == {}
+
+
+class RepeatingGeneral(GossipGeneral):
+    """Gossip's general, saying everything twice from round 2 on: two equal messages a receiver a round."""
+
+    def _outbox(self, round: int) -> list[Outgoing]:
+        once = super()._outbox(round)
+        return [out for out in once for _ in range(1 if round == 1 else 2)]
+
+
+class Repeating(Gossip):
+    name = "repeating"
+    title = "REPEATING(m)"
+
+    def general(self, setup: Setup, me: int, order: str | None = None) -> RepeatingGeneral:
+        return RepeatingGeneral(self, setup, me, order)
+
+
+def test_several_messages_owed_along_one_path_pair_up_with_the_logged_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without paths, two messages to one receiver in one round are both along (): neither is "sent twice"."""
+    monkeypatch.setitem(REGISTRY, "repeating", Repeating())
+    scenario = Scenario(algorithm="repeating", generals=4, m=1, order="attack", traitors={3: "split"})
+    log = _log_of(scenario, tmp_path)
+    report = replay_log(log)
+    assert report.ok, report.inconsistencies
+    assert report.messages == 3 + 2 * 2 * 4 * 3
+    line = _edit(log, _message(1, 2, 2), _flip)
+    assert str(replay_log(log).inconsistencies[0]) == (
+        f'line {line}: loyal general 1 sent "retreat" to 2 in round 2, but it owed "attack"'
+    )
+
+
+def test_a_loyal_message_logged_twice_is_named_once_too_many(tmp_path: Path) -> None:
+    log = _log_of(Scenario(generals=4, m=1), tmp_path)
+    events = _events(log)
+    copied = next(i for i, e in enumerate(events) if e["event"] == "message" and e["path"] == [0, 1])
+    _write(log, [*events[: copied + 1], events[copied], *events[copied + 1 :]])
+    found = [str(i) for i in replay_log(log).inconsistencies]
+    receiver = events[copied]["receiver"]
+    assert f"line {copied + 2}: loyal general 1 sent [0, 1] to {receiver} twice, but owed it once" in found
+
+
+@attrs.frozen
+class Hearsay:
+    """A class shaped like Gossip's Rumour, field for field, but not it."""
+
+    value: object
+
+
+def test_a_compose_that_returns_another_class_is_said_in_words(
+    tmp_path: Path, gossip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every field equal, the payloads still unequal: replay says why instead of raising StopIteration."""
+    log = _gossip_log(tmp_path)
+    monkeypatch.setattr(GossipGeneral, "_compose", lambda self, *_: Hearsay("attack"))
+    found = replay_log(log).inconsistencies
+    assert str(found[0]) == (
+        "line 2: loyal general 0 sent a message to 1 in round 1: every field is the one it owed, but "
+        "GOSSIP(m) composes a Hearsay where its payload class is Rumour, so no logged message can match: "
+        "the algorithm's compose must return its payload class"
+    )
+
+
+@attrs.frozen(eq=False)
+class Loner:
+    """A payload class that compares unequal to any other instance, field for field the same or not."""
+
+    value: object
+
+
+def test_a_payload_unequal_to_its_equal_is_said_in_words(
+    tmp_path: Path, gossip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _gossip_log(tmp_path)
+    monkeypatch.setattr(gossip, "payload", Loner)
+    monkeypatch.setattr(GossipGeneral, "_compose", lambda self, outgoing, path, value: Loner(value))
+    found = [str(i) for i in replay_log(log).inconsistencies]
+    assert (
+        "line 2: loyal general 0 sent a message to 1 in round 1: every field reads as the one it owed, "
+        "yet Loner compares the two unequal (a field that is not equal to itself, or an __eq__ of its own): "
+        "the algorithm's payload must compare equal field for field"
+    ) in found
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    algorithm=st.sampled_from(["om", "sm"]),
+    algorithm=st.sampled_from(sorted(REGISTRY)),
     generals=st.integers(4, 6),
     traitors=st.dictionaries(
         st.integers(0, 5), st.sampled_from(["silent", "split", "random", "late", "flip"]), max_size=2

@@ -24,7 +24,7 @@ from om_actors import Expect, Instance, Scenario, ScenarioError, StrategyError, 
 from om_actors.algorithm import Algorithm, Setup
 from om_actors.limits import MAX_SCENARIO_BYTES
 from om_actors.oral import ORAL_MESSAGES
-from om_actors.registry import algorithm_named
+from om_actors.registry import DEFAULT_ALGORITHM, REGISTRY, algorithm_named
 from om_actors.scenario import DEFAULT_VALUES, SEVEN_GENERALS, scenario_from_dict
 from om_actors.signed import SIGNED_MESSAGES, Late, SignedScripted, SignedSplit
 from om_actors.strategies import Silent, required_parameters
@@ -744,6 +744,18 @@ traitors:
     assert scenario_from_dict(valid.to_dict()) == valid
 
 
+def test_a_script_built_in_code_is_written_as_a_file_writes_it(tmp_path: Path) -> None:
+    entries = [
+        {"path": [0, 2], "receiver": 1, "value": "attack"},
+        {"round": 2, "path": [0, 2], "receiver": 3, "silent": True},
+    ]
+    scenario = Scenario(generals=4, m=1, traitors={2: SignedScripted(messages=entries)}, algorithm="sm")
+    assert scenario.to_dict()["traitors"] == {"2": {"strategy": "scripted", "messages": entries}}
+    assert scenario_from_dict(scenario.to_dict()).traitors[2] == TraitorSpec(
+        "scripted", {"messages": entries}
+    )
+
+
 def test_any_object_with_a_choose_method_is_a_traitor_in_code() -> None:
     liar = types.SimpleNamespace(choose=lambda round, path, receiver, value, rng: value)
     assert Scenario(generals=4, m=1, traitors={1: liar}).strategies() == {1: liar}
@@ -769,22 +781,26 @@ def test_the_algorithm_is_om_unless_named_and_is_always_written() -> None:
 
 
 def test_every_shipped_scenario_names_a_registered_algorithm() -> None:
-    algorithms = {path.stem: load_scenario(path).algorithm for path in SCENARIOS.glob("*.yaml")}
-    assert algorithms.pop("three-generals-signed") == "sm"
-    assert set(algorithms.values()) == {"om"}  # every file written before SM loads as OM
+    for path in SCENARIOS.glob("*.yaml"):
+        algorithm = load_scenario(path).algorithm
+        assert algorithm in REGISTRY, path.name
+        if not re.search(r"^algorithm:", path.read_text(), flags=re.MULTILINE):
+            assert algorithm == DEFAULT_ALGORITHM == "om", path.name  # every file written before the key
+    assert load_scenario(SCENARIOS / "three-generals-signed.yaml").algorithm == "sm"
 
 
 def test_an_unknown_algorithm_is_located_and_names_the_known_ones(tmp_path: Path) -> None:
-    assert _errors(tmp_path, "generals: seven\nm: 1\nalgorithm: pk\ntraitors: {1: flip}\n") == [
+    known = ", ".join(sorted(REGISTRY))  # om, sm, and any algorithm built in later
+    assert _errors(tmp_path, "generals: seven\nm: 1\nalgorithm: pbft\ntraitors: {1: flip}\n") == [
         "1:11: generals: expected an integer, got 'seven'",
-        "3:12: algorithm: unknown algorithm 'pk': use one of om, sm",
+        f"3:12: algorithm: unknown algorithm 'pbft': use one of {known}",
     ]
     assert _errors(tmp_path, "generals: 4\nm: 1\nalgorithm: [sm]\n") == [
         "3:12: algorithm: expected a string, got a list"
     ]
     with pytest.raises(ScenarioError) as caught:
         Scenario(generals=4, m=1, algorithm="SM")
-    assert str(caught.value) == "scenario: algorithm: unknown algorithm 'SM': use one of om, sm"
+    assert str(caught.value) == f"scenario: algorithm: unknown algorithm 'SM': use one of {known}"
 
 
 def test_sm_refuses_an_army_with_nothing_to_agree_on(tmp_path: Path) -> None:

@@ -755,3 +755,15 @@ def test_explain_refuses_a_path_and_an_unfinished_run() -> None:
         SIGNED_MESSAGES.explain(opened(THREE, 1, 1))
     with pytest.raises(ValueError, match="general 0 is the commander: it decides its own order"):
         SIGNED_MESSAGES.explain(run(THREE).cores[0])
+
+
+def test_importing_om_actors_loads_no_cryptography_until_a_signed_run_needs_it() -> None:
+    """Start-up stays cheap for every program that never signs: the keys are made on first use."""
+    import subprocess
+    import sys
+
+    probe = "import sys, om_actors; print('cryptography' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"

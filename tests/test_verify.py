@@ -30,6 +30,7 @@ from om_actors import load_scenario, simulate_sync
 from om_actors.algorithm import Algorithm
 from om_actors.cli import main
 from om_actors.oral import ORAL_MESSAGES
+from om_actors.registry import REGISTRY
 from om_actors.verify import (
     DEFAULT_BUDGET,
     Adversary,
@@ -179,7 +180,7 @@ def test_a_violation_the_theorem_forbids_exits_1(monkeypatch: pytest.MonkeyPatch
         ),
         (["--generals", "2..3", "--m", "2", "--algorithm", "sm"], "can run SM(m): for 3 generals, m = 2"),
         (["--adversary", "lucky"], "'lucky' is not one of"),
-        (["--algorithm", "pbft"], "'pbft' is not one of 'om', 'sm'"),
+        (["--algorithm", "pbft"], "'pbft' is not one of " + ", ".join(map(repr, sorted(REGISTRY)))),
         (["--generals", "3", "--traitors", "exactly:4"], "no army in these ranges has room for so many"),
     ],
 )
