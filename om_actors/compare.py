@@ -52,6 +52,8 @@ SIGNATURES = "signatures_verified"
 """The count ``run --json`` reports for an algorithm that signs; the ``signatures`` column shows it."""
 
 PLOT_SUFFIXES = (".svg", ".png")
+HEADROOM = 1e6
+"""How far the chart's axis reaches above the largest measured count: six decades."""
 PLOT_EXTRA = "pip install 'om_actors[plot]'"
 
 
@@ -458,7 +460,10 @@ def plot(rows: Sequence[Row], path: Path, *, budget: int, traitors: int | None =
     """Messages against generals, one line per algorithm, on a log axis; written as SVG or PNG by its suffix.
 
     Measured points are solid; computed ones (over ``budget``) are dashed and
-    hollow, and a dotted line marks where an algorithm stops being run.
+    hollow, and a dotted line marks where an algorithm stops being run.  The
+    axis ends :data:`HEADROOM` times above the largest measured count, so
+    the polynomial lines keep their shape; a computed line that leaves the
+    chart there says at its edge how far it goes.
     """
     check_plot(path)
     from matplotlib.figure import Figure
@@ -466,6 +471,10 @@ def plot(rows: Sequence[Row], path: Path, *, budget: int, traitors: int | None =
     figure = Figure(figsize=(9, 5.5), layout="constrained")
     axes = figure.add_subplot()
     axes.set_yscale("log")
+    measured = [count for row in rows for _, count in _points([row], How.RUN)]
+    ceiling = max(measured, default=1.0) * HEADROOM
+    axes.set_ylim(0.5, ceiling)
+    top = axes.get_xaxis_transform()  # x in data, y in axes fractions
     for index, (algorithm, series) in enumerate(_series(rows).items()):
         color = f"C{index}"
         ran = _points(series, How.RUN)
@@ -477,24 +486,22 @@ def plot(rows: Sequence[Row], path: Path, *, budget: int, traitors: int | None =
             points = computed if not ran else [ran[-1], *computed]
             axes.plot(*zip(*points), color=color, linestyle="--", marker="o", markersize=3,
                       markerfacecolor="none", label=f"{label}, computed (not run)")  # fmt: skip
+            if computed[-1][1] > ceiling:
+                (n, count), *_ = (row for row in reversed(computed))
+                axes.annotate(f"{label} off the chart: {count:.1e} at n = {n}", (n, 0.98),
+                              xycoords=top, ha="right", va="top", color=color, fontsize=8)  # fmt: skip
         if ran and computed:
             last = ran[-1][0]
             axes.axvline(last, color=color, linestyle=":", linewidth=1)
-            axes.annotate(
-                f"{label}: run up to n = {last}, computed beyond",
-                (last, ran[-1][1]),
-                xytext=(-6, 10),
-                textcoords="offset points",
-                horizontalalignment="right",
-                color=color,
-                fontsize=8,
-            )
+            axes.annotate(f"{label}: run up to n = {last}, computed beyond", (last, 0.02), xycoords=top,
+                          xytext=(4, 0), textcoords="offset points", va="bottom", color=color,
+                          fontsize=8)  # fmt: skip
     axes.set_xlabel("generals (n)")
     axes.set_ylabel("messages sent (log scale)")
     who = "the most traitors each algorithm tolerates" if traitors is None else f"{traitors} traitor(s)"
     axes.set_title(f"Messages per run, with {who}\n(runs over {budget:,} messages computed, not run)")
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="center right")
     figure.savefig(path)
 
 
