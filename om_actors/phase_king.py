@@ -189,6 +189,8 @@ class KingCore(Core):
         """This round's payloads by value: a loyal general says one value to all, so one object will do."""
         self._start = self.value
         """The value the current phase started with, for its row in ``explain``."""
+        self.phases: Sequence[PhaseRecord | GradedRecord] = []
+        """What each phase came to, one record per phase so far: ``explain``'s rows."""
 
     # --- the schedule ----------------------------------------------------------
 
@@ -612,7 +614,13 @@ class PhaseKingAlgorithm(Algorithm):
         return None
 
     def explain(self, core: Core, *, path: Path | None = None, depth: int | None = None) -> Step:
-        """A table per general: its value phase by phase, what it counted, whether it followed the king."""
+        """A table per general: its value phase by phase, what it counted, whether it followed the king.
+
+        One row per phase under the order it started from; below a row, the
+        king's message as it arrived (tied to it by round and sender, so
+        ``explain`` shows a traitor king's word as the lie it is).  ``depth``
+        1 keeps the rows and drops the kings' messages, 0 keeps neither.
+        """
         assert isinstance(core, KingCore)
         decision = core.decide()  # raises ProtocolMisuse before the last round, as deciding would
         if path is not None:
@@ -621,23 +629,48 @@ class PhaseKingAlgorithm(Algorithm):
             )
         setup = core.setup
         if core.me == setup.commander:
-            start = Step("round 1", core.order, "the commander's own order")
+            start = Step("round 1: the order", core.order, "the commander's own")
         elif core.received_order is not None:
-            start = Step("round 1", core.received_order, "the order as received")
+            start = Step("round 1: the order", core.received_order, round=1, sender=setup.commander)
         else:
-            start = Step("round 1", setup.default, "no valid order: the default")
-        rows = (start, *self._rows(core))
+            start = Step(
+                "round 1: the order",
+                setup.default,
+                "none valid: the default",
+                round=1,
+                sender=setup.commander,
+            )
+        rows = [start]
+        for record in core.phases:
+            row = self._row(core, record)
+            word = self._word(core, record)
+            if word is not None and (depth is None or depth >= 2):
+                row = attrs.evolve(row, children=(word,))
+            elif word is not None:
+                row = attrs.evolve(row, hidden=1)
+            rows.append(row)
         if core.me == setup.commander:
             detail = f"the commander decides its own order; its value ended {core.value}"
         else:
             detail = f"its value after phase {setup.m + 1}"
         if depth is not None and depth <= 0:
-            return Step(f"general {core.me}", decision, detail, (), len(rows))
-        return Step(f"general {core.me}", decision, detail, rows)
+            return Step(f"general {core.me}", decision, detail, (), sum(1 + row.hidden for row in rows))
+        return Step(f"general {core.me}", decision, detail, tuple(rows))
+
+    def _word(self, core: KingCore, record: PhaseRecord | GradedRecord) -> Step | None:
+        """The king's message of the record's phase as this general got it; ``None`` for the king itself."""
+        if record.king == core.me:
+            return None
+        label = f"king {record.king}'s word"
+        round = 1 + len(self.kinds) * record.phase
+        if record.king_value is None:
+            detail = f"counted as the default {core.setup.default}" if not record.kept else ""
+            return Step(label, core.setup.default, detail, round=round, sender=record.king)
+        return Step(label, record.king_value, round=round, sender=record.king)
 
     @abc.abstractmethod
-    def _rows(self, core: KingCore) -> Iterator[Step]:
-        """``explain``'s rows after round 1: one per phase."""
+    def _row(self, core: KingCore, record: PhaseRecord | GradedRecord) -> Step:
+        """``explain``'s row for one phase."""
 
 
 class PhaseKing(PhaseKingAlgorithm):
@@ -650,21 +683,20 @@ class PhaseKing(PhaseKingAlgorithm):
     general_class = KingGeneral
     strategy_table = KING_STRATEGIES
 
-    def _rows(self, core: KingCore) -> Iterator[Step]:
-        assert isinstance(core, KingGeneral)
+    def _row(self, core: KingCore, record: PhaseRecord | GradedRecord) -> Step:
+        assert isinstance(record, PhaseRecord)
         setup = core.setup
         threshold = f"n/2 + t = {setup.generals / 2 + setup.m:g}"
-        for row in core.phases:
-            if row.kept:
-                how = f"mult > {threshold}: kept maj"
-            elif row.king_value is None:
-                how = f"mult <= {threshold}; king {row.king} said nothing valid: the default"
-            elif row.king == core.me:
-                how = f"mult <= {threshold}; the king itself: takes its own maj"
-            else:
-                how = f"mult <= {threshold}: followed king {row.king}"
-            detail = f"value {row.start} | maj {row.maj} | mult {row.mult} | {how}"
-            yield Step(f"phase {row.phase} (king {row.king})", row.end, detail)
+        if record.kept:
+            how = f"mult > {threshold}: kept maj"
+        elif record.king == core.me:
+            how = f"mult <= {threshold}; the king itself: takes its own maj"
+        elif record.king_value is None:
+            how = f"mult <= {threshold}; king {record.king} said nothing valid: the default"
+        else:
+            how = f"mult <= {threshold}: followed king {record.king}"
+        detail = f"value {record.start} | maj {record.maj} | mult {record.mult} | {how}"
+        return Step(f"phase {record.phase} (king {record.king})", record.end, detail)
 
 
 class GradedPhaseKing(PhaseKingAlgorithm):
@@ -677,26 +709,23 @@ class GradedPhaseKing(PhaseKingAlgorithm):
     general_class = GradedGeneral
     strategy_table = GRADED_STRATEGIES
 
-    def _rows(self, core: KingCore) -> Iterator[Step]:
-        assert isinstance(core, GradedGeneral)
-        needed = quorum(core.setup)
-        for row in core.phases:
-            proposed = f"proposed {row.proposal}" if row.proposal is not None else "proposed nothing"
-            grade = f"grade {row.grade}"
-            if row.grade:
-                grade += f" for {row.graded} ({row.backing} proposals)"
-            if row.kept:
-                how = "kept it"
-            elif row.king_value is None:
-                how = f"king {row.king} said nothing valid: the default"
-            elif row.king == core.me:
-                how = "the king itself: takes its own graded value"
-            else:
-                how = f"followed king {row.king}"
-            detail = (
-                f"value {row.start} | support {row.support} (n - t = {needed}) | {proposed} | {grade} | {how}"
-            )
-            yield Step(f"phase {row.phase} (king {row.king})", row.end, detail)
+    def _row(self, core: KingCore, record: PhaseRecord | GradedRecord) -> Step:
+        assert isinstance(record, GradedRecord)
+        proposed = f"proposed {record.proposal}" if record.proposal is not None else "proposed nothing"
+        grade = f"grade {record.grade}"
+        if record.grade:
+            grade += f" for {record.graded} ({record.backing} proposals)"
+        if record.kept:
+            how = "kept it"
+        elif record.king == core.me:
+            how = "the king itself: takes its own graded value"
+        elif record.king_value is None:
+            how = f"king {record.king} said nothing valid: the default"
+        else:
+            how = f"followed king {record.king}"
+        support = f"support {record.support} (n - t = {quorum(core.setup)})"
+        detail = f"value {record.start} | {support} | {proposed} | {grade} | {how}"
+        return Step(f"phase {record.phase} (king {record.king})", record.end, detail)
 
 
 PHASE_KING = PhaseKing()

@@ -24,15 +24,16 @@ import trio
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 from om_actors import Scenario, ScenarioError, TraitorSpec, load_scenario, simulate, simulate_sync
-from om_actors.algorithm import DecisionPoint, Outgoing, Setup
+from om_actors.algorithm import DecisionPoint, Outgoing, Setup, Step
 from om_actors.cli import main
 from om_actors.cluster import run_cluster, running_nodes
 from om_actors.driver import GeneralDriver, Send, answer_now
 from om_actors.errors import ProtocolMisuse
 from om_actors.events import MessageRejected
-from om_actors.explain import explain, open_view
+from om_actors.explain import explain, open_view, text_tree
 from om_actors.lockstep import run_lockstep
 from om_actors.phase_king import (
     GRADED_PHASE_KING,
@@ -591,7 +592,7 @@ def test_explain_draws_a_row_per_phase_with_maj_mult_and_the_king_followed() -> 
     step = PHASE_KING.explain(result.cores[2])
     assert (step.label, step.value) == ("general 2", "retreat")
     assert [(row.label, row.value, row.detail) for row in step.children] == [
-        ("round 1", "attack", "the order as received"),
+        ("round 1: the order", "attack", ""),
         (
             "phase 1 (king 0)",
             "attack",
@@ -603,9 +604,18 @@ def test_explain_draws_a_row_per_phase_with_maj_mult_and_the_king_followed() -> 
             "value attack | maj attack | mult 3 | mult <= n/2 + t = 3.5: followed king 1",
         ),
     ]
+    # each row holds the king's message, tied to it by round and sender, so explain can show who said it
+    assert [row.children for row in step.children] == [
+        (),
+        (Step("king 0's word", "attack", round=3, sender=0),),
+        (Step("king 1's word", "retreat", round=5, sender=1),),
+    ]
+    assert step.children[0] == Step("round 1: the order", "attack", round=1, sender=0)
     king = PHASE_KING.explain(result.cores[1])
     assert king.children[2].detail.endswith("the king itself: takes its own maj")
-    assert PHASE_KING.explain(result.cores[2], depth=0).hidden == 3
+    assert king.children[2].children == ()  # its own word: no message
+    assert PHASE_KING.explain(result.cores[2], depth=0).hidden == 5  # three rows, two kings' words
+    assert [row.hidden for row in PHASE_KING.explain(result.cores[2], depth=1).children] == [0, 1, 1]
     with pytest.raises(ValueError, match="PhaseKing\\(1\\) messages carry no path"):
         PHASE_KING.explain(result.cores[2], path=(0,))
 
@@ -686,12 +696,17 @@ def test_explain_reads_a_king_log(tmp_path: Path) -> None:
     simulate_sync(load_scenario(SCENARIOS / "nine-generals-king.yaml"), log=log)
     step = explain(open_view(log, 3))
     assert [row.label for row in step.children] == [
-        "round 1",
+        "round 1: the order",
         "phase 1 (king 0)",
         "phase 2 (king 1)",
         "phase 3 (king 2)",
     ]
     assert all(" | maj " in row.detail and " | mult " in row.detail for row in step.children[1:])
+    tree = io.StringIO()
+    Console(file=tree, width=200).print(text_tree(open_view(log, 3), step))
+    # what the log says each king sent general 3, and which kings are traitors
+    assert """king 0's word "retreat" (from traitor 0)\n""" in tree.getvalue()
+    assert """king 2's word "retreat"\n""" in tree.getvalue()  # a loyal king: no mark
 
 
 def invoke(*args: str) -> tuple[int, str]:
