@@ -684,7 +684,11 @@ def test_replay_and_rerun_check_a_king_log_and_catch_a_tampered_kind(tmp_path: P
 
     line, found = tampered(1)  # a loyal general: it never sends that
     assert [(f.line, f.message) for f in found][:1] == [
-        (line, 'loyal general 1 sent [1] to 0 with kind "king", but the message it owed has "broadcast"')
+        (
+            line,
+            'loyal general 1 sent a message to 0 in round 2 with kind "king", '
+            'but the message it owed has "broadcast"',
+        )
     ]
     line, found = tampered(0)  # the traitor may send anything, but its receiver must refuse this
     assert found[0].line == line
