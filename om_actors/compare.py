@@ -501,7 +501,7 @@ def plot(rows: Sequence[Row], path: Path, *, budget: int, traitors: int | None =
     who = "the most traitors each algorithm tolerates" if traitors is None else f"{traitors} traitor(s)"
     axes.set_title(f"Messages per run, with {who}\n(runs over {budget:,} messages computed, not run)")
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(fontsize=8, loc="center right")
+    axes.legend(fontsize=8, loc="best")
     figure.savefig(path)
 
 
