@@ -192,6 +192,20 @@ def test_replay_names_the_first_mismatch_and_exits_1(tmp_path: Path) -> None:
     assert lines[2] == "rerun DIFFERS at line 9:"
 
 
+def test_replay_counts_one_more_inconsistency_in_the_singular(tmp_path: Path) -> None:
+    """Two decisions edited: the second is "1 more inconsistency", not "1 more inconsistencies"."""
+    lines = GOLDEN.read_text().splitlines()
+    for number in (161, 162):  # generals 1 and 2 decided "attack"
+        decision = json.loads(lines[number])
+        assert (decision["event"], decision["value"]) == ("decision", "attack")
+        lines[number] = json.dumps({**decision, "value": "retreat"})
+    log = tmp_path / "edited.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    result = invoke("replay", str(log))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1] == "(1 more inconsistency after it)"
+
+
 def test_replay_of_a_truncated_log_exits_2_with_the_line(tmp_path: Path) -> None:
     log = tmp_path / "cut.jsonl"
     log.write_bytes(GOLDEN.read_bytes()[:-20])
