@@ -125,7 +125,9 @@ class Echo(Algorithm):
             return 0
         return int((round == 1) == (sender == setup.commander) and round in (1, 2))
 
-    def general(self, setup: Setup, me: int, order: str | None = None) -> EchoGeneral:
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> EchoGeneral:
         return EchoGeneral(self, setup, me, order)
 
     def strategies(self) -> Mapping[str, type]:
@@ -258,7 +260,9 @@ class Gossip(Algorithm):
             return 0
         return int(round > 1 or (sender == setup.commander))
 
-    def general(self, setup: Setup, me: int, order: str | None = None) -> GossipGeneral:
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> GossipGeneral:
         return GossipGeneral(self, setup, me, order)
 
     def strategies(self) -> Mapping[str, type]:
