@@ -17,7 +17,9 @@ from typing import IO, Any
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import masked, signatures
 
+from om_actors import replay_log
 from om_actors.cli import main
 from om_actors.limits import LIMIT_VARIABLE
 from om_actors.scenario import load_scenario
@@ -840,4 +842,7 @@ def test_cluster_runs_sm_over_http_with_the_report_and_log_of_run(tmp_path: Path
         process.kill()
     assert (process.wait(), stderr) == (0, "")
     assert stdout == ran.stdout
-    assert (tmp_path / "cluster.jsonl").read_bytes() == (tmp_path / "run.jsonl").read_bytes()
+    cluster, memory = ((tmp_path / name).read_bytes() for name in ("cluster.jsonl", "run.jsonl"))
+    assert masked(cluster) == masked(memory)  # the nodes sign with keys of their own, not the seed's
+    assert signatures(cluster).isdisjoint(signatures(memory))
+    assert replay_log(tmp_path / "cluster.jsonl").ok

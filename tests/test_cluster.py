@@ -30,6 +30,7 @@ from typing import TypeVar
 import pytest
 import trio
 from click.testing import CliRunner, Result
+from conftest import masked, signatures
 from ruamel.yaml import YAML
 
 from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
@@ -125,24 +126,6 @@ def scenario_file(folder: Path, text: str, **modules: str) -> Path:
     path = folder / "scenario.yaml"
     path.write_text(text)
     return path
-
-
-def masked(log: bytes) -> list[dict[str, object]]:
-    """A log's events with the public keys and signatures blanked: all a cluster's log may differ in."""
-    found = []
-    for line in log.splitlines():
-        event = json.loads(line)
-        public = event.get("public")
-        if isinstance(public, dict):
-            event["public"] = {name: dict.fromkeys(keys, "(key)") for name, keys in public.items()}
-        if isinstance(event.get("signatures"), list):
-            event["signatures"] = ["(signature)"] * len(event["signatures"])
-        found.append(event)
-    return found
-
-
-def signatures(log: bytes) -> set[str]:
-    return {s for line in log.splitlines() for s in json.loads(line).get("signatures", [])}
 
 
 def assert_run_logs_it(scenario: Scenario, cluster: Path, memory: bytes) -> None:
