@@ -90,7 +90,9 @@ class TrustTheCommander(Algorithm):
     def messages_sent(self, generals: int, m: int, *, limit: int | None = None) -> int:
         return generals - 1
 
-    def general(self, setup: Setup, me: int, order: str | None = None) -> Trusting:
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> Trusting:
         return Trusting(self, setup, me, order)
 
     def strategies(self) -> Mapping[str, type]:

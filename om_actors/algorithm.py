@@ -45,10 +45,17 @@ class Setup:
     """What every general of one instance shares.
 
     ``m`` is the number of traitors the algorithm is asked to survive.
-    ``seed`` and ``instance`` identify the run and the instance within it:
-    an algorithm that signs derives its keys and its signed context from
-    them, so one scenario and seed always give the same messages, bytes and
-    all.
+    ``seed`` and ``instance`` identify the run and the instance within it.
+
+    ``identities`` are every general's published identity, by id, when each
+    general holds a secret of its own (:meth:`Algorithm.identity`): SM's
+    public keys on a cluster, where every node derives its own.  Empty, an
+    algorithm that signs derives every key from the seed, so one scenario
+    and seed always give the same messages, bytes and all -- sound in one
+    process, where a traitor's strategy is handed no key, and never across
+    processes, where a traitor node would know the seed too.  An entry may
+    be ``""``: a general whose identity never arrived, whose signatures
+    then never verify.
     """
 
     generals: int
@@ -58,6 +65,7 @@ class Setup:
     default: str
     seed: int = 0
     instance: int = 0
+    identities: tuple[str, ...] = ()
 
     @property
     def lieutenants(self) -> tuple[int, ...]:
@@ -171,6 +179,15 @@ class Core(abc.ABC):
             raise ProtocolMisuse(f"general {self.me} was asked to compose a message before round 1")
         return self._compose(outgoing, path, value)
 
+    def matches(self, owed: object, logged: object) -> bool:
+        """Whether ``logged`` is the ``owed`` message :meth:`compose` gave: replay's check of a loyal general.
+
+        Equality by default.  A core that cannot make the message again
+        byte for byte -- one that signs, built without the run's secret to
+        replay another process's log -- says what it can check instead.
+        """
+        return owed == logged
+
     def receive(self, *, sender: int, round: int, payload: object) -> enum.Enum | None:
         """Take a message of the current round, or say why it is refused.
 
@@ -273,6 +290,13 @@ class Algorithm(abc.ABC):
     """Why a general may refuse a message: a string-valued enum."""
     batchable: ClassVar[bool] = False
     """Whether the batched runtime (:mod:`om_actors.eig`) can run it; only OM(m) needs batching."""
+    keyed: ClassVar[tuple[str, ...]] = ()
+    """Payload fields each general makes with its own key: SM's ``signatures``.
+
+    With ``run.start``'s ``public``, all a cluster's log may differ in from
+    ``run``'s (:meth:`identity`), so a rerun of such a log in one process,
+    which signs with the seed's keys, compares everything but these.
+    """
 
     def titled(self, m: int) -> str:
         """The title with ``m`` filled in: ``"OM(2)"``."""
@@ -303,16 +327,63 @@ class Algorithm(abc.ABC):
 
     @abc.abstractmethod
     def messages_sent(self, generals: int, m: int, *, limit: int | None = None) -> int:
-        """Messages one instance sends with every general loyal: what sizes a run.
+        """Messages one instance sends with every general loyal: what a report expects.
 
         With ``limit`` the count may stop at the first partial sum past it,
         and must then answer at once however large ``generals`` and ``m``
-        are: scenarios are sized with it before anything is allocated.
+        are.  A run is sized by :meth:`message_bound`, which is this count
+        unless the algorithm says otherwise.
         """
 
+    def message_bound(self, setup: Setup, traitors: int, *, limit: int | None = None) -> int:
+        """The most messages one instance can send with up to ``traitors`` liars, whoever they are.
+
+        What sizes a run: every entry point checks it against the message
+        limit (:func:`~om_actors.limits.size_problem`) before anything is
+        allocated, so it must answer at once however large the numbers, and
+        may stop counting past ``limit``.  It sees the whole ``setup``
+        because a count may grow with the values, not only the army -- SM(m)'s
+        lieutenants forward each value they hold -- and the number of
+        traitors because a traitor may send where a loyal general does not.
+        By default it is :meth:`messages_sent`, which is right when a traitor
+        has no more chances to send than a loyal general has messages (OM(m):
+        one per path and receiver).
+        """
+        return self.messages_sent(setup.generals, setup.m, limit=limit)
+
     @abc.abstractmethod
-    def general(self, setup: Setup, me: int, order: str | None = None) -> Core:
-        """A fresh core for general ``me``; ``order`` is the commander's, ignored for lieutenants."""
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> Core:
+        """A fresh core for general ``me``; ``order`` is the commander's, ignored for lieutenants.
+
+        ``secret`` is this general's own, for an algorithm with identities
+        (:meth:`identity`): a network node derives it from its private key,
+        and ``setup.identities`` then name every general's.  ``None`` keeps
+        the seed's keys, as every run in one process does.  An algorithm
+        that signs nothing ignores it.
+        """
+
+    def identity(self, setup: Setup, me: int, secret: bytes) -> str | None:
+        """The public identity ``secret`` gives general ``me`` -- SM's public key, hex -- or ``None``.
+
+        What a node tells the others before round 1, so their cores can
+        check what it signs; ``None`` (the default) for an algorithm that
+        signs nothing, whose cores are then built without a secret.  It must
+        not depend on the instance: ``run.start`` records the first
+        instance's (:meth:`record`), and replay reads them back for all.
+        """
+        return None
+
+    def identities_in(self, public: object, generals: int) -> tuple[str, ...]:
+        """The identities a ``run.start`` line's ``public`` names, as :meth:`record` writes them.
+
+        Empty (the default) when it names none, or none this algorithm
+        could have written: replay then takes the seed's, and finds any
+        difference.  Replay builds a log's cores with these, and without a
+        secret, when they are not the seed's: a log written by a cluster.
+        """
+        return ()
 
     @abc.abstractmethod
     def strategies(self) -> Mapping[str, type]:

@@ -573,7 +573,8 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
             first, *others = report.inconsistencies
             out.print(f"[bold red]replay MISMATCH:[/] {markup(str(first))}")
             if others:
-                out.print(f"({len(others)} more inconsistencies after it)")
+                more = "1 more inconsistency" if len(others) == 1 else f"{len(others)} more inconsistencies"
+                out.print(f"({more} after it)")
         for loss in report.losses():
             out.print(f"[yellow]{markup(loss)}[/]")
         matched = report.ok or report.summary_only

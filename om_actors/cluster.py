@@ -82,7 +82,17 @@ from .events import (
 )
 from .limits import read_at_most, utf8_problem
 from .log import LogTarget, open_log
-from .node import DELIVERY_TIMEOUT, MAX_ADDRESS, Node, Peer, control_headers, public_text, verify
+from .node import (
+    DELIVERY_TIMEOUT,
+    MAX_ADDRESS,
+    Node,
+    Peer,
+    control_headers,
+    identified,
+    identity_fields,
+    public_text,
+    verify,
+)
 from .orchestrator import unwrapped
 from .result import Result
 from .scenario import Scenario
@@ -708,6 +718,8 @@ class _Driver:
         self.round = 1
         self.crashed: dict[int, int] = {}
         """Each general whose node stopped answering, and the round it did."""
+        self.published: dict[str, Any] = {}
+        """Each general's identities and its signature over them, by id, from ``/start``: for round 1."""
 
     # -- reaching our own nodes
 
@@ -827,16 +839,20 @@ class _Driver:
         counts and concludes it, and the same writer, which flushes at every
         ``round.end``, writes it, so a run that dies midway leaves every
         closed round in the file.  Only one round's answers are held at a
-        time.
+        time.  It differs from ``run``'s only where the nodes' own keys
+        show: the public keys ``run.start`` records, and the signatures.
         """
         scenario = self.scenario
         addresses = {str(g): link.address for g, link in self.links.items()}
         data = scenario.to_dict()
-        await self._each("/start", {"run": self.id, "scenario": data, "addresses": addresses})
+        started = await self._each("/start", {"run": self.id, "scenario": data, "addresses": addresses})
+        heard = {g: self._identities(g, answer) for g, answer in started.items()}
+        setups = identified(scenario.setups, heard)
         books = Accounting(scenario)
         with open_log(log) as writer:
             write = writer or _ignore
-            write(books.started())
+            # What the nodes published, not what the seed gives: the keys a reader checks signatures with.
+            write(attrs.evolve(books.started(), public=scenario.rules.record(setups[0]) or None))
             for round in range(1, scenario.rounds + 1):
                 for event in await self._round(round, books):
                     write(event)
@@ -849,10 +865,35 @@ class _Driver:
                 write(event)
         return ClusterRun(result)
 
+    def _identities(self, general: int, answer: Mapping[str, Any]) -> list[str | None]:
+        """What a node's ``/start`` answer publishes, kept to hand on, once its key's signature proves it."""
+        listed, signature = answer.get("identities"), answer.get("signature")
+        fields = identity_fields(self.id, general, listed if isinstance(listed, list) else [])
+        proven = (
+            isinstance(listed, list)
+            and len(listed) == len(self.scenario.setups)
+            and all(i is None or type(i) is str for i in listed)
+            and isinstance(signature, str)
+            and verify(self.links[general].public_key, signature, fields)
+        )
+        if not proven:
+            raise ClusterError(
+                f"node {general} answered /start with identities it did not sign as general {general}"
+            )
+        self.published[str(general)] = {"identities": listed, "signature": signature}
+        return cast(list[str | None], listed)
+
     async def _round(self, round: int, books: Accounting) -> list[Event]:
-        """Open ``round`` on every node, then close it: the round's events, counted, in log order."""
+        """Open ``round`` on every node, then close it: the round's events, counted, in log order.
+
+        Round 1 hands every node the identities every general published, so
+        that its cores check signatures against them before any arrives.
+        """
         self.round = round
-        sent = await self._each("/round", {"run": self.id, "round": round})
+        opening: dict[str, Any] = {"run": self.id, "round": round}
+        if round == 1:
+            opening["identities"] = self.published
+        sent = await self._each("/round", opening)
         late = tuple(sorted(g for g, answer in sent.items() if answer["timed_out"]))
         silent = sorted(g for g in self.links if g not in sent)
         close = {"run": self.id, "round": round, "batches_from": silent}

@@ -11,6 +11,11 @@ arrived (its value, and whether a traitor sent it), or why nothing usable
 did (missing, or rejected and why).  Where several messages came along one
 path -- every message of an algorithm without paths comes along ``()`` --
 it shows them all, each with its round and sender, rather than one of them.
+
+A step with a round and neither path nor sender stands for the whole round
+(SM(m)'s "round 4"): below it comes every message the general refused in
+that round and why, since a refused message leaves no trace in the core
+and the algorithm's own tree cannot show it.
 """
 
 from __future__ import annotations
@@ -85,6 +90,17 @@ class View:
             return self.reconstruction.from_sender(self.general, step.round, step.sender, self.instance)
         return None
 
+    def refused(self, round: int) -> list[tuple[object, Refusal]]:
+        """Every message of ``round`` the general refused, with the path it claimed, in log order."""
+        reconstruction, me = self.reconstruction, (self.instance, self.general, round)
+        found = [
+            (key[4], refusal)
+            for key, refusals in reconstruction.rejections.items()
+            if key[:3] == me
+            for refusal in refusals
+        ]
+        return sorted(found, key=lambda item: item[1].line)
+
     @property
     def crashed_in(self) -> int | None:
         """The round the general crashed in, if the log says it did: then its decision is lost."""
@@ -118,6 +134,24 @@ def _path(path: Path) -> str:
 def _tied(step: Step) -> bool:
     """Whether a step stands for messages: by its path, or by its round and sender."""
     return step.path is not None or (step.round is not None and step.sender is not None)
+
+
+def _refusals(view: View, step: Step) -> list[tuple[object, Refusal]]:
+    """What the general refused in the round a step stands for as a whole; nothing for any other step."""
+    if step.round is None or step.sender is not None or step.path is not None:
+        return []
+    return view.refused(step.round)
+
+
+def _refused_count(count: int) -> str:
+    """How many messages a round refused, said on the round's own line: the list below may be cut by depth."""
+    return f"refused {count} message{'' if count == 1 else 's'}"
+
+
+def _refusal_where(path: object, refusal: Refusal) -> str:
+    """Along which path a refused message came (if the algorithm has paths), and its line in the log."""
+    along = f" along {_path(path)}" if isinstance(path, tuple) and path else ""
+    return f"{along} (log line {refusal.line})"
 
 
 def _shown(view: View, step: Step) -> list[Arrival]:
@@ -180,11 +214,22 @@ def _label(view: View, step: Step) -> str:
         text = f"[bold]{markup(step.label)}[/]"
     if step.detail:
         text += f"  {markup(step.detail)}"
+    refusals = _refusals(view, step)
+    if refusals:
+        text += f"{';' if step.detail else ''} [yellow]{_refused_count(len(refusals))}[/]"
     if _derived(step):
-        text += f"{'' if step.detail else ' '} -> [bold]{markup(step.value)}[/]"
+        text += f"{'' if step.detail or refusals else ' '} -> [bold]{markup(step.value)}[/]"
     if step.hidden:
-        text += f" [dim]({step.hidden:,} nodes below not shown)[/]"
+        text += f" [dim]({step.hidden:,} node{'' if step.hidden == 1 else 's'} below not shown)[/]"
     return text
+
+
+def _refusal_label(view: View, path: object, refusal: Refusal) -> str:
+    """One refused message and why, as a line below its round."""
+    sender = refusal.sender
+    who = f"[red]traitor {sender}[/]" if sender in view.reconstruction.traitors else str(sender)
+    where = markup(_refusal_where(path, refusal))
+    return f"[yellow]refused[/] from {who}{where}: {markup(refusal.reason)}"
 
 
 def _title(view: View) -> str:
@@ -215,6 +260,9 @@ def text_tree(view: View, step: Step) -> Tree:
 def _grow(branch: Tree, view: View, step: Step) -> None:
     for child in step.children:
         _grow(branch.add(_label(view, child)), view, child)
+    if not step.hidden:  # a depth limit that cut the round's steps cuts what it refused too
+        for path, refusal in _refusals(view, step):
+            branch.add(_refusal_label(view, path, refusal))
 
 
 def dot_graph(view: View, step: Step) -> str:
@@ -251,6 +299,9 @@ def _dot_label(view: View, step: Step) -> str:
         label = printable(step.label)
     if step.detail:
         label += f"\n{printable(step.detail)}"
+    refusals = _refusals(view, step)
+    if refusals:
+        label += f"\n{_refused_count(len(refusals))}"
     if _derived(step):
         label += f"\n-> {printable(step.value)}"
     if step.hidden:
@@ -293,6 +344,15 @@ def _dot_nodes(lines: list[str], view: View, step: Step, me: str, ids: _Ids) -> 
         else:
             lines.append(f'  "{me}" -> "{child_id}";')
         _dot_nodes(lines, view, child, child_id, ids)
+    if not step.hidden:
+        for path, refusal in _refusals(view, step):
+            refused_id = ids.fresh()
+            traitor = "traitor " if refusal.sender in view.reconstruction.traitors else ""
+            said = f"refused from {traitor}{refusal.sender}{_refusal_where(path, refusal)}"
+            label = f"{printable(said)}\n{printable(refusal.reason)}"
+            lines.append(f'  "{refused_id}" [label="{_dot_text(label)}", fillcolor="#ffffff"];')
+            style = ", style=dashed" if refusal.sender in view.reconstruction.traitors else ""
+            lines.append(f'  "{me}" -> "{refused_id}" [label="{refusal.sender}"{style}];')
 
 
 def _dot_text(text: str) -> str:
@@ -317,4 +377,8 @@ class _Ids:
         if name is not None and name not in self._taken:
             self._taken.add(name)
             return name
+        return self.fresh()
+
+    def fresh(self) -> str:
+        """A numbered id, for a step with nothing to name it by, or a node that stands for no step."""
         return f"s{next(self._numbers)}"

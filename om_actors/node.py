@@ -8,10 +8,13 @@ decide are the core's; how many rounds there are is the scenario's.  The
 driver (``om-actors cluster``) steps it through a run with *control*
 requests:
 
-- ``POST /start``: begin a run (its scenario, the peers' addresses): the
-  general in every instance;
+- ``POST /start``: begin a run (its scenario, the peers' addresses), and
+  answer with this general's identity in every instance, signed
+  (:func:`identity_fields`);
 - ``POST /round``: open the next round in every instance: send its messages
-  to every peer, wait for each to acknowledge, then answer with what was sent;
+  to every peer, wait for each to acknowledge, then answer with what was sent.
+  Round 1 carries every general's signed ``/start`` answer, and builds the
+  general, its cores knowing every identity;
 - ``POST /close``: close the round: hand the round's batches to the general,
   sender by sender, answer with what arrived and what was refused, and
   accept nothing more for it;
@@ -48,6 +51,16 @@ parsed or allocated:
   path, or an SM chain, whose last hop is not the signer -- is a forgery the
   algorithm's own rules refuse, as in memory.
 
+An algorithm that signs (SM) needs a third: keys no other process can make.
+Every node knows the scenario and its seed, so keys derived from the seed
+would let a traitor node sign for anyone.  Instead each node derives a
+secret of its own for each run (:func:`run_secret`, from its private key),
+gives it to its cores, and publishes only what the algorithm makes public
+of it (:meth:`~om_actors.algorithm.Algorithm.identity`: SM's public key).
+Every node checks each general's published identities against that
+general's key in the cluster file before its cores use them, so neither the
+driver nor a peer can swap one in.
+
 A peer with a valid key still cannot grow a node's memory: a node accepts
 one batch per peer for the round that is open, holding in each instance no
 more messages than the algorithm says that peer can send it in that round
@@ -65,11 +78,12 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import hmac
 import json
 import secrets
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -80,7 +94,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .algorithm import Core
+from .algorithm import Core, Setup
 from .driver import Ask, GeneralDriver, Send
 from .errors import OmActorsError
 from .events import StrategyFailed
@@ -116,6 +130,9 @@ Refusals come before any signature is checked, so anyone who reaches the
 port can cause them: what they log from the request must be bounded, or a
 60,000-character path would be written whole, as often as it is sent.
 """
+
+MAX_IDENTITY = 1024
+"""Characters a published identity may have: an SM public key has 64."""
 
 MAX_NESTING = 64
 """How deeply lists and objects may nest in one message of a batch; a deeper one is refused.
@@ -171,6 +188,44 @@ def public_text(key: Ed25519PublicKey) -> str:
     """A public key as the cluster file and the signed ``/status`` write it: raw bytes, base64."""
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
+
+
+def run_secret(key: Ed25519PrivateKey, session: str, run: str) -> bytes:
+    """This node's own secret for one run: an HMAC of the run and session, keyed by its private key.
+
+    Keyed by a key that never leaves the node, and domain-separated, so
+    nothing anyone else holds or sends -- the scenario, its seed, the run
+    id -- lets them derive it.  One per run id and node session, so a run
+    signs with keys no earlier run, of this node process or another, used.
+    """
+    fields = {"purpose": "om-actors/run-secret", "session": session, "run": run}
+    return hmac.new(key.private_bytes_raw(), canonical(fields), hashlib.sha256).digest()
+
+
+def identity_fields(run: str, general: int, identities: Sequence[str | None]) -> dict[str, Any]:
+    """What a node signs when it publishes its identities: one per instance, for one run.
+
+    Signed with its key from the cluster file, so every node can check a
+    general's identities came from that general, for this run and no other.
+    """
+    return {"run": run, "general": general, "identities": list(identities)}
+
+
+def identified(setups: Sequence[Setup], heard: Mapping[int, Sequence[str | None]]) -> tuple[Setup, ...]:
+    """Each instance's setup with every general's published identity: what the driver and every node use.
+
+    A general not heard from (its node died before it answered) is ``""``,
+    whose signatures never verify.  When nobody published one (an
+    algorithm without identities) the setups stay as they are.
+    """
+    found = []
+    for index, setup in enumerate(setups):
+        identities = [heard[g][index] if g in heard else None for g in range(setup.generals)]
+        if all(identity is None for identity in identities):
+            found.append(setup)
+        else:
+            found.append(attrs.evolve(setup, identities=tuple(i or "" for i in identities)))
+    return tuple(found)
 
 
 def control_fields(
@@ -235,7 +290,12 @@ class _Run:
 
     id: str
     scenario: Scenario
-    general: GeneralDriver
+    secret: bytes
+    identities: tuple[str | None, ...]
+    """This general's own, one per instance, as ``/start`` published them."""
+    strategy: Strategy | None
+    built: GeneralDriver | None = None
+    """The general, once round 1 brought every identity; :attr:`general` before that is a refusal."""
     opened: int = 0
     closed: int = 0
     batches: dict[int, list[list[dict[str, Any]]]] = attrs.Factory(dict)
@@ -243,6 +303,12 @@ class _Run:
     @property
     def rounds(self) -> int:
         return self.scenario.rounds
+
+    @property
+    def general(self) -> GeneralDriver:
+        if self.built is None:
+            raise RequestError(409, "round 1 has not opened: the general is not built yet")
+        return self.built
 
 
 class Node:
@@ -346,21 +412,66 @@ class Node:
             raise RequestError(422, f"the scenario does not load: {exc}") from None
         if self.me >= scenario.generals:
             raise RequestError(422, f"general {self.me} is not in this scenario")
-        general = GeneralDriver(
-            self._cores(scenario),
-            strategy=self._strategy(scenario),
-            seed=scenario.seed,
-            tagged=len(scenario.setups) > 1,
-        )
-        self.run, self.addresses = _Run(run, scenario, general), addresses  # the last run, if any, goes
-        return 200, {"started": run, "instances": len(scenario.setups)}
+        strategy = self._strategy(scenario)
+        secret = run_secret(self.key, self.session, run)
+        own = tuple(scenario.rules.identity(setup, self.me, secret) for setup in scenario.setups)
+        self.run = _Run(run, scenario, secret, own, strategy)  # the last run, if any, goes
+        self.addresses = addresses
+        signature = sign(self.key, identity_fields(run, self.me, own))
+        return 200, {
+            "started": run,
+            "instances": len(scenario.setups),
+            "identities": list(own),
+            "signature": signature,
+        }
 
-    def _cores(self, scenario: Scenario) -> list[Core]:
-        """This general's core in every instance, as the scenario's algorithm builds it."""
-        orders = [instance.order for instance in scenario.effective_instances]
-        return [
-            scenario.rules.general(setup, self.me, order) for setup, order in zip(scenario.setups, orders)
-        ]
+    def _build(self, run: _Run, given: object) -> GeneralDriver:
+        """This general in every instance, its cores knowing the identity every general published.
+
+        ``given`` is every general's signed ``/start`` answer, by id, as the
+        driver collected them; each is checked against that general's key
+        in the cluster file, so nobody can publish an identity for another.
+        """
+        if not isinstance(given, Mapping):
+            raise RequestError(422, "round 1 needs 'identities': each general's signed /start answer, by id")
+        heard: dict[int, Sequence[str | None]] = {}
+        for name, statement in given.items():
+            general = int(name) if isinstance(name, str) and name.isdigit() and len(name) < 10 else None
+            if general is None or general not in self.peers:
+                named = str(name)[:20]
+                raise RequestError(422, f"'identities' names {named!r}, not a general of the cluster")
+            heard[general] = self._published(run, general, statement)
+        if list(heard.get(self.me, run.identities)) != list(run.identities):
+            raise RequestError(422, f"'identities' names another identity for general {self.me}, this one")
+        heard[self.me] = run.identities
+        setups = identified(run.scenario.setups, heard)
+        orders = [instance.order for instance in run.scenario.effective_instances]
+        cores: list[Core] = []
+        for setup, order, mine in zip(setups, orders, run.identities):
+            secret = {} if mine is None else {"secret": run.secret}  # an algorithm without identities
+            cores.append(run.scenario.rules.general(setup, self.me, order, **secret))
+        return GeneralDriver(cores, strategy=run.strategy, seed=run.scenario.seed, tagged=len(setups) > 1)
+
+    def _published(self, run: _Run, general: int, statement: object) -> list[str | None]:
+        """One general's identities, if its own signature says it published them for this run."""
+        listed = statement.get("identities") if isinstance(statement, Mapping) else None
+        signature = statement.get("signature") if isinstance(statement, Mapping) else None
+        if (
+            not isinstance(listed, list)
+            or len(listed) != len(run.scenario.setups)
+            or not all(i is None or (type(i) is str and len(i) <= MAX_IDENTITY) for i in listed)
+        ):
+            raise RequestError(
+                422,
+                f"'identities' for general {general} must hold one identity per instance "
+                f"({len(run.scenario.setups)}), each null or at most {MAX_IDENTITY} characters",
+            )
+        fields = identity_fields(run.id, general, listed)
+        if not isinstance(signature, str) or not verify(self.peers[general].public_key, signature, fields):
+            raise RequestError(
+                403, f"general {general}'s identities are not signed with its key for this run"
+            )
+        return listed
 
     def _refuse_strategies_not_allowed(self, data: Mapping[str, Any]) -> None:
         """403 for a ``module:Class`` this node was not started with, before anything is loaded."""
@@ -409,6 +520,8 @@ class Node:
         _check_round(run, round)
         if run.opened != run.closed or round != run.closed + 1:
             raise RequestError(409, f"round {round} is out of turn: {_progress(run)}")
+        if round == 1:
+            run.built = self._build(run, fields.get("identities"))
         run.opened = round
         sends: list[Send] = []
         failed: list[StrategyFailed] = []
@@ -440,7 +553,7 @@ class Node:
 
         A traitor's garbage becomes what JSON can hold, as the log writes it.
         """
-        rules, count = run.scenario.rules, len(run.general.cores)
+        rules, count = run.scenario.rules, len(run.scenario.setups)
         batches: dict[int, list[list[dict[str, Any]]]] = {}
         for send in sends:
             batch = batches.setdefault(send.receiver, [[] for _ in range(count)])

@@ -352,7 +352,9 @@ class OralMessages(Algorithm):
     def messages_sent(self, generals: int, m: int, *, limit: int | None = None) -> int:
         return messages_sent(generals, m, limit=limit)
 
-    def general(self, setup: Setup, me: int, order: str | None = None) -> OralGeneral:
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> OralGeneral:
         return OralGeneral(self, setup, me, order)
 
     def strategies(self) -> Mapping[str, type]:

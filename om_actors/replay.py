@@ -9,7 +9,10 @@ verdict.  Anything the log claims that the algorithm does not reproduce is
 an inconsistency, reported with its line.  Nothing here knows an
 algorithm's rules: each core's own schedule says what it owes in each
 round, and a loyal general's message is checked by composing it again, so
-a signed message is reproduced exactly, signatures and all.
+a signed message is reproduced exactly, signatures and all -- except in a
+cluster's log, signed with keys only its nodes held: there every signature
+is checked against the keys ``run.start`` publishes
+(:meth:`~om_actors.algorithm.Core.matches`).
 
 Checks happen a round at a time while the log streams past: every core
 opens round ``r`` (as a runtime does) before round ``r``'s messages are
@@ -40,7 +43,7 @@ from typing import Any
 import attrs
 import trio
 
-from .algorithm import Algorithm, Core, Outgoing, Verdict, combine, judge
+from .algorithm import Algorithm, Core, Outgoing, Setup, Verdict, combine, judge
 from .errors import LogError, OmActorsError, ScenarioError
 from .events import Event
 from .log import LogLine, hashable, json_fallback, read_log, reason_text, render
@@ -180,9 +183,11 @@ class Reconstruction:
         self.tagged = len(self.instances) > 1
         self.rounds = self.scenario.rounds
         self.watching = watching
+        self.setups = _published_setups(self.rules, self.scenario, start)
+        """Each instance's setup: the scenario's, with the identities a cluster's run.start publishes."""
         self.states: list[dict[int, Core]] = [
             {g: self.rules.general(setup, g, instance.order) for g in range(self.scenario.generals)}
-            for setup, instance in zip(self.scenario.setups, self.instances)
+            for setup, instance in zip(self.setups, self.instances)
         ]
         self.arrivals: dict[Key, list[Arrival]] = {}
         self.rejections: dict[Key, list[Refusal]] = {}
@@ -272,7 +277,7 @@ class Reconstruction:
 
     def _check_public(self, start: LogLine) -> None:
         """What run.start publishes -- SM's public keys -- must be what the algorithm publishes for it."""
-        published = self.rules.record(self.scenario.setup) or None
+        published = self.rules.record(self.setups[0]) or None
         computed = json.loads(json.dumps(published, default=json_fallback))
         logged = start.fields.get("public")
         if logged != computed:
@@ -476,7 +481,7 @@ class Reconstruction:
                 path = hashable(path_of(payload))
                 owed_along[(owed.receiver, path)] += 1
                 along = sent.get((owed.receiver, path), [])
-                same = next((i for i, got in enumerate(along) if got.payload == payload), None)
+                same = next((i for i, got in enumerate(along) if core.matches(payload, got.payload)), None)
                 if same is None:
                     unmatched.append((owed, payload, path))
                 else:
@@ -631,6 +636,27 @@ class Reconstruction:
                 self._flag(
                     line.number, f"the verdict says {key} {logged}, replay computes {json.dumps(value)}"
                 )
+
+
+def _published_setups(rules: Algorithm, scenario: Scenario, start: LogLine) -> tuple[Setup, ...]:
+    """The run's setups: the scenario's, with the identities run.start publishes when they are not the seed's.
+
+    A log written in one process publishes what the seed gives, and its
+    cores sign every loyal message again, byte for byte.  A cluster's nodes
+    publish keys of their own, which replay never holds: its cores then
+    check signatures against those, and loyal messages by what they can
+    (:meth:`~om_actors.algorithm.Core.matches`).  Identities the algorithm
+    could not have recorded leave the seed's, and :meth:`Reconstruction._check_public`
+    names the difference.
+    """
+    setups = scenario.setups
+    logged = start.fields.get("public")
+    if logged == json.loads(json.dumps(rules.record(setups[0]) or None, default=json_fallback)):
+        return setups
+    identities = rules.identities_in(logged, scenario.generals)
+    if not identities:
+        return setups
+    return tuple(attrs.evolve(setup, identities=identities) for setup in setups)
 
 
 def _scenario(source: str, start: LogLine, *, import_strategies: bool = False) -> Scenario:
@@ -913,6 +939,11 @@ def rerun_log(path: LogPath, *, trust_strategies: bool = False) -> tuple[int, Di
     reproduces a run is the point.  Returns the events compared and the
     divergence, if any.
 
+    A cluster's log is signed with keys only its nodes held, and a run
+    here signs with the seed's: for such a log, ``public`` and the
+    algorithm's :attr:`~om_actors.algorithm.Algorithm.keyed` fields are not
+    compared, everything else is (``replay`` checks those signatures).
+
     Running again means running the traitors' strategies, and a
     ``module:Class`` one is code the log merely names: it is imported (from
     the folder of the scenario file the run read, which the log records)
@@ -924,6 +955,11 @@ def rerun_log(path: LogPath, *, trust_strategies: bool = False) -> tuple[int, Di
     scenario = _trusted_scenario(os.fspath(path), first, trust_strategies=trust_strategies)
     compared = [0]
     pending: Iterator[LogLine] = _chain(first, lines)
+    keyed = (
+        scenario.rules.keyed
+        if _published_setups(scenario.rules, scenario, first) != scenario.setups
+        else None
+    )
 
     def compare(event: Event) -> None:
         rendered = render(event)
@@ -931,7 +967,7 @@ def rerun_log(path: LogPath, *, trust_strategies: bool = False) -> tuple[int, Di
         compared[0] += 1
         if logged is None:
             raise _Diverged(Divergence(compared[0], None, rendered))
-        if not _same(logged.fields, json.loads(rendered)):
+        if not _same(logged.fields, json.loads(rendered), keyed):
             raise _Diverged(Divergence(logged.number, logged.raw.decode("utf-8").rstrip("\n"), rendered))
 
     mode: Mode = "batched" if first.fields.get("mode") == "batched" else "per-message"
@@ -967,7 +1003,24 @@ def _chain(first: LogLine, rest: Iterator[LogLine]) -> Iterator[LogLine]:
     yield from rest
 
 
-def _same(logged: dict[str, Any], rerun: dict[str, Any]) -> bool:
+def _same(logged: dict[str, Any], rerun: dict[str, Any], keyed: tuple[str, ...] | None = None) -> bool:
+    """Whether a logged event is the rerun's, but for ``version`` and, for a cluster's log, its own keys.
+
+    ``keyed`` names the payload fields made with a general's key when the
+    log was signed with keys of a cluster's nodes (``None`` otherwise):
+    those, and ``public``, are compared by shape only.
+    """
     if logged.get("event") == "run.start":
         logged, rerun = {**logged, "version": None}, {**rerun, "version": None}
+    if keyed is not None:
+        logged, rerun = _unkeyed(logged, keyed), _unkeyed(rerun, keyed)
     return logged == rerun
+
+
+def _unkeyed(fields: dict[str, Any], keyed: tuple[str, ...]) -> dict[str, Any]:
+    """``fields`` with ``public`` and the ``keyed`` fields blanked, keeping how many items a list had."""
+    blanked = {*keyed, "public"}
+    return {
+        name: ([None] * len(value) if isinstance(value, list) else None) if name in blanked else value
+        for name, value in fields.items()
+    }

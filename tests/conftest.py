@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -125,7 +126,9 @@ class Echo(Algorithm):
             return 0
         return int((round == 1) == (sender == setup.commander) and round in (1, 2))
 
-    def general(self, setup: Setup, me: int, order: str | None = None) -> EchoGeneral:
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> EchoGeneral:
         return EchoGeneral(self, setup, me, order)
 
     def strategies(self) -> Mapping[str, type]:
@@ -258,7 +261,9 @@ class Gossip(Algorithm):
             return 0
         return int(round > 1 or (sender == setup.commander))
 
-    def general(self, setup: Setup, me: int, order: str | None = None) -> GossipGeneral:
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> GossipGeneral:
         return GossipGeneral(self, setup, me, order)
 
     def strategies(self) -> Mapping[str, type]:
@@ -295,3 +300,21 @@ def gossip(monkeypatch: pytest.MonkeyPatch) -> Gossip:
     """:data:`GOSSIP`, registered for one test: scenarios may say ``algorithm: gossip``."""
     monkeypatch.setitem(REGISTRY, GOSSIP.name, GOSSIP)
     return GOSSIP
+
+
+def masked(log: bytes) -> list[dict[str, object]]:
+    """A log's events with the public keys and signatures blanked: all a cluster's log may differ in."""
+    found = []
+    for line in log.splitlines():
+        event = json.loads(line)
+        public = event.get("public")
+        if isinstance(public, dict):
+            event["public"] = {name: dict.fromkeys(keys, "(key)") for name, keys in public.items()}
+        if isinstance(event.get("signatures"), list):
+            event["signatures"] = ["(signature)"] * len(event["signatures"])
+        found.append(event)
+    return found
+
+
+def signatures(log: bytes) -> set[str]:
+    return {s for line in log.splitlines() for s in json.loads(line).get("signatures", [])}

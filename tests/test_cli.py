@@ -17,7 +17,9 @@ from typing import IO, Any
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import masked, signatures
 
+from om_actors import replay_log
 from om_actors.cli import main
 from om_actors.limits import LIMIT_VARIABLE
 from om_actors.scenario import load_scenario
@@ -190,6 +192,20 @@ def test_replay_names_the_first_mismatch_and_exits_1(tmp_path: Path) -> None:
     )
     assert lines[1] == "(4 more inconsistencies after it)"
     assert lines[2] == "rerun DIFFERS at line 9:"
+
+
+def test_replay_counts_one_more_inconsistency_in_the_singular(tmp_path: Path) -> None:
+    """Two decisions edited: the second is "1 more inconsistency", not "1 more inconsistencies"."""
+    lines = GOLDEN.read_text().splitlines()
+    for number in (161, 162):  # generals 1 and 2 decided "attack"
+        decision = json.loads(lines[number])
+        assert (decision["event"], decision["value"]) == ("decision", "attack")
+        lines[number] = json.dumps({**decision, "value": "retreat"})
+    log = tmp_path / "edited.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    result = invoke("replay", str(log))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1] == "(1 more inconsistency after it)"
 
 
 def test_replay_of_a_truncated_log_exits_2_with_the_line(tmp_path: Path) -> None:
@@ -826,4 +842,7 @@ def test_cluster_runs_sm_over_http_with_the_report_and_log_of_run(tmp_path: Path
         process.kill()
     assert (process.wait(), stderr) == (0, "")
     assert stdout == ran.stdout
-    assert (tmp_path / "cluster.jsonl").read_bytes() == (tmp_path / "run.jsonl").read_bytes()
+    cluster, memory = ((tmp_path / name).read_bytes() for name in ("cluster.jsonl", "run.jsonl"))
+    assert masked(cluster) == masked(memory)  # the nodes sign with keys of their own, not the seed's
+    assert signatures(cluster).isdisjoint(signatures(memory))
+    assert replay_log(tmp_path / "cluster.jsonl").ok

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from om_actors import Event, MessageSent, Scenario, load_scenario, simulate_sync
+from om_actors import Event, MessageSent, Scenario, TraitorSpec, load_scenario, simulate_sync
 from om_actors.algorithm import Core, Step
 from om_actors.cli import main
 from om_actors.explain import ExplainError, View, dot_graph, explain, open_view, text_tree
@@ -202,6 +202,57 @@ def test_sm_dot_gives_every_step_its_own_node(signed_log: Path) -> None:
     assert nodes == ["s0", "s1", "p0", "s2", "p0_1"]
     assert '"s1" -> "p0" [label="0", style=dashed];' in dot
     assert '"s2" -> "p0_1" [label="1"];' in dot
+
+
+def _refused_log(tmp_path: Path) -> tuple[Path, int]:
+    """SM(2) on four generals; traitor 3 signs "retreat" along [0, 3] to 1, where 0 signed "attack".
+
+    Returns the log and the line of that message, which 1 refuses in round 2.
+    """
+    lie = {"path": [0, 3], "receiver": 1, "value": "retreat"}
+    traitor = TraitorSpec("scripted", {"messages": [lie]})
+    scenario = Scenario(algorithm="sm", generals=4, m=2, order="attack", traitors={3: traitor})
+    log = tmp_path / "refused.jsonl"
+    simulate_sync(scenario, log=log)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    numbers = [
+        number
+        for number, fields in enumerate(lines, start=1)
+        if fields["event"] == "message" and (fields["sender"], fields["receiver"]) == (3, 1)
+    ]
+    return log, numbers[0]
+
+
+def test_sm_explain_shows_what_each_round_refused_and_why(tmp_path: Path) -> None:
+    """A refused message leaves nothing in the core: explain finds it in the log, under its round."""
+    log, line = _refused_log(tmp_path)
+    view = open_view(log, 1)
+    assert _text(view, explain(view)) == [
+        'General 1 decided "attack"',
+        "└── general 1  V = {attack}: its one value -> attack",
+        "    ├── round 1  accepted 1 message -> {attack}",
+        '    │   └── [0] "attack"  new: joins V, forwarded in round 2',
+        "    ├── round 2  accepted 1 message; refused 1 message -> {attack}",
+        '    │   ├── [0, 2] "attack"  already in V: not forwarded again',
+        f"    │   └── refused from traitor 3 along [0, 3] (log line {line}): signature does not verify",
+        "    └── round 3  accepted nothing -> {attack}",
+    ]
+    dot = dot_graph(view, explain(view))
+    assert "round 2\\naccepted 1 message\\nrefused 1 message\\n-> {attack}" in dot
+    refused = f"refused from traitor 3 along [0, 3] (log line {line})\\nsignature does not verify"
+    (node,) = [entry.split('"')[1] for entry in dot.splitlines() if f'[label="{refused}"' in entry]
+    assert f'-> "{node}" [label="3", style=dashed];' in dot
+
+
+def test_a_depth_limit_counts_what_it_cuts_in_the_singular_too(tmp_path: Path) -> None:
+    """One step cut is "1 node", and a round whose steps are cut keeps only the count of what it refused."""
+    log, _ = _refused_log(tmp_path)
+    view = open_view(log, 1)
+    assert _text(view, explain(view, depth=1))[2:] == [
+        "    ├── round 1  accepted 1 message -> {attack} (1 node below not shown)",
+        "    ├── round 2  accepted 1 message; refused 1 message -> {attack} (1 node below not shown)",
+        "    └── round 3  accepted nothing -> {attack}",
+    ]
 
 
 def test_sm_explain_has_no_path_to_start_from(signed_log: Path) -> None:

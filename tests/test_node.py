@@ -25,9 +25,22 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from om_actors import load_scenario
-from om_actors.node import MAX_BODY, Node, Peer, control_headers, public_text, sign, verify
-from om_actors.signed import Signed
+from om_actors import Scenario, load_scenario
+from om_actors.algorithm import Setup
+from om_actors.node import (
+    MAX_BODY,
+    Node,
+    Peer,
+    control_headers,
+    identified,
+    identity_fields,
+    public_text,
+    run_secret,
+    sign,
+    verify,
+)
+from om_actors.scenario import scenario_from_dict
+from om_actors.signed import Signed, keyring, secret_key, signed_bytes
 
 KEYS = {g: Ed25519PrivateKey.generate() for g in range(4)}
 DRIVER = Ed25519PrivateKey.generate()
@@ -36,6 +49,28 @@ CLOSED_PORT = "127.0.0.1:1"
 PEERS = {g: Peer(g, CLOSED_PORT, key.public_key()) for g, key in KEYS.items()}
 SCENARIO = load_scenario("generals: 4\nm: 1\ntraitors: {3: flip}\n").to_dict()
 RUN = "run-1"
+SECRETS = {g: bytes([g + 1]) * 32 for g in KEYS}
+"""The secrets the test's stand-ins for the other generals publish their identities from."""
+
+
+def statement(scenario: Scenario, general: int, run: str = RUN) -> dict[str, Any]:
+    """A stand-in general's ``/start`` answer, as the driver hands it on: its identities, signed."""
+    identities = [scenario.rules.identity(setup, general, SECRETS[general]) for setup in scenario.setups]
+    return {
+        "identities": identities,
+        "signature": sign(KEYS[general], identity_fields(run, general, identities)),
+    }
+
+
+def published(scenario: Scenario, me: int, answer: dict[str, Any], run: str = RUN) -> dict[str, Any]:
+    """Round 1's ``identities``: the node's own ``/start`` answer, and the stand-ins' for the others."""
+    found = {str(g): statement(scenario, g, run) for g in range(scenario.generals) if g != me}
+    return found | {str(me): {"identities": answer["identities"], "signature": answer["signature"]}}
+
+
+def setups_of(scenario: Scenario, identities: dict[str, Any]) -> tuple[Setup, ...]:
+    """Each instance's setup as the node's cores get it: with every general's published identity."""
+    return identified(scenario.setups, {int(g): given["identities"] for g, given in identities.items()})
 
 
 @contextmanager
@@ -52,6 +87,8 @@ class Driver:
         self.node = node
         self.key = key
         self.counter = 0
+        self.identities: dict[str, Any] = {}
+        """What round 1 hands the node: every general's published identities, as the real driver does."""
 
     def headers(
         self, method: str, path: str, body: bytes = b"", query: str = "", **overrides: Any
@@ -74,11 +111,18 @@ class Driver:
             path, content=body, headers=self.headers("POST", path, body, **overrides)
         )
 
-    async def start(self, scenario: dict[str, Any] = SCENARIO) -> httpx.Response:
-        return await self.post("/start", {"run": RUN, "scenario": scenario})
+    async def start(self, scenario: dict[str, Any] = SCENARIO, run: str = RUN) -> httpx.Response:
+        response = await self.post("/start", {"run": run, "scenario": scenario})
+        if response.status_code == 200:
+            loaded = scenario_from_dict(scenario)
+            self.identities = published(loaded, self.node.me, response.json(), run)
+        return response
 
-    async def round(self, round: int) -> httpx.Response:
-        return await self.post("/round", {"run": RUN, "round": round})
+    async def round(self, round: int, run: str = RUN) -> httpx.Response:
+        fields: dict[str, Any] = {"run": run, "round": round}
+        if round == 1:
+            fields["identities"] = self.identities
+        return await self.post("/round", fields)
 
     async def close(self, round: int, batches_from: list[int] | None = None) -> httpx.Response:
         return await self.post("/close", {"run": RUN, "round": round, "batches_from": batches_from or []})
@@ -160,7 +204,7 @@ async def test_an_outsider_cannot_start_a_run_first_and_the_driver_still_can() -
                 "bad signature: not signed by this cluster's driver for this general",
             )
             assert driver.node.run is None
-            assert (await driver.start()).json() == {"started": RUN, "instances": 1}
+            assert (await driver.start()).json()["started"] == RUN
             assert error(await driver.start()) == (409, "this run has already started")
 
 
@@ -387,7 +431,7 @@ async def test_a_strategy_the_node_was_started_with_runs() -> None:
         async with driving(allowed={"adversaries:Forge"}) as driver:
             assert (await driver.start(scenario)).status_code == 200
             assert driver.node.run is not None
-            strategy = driver.node.run.general.strategy
+            strategy = driver.node.run.strategy
     assert type(strategy).__name__ == "Forge"
 
 
@@ -459,7 +503,8 @@ async def test_one_batch_carries_every_instance_each_bounded_by_what_its_sender_
     commands = {0: [{"path": [0], "value": "attack"}], 2: [{"path": [2], "value": "retreat"}]}
     with bounded():
         async with driving() as driver:
-            assert (await driver.start(TWO_ORDERS)).json() == {"started": RUN, "instances": 2}
+            started = (await driver.start(TWO_ORDERS)).json()
+            assert (started["started"], started["instances"], started["identities"]) == (RUN, 2, [None, None])
             first = (await driver.round(1)).json()
             from_0 = order(0, [], round=1, batch=[commands[0], []])
             assert (await driver.client.post("/order", json=from_0)).json() == {"taken": 1}
@@ -498,22 +543,26 @@ def wire(payload: object) -> dict[str, Any]:
 
 
 async def test_a_signed_run_sends_chain_signatures_and_checks_them_as_a_core_in_memory_does() -> None:
-    rules, setup = SIGNED.rules, SIGNED.setup
-    commander, twin, traitor = (rules.general(setup, g, "attack") for g in range(3))
-    to_1, to_2 = (commander.compose(out, out.path, out.value) for out in commander.outbox(1))
-    traitor.outbox(1)
-    assert traitor.receive(sender=0, round=1, payload=to_2) is None
-    (forward,) = (traitor.compose(out, out.path, out.value) for out in traitor.outbox(2) if out.receiver == 1)
-    assert isinstance(forward, Signed)
-    tampered = attrs.evolve(forward, value="retreat")  # the commander's and its own signatures kept
-    # The node's twin, in memory, is handed what the node will be.
-    twin.outbox(1)
-    assert twin.receive(sender=0, round=1, payload=to_1) is None
-    (relayed,) = (twin.compose(out, out.path, out.value) for out in twin.outbox(2))
-    refused = twin.receive(sender=2, round=2, payload=tampered)
+    rules = SIGNED.rules
     with bounded():
         async with driving() as driver:
             assert (await driver.start(SIGNED.to_dict())).status_code == 200
+            (setup,) = setups_of(SIGNED, driver.identities)
+            commander, traitor = (rules.general(setup, g, "attack", secret=SECRETS[g]) for g in (0, 2))
+            # The node's twin, in memory: general 1 with the node's own secret, handed what the node will be.
+            twin = rules.general(setup, 1, secret=run_secret(KEYS[1], driver.node.session, RUN))
+            to_1, to_2 = (commander.compose(out, out.path, out.value) for out in commander.outbox(1))
+            traitor.outbox(1)
+            assert traitor.receive(sender=0, round=1, payload=to_2) is None
+            outboxes = traitor.outbox(2)
+            (forward,) = (traitor.compose(out, out.path, out.value) for out in outboxes if out.receiver == 1)
+            assert isinstance(forward, Signed)
+            tampered = attrs.evolve(forward, value="retreat")  # the commander's and its own signatures kept
+            twin.outbox(1)
+            assert twin.receive(sender=0, round=1, payload=to_1) is None
+            (relayed,) = (twin.compose(out, out.path, out.value) for out in twin.outbox(2))
+            refused = twin.receive(sender=2, round=2, payload=tampered)
+
             assert (await driver.round(1)).json()["sent"] == []
             taken = await driver.client.post("/order", json=order(0, [wire(to_1)], round=1))
             assert taken.json() == {"taken": 1}
@@ -533,3 +582,140 @@ async def test_a_signed_run_sends_chain_signatures_and_checks_them_as_a_core_in_
     assert decided == {"general": 1, "decisions": [twin.decide()], "stats": dict(twin.stats)}
     assert decided["decisions"] == ["attack"]
     assert decided["stats"]["signatures_verified"] > 0
+
+
+async def test_each_run_publishes_a_key_of_the_nodes_own_signed_with_its_cluster_key() -> None:
+    rules = SIGNED.rules
+    with bounded():
+        async with driving() as driver:
+            first = (await driver.start(SIGNED.to_dict())).json()
+            second = (await driver.start(SIGNED.to_dict(), run="run-2")).json()
+            session = driver.node.session
+    for run, answer in ((RUN, first), ("run-2", second)):
+        secret = run_secret(KEYS[1], session, run)
+        assert answer["identities"] == [rules.identity(SIGNED.setup, 1, secret)]
+        assert verify(
+            KEYS[1].public_key(), answer["signature"], identity_fields(run, 1, answer["identities"])
+        )
+    # Not the seed's key, which every node could rebuild, and not the last run's.
+    assert len({first["identities"][0], second["identities"][0], keyring(SIGNED.seed, 3).public_hex[1]}) == 3
+    # Another node process with the same key (a restart) draws another session, so other keys again.
+    assert run_secret(KEYS[1], "another session", RUN) != run_secret(KEYS[1], session, RUN)
+
+
+async def test_round_1_takes_only_the_identities_each_general_signed_for_this_run() -> None:
+    with bounded():
+        async with driving() as driver:
+            assert (await driver.start(SIGNED.to_dict())).status_code == 200
+            genuine = driver.identities
+            seed_key = keyring(SIGNED.seed, 3).public_hex[0]
+            swapped = {
+                "identities": [seed_key],
+                "signature": sign(KEYS[2], identity_fields(RUN, 0, [seed_key])),
+            }
+            mine = {"identities": [seed_key], "signature": sign(KEYS[1], identity_fields(RUN, 1, [seed_key]))}
+            cases: list[tuple[object, int, str]] = [
+                (None, 422, "round 1 needs 'identities': each general's signed /start answer, by id"),
+                (
+                    genuine | {"0": swapped},
+                    403,
+                    "general 0's identities are not signed with its key for this run",
+                ),
+                (
+                    genuine | {"0": statement(SIGNED, 0, run="run-0")},
+                    403,
+                    "general 0's identities are not signed with its key for this run",
+                ),
+                (genuine | {"1": mine}, 422, "'identities' names another identity for general 1, this one"),
+                (genuine | {"7": genuine["0"]}, 422, "'identities' names '7', not a general of the cluster"),
+                (
+                    genuine | {"0": {"identities": [], "signature": genuine["0"]["signature"]}},
+                    422,
+                    "'identities' for general 0 must hold one identity per instance (1), "
+                    "each null or at most 1024 characters",
+                ),
+            ]
+            for given, status, said in cases:
+                driver.identities = given  # type: ignore[assignment]
+                assert error(await driver.round(1)) == (status, said)
+                run = driver.node.run
+                assert run is not None
+                assert (run.opened, run.built) == (0, None)
+            driver.identities = genuine
+            assert (await driver.round(1)).status_code == 200
+
+
+FORGED = load_scenario("algorithm: sm\ngenerals: 4\nm: 1\nseed: 5\ntraitors: {1: silent}\n")
+"""/tmp/hostile-work/forge2.py's run: loyal commander 0 orders attack; traitor 1 knows the seed."""
+
+
+async def test_a_traitor_node_that_knows_the_seed_cannot_forge_the_commanders_link() -> None:
+    rules = FORGED.rules
+    with bounded():
+        async with driving(me=2) as driver:
+            assert (await driver.start(FORGED.to_dict())).status_code == 200
+            (setup,) = setups_of(FORGED, driver.identities)
+            commander = rules.general(setup, 0, "attack", secret=SECRETS[0])
+            to_2 = next(commander.compose(o, o.path, o.value) for o in commander.outbox(1) if o.receiver == 2)
+            assert (await driver.round(1)).status_code == 200
+            taken = await driver.client.post("/order", json=order(0, [wire(to_2)], round=1, receiver=2))
+            assert taken.json() == {"taken": 1}
+            assert (await driver.close(1)).json()["rejected"] == []
+            assert (await driver.round(2)).status_code == 200
+            # As forge2.py: every link signed with the keys the seed gives, over the seed's run.
+            seed_keys, seed_setup = keyring(FORGED.seed, 4).private, FORGED.setup
+            s0 = seed_keys[0].sign(signed_bytes(seed_setup, "retreat", (), ())).hex()
+            s1 = seed_keys[1].sign(signed_bytes(seed_setup, "retreat", (0,), (s0,))).hex()
+            # Better informed: the commander's seed key over this run, and traitor 1's own real link.
+            t0 = seed_keys[0].sign(signed_bytes(setup, "retreat", (), ())).hex()
+            t1 = secret_key(SECRETS[1]).sign(signed_bytes(setup, "retreat", (0,), (t0,))).hex()
+            forgeries = [
+                {"value": "retreat", "chain": [0, 1], "signatures": [s0, s1]},
+                {"value": "retreat", "chain": [0, 1], "signatures": [t0, t1]},
+            ]
+            sent = await driver.client.post("/order", json=order(1, forgeries, receiver=2))
+            assert sent.json() == {"taken": 2}
+            closed = (await driver.close(2)).json()
+            decided = (await driver.decide()).json()
+    assert [(r["sender"], r["reason"]) for r in closed["rejected"]] == [(1, "signature does not verify")] * 2
+    assert decided["decisions"] == ["attack"]
+
+
+async def test_a_signature_from_another_run_with_the_same_seed_is_refused() -> None:
+    earlier = load_scenario(
+        "algorithm: sm\ngenerals: 4\nm: 1\nseed: 5\norder: retreat\ntraitors: {1: silent}\n"
+    )
+    with bounded():
+        async with driving(me=0) as commander, driving(me=2) as lieutenant:
+            # run-0: the loyal commander's node orders retreat; traitor 1 keeps what it got.
+            assert (await commander.start(earlier.to_dict(), run="run-0")).status_code == 200
+            sent = (await commander.round(1, run="run-0")).json()["sent"]
+            kept = next(batch["messages"][0][0] for batch in sent if batch["receiver"] == 1)
+            # The next run, same seed: attack.  The two nodes publish their own keys to each other.
+            assert (await commander.start(FORGED.to_dict())).status_code == 200
+            assert (await lieutenant.start(FORGED.to_dict())).status_code == 200
+            identities = commander.identities | {"2": lieutenant.identities["2"]}
+            commander.identities = lieutenant.identities = identities
+            sent = (await commander.round(1)).json()["sent"]
+            to_1, to_2 = (next(b["messages"] for b in sent if b["receiver"] == r) for r in (1, 2))
+            assert (await lieutenant.round(1)).status_code == 200
+            taken = await lieutenant.client.post("/order", json=order(0, [], round=1, receiver=2, batch=to_2))
+            assert taken.json() == {"taken": 1}
+            assert (await lieutenant.close(1)).json()["rejected"] == []
+            assert (await lieutenant.round(2)).status_code == 200
+            (setup,) = setups_of(FORGED, identities)
+            traitor = secret_key(SECRETS[1])
+            relayed = []
+            for link in (kept, to_1[0][0]):  # run-0's commander link, and this run's: the same relay of each
+                before = tuple(link["signatures"])
+                own = traitor.sign(signed_bytes(setup, link["value"], (0,), before)).hex()
+                relayed.append({"value": link["value"], "chain": [0, 1], "signatures": [*before, own]})
+            sent_by_1 = await lieutenant.client.post("/order", json=order(1, relayed, receiver=2))
+            assert sent_by_1.json() == {"taken": 2}
+            closed = (await lieutenant.close(2)).json()
+            decided = (await lieutenant.decide()).json()
+    assert (kept["value"], to_1[0][0]["value"]) == ("retreat", "attack")
+    # Only the stale link is refused: the traitor's own link verifies on this run's commander link.
+    assert [(r["sender"], r["message"]) for r in closed["rejected"]] == [(1, relayed[0])]
+    assert closed["rejected"][0]["reason"] == "signature does not verify"
+    assert decided["decisions"] == ["attack"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 import pytest
+import trio
 from click.testing import CliRunner
 from conftest import Gossip, GossipGeneral
 from hypothesis import HealthCheck, given, settings
@@ -38,6 +39,7 @@ from om_actors import (
 from om_actors.algorithm import Outgoing, Setup
 from om_actors.algorithm import Path as Route
 from om_actors.cli import main
+from om_actors.cluster import run_cluster
 from om_actors.explain import View, explain
 from om_actors.registry import REGISTRY, algorithm_named
 from om_actors.replay import Crash, reconstruct
@@ -697,6 +699,108 @@ def test_a_loyal_sm_relay_of_another_value_cites_what_it_received(tmp_path: Path
     )
 
 
+@pytest.fixture(scope="module")
+def cluster_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SIGNED's log as a cluster writes it: every node signs with a key of its own, never the seed's."""
+    path = tmp_path_factory.mktemp("cluster") / "cluster.jsonl"
+
+    async def run() -> None:
+        with trio.fail_after(60):
+            await run_cluster(SIGNED, log=path)
+
+    trio.run(run)
+    return path
+
+
+@pytest.fixture
+def cluster_copy(cluster_log: Path, tmp_path: Path) -> Path:
+    """A copy of the cluster's log, for a test to edit."""
+    copy = tmp_path / "cluster.jsonl"
+    copy.write_bytes(cluster_log.read_bytes())
+    return copy
+
+
+def test_a_cluster_sm_log_replays_though_replay_cannot_sign_again(cluster_log: Path, tmp_path: Path) -> None:
+    seed_keys = SIGNED.rules.record(SIGNED.setup)["keys"]
+    logged = _events(cluster_log)
+    assert set(logged[0]["public"]["keys"].values()).isdisjoint(seed_keys.values())
+    report = replay_log(cluster_log)
+    assert report.ok, report.inconsistencies
+    assert report.messages == simulate_sync(SIGNED).messages
+    replayed = CliRunner().invoke(main, ["replay", str(cluster_log)])
+    assert replayed.exit_code == 0, replayed.output
+
+
+def test_a_cluster_sm_log_reruns_in_one_process_but_for_its_keys(cluster_copy: Path, tmp_path: Path) -> None:
+    """A run here signs with the seed's keys: the rerun compares everything but keys and signatures."""
+    assert rerun_log(cluster_copy) == (len(_events(cluster_copy)), None)
+    line = _edit(cluster_copy, lambda e: e["event"] == "decision" and e["general"] == 2, _flip)
+    _, divergence = rerun_log(cluster_copy)
+    assert divergence is not None
+    assert divergence.line == line
+    # A log written in one process is still compared byte for byte, signatures and all.
+    seeded = _log_of(SIGNED, tmp_path, "seeded.jsonl")
+    tampered = _edit(
+        seeded,
+        lambda e: e["event"] == "message" and e["sender"] == 1,
+        lambda e: e.update(signatures=[_tamper(e["signatures"][0]), *e["signatures"][1:]]),
+    )
+    found = rerun_log(seeded)[1]
+    assert found is not None
+    assert found.line == tampered
+
+
+def test_a_tampered_signature_in_a_cluster_log_is_caught_with_its_line(cluster_copy: Path) -> None:
+    line = _edit(
+        cluster_copy,
+        lambda e: e["event"] == "message" and e["sender"] == 1 and e["round"] == 2,
+        lambda e: e.update(signatures=[e["signatures"][0], _tamper(e["signatures"][1])]),
+    )
+    sent, refused, *_ = replay_log(cluster_copy).inconsistencies
+    assert sent.line == refused.line == line
+    assert sent.message.startswith("loyal general 1 sent [0, 1] to 2 with signatures[1] ")
+    assert sent.message.endswith('but the message it owed has "(one general 1\'s published key verifies)"')
+    assert refused.message == (
+        "general 2, message along [0, 1] from 1: the log says accepted, "
+        "the protocol says rejected for signature does not verify"
+    )
+
+
+def test_a_cluster_log_message_signed_with_the_seeds_keys_is_caught(cluster_copy: Path) -> None:
+    """What a traitor node could make: the commander's link as the seed gives it, in a cluster log."""
+    seeded = _log_of(SIGNED, cluster_copy.parent, "seeded.jsonl")
+    forged = next(e for e in _events(seeded) if e["event"] == "message" and e["sender"] == 1)
+    line = _edit(
+        cluster_copy,
+        lambda e: e["event"] == "message" and (e["sender"], e["receiver"], e["round"]) == (1, 2, 2),
+        lambda e: e.update(signatures=forged["signatures"]),
+    )
+    sent, refused, *then = replay_log(cluster_copy).inconsistencies
+    assert sent.line == refused.line == line
+    assert sent.message.startswith("loyal general 1 sent [0, 1] to 2 with signatures[0] ")
+    assert refused.message == (
+        "general 2, message along [0, 1] from 1: the log says accepted, "
+        "the protocol says rejected for signature does not verify"
+    )
+    # Having refused it, general 2 owed no relay of it: the log's relays are flagged too.
+    assert {i.message.split(" to ")[0] for i in then} == {"loyal general 2 sent [0, 1, 2]"}
+
+
+def test_a_public_key_swapped_in_a_cluster_log_is_caught_at_the_first_message(cluster_copy: Path) -> None:
+    """Every link signs every general's key (the run it belongs to), so one swapped key breaks them all."""
+    other = SIGNED.rules.record(SIGNED.setup)["keys"][
+        "1"
+    ]  # a real key, but not the one general 1 signed with
+    _edit(
+        cluster_copy, lambda e: e["event"] == "run.start", lambda e: e["public"]["keys"].update({"1": other})
+    )
+    found = replay_log(cluster_copy).inconsistencies
+    assert str(found[0]) == (
+        "line 2: general 1, message along [0] from 0: the log says accepted, "
+        "the protocol says rejected for signature does not verify"
+    )
+
+
 def test_a_public_key_that_is_not_the_scenarios_is_caught(tmp_path: Path) -> None:
     log = _log_of(SIGNED, tmp_path)
     _edit(log, lambda e: e["event"] == "run.start", lambda e: e["public"]["keys"].update({"2": "00"}))
@@ -822,7 +926,9 @@ class Repeating(Gossip):
     name = "repeating"
     title = "REPEATING(m)"
 
-    def general(self, setup: Setup, me: int, order: str | None = None) -> RepeatingGeneral:
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> RepeatingGeneral:
         return RepeatingGeneral(self, setup, me, order)
 
 

@@ -14,6 +14,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import pytest
@@ -177,15 +178,16 @@ def test_a_traitor_that_changes_what_it_forwards_is_caught_by_the_signatures() -
 def test_a_traitor_that_forges_a_chain_is_caught() -> None:
     """Lieutenant 4 holds "attack" via [0, 1] and claims it came via [0, 2]: it cannot make 2's signature.
 
-    A traitor commander keeps 4 out of round 1, so the first chain 4 holds is [0, 1].
+    A traitor commander signs for 1 alone, so [0, 1] is the only chain 4 holds:
+    2 first signs "attack" in round 3, after [0, 1, 2].
     """
 
     @attrs.frozen
-    class NotToFour:
+    class OnlyToOne:
         def choose(
             self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
         ) -> object:
-            return value if round == 1 and receiver != 4 else None
+            return value if round == 1 and receiver == 1 else None
 
     @attrs.frozen
     class Forger:
@@ -194,8 +196,8 @@ def test_a_traitor_that_forges_a_chain_is_caught() -> None:
         ) -> object:
             return Forgery((0, 2, 4), value) if receiver == 3 else None
 
-    result = run(setup(5, 2), "attack", {0: NotToFour(), 4: Forger()})
-    assert result.cores[4].held["attack"].chain == (0, 1)
+    result = run(setup(5, 2), "attack", {0: OnlyToOne(), 4: Forger()})
+    assert [a.chain for a in result.cores[4].accepted(2)] == [(0, 1)]
     assert [(e.round, e.sender, e.receiver, e.reason) for e in result.rejected] == [
         (3, 4, 3, SignedReason.BAD_SIGNATURE)
     ]
@@ -404,6 +406,82 @@ def test_a_traitor_is_offered_what_it_holds_again_in_every_later_round() -> None
         ((0,), 2, "attack"),
         ((0,), 3, "attack"),
     ]
+
+
+FIVE = setup(5, 2)
+
+
+def traitor_four_after_round_2(arrival_order: tuple[int, ...] = (1, 2, 3)) -> SignedGeneral:
+    """Lieutenant 4 of five (m = 2): "attack" from the commander in round 1, via 1, 2 and 3 in round 2."""
+    traitor = opened(FIVE, 4, 1)
+    assert traitor.receive(sender=0, round=1, payload=from_commander(FIVE, receiver=4)) is None
+    traitor.offers(2)
+    for via in arrival_order:
+        assert traitor.receive(sender=via, round=2, payload=forwarded(FIVE, via)) is None
+    return traitor
+
+
+def test_a_traitor_is_offered_every_chain_it_holds_not_only_the_one_it_keeps() -> None:
+    """The issue: a traitor may send any value for which it holds a valid chain, after appending itself.
+
+    4 holds "attack" since round 1, so it owes nothing in round 3; it may still
+    extend each of [0, 1], [0, 2] and [0, 3] -- offered with NOTHING_OWED, the
+    value a loyal general sends there -- besides releasing [0, 4] late.
+    """
+    expected = [
+        ((0, 1, 4), 2, ""),
+        ((0, 1, 4), 3, ""),
+        ((0, 2, 4), 1, ""),
+        ((0, 2, 4), 3, ""),
+        ((0, 3, 4), 1, ""),
+        ((0, 3, 4), 2, ""),
+        ((0, 4), 1, "attack"),
+        ((0, 4), 2, "attack"),
+        ((0, 4), 3, "attack"),
+    ]
+    for order in itertools.permutations((1, 2, 3)):
+        offers = traitor_four_after_round_2(order).offers(3)
+        assert [(o.path, o.receiver, o.value) for o in offers] == expected, order
+
+
+def test_a_scripted_traitor_sends_along_a_chain_it_holds_but_does_not_keep() -> None:
+    """/tmp/hostile-work/chain.yaml: 4's entry for [0, 2, 4] used to pass validation and never be sent."""
+    script = strategy(
+        "scripted",
+        FIVE,
+        messages=[
+            {"path": [0, 2, 4], "receiver": 1, "value": "attack"},
+            {"path": [0, 2, 4], "receiver": 3, "silent": True},
+        ],
+    )
+    result = run(FIVE, "attack", {4: script})
+    assert [p[:3] for p in result.posts if p[0] == 3] == [(3, 4, 1)]
+    assert [(a.chain, a.value) for a in result.cores[1].accepted(3)] == [((0, 2, 4), "attack")]
+    assert not result.rejected
+
+
+def test_a_chain_signs_only_the_value_it_brought() -> None:
+    """Along [0, 2] 4 received "attack": it can sign that, and "retreat" along it does not verify."""
+    traitor = traitor_four_after_round_2()
+    (offer,) = [o for o in traitor.offers(3) if o.path == (0, 2, 4) and o.receiver == 1]
+    receiver = opened(FIVE, 1, 3)
+    assert receiver.receive(sender=4, round=3, payload=traitor.compose(offer, offer.path, "attack")) is None
+    forged = traitor.compose(offer, offer.path, "retreat")
+    assert receiver.receive(sender=4, round=3, payload=forged) == SignedReason.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize("name", ["loyal", "split", "random", "late"])
+def test_built_in_strategies_send_nothing_along_a_chain_a_loyal_general_does_not_forward(name: str) -> None:
+    """Only a script names a value for such a chain; loyal sends exactly what a loyal general does."""
+    chosen = strategy(name, FIVE)
+    asked = [chosen.choose(3, o.path, o.receiver, o.value, random.Random(0)) for o in extended_offers()]
+    assert asked == [None] * len(asked)
+    if name == "loyal":
+        assert run(FIVE, "attack", {4: chosen}).posts == run(FIVE, "attack").posts
+
+
+def extended_offers() -> list[Outgoing]:
+    return [o for o in traitor_four_after_round_2().offers(3) if o.value == ""]
 
 
 # --- the schedule ----------------------------------------------------------------------
@@ -617,12 +695,12 @@ def test_most_messages_bounds_every_offer_a_traitor_gets(generals: int, m: int) 
 
     @attrs.frozen
     class Everything:
-        """A commander that signs every value for everyone; lieutenants release everything, always."""
+        """A commander that signs both values; lieutenants send on every offer, every chain they hold too."""
 
         def choose(
             self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
         ) -> object:
-            return VALUES[receiver % 2] if len(path) == 1 else value
+            return VALUES[receiver % 2] if len(path) == 1 else value or VALUES[sum(path) % 2]
 
     army = setup(generals, m)
     cores = [SIGNED_MESSAGES.general(army, g, "attack") for g in range(generals)]
@@ -643,7 +721,9 @@ def test_most_messages_bounds_every_offer_a_traitor_gets(generals: int, m: int) 
     assert SIGNED_MESSAGES.most_messages(army, 1, 2, 1) == 0
     assert SIGNED_MESSAGES.most_messages(army, 0, 1, m + 1) == 1
     assert SIGNED_MESSAGES.most_messages(army, 1, 2, m + 2) == 0
-    assert SIGNED_MESSAGES.most_messages(setup(10**9, 10**6), 1, 2, 3) == 2
+    assert SIGNED_MESSAGES.most_messages(army, 1, 2, 2) == 2
+    assert SIGNED_MESSAGES.most_messages(setup(10**9, 10**6), 1, 2, 2) == 2
+    assert SIGNED_MESSAGES.most_messages(setup(10**9, 10**6), 1, 2, 3) == 2 * (10**9 - 2)
 
 
 def test_strategies_and_canonical_adversaries() -> None:
@@ -767,3 +847,126 @@ def test_importing_om_actors_loads_no_cryptography_until_a_signed_run_needs_it()
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+# --- keys: the seed's in one process, each general's own across processes ---------------
+
+
+def own_keys(setup: Setup) -> Setup:
+    """``setup`` as a cluster's nodes publish it: each general's key from a secret of its own."""
+    identities = tuple(SIGNED_MESSAGES.identity(setup, g, bytes([g + 1]) * 32) for g in range(setup.generals))
+    return attrs.evolve(setup, identities=identities)
+
+
+def own(setup: Setup, me: int, round: int, order: str = "attack") -> SignedGeneral:
+    """General ``me`` holding its own secret, rounds 1..``round`` opened."""
+    core = SIGNED_MESSAGES.general(setup, me, order, secret=bytes([me + 1]) * 32)
+    for r in range(1, round + 1):
+        core.outbox(r)
+    return core
+
+
+def test_every_field_of_the_run_is_in_what_a_link_signs() -> None:
+    """So a signature made in one run, instance or army verifies in no other, whatever the seed."""
+    changed: dict[str, Any] = {
+        "generals": 5,
+        "m": 1,
+        "commander": 1,
+        "values": ("attack", "retreat", "wait"),
+        "default": "attack",
+        "seed": 1,
+        "instance": 1,
+        "identities": own_keys(FOUR).identities,
+    }
+    assert sorted(changed) == sorted(field.name for field in attrs.fields(Setup))
+    base = signed_bytes(FOUR, "attack", (), ())
+    for name, value in changed.items():
+        assert signed_bytes(attrs.evolve(FOUR, **{name: value}), "attack", (), ()) != base, name
+
+
+def test_a_general_with_its_own_secret_signs_what_only_its_published_key_verifies() -> None:
+    published = own_keys(FOUR)
+    assert published.identities[0] != keyring(FOUR.seed, 4).public_hex[0]
+    commander = own(published, 0, 1)
+    genuine = commander.compose(Outgoing((0,), 1, "attack"), (0,), "attack")
+    assert own(published, 1, 1).receive(sender=0, round=1, payload=genuine) is None
+    # What a traitor node could make from the seed: refused where each general published its own key.
+    seeded = from_commander(FOUR)
+    assert own(published, 1, 1).receive(sender=0, round=1, payload=seeded) is SignedReason.BAD_SIGNATURE
+    seed_over_this_run = attrs.evolve(
+        seeded, signatures=(keyring(0, 4).private[0].sign(signed_bytes(published, "attack", (), ())).hex(),)
+    )
+    refused = own(published, 1, 1).receive(sender=0, round=1, payload=seed_over_this_run)
+    assert refused is SignedReason.BAD_SIGNATURE
+    # And the seed's keys no longer check what the general signed with its own.
+    assert opened(FOUR, 1, 1).receive(sender=0, round=1, payload=genuine) is SignedReason.BAD_SIGNATURE
+
+
+def test_a_general_never_heard_from_verifies_nothing() -> None:
+    published = own_keys(FOUR)
+    silent = attrs.evolve(published, identities=("", *published.identities[1:]))
+    genuine = own(published, 0, 1).compose(Outgoing((0,), 1, "attack"), (0,), "attack")
+    assert own(silent, 1, 1).receive(sender=0, round=1, payload=genuine) is SignedReason.BAD_SIGNATURE
+
+
+def test_a_secret_must_give_the_identity_the_setup_publishes() -> None:
+    published = own_keys(FOUR)
+    mismatch = "general 1's secret does not give the identity the setup names for it"
+    with pytest.raises(ValueError, match=mismatch):
+        SIGNED_MESSAGES.general(published, 1, secret=b"another secret")
+    with pytest.raises(ValueError, match="general 1's secret does not give the identity"):
+        SIGNED_MESSAGES.general(FOUR, 1, secret=bytes([2]) * 32)  # no identities: the seed's keys
+    with pytest.raises(ValueError, match="the setup names 3 identities for 4 generals"):
+        SIGNED_MESSAGES.general(attrs.evolve(FOUR, identities=published.identities[:3]), 1)
+
+
+def test_a_core_without_its_key_checks_a_loyal_message_by_its_published_key() -> None:
+    """Replay of a cluster's log: it cannot sign again, so it checks all but the bytes of the last link."""
+    published = own_keys(FOUR)
+    order = own(published, 0, 1).compose(Outgoing((0,), 2, "attack"), (0,), "attack")
+    relay = own(published, 2, 1)
+    assert relay.receive(sender=0, round=1, payload=order) is None
+    outgoing = relay.outbox(2)[0]
+    logged = relay.compose(outgoing, outgoing.path, outgoing.value)
+    assert isinstance(logged, Signed)
+    assert isinstance(logged.signatures, tuple)
+    replayed = SIGNED_MESSAGES.general(published, 2)  # no secret: the keys are the nodes' own
+    replayed.outbox(1)
+    assert replayed.receive(sender=0, round=1, payload=order) is None
+    owed = replayed.compose(replayed.outbox(2)[0], outgoing.path, outgoing.value)
+    assert isinstance(owed, Signed)
+    assert owed.signatures == (*logged.signatures[:1], "(one general 2's published key verifies)")
+    assert owed != logged
+    assert replayed.matches(owed, logged)
+    first, last = logged.signatures
+    for changed in (
+        attrs.evolve(logged, value="retreat"),
+        attrs.evolve(logged, chain=(0, 3)),
+        attrs.evolve(logged, signatures=(first, last[::-1])),
+        attrs.evolve(logged, signatures=(last, last)),
+        attrs.evolve(logged, signatures=(first,)),
+        attrs.evolve(logged, signatures=[first, last]),
+    ):
+        assert not replayed.matches(owed, changed), changed
+    # A core with its key compares bytes, as replay of a log from one process does.
+    assert not relay.matches(logged, attrs.evolve(logged, signatures=(first, last[::-1])))
+
+
+def test_what_run_start_records_reads_back_as_the_identities() -> None:
+    published = own_keys(FOUR)
+    recorded = json.loads(json.dumps(SIGNED_MESSAGES.record(published)))
+    assert SIGNED_MESSAGES.identities_in(recorded, 4) == published.identities
+    unheard = attrs.evolve(published, identities=("", *published.identities[1:]))
+    assert SIGNED_MESSAGES.identities_in(SIGNED_MESSAGES.record(unheard), 4) == unheard.identities
+    seeded = SIGNED_MESSAGES.record(FOUR)  # no identities: a run in one process publishes the seed's
+    assert seeded == {"keys": {str(g): key for g, key in enumerate(keyring(0, 4).public_hex)}}
+    assert SIGNED_MESSAGES.identities_in(seeded, 4) == keyring(0, 4).public_hex
+    for garbage in (
+        None,
+        {},
+        {"keys": {"0": "00"} | {str(g): published.identities[g] for g in (1, 2, 3)}},
+        {"keys": {str(g): published.identities[g] for g in (0, 1, 2)}},
+        {"keys": [published.identities]},
+        {"keys": {str(g): 7 for g in range(4)}},
+    ):
+        assert SIGNED_MESSAGES.identities_in(garbage, 4) == (), garbage
