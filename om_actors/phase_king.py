@@ -548,7 +548,10 @@ class PhaseKingAlgorithm(Algorithm):
         everyone = len(self.kinds) - 1  # every round of a phase but the king's is all-to-all with no traitor
         return (n - 1) + (m + 1) * (everyone * n * (n - 1) + (n - 1))
 
-    def general(self, setup: Setup, me: int, order: str | None = None) -> KingCore:
+    def general(
+        self, setup: Setup, me: int, order: str | None = None, *, secret: bytes | None = None
+    ) -> KingCore:
+        """A fresh core; ``secret`` is ignored: Phase King signs nothing."""
         return self.general_class(self, setup, me, order)
 
     def strategies(self) -> Mapping[str, type]:
