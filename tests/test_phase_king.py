@@ -788,6 +788,29 @@ async def test_a_cluster_writes_the_same_king_log_as_the_in_memory_run(
     assert running_nodes() == 0
 
 
+def test_a_module_class_strategy_lies_as_it_likes_and_receivers_refuse_what_is_not_a_value(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "kinglies.py").write_text(
+        "class Garbage:\n"
+        "    def choose(self, round, path, receiver, value, rng):\n"
+        "        return 'charge' if round % 2 == 0 else value\n"
+    )
+    (tmp_path / "scenario.yaml").write_text(
+        "algorithm: phase-king\ngenerals: 5\nm: 1\norder: attack\ntraitors: {3: 'kinglies:Garbage'}\n"
+    )
+    log = tmp_path / "run.jsonl"
+    result = simulate_sync(load_scenario(tmp_path / "scenario.yaml"), log=log)
+    # general 3 broadcasts "charge" in rounds 2 and 4, to 4 generals each: all refused, the order still holds
+    assert result.rejected == 8
+    assert set(result.decisions.values()) == {"attack"}
+    refused = [json.loads(line) for line in log.read_text().splitlines() if '"message.rejected"' in line]
+    assert {(line["round"], line["sender"], line["reason"]) for line in refused} == {
+        (2, 3, "value outside the domain"),
+        (4, 3, "value outside the domain"),
+    }
+
+
 def test_the_shipped_king_scenarios_load_and_the_hundred_is_sized_by_the_formula() -> None:
     nine = load_scenario(SCENARIOS / "nine-generals-king.yaml")
     hundred = load_scenario(SCENARIOS / "hundred-generals-king.yaml")
