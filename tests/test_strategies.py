@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -263,8 +264,8 @@ def test_a_spec_of_any_algorithms_built_in_keeps_its_short_name() -> None:
 class _CommanderOnly(OralMessages):
     """OM(m)'s paths, but only the commander's round-1 messages are decision points, and so scriptable."""
 
-    def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
-        return [point for point in super().decision_points(setup, traitor) if point.round == 1]
+    def decision_points(self, setup: Setup, traitor: int) -> Iterator[DecisionPoint]:
+        return (point for point in super().decision_points(setup, traitor) if point.round == 1)
 
     script_problem = Algorithm.script_problem  # the default: the decision points decide
 
