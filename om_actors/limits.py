@@ -2,8 +2,9 @@
 
 OM(m) sends ``sum(P(n - 1, k) for k in 1..m + 1)`` messages, which passes
 any machine's memory long before the numbers look large: forty generals
-with m = 12 would send about 5 * 10**19.  Each algorithm counts its own
-messages (:meth:`~om_actors.algorithm.Algorithm.messages_sent`).  Every entry point -- a scenario
+with m = 12 would send about 5 * 10**19.  Each algorithm bounds its own
+messages, whatever the traitors do
+(:meth:`~om_actors.algorithm.Algorithm.message_bound`).  Every entry point -- a scenario
 file, a log, a network request, a library call -- goes through
 :func:`size_problem` first, so an impossible run is refused in
 microseconds with its count, instead of dying in an allocation.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from .errors import OmActorsError
 
 if TYPE_CHECKING:
-    from .algorithm import Algorithm
+    from .algorithm import Algorithm, Setup
 
 DEFAULT_MAX_MESSAGES = 200_000_000
 """Messages a run may send by default: room for nineteen generals with m = 6 (about 175 million).
@@ -71,13 +72,15 @@ MAX_SCRIPT = 100_000
 """Entries in one ``scripted`` strategy's script: far more than verify's counterexamples need."""
 
 MAX_CHECKED_MESSAGES = 100_000
-"""Decision points a ``scripted`` traitor's entries are checked against, at most: all it may send.
+"""Decision points listed at most: what a ``scripted`` traitor's entries are checked against, and searched.
 
 Listing them costs time and memory in proportion to their number, so
 :meth:`~om_actors.algorithm.Algorithm.script_problem`'s default stops
 here and accepts what it has not reached; OM(m) and SM(m) check an entry
 by their path rules instead, and never list them (SM(10) on 31 generals
-has billions).
+has billions).  ``verify --adversary search`` moves over a table of every
+decision point of a case's traitors, so it skips a case with more than
+this many, having counted no further than that.
 """
 
 MAX_NESTING = 64
@@ -130,23 +133,27 @@ def max_messages() -> int:
 
 
 def size_problem(
-    rules: Algorithm, generals: int, m: int, instances: int = 1, *, limit: int | None = None
+    rules: Algorithm, setup: Setup, traitors: int = 0, instances: int = 1, *, limit: int | None = None
 ) -> str | None:
     """Why a run of this size is refused, with its count and how to raise the limit; ``None`` if it fits.
 
-    Checks the messages first -- counted by the algorithm, which stops
-    counting past the limit, so even ``10**35`` generals are answered at
-    once -- then the generals' own state.
+    Checks the messages first -- the most ``setup``'s instance can send
+    with ``traitors`` liars (:meth:`~om_actors.algorithm.Algorithm.message_bound`),
+    counted by the algorithm, which stops counting past the limit, so even
+    ``10**35`` generals are answered at once -- then the generals' own state.
     """
     limit = max_messages() if limit is None else limit
-    count = rules.messages_sent(generals, m, limit=limit) * instances
+    count = rules.message_bound(setup, traitors, limit=limit) * instances
     if count <= limit:
-        return _general_states_problem(generals, instances, limit)
-    one = rules.messages_sent(generals, m, limit=_EXACT_UP_TO)
+        return _general_states_problem(setup.generals, instances, limit)
+    one = rules.message_bound(setup, traitors, limit=_EXACT_UP_TO)
     amount = f"more than {limit:,} messages" if one > _EXACT_UP_TO else f"{one * instances:,} messages"
-    return (
-        f"{generals:,} generals with m = {m:,} send {amount}, over the limit of {limit:,}: {_how_to_raise()}"
-    )
+    army = f"{setup.generals:,} generals with m = {setup.m:,}"
+    if one > rules.messages_sent(setup.generals, setup.m, limit=_EXACT_UP_TO):
+        # More than a loyal run's count: the values, or what traitors may add, make the difference.
+        liars = f"{traitors:,} traitor{'s' if traitors != 1 else ''}"
+        army, amount = f"{army}, {len(setup.values):,} values and {liars}", f"up to {amount}"
+    return f"{army} send {amount}, over the limit of {limit:,}: {_how_to_raise()}"
 
 
 _EXACT_UP_TO = 10**700

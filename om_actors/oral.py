@@ -390,13 +390,15 @@ class OralMessages(Algorithm):
             return 0
         return math.perm(lieutenants - 2, round - 2)
 
-    def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
-        """Which messages a general owes never depends on values, so the space is fixed before any run."""
-        return [
-            DecisionPoint(round, out.path, out.receiver)
-            for round in range(1, self.rounds(setup.generals, setup.m) + 1)
-            for out in owed(setup, traitor, round, lambda _: setup.default)
-        ]
+    def decision_points(self, setup: Setup, traitor: int) -> Iterator[DecisionPoint]:
+        """Which messages a general owes never depends on values, so the space is fixed before any run.
+
+        A generator: a reader that only counts as far as its budget never
+        lists the millions a big army has.
+        """
+        for round in range(1, self.rounds(setup.generals, setup.m) + 1):
+            for out in owed(setup, traitor, round, lambda _: setup.default):
+                yield DecisionPoint(round, out.path, out.receiver)
 
     def script_problem(self, setup: Setup, traitor: int, point: DecisionPoint) -> str | None:
         """The path rules, in words a scenario's author reads: exactly the decision points, never listed."""

@@ -79,7 +79,8 @@ def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batc
         raise ScenarioError([Problem(f"mode: {mode!r} is not a mode: use one of {allowed}")], scenario.name)
     rules = scenario.rules
     instances = len(scenario.setups)
-    total = rules.messages_sent(scenario.generals, scenario.m) * instances  # validation bounded it
+    # The most it can send, whatever its traitors do: validation bounded it.
+    total = rules.message_bound(scenario.setup, len(scenario.traitors)) * instances
     resolved: Literal["per-message", "batched"]
     if mode == "auto":
         fits = rules.batchable and scenario.generals <= MAX_BATCHED_GENERALS

@@ -10,7 +10,6 @@ at, so an editor can jump straight to it.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -49,6 +48,7 @@ from .limits import (
     utf8_problem,
 )
 from .registry import DEFAULT_ALGORITHM, REGISTRY, algorithm_named
+from .signed import Late
 from .strategies import (
     FILLED_IN,
     Constant,
@@ -60,6 +60,7 @@ from .strategies import (
     StrategyError,
     build_strategy,
     check_strategy_name,
+    closest,
     importable_from,
     is_custom,
     required_parameters,
@@ -467,9 +468,9 @@ def semantic_problems(fields: Mapping[str, Any], *, unusable: Collection[str] = 
     problems = _length_problems(fields)
     rules, found = _rules(fields, unusable)
     problems += found
-    army = _army_problems(fields, rules)
-    problems += army
     values = None if "values" in unusable else tuple(fields.get("values", DEFAULT_VALUES))
+    army = _army_problems(fields, rules, values or DEFAULT_VALUES)
+    problems += army
     if values is not None:
         problems += _value_problems(fields, values, unusable)
     if rules is None:
@@ -506,8 +507,16 @@ def _script_context(fields: Mapping[str, Any], rules: Algorithm, traitor: int) -
     return ScriptContext(rules, setups, traitor)
 
 
-def _army_problems(fields: Mapping[str, Any], rules: Algorithm | None) -> list[Found]:
-    """The sizes and ids; the algorithm's own bounds when the algorithm is known."""
+def _army_problems(
+    fields: Mapping[str, Any], rules: Algorithm | None, values: tuple[str, ...]
+) -> list[Found]:
+    """The sizes and ids; the algorithm's own bounds when the algorithm is known.
+
+    The size is the most the algorithm's run can send with these
+    ``values`` (SM(m)'s lieutenants forward each value they hold) and this
+    many traitors, so a file whose values cannot be read is sized with the
+    default ones, and refused for its values anyway.
+    """
     problems: list[Found] = []
     n, m = fields.get("generals"), fields.get("m")
     if n is not None and n < 2:
@@ -518,7 +527,9 @@ def _army_problems(fields: Mapping[str, Any], rules: Algorithm | None) -> list[F
     elif m is not None and n is not None and rules is not None:
         refused = rules.problems(n, m)
         problems.extend((("m",), text, False) for text in refused)
-        size = None if refused else size_problem(rules, n, m, len(fields.get("instances") or ()) or 1)
+        setup = Setup(n, m, 0, values, fields.get("default", "retreat"))
+        traitors, instances = len(fields.get("traitors", {})), len(fields.get("instances") or ()) or 1
+        size = None if refused else size_problem(rules, setup, traitors, instances)
         if size is not None:
             problems.append((("generals",), size, False))
     if n is not None and not 0 <= fields.get("commander", 0) < n:
@@ -625,10 +636,37 @@ def _strategy_problems(
         return [
             ((*where, "value"), f"{_shown(spec.args['value'])} is not one of values {list(values)}", False)
         ]
+    if cls is Late and spec.args.get("receiver") is not None:
+        problem = _late_receiver_problem(spec.args["receiver"], general, context)
+        return [] if problem is None else [((*where, "receiver"), problem, False)]
     if issubclass(cls, Scripted):  # OM's, SM's, or any algorithm's that replays a script the same way
         found = script_problems(spec.args.get("messages"), context, values)
         return [((*where, *inner), text, False) for inner, text in found]
     return []
+
+
+def _late_receiver_problem(receiver: object, traitor: int, context: ScriptContext | None) -> str | None:
+    """Why SM's ``late`` traitor would never release anything to ``receiver``; ``None`` if it may.
+
+    A release goes to a general off the chain, and the chain holds the
+    traitor and the commander, so either as the receiver -- like an id out
+    of range -- would make the strategy silent without a word.  The range
+    and the commanders need a usable army (``context``); a commander is
+    refused only when it commands every instance.
+    """
+    if not _is_int(receiver):
+        return f"expected a general id, got {_describe(receiver)}"
+    assert isinstance(receiver, int)
+    if context is None:
+        return None
+    last = context.generals - 1
+    if not 0 <= receiver <= last:
+        return f"no general {_shown(receiver)}: ids run from 0 to {last}"
+    if receiver == traitor:
+        return f"general {receiver} is this traitor: a late release goes to another general"
+    if all(setup.commander == receiver for setup in context.setups):
+        return f"general {receiver} is the commander, on every chain: a late release never goes to it"
+    return None
 
 
 def _elsewhere(name: str, rules: Algorithm) -> str | None:
@@ -936,8 +974,8 @@ def _structure_document(
 
 
 def _suggestion(key: object, keys: Collection[str]) -> str:
-    close = difflib.get_close_matches(str(key), keys, n=1)
-    return f": did you mean {close[0]!r}?" if close else ""
+    close = closest(str(key), keys)
+    return f": did you mean {close!r}?" if close is not None else ""
 
 
 def _locate(doc: object, where: Where, on_key: bool) -> tuple[int, int] | None:

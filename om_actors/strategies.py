@@ -557,6 +557,19 @@ def is_custom(name: str) -> bool:
     return ":" in name
 
 
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The name in ``known`` that ``name`` most likely means, or ``None``: what a "did you mean" offers.
+
+    Case is ignored, so ``SM`` finds ``sm`` -- too short for a spelling
+    match (:func:`difflib.get_close_matches`), and the likeliest slip.
+    """
+    by_folded: dict[str, str] = {}
+    for candidate in known:
+        by_folded.setdefault(candidate.casefold(), candidate)
+    close = difflib.get_close_matches(name.casefold(), by_folded, n=1)
+    return by_folded[close[0]] if close else None
+
+
 def check_strategy_name(name: str, *, built_in: Mapping[str, type] = BUILT_IN) -> None:
     """Raise :class:`StrategyError` unless ``name`` is in ``built_in`` or has the form ``module.path:Class``.
 
@@ -569,8 +582,8 @@ def check_strategy_name(name: str, *, built_in: Mapping[str, type] = BUILT_IN) -
     module_name, colon, class_name = name.partition(":")
     if not colon:
         known = ", ".join(sorted(built_in))
-        close = difflib.get_close_matches(name, built_in, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = closest(name, built_in)
+        hint = f"did you mean {close!r}? " if close is not None else ""
         raise StrategyError(f"unknown strategy {name!r}: {hint}use one of {known}, or module:Class")
     if not _IDENTIFIER_PATH.fullmatch(module_name) or not _QUALNAME.fullmatch(class_name):
         raise StrategyError(

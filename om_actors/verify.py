@@ -45,7 +45,7 @@ from ruamel.yaml import YAML
 
 from .algorithm import Algorithm, DecisionPoint, Path, Setup
 from .errors import OmActorsError
-from .limits import size_problem
+from .limits import MAX_CHECKED_MESSAGES, size_problem
 from .lockstep import LockstepRun, run_lockstep
 from .orchestrator import simulate, unwrapped
 from .registry import DEFAULT_ALGORITHM, algorithm_named
@@ -97,12 +97,17 @@ class Case:
 
     @property
     def setup(self) -> Setup:
-        """What a scenario of this case runs: its defaults, seed 0, one instance."""
-        return Setup(self.generals, self.m, 0, DEFAULT_VALUES, DEFAULT_VALUE)
+        """What a scenario of this case runs (:func:`_setup`)."""
+        return _setup(self.generals, self.m)
 
     @property
     def theorem_allows_failure(self) -> bool:
         return self.rules.theorem_allows_failure(self.generals, self.m, len(self.traitors))
+
+
+def _setup(generals: int, m: int) -> Setup:
+    """What a scenario of a case runs: its defaults, seed 0, one instance; the commander is general 0."""
+    return Setup(generals, m, 0, DEFAULT_VALUES, DEFAULT_VALUE)
 
 
 @attrs.frozen
@@ -153,17 +158,19 @@ def check_ranges(
 ) -> None:
     """Refuse ranges too large to run, before any case exists or any worker starts.
 
-    ``generals`` and ``ms`` must be ascending (the CLI passes ranges).  The
-    largest army -- the most generals, with the largest m they run -- sends
-    the most messages, so the message limit
-    (:func:`om_actors.limits.size_problem`) is checked on it alone.  Then
-    the cases are counted, stopping as soon as there are more than
-    :data:`MAX_CASES`.
+    ``generals`` and ``ms`` must be ascending (the CLI passes ranges), and
+    so must the traitor counts.  The largest army -- the most generals, with
+    the largest m they run, and the most traitors it is given -- sends the
+    most messages, so the message limit (:func:`om_actors.limits.size_problem`)
+    is checked on it alone.  Then the cases are counted, stopping as soon as
+    there are more than :data:`MAX_CASES`.
     """
     rules = algorithm_named(algorithm)
     if generals:
         largest, runs = generals[-1], _runnable_ms(rules, generals[-1], ms)
-        problem = size_problem(rules, largest, runs[-1]) if runs else None
+        counts = traitor_counts(runs[-1]) if runs else ()
+        most = counts[-1] if counts else 0
+        problem = size_problem(rules, _setup(largest, runs[-1]), most) if runs else None
         if problem is not None:
             raise RangesTooLarge(problem)
     if _count_cases(generals, ms, traitor_counts, cap=MAX_CASES, algorithm=algorithm) > MAX_CASES:
@@ -262,12 +269,33 @@ class Deviation:
     sent: object
 
 
+Question = tuple[int, DecisionPoint, str, object]
+"""What a traitor's strategy was asked, and answered: the traitor, the point, the loyal value, the answer."""
+
+
 @attrs.frozen
 class Outcome:
-    """One adversary's lockstep run, with what its traitors did differently on their decision points."""
+    """One adversary's lockstep run, with every question its traitors' strategies were asked."""
 
     run: LockstepRun
-    deviations: tuple[Deviation, ...]
+    asked: tuple[Question, ...]
+
+    def deviations(self, case: Case) -> tuple[Deviation, ...]:
+        """What the traitors did differently on their decision points: a scripted family's script.
+
+        A deviation is an answer on one of the traitor's decision points
+        that differs from the loyal value; anything a strategy is offered
+        beyond those (a late release, say) it may only keep silent about, as
+        a loyal general does, or the decision points would not cover the
+        adversary.  Worked out only when asked, since it needs the decision
+        points listed: a canonical adversary's case may have billions
+        (SM(10) on 16 generals), and its scenario names strategies instead.
+        """
+        return tuple(
+            Deviation(t, point, loyal, sent)
+            for t, point, loyal, sent in self.asked
+            if sent != loyal and point in _decision_points(case, t)
+        )
 
 
 @attrs.define
@@ -280,7 +308,7 @@ class _Recording:
 
     inner: Strategy
     traitor: int
-    asked: list[tuple[int, DecisionPoint, str, object]]
+    asked: list[Question]
 
     def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
         answer = self.inner.choose(round, path, receiver, value, rng)
@@ -291,20 +319,12 @@ class _Recording:
 def run_adversary(case: Case, traitors: Mapping[int, Strategy]) -> Outcome:
     """One adversary against ``case``, in lockstep; the traitors not in ``traitors`` are loyal.
 
-    A deviation is an answer on one of the traitor's decision points that
-    differs from the loyal value; anything a strategy is offered beyond
-    those (a late release, say) it may only keep silent about, as a loyal
-    general does, or the decision points would not cover the adversary.
+    What the traitors did differently is :meth:`Outcome.deviations`.
     """
-    asked: list[tuple[int, DecisionPoint, str, object]] = []
+    asked: list[Question] = []
     recording = {t: _Recording(strategy, t, asked) for t, strategy in traitors.items()}
     run = run_lockstep(case.rules, case.setup, case.order, recording)
-    deviations = tuple(
-        Deviation(t, point, loyal, sent)
-        for t, point, loyal, sent in asked
-        if sent != loyal and point in _decision_points(case, t)
-    )
-    return Outcome(run, deviations)
+    return Outcome(run, tuple(asked))
 
 
 @functools.lru_cache(maxsize=256)
@@ -318,12 +338,18 @@ def check_case(case: Case, adversary: Adversary, budget: int, seed: int = 0) -> 
 
     A family larger than ``budget`` is not sampled but skipped and counted
     as over budget, so ``exhaustive`` never claims more than it covered;
-    ``search`` simply stops after ``budget`` adversaries.
+    ``search`` simply stops after ``budget`` adversaries.  Its moves are
+    made over a table of every decision point, so a case whose traitors
+    have more than :data:`~om_actors.limits.MAX_CHECKED_MESSAGES` is
+    skipped too.  Either is found by counting the points only as far as
+    the answer needs, never by listing them: SM(10) on 16 generals gives
+    one traitor billions.
     """
     family = _FAMILIES[adversary]
-    if family.size(case) <= budget and adversary == "search":
-        family = _FAMILIES["exhaustive"]  # a space smaller than the budget is searched by enumerating it
-    elif family.size(case) > budget and adversary != "search":
+    if family.size(case, cap=budget) <= budget:
+        if adversary == "search":
+            family = _FAMILIES["exhaustive"]  # a space smaller than the budget is searched by enumerating it
+    elif adversary != "search" or _count_points(case, most=MAX_CHECKED_MESSAGES + 1) > MAX_CHECKED_MESSAGES:
         return CaseReport(case, 0, 0, 0, 1, None, None)
     tried = agreement_broken = validity_broken = 0
     first_violation: tuple[Outcome, Plan] | None = None
@@ -387,7 +413,8 @@ class _Canonical:
     def table(case: Case) -> Sequence[tuple[str, dict[str, object]]]:
         return case.rules.canonical(case.setup.values)
 
-    def size(self, case: Case) -> int:
+    def size(self, case: Case, *, cap: int | None = None) -> int:
+        """How many assignments there are, always exactly: a few strategies per traitor (``cap`` unused)."""
         return _power(len(self.table(case)), len(case.traitors))
 
     def plans(self, case: Case, budget: int, seed: int) -> Generator[tuple[int, ...], Outcome, None]:
@@ -428,18 +455,26 @@ class _Scripted:
     def options(case: Case) -> list[str | None]:
         return [*case.setup.values, None]
 
-    def size(self, case: Case) -> int:
-        return _power(len(self.options(case)), len(self.points(case)))
+    def size(self, case: Case, *, cap: int | None = None) -> int:
+        """How many tables there are: exactly up to ``cap``, else some number past it.
+
+        The decision points are counted no further than the answer needs --
+        past ``cap`` after a dozen or so -- so a case with billions of them
+        is answered at once.
+        """
+        options = len(self.options(case))
+        most = None if cap is None else _exponent_past(options, cap)
+        return _power(options, _count_points(case, most=most))
 
     def strategies(self, case: Case, plan: Table) -> dict[int, Strategy]:
         return {t: _strategy(case, "scripted", _script(case, t, plan)) for t in case.traitors}
 
     def scenario(self, case: Case, plan: Table, outcome: Outcome) -> dict[str, Any]:
-        script = {(d.traitor, d.point): d.sent for d in outcome.deviations}
+        script = {(d.traitor, d.point): d.sent for d in outcome.deviations(case)}
         return _scenario(case, _scripts(case, script), outcome.run)
 
     def shrink(self, case: Case, outcome: Outcome, plan: Table) -> Violation:
-        script: Table = {(d.traitor, d.point): _sent(d) for d in outcome.deviations}
+        script: Table = {(d.traitor, d.point): _sent(d) for d in outcome.deviations(case)}
         traitors = list(case.traitors)
         for traitor in list(traitors):
             smaller = attrs.evolve(case, traitors=tuple(t for t in traitors if t != traitor))
@@ -518,8 +553,9 @@ def run_plan(case: Case, plan: Table) -> LockstepRun:
     return run_adversary(case, _FAMILIES["exhaustive"].strategies(case, plan)).run
 
 
-def exhaustive_size(case: Case) -> int:
-    size: int = _FAMILIES["exhaustive"].size(case)
+def exhaustive_size(case: Case, *, cap: int | None = None) -> int:
+    """How many exhaustive adversaries ``case`` has: exactly up to ``cap``, else some number past it."""
+    size: int = _FAMILIES["exhaustive"].size(case, cap=cap)
     return size
 
 
@@ -528,6 +564,24 @@ def exhaustive_size(case: Case) -> int:
 
 def _power(base: int, exponent: int) -> int:
     return math.prod(itertools.repeat(base, exponent))
+
+
+def _exponent_past(base: int, cap: int) -> int:
+    """The least ``e`` with ``base ** e > cap``, for ``base`` of 2 or more."""
+    exponent, power = 0, 1
+    while power <= cap:
+        exponent, power = exponent + 1, power * base
+    return exponent
+
+
+def _count_points(case: Case, *, most: int | None) -> int:
+    """How many decision points the case's traitors have together, counting no further than ``most``.
+
+    An algorithm may give them one at a time (SM(m) does), so counting
+    to a bound costs no more than the bound, however many there are.
+    """
+    every = itertools.chain.from_iterable(case.rules.decision_points(case.setup, t) for t in case.traitors)
+    return sum(1 for _ in itertools.islice(every, most))
 
 
 def _sent(deviation: Deviation) -> str | None:

@@ -11,14 +11,20 @@ Rules for this file:
 
 from __future__ import annotations
 
-import pytest
-from conftest import ECHO, GOSSIP
+import random
 
-from om_actors import ProtocolMisuse
-from om_actors.algorithm import Algorithm, Core, Outgoing, Setup, Verdict, combine, judge
+import attrs
+import pytest
+from conftest import ECHO, GOSSIP, Echo
+
+import om_actors.registry
+from om_actors import OmActorsError, ProtocolMisuse
+from om_actors.algorithm import Algorithm, Core, Outgoing, Path, Setup, Verdict, combine, judge
+from om_actors.lockstep import run_lockstep
 from om_actors.oral import ORAL_MESSAGES
-from om_actors.registry import REGISTRY
+from om_actors.registry import REGISTRY, WRITTEN_BESIDE_PAYLOAD, register
 from om_actors.signed import SIGNED_MESSAGES
+from om_actors.strategies import Strategy, build_strategy
 
 SETUP = Setup(generals=4, m=1, commander=0, values=("attack", "retreat"), default="retreat")
 ALGORITHMS = [*sorted(REGISTRY.values(), key=lambda rules: rules.name), ECHO, GOSSIP]
@@ -125,3 +131,141 @@ def test_combine_needs_each_condition_in_every_instance() -> None:
     assert combine([Verdict(False, True), Verdict(True, False)]) == Verdict(False, False)
     assert not Verdict(True, False).success
     assert Verdict(True, None).success
+
+
+# --- sizes: what a run is checked against before anything is allocated ----------------
+
+
+@attrs.define
+class _Flood:
+    """A traitor that sends on every offer it gets, due or late: as many messages as a run can carry.
+
+    Where the path is its own alone (a commander's order, or any message of
+    an algorithm without paths) it gives each receiver another value, so
+    generals hold as many values as they can; elsewhere it sends what it was
+    offered, so signed chains stay valid and are forwarded again -- or a
+    value of its choice where it was offered none to send.
+    """
+
+    values: tuple[str, ...]
+    sent: int = 0
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        self.sent += 1
+        return value if value and len(path) > 1 else self.values[receiver % len(self.values)]
+
+
+@attrs.define
+class _Counting:
+    """Another strategy, counting what it sends: with the algorithm's ``loyal``, what a loyal general does."""
+
+    inner: Strategy
+    sent: int = 0
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        answer = self.inner.choose(round, path, receiver, value, rng)
+        self.sent += answer is not None
+        return answer
+
+
+ARMIES = [(4, 1, 2), (5, 2, 4), (6, 3, 5), (7, 2, 7)]
+"""Generals, m and how many values: small enough to flood, with values enough to matter to SM(m)."""
+
+
+def _sent(rules: Algorithm, setup: Setup, flooding: range) -> int:
+    """Every message of a run where the generals in ``flooding`` flood and the others are loyal."""
+    loyal = build_strategy("loyal", {}, values=setup.values, m=setup.m, built_in=rules.strategies())
+    counting = {g: _Counting(_Flood(setup.values) if g in flooding else loyal) for g in range(setup.generals)}
+    run_lockstep(rules, setup, "v1", counting)
+    return sum(general.sent for general in counting.values())
+
+
+@pytest.mark.parametrize("rules", ALGORITHMS, ids=_named)
+@pytest.mark.parametrize(("generals", "m", "values"), ARMIES)
+def test_no_run_sends_more_than_its_message_bound(
+    rules: Algorithm, generals: int, m: int, values: int
+) -> None:
+    setup = Setup(generals, m, 0, tuple(f"v{i}" for i in range(values)), "v0")
+    if rules.problems(generals, m):
+        pytest.skip(f"{rules.titled(m)} cannot run {generals} generals")
+    assert _sent(rules, setup, range(0)) == rules.messages_sent(generals, m) <= rules.message_bound(setup, 0)
+    for traitors in range(1, generals + 1):
+        for flooding in (range(traitors), range(1, traitors + 1)):  # with the commander, then without
+            assert _sent(rules, setup, flooding) <= rules.message_bound(setup, traitors), (traitors, flooding)
+
+
+def test_signed_messages_are_sized_by_their_values_and_their_traitors() -> None:
+    """SM(m)'s loyal count is no bound: a lieutenant forwards each value it holds, and a traitor more."""
+    setup = Setup(6, 3, 0, ("v0", "v1", "v2", "v3", "v4"), "v0")
+    one = _sent(SIGNED_MESSAGES, setup, range(1))  # a commander that gives each lieutenant another value
+    assert SIGNED_MESSAGES.messages_sent(6, 3) == 25 < one <= SIGNED_MESSAGES.message_bound(setup, 1)
+    assert SIGNED_MESSAGES.message_bound(setup, 1) < SIGNED_MESSAGES.message_bound(setup, 2)
+    two = attrs.evolve(setup, values=("v0", "v1"))
+    assert SIGNED_MESSAGES.message_bound(two, 1) < SIGNED_MESSAGES.message_bound(setup, 1)
+    huge = Setup(10**35, 10**30, 0, tuple(f"v{i}" for i in range(254)), "v0")
+    assert SIGNED_MESSAGES.message_bound(huge, 10**35) > 10**100  # a closed form: any size at once
+
+
+@pytest.mark.parametrize(("generals", "m", "values"), [(2, 0, 2), (3, 1, 3), *ARMIES, (8, 5, 3)])
+def test_signed_bound_with_every_lieutenant_lying_is_most_messages_summed(
+    generals: int, m: int, values: int
+) -> None:
+    """The closed form is :meth:`most_messages` over every sender, receiver and round, counted one by one."""
+    for commander in (0, generals - 1):
+        setup = Setup(generals, m, commander, tuple(f"v{i}" for i in range(values)), "v0")
+        rounds = SIGNED_MESSAGES.rounds(generals, m)
+        summed = sum(
+            SIGNED_MESSAGES.most_messages(setup, sender, receiver, round)
+            for sender in range(generals)
+            for receiver in range(generals)
+            for round in range(1, rounds + 1)
+        )
+        assert SIGNED_MESSAGES.message_bound(setup, generals - 1) == summed
+
+
+def test_an_algorithm_sends_at_most_its_loyal_count_unless_it_says_otherwise() -> None:
+    setup = Setup(7, 2, 0, ("v0", "v1", "v2"), "v0")
+    assert ORAL_MESSAGES.message_bound(setup, 7) == ORAL_MESSAGES.messages_sent(7, 2) == 156
+    assert ECHO.message_bound(setup, 3) == ECHO.messages_sent(7, 2)
+
+
+# --- registering: a payload the log can write ---------------------------------------
+
+
+@attrs.frozen
+class _Ballot:
+    value: object
+    round: object
+
+
+class _Clashing(Echo):
+    name = "clashing"
+    payload = _Ballot  # type: ignore[assignment]  # the point: a payload Echo's own code never sends
+
+
+class _NotAttrs(Echo):
+    name = "not-attrs"
+    payload = dict  # type: ignore[assignment]
+
+
+def test_a_payload_field_named_like_a_log_lines_own_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    registered = dict(REGISTRY)
+    monkeypatch.setattr(om_actors.registry, "REGISTRY", registered)  # whatever happens, this test's own
+    with pytest.raises(
+        OmActorsError,
+        match=r"^algorithm 'clashing' cannot be registered: its payload _Ballot has a field named 'round', "
+        r"which a message's log line already holds \(it holds delivered, event, instance, reason, receiver, "
+        r"round, sender\): rename the field$",
+    ):
+        register(_Clashing())
+    with pytest.raises(
+        OmActorsError,
+        match=r"^algorithm 'not-attrs' cannot be registered: its payload <class 'dict'> is not an attrs ",
+    ):
+        register(_NotAttrs())
+    assert registered == REGISTRY
+
+
+def test_no_registered_payload_takes_a_log_lines_own_field() -> None:
+    for rules in ALGORITHMS:
+        assert not {f.name for f in attrs.fields(rules.payload)} & WRITTEN_BESIDE_PAYLOAD, rules.name

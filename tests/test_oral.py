@@ -222,3 +222,12 @@ def test_a_relay_to_several_receivers_shares_one_payload() -> None:
     payloads = {id(lieutenant.compose(out, out.path, out.value)) for out in owed}
     assert len(owed) == 5
     assert len(payloads) == 1
+
+
+def test_decision_points_come_one_at_a_time() -> None:
+    """Nineteen generals with m = 6 have millions: a reader counting to its budget must not list them all."""
+    big = Setup(generals=19, m=6, commander=0, values=("attack", "retreat"), default="retreat")
+    points = ORAL_MESSAGES.decision_points(big, 1)
+    assert not isinstance(points, (list, tuple))
+    first = next(iter(points))
+    assert (first.round, first.path) == (2, (0, 1))

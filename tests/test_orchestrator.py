@@ -51,6 +51,7 @@ from om_actors import (
 from om_actors.oral import ORAL_MESSAGES
 from om_actors.orchestrator import resolve_mode
 from om_actors.scenario import scenario_from_dict
+from om_actors.signed import SIGNED_MESSAGES
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -563,6 +564,23 @@ def test_per_message_mode_does_not_suggest_a_batched_mode_an_algorithm_lacks() -
         "and 24,990,001 messages are over its limit of 10,000,000: set OM_ACTORS_MAX_MESSAGES "
         "(or --max-messages) to raise it, if this machine has the memory"
     )
+
+
+def test_per_message_mode_is_sized_by_the_most_a_run_can_send() -> None:
+    """SM(m)'s lieutenants forward each value they hold: 400 generals, 254 values took 1.77 GB unrefused."""
+    values = tuple(f"v{i}" for i in range(254))
+    scenario = Scenario(
+        algorithm="sm", generals=400, m=2, values=values, default="v0", traitors={0: "random"}
+    )
+    bound = SIGNED_MESSAGES.message_bound(scenario.setup, 1)
+    assert bound > 10_000_000 > SIGNED_MESSAGES.messages_sent(400, 2)  # the loyal count let it through
+    with pytest.raises(ScenarioError) as caught:
+        resolve_mode("auto", scenario)
+    assert str(caught.value).startswith(
+        f"scenario: mode: per-message mode keeps every message as Python objects (about 300 bytes each), "
+        f"and {bound:,} messages are over its limit of 10,000,000: set OM_ACTORS_MAX_MESSAGES"
+    )
+    assert resolve_mode("auto", attrs.evolve(scenario, values=values[:2], default="v0")) == "per-message"
 
 
 def test_auto_never_batches_an_algorithm_without_a_batched_mode() -> None:

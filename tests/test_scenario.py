@@ -498,6 +498,34 @@ def test_the_limit_is_the_users_to_raise(monkeypatch: pytest.MonkeyPatch) -> Non
     assert Scenario(generals=13, m=2).generals == 13
 
 
+def test_signed_runs_are_sized_by_their_values_and_traitors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SM(m)'s lieutenants forward every value they hold: 50 values on 60 generals sent 124,547 messages."""
+    values = [f"v{i}" for i in range(50)]
+    fifty = {
+        "algorithm": "sm",
+        "generals": 60,
+        "m": 2,
+        "values": values,
+        "default": "v0",
+        "traitors": {0: "random"},
+    }
+    monkeypatch.setenv("OM_ACTORS_MAX_MESSAGES", "150_000")  # the loyal count, 3,481, is far below it
+    bound = SIGNED_MESSAGES.message_bound(Setup(60, 2, 0, tuple(values), "v0"), 1)
+    with pytest.raises(
+        ScenarioError,
+        match=f"^<data>: generals: 60 generals with m = 2, 50 values and 1 traitor send up to {bound:,} "
+        "messages, over the limit of 150,000: set OM_ACTORS_MAX_MESSAGES",
+    ):
+        scenario_from_dict(fifty)
+    assert scenario_from_dict({**fifty, "values": values[:2]}).generals == 60
+    monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES")
+    with pytest.raises(
+        ScenarioError, match=r"^<data>: generals: 100,000,000,000,000,000,000,000,000,000,000,000 "
+    ):
+        scenario_from_dict({"algorithm": "sm", "generals": 10**35, "m": 10**30, "values": values})
+    assert Scenario(algorithm="sm", generals=2000, m=1, traitors={0: "random"}).generals == 2000
+
+
 def test_many_instances_count_against_the_limit() -> None:
     instances = [Instance(0, "attack")] * 30_000
     with pytest.raises(
@@ -800,7 +828,13 @@ def test_an_unknown_algorithm_is_located_and_names_the_known_ones(tmp_path: Path
     ]
     with pytest.raises(ScenarioError) as caught:
         Scenario(generals=4, m=1, algorithm="SM")
-    assert str(caught.value) == f"scenario: algorithm: unknown algorithm 'SM': use one of {known}"
+    assert (
+        str(caught.value)
+        == f"scenario: algorithm: unknown algorithm 'SM': did you mean 'sm'? use one of {known}"
+    )
+    assert _errors(tmp_path, "generals: 4\nm: 1\nalgorithm: Om\n") == [
+        f"3:12: algorithm: unknown algorithm 'Om': did you mean 'om'? use one of {known}"
+    ]
 
 
 def test_sm_refuses_an_army_with_nothing_to_agree_on(tmp_path: Path) -> None:
@@ -835,6 +869,43 @@ def test_a_strategy_of_another_algorithm_is_refused_with_this_ones_names(tmp_pat
         "3:15: traitors.1.strategy: strategy 'late' is SM(m)'s, not OM(m)'s: use one of "
         "constant, flip, loyal, random, scripted, silent, split, or module:Class"
     ]
+
+
+@pytest.mark.parametrize(
+    ("receiver", "error"),
+    [
+        ("99", "no general 99: ids run from 0 to 3"),
+        ("-1", "no general -1: ids run from 0 to 3"),
+        ("two", "expected a general id, got 'two'"),
+        ("true", "expected a general id, got True"),
+        ("1.0", "expected a general id, got 1.0"),
+        ("1", "general 1 is this traitor: a late release goes to another general"),
+        ("0", "general 0 is the commander, on every chain: a late release never goes to it"),
+    ],
+)
+def test_a_late_receiver_that_never_gets_a_release_is_refused_where_it_is_written(
+    tmp_path: Path, receiver: str, error: str
+) -> None:
+    text = f"algorithm: sm\ngenerals: 4\nm: 1\ntraitors:\n  1: {{strategy: late, receiver: {receiver}}}\n"
+    assert _errors(tmp_path, text) == [f"5:33: traitors.1.receiver: {error}"]
+
+
+def test_a_late_receiver_is_checked_in_code_and_against_every_instance() -> None:
+    with pytest.raises(
+        ScenarioError, match=r"^scenario: traitors\.2\.receiver: no general 4: ids run from 0 to 3$"
+    ):
+        Scenario(algorithm="sm", generals=4, m=1, traitors={2: TraitorSpec("late", {"receiver": 4})})
+    # general 0 commands one instance, general 1 the other: 0 can get a release in the second
+    instances = [Instance(0, "attack"), Instance(1, "retreat")]
+    late = {2: TraitorSpec("late", {"receiver": 0})}
+    assert Scenario(algorithm="sm", generals=4, m=1, instances=instances, traitors=late).strategies() == {
+        2: Late(m=1, receiver=0)
+    }
+    with pytest.raises(
+        ScenarioError, match=r"traitors\.2\.receiver: general 0 is the commander, on every chain"
+    ):
+        Scenario(algorithm="sm", generals=4, m=1, instances=instances[:1] * 2, traitors=late)
+    assert Scenario(algorithm="sm", generals=4, m=1, traitors={2: TraitorSpec("late", {"receiver": None})})
 
 
 def test_filled_in_arguments_cannot_be_set_by_a_file(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -35,7 +36,7 @@ from om_actors import (
 from om_actors.algorithm import Algorithm, DecisionPoint, Setup
 from om_actors.oral import ORAL_MESSAGES, OralMessages
 from om_actors.scenario import SEVEN_GENERALS
-from om_actors.signed import SIGNED_MESSAGES, Late
+from om_actors.signed import NOTHING_OWED, SIGNED_MESSAGES, Late
 from om_actors.strategies import (
     BatchStrategy,
     Parity,
@@ -43,6 +44,7 @@ from om_actors.strategies import (
     Scripted,
     StrategyError,
     build_strategy,
+    closest,
     following,
     script_problems,
     strategy_parameters,
@@ -237,6 +239,23 @@ def test_build_strategy_fills_in_m_too_from_the_algorithms_built_ins() -> None:
         build_strategy("flip", {}, values=VALUES, built_in=counting)
 
 
+def test_late_releases_only_what_it_holds_and_only_in_the_last_round() -> None:
+    late, rng = Late(m=2, receiver=3), random.Random(0)
+    assert late.choose(3, (0, 1, 2), 3, "attack", rng) == "attack"
+    assert late.choose(3, (0, 1, 2), 4, "attack", rng) is None  # another receiver
+    assert late.choose(2, (0, 2), 3, "attack", rng) is None  # before round m + 1
+    assert late.choose(3, (0, 1, 2), 3, NOTHING_OWED, rng) is None  # a chain along which it holds nothing
+    assert Late(m=2).choose(3, (0, 1, 2), 3, "attack", rng) == "attack"  # the lowest general off the chain
+
+
+def test_a_name_in_the_wrong_case_is_offered_the_right_one() -> None:
+    with pytest.raises(StrategyError, match=r"^unknown strategy 'SPLIT': did you mean 'split'\? use one of "):
+        build_strategy("SPLIT", {}, values=VALUES)
+    assert closest("SM", ["om", "sm"]) == "sm"  # too short to be a misspelling of either
+    assert closest("Flipp", ["flip", "split"]) == "flip"
+    assert closest("pbft", ["om", "sm"]) is None
+
+
 def test_a_spec_of_any_algorithms_built_in_keeps_its_short_name() -> None:
     assert TraitorSpec.of(Late(m=2, receiver=3)) == TraitorSpec("late", {"receiver": 3})
     assert TraitorSpec.of(Flip(VALUES)) == TraitorSpec("flip")
@@ -245,8 +264,8 @@ def test_a_spec_of_any_algorithms_built_in_keeps_its_short_name() -> None:
 class _CommanderOnly(OralMessages):
     """OM(m)'s paths, but only the commander's round-1 messages are decision points, and so scriptable."""
 
-    def decision_points(self, setup: Setup, traitor: int) -> list[DecisionPoint]:
-        return [point for point in super().decision_points(setup, traitor) if point.round == 1]
+    def decision_points(self, setup: Setup, traitor: int) -> Iterator[DecisionPoint]:
+        return (point for point in super().decision_points(setup, traitor) if point.round == 1)
 
     script_problem = Algorithm.script_problem  # the default: the decision points decide
 

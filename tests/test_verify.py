@@ -15,7 +15,7 @@ Rules for this file:
 from __future__ import annotations
 
 import json
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from om_actors import load_scenario, simulate_sync
-from om_actors.algorithm import Algorithm
+from om_actors.algorithm import Algorithm, DecisionPoint, Setup
 from om_actors.cli import main
+from om_actors.limits import MAX_CHECKED_MESSAGES
 from om_actors.oral import ORAL_MESSAGES
 from om_actors.registry import REGISTRY
+from om_actors.signed import SIGNED_MESSAGES
 from om_actors.verify import (
     DEFAULT_BUDGET,
     Adversary,
@@ -359,6 +361,57 @@ def test_signed_four_generals_survive_every_adversary_of_a_traitor_commander_and
     assert (report.violation, report.mismatch) == (None, None)
 
 
+@pytest.mark.parametrize(
+    "case", [Case(4, 1, (1,), "attack"), Case(4, 2, (0, 1), "attack", "sm"), Case(5, 2, (), "retreat", "sm")]
+)
+def test_a_capped_size_is_exact_up_to_the_cap_and_past_it_beyond(case: Case) -> None:
+    size = exhaustive_size(case)
+    for cap in range(size + 2):
+        capped = exhaustive_size(case, cap=cap)
+        assert capped == size if cap >= size else capped > cap, cap
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """SM's decision points as drawn, one by one, failing once more are drawn than any check may need."""
+    points: list[object] = []
+    listing = SIGNED_MESSAGES.decision_points
+
+    def counted(setup: Setup, traitor: int) -> Iterator[DecisionPoint]:
+        for point in listing(setup, traitor):
+            points.append(point)
+            assert len(points) <= 2 * MAX_CHECKED_MESSAGES, "decision points listed past every bound"
+            yield point
+
+    monkeypatch.setattr(SIGNED_MESSAGES, "decision_points", counted)
+    return points
+
+
+def test_a_case_with_billions_of_decision_points_is_skipped_having_counted_a_few(drawn: list[object]) -> None:
+    case = Case(16, 10, (3,), "attack", "sm")  # every chain of up to 10 generals ending with 3: billions
+    report = check_case(case, "exhaustive", DEFAULT_BUDGET["exhaustive"])
+    assert (report.adversaries, report.over_budget, report.violation) == (0, 1, None)
+    assert len(drawn) == 11  # 3**11 > 100,000: no need to count further
+    drawn.clear()
+    report = check_case(case, "search", DEFAULT_BUDGET["search"])
+    assert (report.adversaries, report.over_budget, report.violation) == (0, 1, None)
+    assert len(drawn) == 7 + MAX_CHECKED_MESSAGES + 1  # 3**7 > 2,000, and more than search lists: skipped
+    drawn.clear()
+    report = check_case(case, "canonical", DEFAULT_BUDGET["canonical"])
+    assert (report.adversaries, report.over_budget, report.mismatch) == (3, 0, None)
+    assert drawn == []  # a canonical adversary's scenario names its strategies: no point is needed
+
+
+def test_cli_skips_signed_cases_too_large_for_the_budget_at_once(drawn: list[object]) -> None:
+    args = ["--algorithm", "sm", "--generals", "16", "--m", "10", "--traitors", "exactly:1", "--json"]
+    status, out, _ = _verify(*args, "--adversary", "exhaustive")
+    assert status == 0
+    summary = json.loads(out)
+    (row,) = summary["rows"]
+    assert (row["cases"], row["over_budget"], summary["adversaries"]) == (32, 32, 0)
+    assert len(drawn) == 32 * 11
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_exhaustive_adversaries_never_break_signed_four_generals_of_two_traitors(data: st.DataObject) -> None:
@@ -447,7 +500,7 @@ def test_cli_signed_json_rows_name_the_algorithm(tmp_path: Path) -> None:
 def test_signed_ranges_are_sized_by_signed_message_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
     monkeypatch.setattr("om_actors.cli.cases", _no_cases)
-    # OM(12) with forty generals is refused for its messages; SM(12) sends 1,521 and is refused for its cases
+    # OM(12) with forty generals is refused for its messages; SM(12), polynomial, is refused for its cases
     status, _, err = _verify("--algorithm", "sm", "--generals", "40", "--m", "12")
     assert status == 2
     assert err.endswith("these ranges hold more than 1,000,000 cases: narrow --generals, --m or --traitors\n")
