@@ -13,8 +13,13 @@ whether the theorem promises agreement
 (:meth:`~om_actors.algorithm.Algorithm.theorem_allows_failure`), what
 cannot run at all (:meth:`~om_actors.algorithm.Algorithm.problems`) and
 the traitor strategies (:meth:`~om_actors.algorithm.Algorithm.strategies`).
-A run goes through :func:`~om_actors.orchestrator.simulate`, the runtime
-``om-actors run`` uses, so a row's numbers are a run's numbers.
+A compared run goes through :func:`~om_actors.orchestrator.simulate`, the
+runtime ``om-actors run`` uses, so a row's numbers are a run's numbers.  A
+sweep logs nothing, so its rows that would run message by message go
+through :func:`~om_actors.lockstep.run_lockstep` instead: the same
+pipeline, decisions and counts without a task per general, which costs
+the actors some three times the algorithm's own work; rows that run
+batched still run batched.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ from .algorithm import Algorithm, Verdict
 from .errors import OmActorsError, ScenarioError
 from .events import Event, MessageSent
 from .limits import MAX_BATCHED_GENERALS
+from .lockstep import run_lockstep
 from .log import render
-from .orchestrator import Mode, simulate, unwrapped
+from .orchestrator import Mode, resolve_mode, simulate, unwrapped
 from .registry import REGISTRY, algorithm_named
 from .scenario import Scenario, TraitorSpec
 
@@ -341,9 +347,22 @@ async def _sweep_row(rules: Algorithm, generals: int, traitors: int | None, budg
         return _computed(rules, generals, m, m, budget)
     try:
         scenario = sweep_scenario(rules, generals, m, m)
+        mode = _quickest(scenario)
+        runtime = resolve_mode(mode, scenario)  # the runtime's own limits, as simulate would check them
     except ScenarioError as exc:
         return _refused(rules, generals, m, m, _problems(exc))
-    return await _row(scenario, budget=budget, measure_bytes=False, mode=_quickest(scenario))
+    if runtime == "batched" or len(scenario.setups) != 1:
+        return await _row(scenario, budget=budget, measure_bytes=False, mode=mode)
+    return _lockstep_row(scenario)
+
+
+def _lockstep_row(scenario: Scenario) -> Row:
+    """A sweep row run in lockstep: what :func:`_row` measures, without the actors, and no bytes."""
+    started = time.perf_counter()
+    (instance,) = scenario.effective_instances
+    run = run_lockstep(scenario.rules, scenario.setup, instance.order, scenario.strategies())
+    seconds = time.perf_counter() - started
+    return _ran(scenario, messages=run.messages, stats=run.stats, verdict=run.verdict, seconds=seconds)
 
 
 def _quickest(scenario: Scenario) -> Mode:
@@ -375,6 +394,31 @@ async def _row(
     except ScenarioError as exc:  # the runtime's own limits: per-message mode's size, say
         return attrs.evolve(_refused(rules, n, m, count, _problems(exc)), notes=notes)
     seconds = time.perf_counter() - started
+    return _ran(
+        scenario,
+        messages=result.messages,
+        stats=result.stats,
+        verdict=result.verdict,
+        seconds=seconds,
+        rounds=result.rounds,
+        bytes=wire.bytes if measure_bytes and wire.messages == result.messages else None,
+        notes=notes,
+    )
+
+
+def _ran(
+    scenario: Scenario,
+    *,
+    messages: int,
+    stats: Mapping[str, int],
+    verdict: Verdict,
+    seconds: float,
+    rounds: int | None = None,
+    bytes: int | None = None,
+    notes: tuple[str, ...] = (),
+) -> Row:
+    """The row of a run of ``scenario``, by whichever runtime it went through."""
+    rules, n, m, count = scenario.rules, scenario.generals, scenario.m, len(scenario.traitors)
     return Row(
         algorithm=rules.name,
         title=rules.titled(m),
@@ -382,13 +426,13 @@ async def _row(
         m=m,
         traitors=count,
         how=How.RUN,
-        rounds=result.rounds,
-        messages=result.messages,
+        rounds=scenario.rounds if rounds is None else rounds,
+        messages=messages,
         bound_holds=not rules.theorem_allows_failure(n, m, count),
-        bytes=wire.bytes if measure_bytes and wire.messages == result.messages else None,
-        signatures=result.stats.get(SIGNATURES, 0),
+        bytes=bytes,
+        signatures=stats.get(SIGNATURES, 0),
         seconds=seconds,
-        verdict=result.verdict,
+        verdict=verdict,
         notes=notes,
     )
 

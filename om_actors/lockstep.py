@@ -17,6 +17,7 @@ An ``async`` strategy cannot run here, and is refused with an
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 import attrs
@@ -28,10 +29,18 @@ from .strategies import Strategy
 
 @attrs.frozen
 class LockstepRun:
-    """Every general's decision (traitors' too) and the verdict on the loyal ones'."""
+    """Every general's decision (traitors' too), the verdict on the loyal ones', and what the run cost.
+
+    ``messages`` counts every message posted, the traitors' included, as
+    the actor runtime counts them (one per :class:`~om_actors.driver.Send`);
+    ``stats`` sums what the generals' cores counted before they decided,
+    as a run's ``Result.stats`` does.
+    """
 
     decisions: dict[int, str]
     verdict: Verdict
+    messages: int = 0
+    stats: dict[str, int] = attrs.field(factory=dict)
 
     def disagreement(self, setup: Setup, loyal: frozenset[int], order: str) -> int:
         """How far from interactive consistency: search's objective, 0 when IC1 and IC2 hold.
@@ -61,6 +70,7 @@ def run_lockstep(rules: Algorithm, setup: Setup, order: str, traitors: Mapping[i
         )
         for g in range(setup.generals)
     ]
+    messages = 0
     for round in range(1, rules.rounds(setup.generals, setup.m) + 1):
         sent: list[tuple[int, Send]] = []
         for driver in drivers:
@@ -68,8 +78,14 @@ def run_lockstep(rules: Algorithm, setup: Setup, order: str, traitors: Mapping[i
                 answer = item if isinstance(item, Send) else answer_now(driver, item)
                 if isinstance(answer, Send):
                     sent.append((driver.me, answer))
+        messages += len(sent)
         for sender, message in sent:
             drivers[message.receiver].deliver(message.instance, sender, round, message.payload)
+    stats: Counter[str] = Counter()
+    for driver in drivers:  # before deciding, as the actors count them
+        for core in driver.cores:
+            stats.update(core.stats)
     decisions = {driver.me: driver.decide()[0] for driver in drivers}
     loyal = {g: decisions[g] for g in range(setup.generals) if g not in traitors}
-    return LockstepRun(decisions, judge(setup, loyal, loyal=loyal, order=order))
+    verdict = judge(setup, loyal, loyal=loyal, order=order)
+    return LockstepRun(decisions, verdict, messages, dict(sorted(stats.items())))

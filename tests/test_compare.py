@@ -21,7 +21,7 @@ from conftest import Echo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from om_actors import Scenario, load_scenario, simulate
+from om_actors import Scenario, load_scenario, simulate, simulate_sync
 from om_actors.cli import main
 from om_actors.compare import (
     DEFAULT_BUDGET,
@@ -340,6 +340,32 @@ def test_sweep_on_worker_processes_gives_the_same_rows() -> None:
     two = trio.run(lambda: sweep(range(4, 8), [OM, SM], budget=100, jobs=2))
     strip = [(row.generals, row.algorithm, row.how, row.messages, row.verdict) for row in one]
     assert [(row.generals, row.algorithm, row.how, row.messages, row.verdict) for row in two] == strip
+
+
+def test_sweep_rows_run_in_lockstep_give_what_the_actors_give(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep runs its per-message rows in lockstep; the actors, run on the same armies, agree with them."""
+    import om_actors.compare
+
+    through_actors: list[str] = []
+
+    async def recorded(scenario: Scenario, **kwargs: object) -> object:
+        through_actors.append(scenario.algorithm)
+        return await simulate(scenario, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(om_actors.compare, "simulate", recorded)
+    algorithms = [OM, SM, *(algorithm_named(name) for name in ("phase-king", "phase-king-3t"))]
+    rows = trio.run(lambda: sweep(range(4, 11), algorithms, budget=5_000))
+    assert set(through_actors) == {"om"}  # OM(m) runs batched, as before; the rest in lockstep
+    ran = [row for row in rows if row.how is How.RUN]
+    assert {row.algorithm for row in ran} == {"om", "sm", "phase-king", "phase-king-3t"}
+    for row in ran:
+        rules = algorithm_named(row.algorithm)
+        scenario = sweep_scenario(rules, row.generals, row.m, row.traitors)
+        actual = simulate_sync(scenario, mode="per-message")
+        assert (row.rounds, row.messages, row.verdict) == (actual.rounds, actual.messages, actual.verdict)
+        assert row.signatures == actual.stats.get("signatures_verified", 0)
+        assert row.bytes is None
+    assert any(row.signatures for row in ran if row.algorithm == "sm")
 
 
 # --- the chart ---------------------------------------------------------------------------------

@@ -55,6 +55,41 @@ def test_lockstep_decides_what_the_actors_decide(scenario: Scenario) -> None:
     actual = simulate_sync(scenario)
     assert {g: v for g, v in decisions.items() if g in actual.decisions} == dict(actual.decisions)
     assert verdict == actual.verdict
+    run = run_lockstep(scenario.rules, scenario.setup, scenario.order, scenario.strategies())
+    assert (run.messages, run.stats) == (actual.messages, dict(actual.stats))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "generals", "m", "traitors"),
+    [
+        ("om", 4, 1, {3: "flip"}),
+        ("om", 7, 2, {0: "split", 5: "flip"}),
+        ("om", 7, 2, {2: "random", 4: "silent"}),
+        ("sm", 5, 3, {1: "split", 2: "split", 3: "split"}),
+        ("sm", 6, 2, {0: "split", 4: "silent"}),
+        ("phase-king", 9, 2, {1: "split", 2: "flip"}),
+        ("phase-king", 9, 2, {0: "split", 8: "silent"}),
+        ("phase-king-3t", 10, 3, {1: "split", 2: "split", 3: "flip"}),
+        ("phase-king-3t", 7, 2, {0: "flip", 6: "split"}),
+    ],
+)
+def test_lockstep_counts_the_messages_and_stats_the_actors_count(
+    algorithm: str, generals: int, m: int, traitors: dict[int, str]
+) -> None:
+    scenario = Scenario(
+        algorithm=algorithm,
+        generals=generals,
+        m=m,
+        traitors={t: TraitorSpec(strategy) for t, strategy in traitors.items()},
+        seed=7,
+    )
+    run = run_lockstep(scenario.rules, scenario.setup, scenario.order, scenario.strategies())
+    actual = simulate_sync(scenario, mode="per-message")
+    assert run.messages == actual.messages
+    assert run.stats == dict(actual.stats)
+    assert run.verdict == actual.verdict
+    if algorithm == "sm":
+        assert run.stats["signatures_verified"] > 0  # the count is compared, not two empty dicts
 
 
 def test_an_algorithm_without_paths_runs_in_lockstep_too(echo: Echo) -> None:
