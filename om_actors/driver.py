@@ -83,7 +83,7 @@ class GeneralDriver:
 
         Every core opens its round here, at once; the items then come one
         at a time, so a lieutenant of thirteen generals never holds its
-        round's 9,000-odd messages as objects all together.
+        round's 9,000-odd messages as composed sends all together.
         """
         if self.strategy is None:
             owed = [core.outbox(round) for core in self.cores]
