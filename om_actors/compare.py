@@ -438,31 +438,27 @@ def _ran(
 
 
 def _computed(rules: Algorithm, generals: int, m: int, traitors: int, budget: int, instances: int = 1) -> Row:
-    return Row(
-        algorithm=rules.name,
-        title=rules.titled(m),
-        generals=generals,
-        m=m,
-        traitors=traitors,
-        how=How.COMPUTED,
-        rounds=rules.rounds(generals, m),
-        messages=rules.messages_sent(generals, m) * instances,
-        bound_holds=not rules.theorem_allows_failure(generals, m, traitors),
-    )
+    messages = rules.messages_sent(generals, m) * instances
+    return _unrun(rules, generals, m, traitors, How.COMPUTED, messages)
 
 
 def _refused(rules: Algorithm, generals: int, m: int, traitors: int, why: str | None) -> Row:
+    note = f"{rules.titled(m)} cannot run this army: {why}"
+    return attrs.evolve(_unrun(rules, generals, m, traitors, How.REFUSED, None), notes=(note,))
+
+
+def _unrun(rules: Algorithm, generals: int, m: int, traitors: int, how: How, messages: int | None) -> Row:
+    """A row for an army that was not run: what the algorithm says of it without running it."""
     return Row(
         algorithm=rules.name,
         title=rules.titled(m),
         generals=generals,
         m=m,
         traitors=traitors,
-        how=How.REFUSED,
+        how=how,
         rounds=rules.rounds(generals, m),
-        messages=None,
+        messages=messages,
         bound_holds=not rules.theorem_allows_failure(generals, m, traitors),
-        notes=(f"{rules.titled(m)} cannot run this army: {why}",),
     )
 
 

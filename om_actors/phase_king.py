@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import attrs
 
 from .algorithm import Algorithm, Core, DecisionPoint, Outgoing, Path, Setup, Step
-from .strategies import Constant, Flip, Loyal, RandomChoice, Scripted, Silent, Split
+from .strategies import BUILT_IN, Constant, Flip, Loyal, RandomChoice, Scripted, Silent, Split
 
 
 class KingReason(str, enum.Enum):
@@ -453,15 +453,7 @@ class GradedScripted(Scripted):
         return answer if answer is None or _due(answer) else None
 
 
-KING_STRATEGIES: Mapping[str, type] = {
-    "loyal": Loyal,
-    "flip": Flip,
-    "split": Split,
-    "constant": Constant,
-    "silent": Silent,
-    "random": RandomChoice,
-    "scripted": Scripted,
-}
+KING_STRATEGIES: Mapping[str, type] = BUILT_IN
 """``phase-king``'s built-in strategies: OM's own, which mean the same on its messages.
 
 ``split`` sends ``v`` to even-numbered receivers and the next value to odd
