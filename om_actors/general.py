@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from .driver import Ask, GeneralDriver, Send
-from .eig import BatchedDriver
 from .events import Event, MessageSent, StrategyFailed
+
+if TYPE_CHECKING:
+    from .eig import BatchedDriver
 
 
 @attrs.frozen

@@ -28,14 +28,13 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 import trio
 
 from .accounting import Accounting
 from .driver import GeneralDriver, Send
-from .eig import BatchedDriver, EigGeneral, EigLayout, RoundBatch
 from .errors import OmActorsError, Problem, ScenarioError
 from .events import Event, MessageSent
 from .general import Ack, BatchedGeneralActor, Command, Decide, Flush, GeneralActor, SendRound
@@ -47,6 +46,8 @@ from .strategies import Strategy
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
+if TYPE_CHECKING:
+    from .eig import EigGeneral
 
 EventHandler = Callable[[Event], None]
 ProgressHandler = Callable[[int, int], None]
@@ -366,8 +367,10 @@ class _Run:
                 )
                 for g in range(scenario.generals)
             ]
+        from .eig import BatchedDriver, EigGeneral, EigLayout  # numpy, only for batched runs
+
         layouts = [EigLayout(setup, scenario.rounds) for setup in setups]
-        self.batched = [
+        self.batched: list[list[EigGeneral]] = [
             [
                 EigGeneral(rules, setup, g, order, layout)
                 for setup, order, layout in zip(setups, orders, layouts)
@@ -400,6 +403,8 @@ class _Run:
 
     def _batch_poster(self, sender: int) -> Callable[[Send], None]:
         """:meth:`_poster` for batched mode: a batch counts as its messages, logged only if asked."""
+        from .eig import RoundBatch
+
         books, inboxes = self.books, self.inboxes
 
         def post(send: Send) -> None:
@@ -417,6 +422,8 @@ class _Run:
 
     def _itemized(self, message: MessageSent) -> Iterator[MessageSent]:
         """A batched message's events one by one, for ``log_messages``: slow, and as big as the run."""
+        from .eig import RoundBatch
+
         batch = message.payload
         if type(batch) is not RoundBatch:
             yield message
