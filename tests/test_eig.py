@@ -25,11 +25,21 @@ from om_actors import (
     messages_sent,
     simulate_sync,
 )
+from om_actors import eig as eig_module
 from om_actors.algorithm import Setup
 from om_actors.driver import Send
-from om_actors.eig import BatchedDriver, EigGeneral, EigLayout, EigStore, RoundBatch, Values
+from om_actors.eig import (
+    INT32_ENTRIES,
+    BatchedDriver,
+    EigGeneral,
+    EigLayout,
+    EigStore,
+    RoundBatch,
+    Values,
+    index_dtype,
+)
 from om_actors.oral import ORAL_MESSAGES, OralReason, Relay, owed, paths_of_round
-from om_actors.strategies import Flip
+from om_actors.strategies import Flip, Split
 
 SETUP = Setup(7, 2, 0, ("attack", "retreat", "hold"), "retreat")
 LAYOUT = EigLayout(SETUP, ORAL_MESSAGES.rounds(SETUP.generals, SETUP.m))
@@ -61,6 +71,65 @@ def test_the_store_decides_what_the_oral_core_decides() -> None:
                 if me not in path and len(path) == round:
                     general.receive(sender=path[-1], round=round, payload=Relay(path, value))
         assert SETUP.values[store.decide()] == general.decide()
+
+
+def test_folding_the_last_level_early_decides_the_same() -> None:
+    """A closed last round is folded into its parents' majorities at once; the decision does not change."""
+    layout = LAYOUT
+    rng = np.random.default_rng(7)
+    for me in SETUP.lieutenants:
+        whole, folded = EigStore(layout, me), EigStore(layout, me)
+        whole.receive_first(1)
+        for level in (2, 3):
+            whole.receive_level(level, rng.integers(0, 3, _stacked(layout, level).shape, dtype=np.uint8))
+        folded.levels = [level.copy() for level in whole.levels]
+        folded.fold()
+        assert len(folded.levels) == 2
+        assert folded.decide() == whole.decide()
+
+
+def test_only_the_levels_that_are_relayed_stay_after_the_last_round() -> None:
+    lieutenant = eig(1)
+    for round in (1, 2, 3):
+        lieutenant.batches(round)
+        lieutenant.close(round)
+    assert [len(level) for level in lieutenant.store.levels] == [1, 6]
+    assert lieutenant.decide() == "retreat"
+
+
+@pytest.mark.parametrize("entries", [INT32_ENTRIES, INT32_ENTRIES + 1])
+def test_gather_indices_are_int32_up_to_the_limit(entries: int) -> None:
+    assert index_dtype(entries) is (np.int32 if entries <= INT32_ENTRIES else np.int64)
+
+
+@pytest.mark.parametrize("limit", [41, 42])
+def test_int64_and_int32_gather_indices_decide_the_same(limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seven generals' last level gathers from 7 x 6 = 42 entries: int32 at the limit, int64 one below it."""
+    monkeypatch.setattr(eig_module, "INT32_ENTRIES", limit)
+    layout = EigLayout(SETUP, 3)
+    assert layout.source[2].dtype == (np.int32 if limit >= 42 else np.int64)
+    assert [layout.source[level - 1].tolist() for level in (1, 2, 3)] == [
+        LAYOUT.source[level - 1].tolist() for level in (1, 2, 3)
+    ]
+    scenario = Scenario(generals=7, m=2, traitors={1: "flip", 4: "split"})
+    one, many = io.BytesIO(), io.BytesIO()
+    batched = simulate_sync(scenario, mode="batched", log=many, log_messages=True)
+    assert batched.instances == simulate_sync(scenario, mode="per-message", log=one).instances
+    assert many.getvalue().split(b"\n")[1:] == one.getvalue().split(b"\n")[1:]
+
+
+def test_a_traitor_telling_several_receivers_the_same_lie_sends_one_row() -> None:
+    """Each receiver's row waits until the round closes: equal lies share one array instead of one each."""
+    for strategy, liars in ((Flip(SETUP.values), {2, 3, 4, 5, 6}), (Split(SETUP.values), {3, 5})):
+        driver = BatchedDriver([eig(1)], strategy=strategy, seed=0, tagged=False)
+        list(driver.round(1))
+        driver.close(1)
+        sends = [s for s in driver.round(2) if isinstance(s, Send)]
+        held = driver.generals[0].store.held(1)
+        rows = {s.receiver: s.payload.row for s in sends if isinstance(s.payload, RoundBatch)}
+        assert {r for r, row in rows.items() if row is not held} == liars
+        assert len({id(rows[r]) for r in liars}) == 1
+        assert SETUP.values[int(rows[min(liars)][0])] == "hold"
 
 
 def test_batch_sizes_are_what_the_oral_rule_owes() -> None:
