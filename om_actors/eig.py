@@ -226,10 +226,11 @@ class EigStore:
         held = self.levels[level - 1]
         rows = children.reshape(-1, width)
         choices = len(self.layout.setup.values)
-        counts = np.stack([(rows == v).sum(axis=1) + (held == v) for v in range(choices)])
+        # At most 254 lieutenants, so a count (one per child and one of its own) fits in a byte.
+        counts = np.stack([(rows == v).sum(axis=1, dtype=np.uint8) + (held == v) for v in range(choices)])
         winner = counts.argmax(axis=0)
         # Each path's votes: its own value and one per child, less the child through me.
-        decided = np.where(2 * counts.max(axis=0) > width, winner, self.default).astype(np.uint8)
+        decided = np.where(counts.max(axis=0) > width // 2, winner, self.default).astype(np.uint8)
         decided[held == NO_VOTE] = NO_VOTE
         return decided
 

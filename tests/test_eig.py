@@ -97,6 +97,21 @@ def test_only_the_levels_that_are_relayed_stay_after_the_last_round() -> None:
     assert lieutenant.decide() == "retreat"
 
 
+@pytest.mark.parametrize(("attack", "decision"), [(255, "attack"), (129, "attack"), (128, "hold")])
+def test_the_widest_army_counts_its_votes_without_overflow(attack: int, decision: str) -> None:
+    """255 generals: lieutenant 1 counts up to 254 votes for the order, in a byte, and needs 128 of them.
+
+    Rows ``2 .. attack - 1`` say attack, and so does the order itself; row 1 is its own, which never votes.
+    """
+    setup = Setup(255, 1, 0, ("attack", "retreat", "hold"), "hold")
+    store = EigStore(EigLayout(setup, 2), 1)
+    store.receive_first(0)
+    stacked = np.ones((255, 1), dtype=np.uint8)
+    stacked[:attack] = 0
+    store.receive_level(2, stacked)
+    assert setup.values[store.decide()] == decision
+
+
 @pytest.mark.parametrize("entries", [INT32_ENTRIES, INT32_ENTRIES + 1])
 def test_gather_indices_are_int32_up_to_the_limit(entries: int) -> None:
     assert index_dtype(entries) is (np.int32 if entries <= INT32_ENTRIES else np.int64)
