@@ -226,13 +226,32 @@ class EigStore:
         held = self.levels[level - 1]
         rows = children.reshape(-1, width)
         choices = len(self.layout.setup.values)
-        # At most 254 lieutenants, so a count (one per child and one of its own) fits in a byte.
-        counts = np.stack([(rows == v).sum(axis=1, dtype=np.uint8) + (held == v) for v in range(choices)])
+        counts = np.stack([_votes(rows, held, v) for v in range(choices)])
         winner = counts.argmax(axis=0)
         # Each path's votes: its own value and one per child, less the child through me.
         decided = np.where(counts.max(axis=0) > width // 2, winner, self.default).astype(np.uint8)
         decided[held == NO_VOTE] = NO_VOTE
         return decided
+
+
+COLUMNWISE_FROM = 4096
+"""How many paths a level needs for its votes to be counted a column of children at a time."""
+
+
+def _votes(children: Values, held: Values, value: int) -> Values:
+    """How many of each path's votes go to ``value``: its children's (one row per path) and its own.
+
+    At most 254 lieutenants, so a count fits in a byte.  Many short rows
+    are counted a column at a time, twice as fast as NumPy's sum along them.
+    """
+    votes: Values = (held == value).astype(np.uint8)
+    equal: Values = (children == value).view(np.uint8)
+    if len(children) < COLUMNWISE_FROM:
+        votes += equal.sum(axis=1, dtype=np.uint8)
+        return votes
+    for column in equal.T:
+        votes += column
+    return votes
 
 
 def stack_rows(rows: Sequence[Values | None], size: int, default: int) -> Values:

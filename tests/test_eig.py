@@ -10,6 +10,7 @@ Rules for this file:
 from __future__ import annotations
 
 import io
+import random
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from om_actors import eig as eig_module
 from om_actors.algorithm import Setup
 from om_actors.driver import Send
 from om_actors.eig import (
+    COLUMNWISE_FROM,
     INT32_ENTRIES,
     BatchedDriver,
     EigGeneral,
@@ -54,8 +56,15 @@ def test_ranks_are_lexicographic_and_invert() -> None:
         assert [layout.path(level, r) for r in range(len(paths))] == paths
 
 
-def test_the_store_decides_what_the_oral_core_decides() -> None:
-    """The NumPy majority is the second form of OralGeneral.resolve: held to the same answers here."""
+@pytest.mark.parametrize("columnwise_from", [COLUMNWISE_FROM, 1])
+def test_the_store_decides_what_the_oral_core_decides(
+    columnwise_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The NumPy majority is the second form of OralGeneral.resolve: held to the same answers here.
+
+    Both ways of counting votes are held to it: row by row, and (for big levels) a column at a time.
+    """
+    monkeypatch.setattr(eig_module, "COLUMNWISE_FROM", columnwise_from)
     layout = LAYOUT
     values = {p: SETUP.values[hash(p) % 3] for level in (1, 2, 3) for p in _paths(level)}
     for me in SETUP.lieutenants:
@@ -71,6 +80,35 @@ def test_the_store_decides_what_the_oral_core_decides() -> None:
                 if me not in path and len(path) == round:
                     general.receive(sender=path[-1], round=round, payload=Relay(path, value))
         assert SETUP.values[store.decide()] == general.decide()
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_level_of_thousands_of_paths_decides_what_the_oral_core_decides(seed: int) -> None:
+    """Nineteen generals, m = 3: 4,896 paths in the last level, enough to be counted a column at a time."""
+    setup = Setup(19, 3, 0, ("attack", "retreat", "hold"), "hold")
+    layout = EigLayout(setup, 4)
+    assert layout.level_size(3) < COLUMNWISE_FROM < layout.level_size(4)
+    rng = random.Random(seed)
+    paths = sorted({p for me in (1, 2, 18) for p in _all_paths(setup, 4, me)})
+    values = {p: rng.choice(("attack", "attack", "retreat", "hold")) for p in paths}
+    for me in (1, 2, 18):
+        general, store = ORAL_MESSAGES.general(setup, me), EigStore(layout, me)
+        store.receive_first(setup.values.index(values[(0,)]))
+        for level in (2, 3, 4):
+            store.receive_level(
+                level, np.zeros((setup.generals, layout.level_size(level - 1)), dtype=np.uint8)
+            )
+            for path in paths_of_round(setup, level, excluding=me):
+                store.overwrite(level, layout.rank(path), setup.values.index(values[path]))
+        for round in (1, 2, 3, 4):
+            general.outbox(round)
+            for path in paths_of_round(setup, round, excluding=me):
+                general.receive(sender=path[-1], round=round, payload=Relay(path, values[path]))
+        assert setup.values[store.decide()] == general.decide()
+
+
+def _all_paths(setup: Setup, rounds: int, me: int) -> set[tuple[int, ...]]:
+    return {p for level in range(1, rounds + 1) for p in paths_of_round(setup, level, excluding=me)}
 
 
 def test_folding_the_last_level_early_decides_the_same() -> None:
