@@ -494,6 +494,11 @@ def _shared(lie: Values, told: Values | None) -> Values:
     nineteen generals with six ``flip`` traitors, a hundred one-megabyte
     rows where six do.
     """
-    if told is not None and lie.dtype == told.dtype and np.array_equal(lie, told):
+    if (
+        told is not None
+        and isinstance(lie, np.ndarray)
+        and lie.dtype == told.dtype
+        and np.array_equal(lie, told)
+    ):
         return told
     return lie
