@@ -153,7 +153,7 @@ class EigLayout:
 class EigStore:
     """One general's received values, level by level, and its recursive majority.
 
-    The last level is the largest by far (a factor ``n - m - 1`` over the
+    The last level is the largest by far (``n - m`` times the size of the
     one before), and nothing is ever relayed from it, so :meth:`fold` turns
     it into its parents' majorities as soon as its round is complete: at
     most one general's last level exists at a time.
