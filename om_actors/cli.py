@@ -3,6 +3,12 @@
 Exit statuses are part of the interface, so scripts can rely on them:
 0 when the outcome is what the scenario expects (success, without
 ``expect``), 1 when it is not, 2 for input we could not use.
+
+Each command imports what it runs inside its own function, and the
+options' choices and defaults come from modules that import nothing heavy,
+so ``--help``, ``--version`` and every TAB of shell completion cost little
+more than click itself: trio, rich, numpy and the network stack load only
+for a command that uses them.
 """
 
 from __future__ import annotations
@@ -16,53 +22,33 @@ from contextlib import contextmanager, suppress
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import click
-import trio
-from rich import box
-from rich.cells import cell_len
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 from . import __version__
-from .catalog import find_scenario, shipped_scenarios
-from .cluster import DRIVER_KEY, Stopped, run_cluster, serve_node, stoppable, write_keys
-from .compare import DEFAULT_BUDGET as COMPARE_BUDGET
-from .compare import How, Row, algorithms_named, check_plot, compare, describe, plot, sweep
-from .errors import LogError, OmActorsError, Problem, ScenarioError
-from .explain import dot_graph, explain, open_view, text_tree
 from .guarded_stdout import GuardedStdout
-from .limits import DEFAULT_MAX_MESSAGES, LIMIT_VARIABLE
-from .log import LogLine, Selection, read_selected
-from .orchestrator import BATCHED_ABOVE, Mode, ProgressHandler, resolve_mode, simulate
-from .registry import DEFAULT_ALGORITHM, REGISTRY
-from .replay import SUMMARY_ONLY, Divergence, replay_log, rerun_log
-from .report import VerifySummary, assumption_warnings, print_verify, report
-from .scenario import SEVEN_GENERALS, Scenario, load_scenario, parse_scenario, read_scenario_text
-from .terminal import markup, printable
-from .verify import (
+from .limits import (
     ADVERSARIES,
-    DEFAULT_BUDGET,
-    Adversary,
-    CaseReport,
-    Counts,
-    Tally,
-    cases,
-    check_ranges,
-    no_army,
-    verify,
-    write_violation,
+    BATCHED_ABOVE,
+    COMPARE_BUDGET,
+    DEFAULT_MAX_MESSAGES,
+    LIMIT_VARIABLE,
+    VERIFY_BUDGET,
 )
+from .registry import DEFAULT_ALGORITHM, REGISTRY
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .compare import Row
+    from .errors import OmActorsError
+    from .log import LogLine
+    from .orchestrator import Mode, ProgressHandler
+    from .replay import Divergence
+    from .scenario import Scenario
+    from .verify import Adversary, CaseReport, Counts, Tally
 
 PROGRESS_ABOVE = {"per-message": 20_000, "batched": 1_000_000}
 """Messages above which a run shows a progress bar on a terminal, by mode: a few tenths of a second."""
@@ -82,19 +68,8 @@ class _Exit(Exception):
         self.status = status
 
 
-class _CannotWrite(OmActorsError):
-    """A file the command writes that the system refused: the message names the file and the reason.
-
-    Python's own ``[Errno 28] No space left on device`` says neither which
-    file nor what the command was doing with it.
-    """
-
-    def __init__(self, what: str, failure: OSError) -> None:
-        super().__init__(f"cannot write {what}: {failure.strerror or failure}")
-
-
 class _LogFile:
-    """The ``--log`` file: opened at the run's first event, its failures a :class:`_CannotWrite`.
+    """The ``--log`` file: opened at the run's first event, its failures a :class:`CannotWrite`.
 
     Opened by the run, not before it, so a scenario whose strategies cannot
     be built leaves an existing log as it was, as :func:`simulate` promises
@@ -143,13 +118,15 @@ class _LogFile:
     def _attempt(self, action: Callable[[IO[bytes]], object]) -> None:
         if self._failed:
             return
+        from .errors import CannotWrite
+
         try:
             if self._file is None:
                 self._file = open(self.path, "wb")  # noqa: SIM115 -- closed by close()
             action(self._file)
         except OSError as exc:
             self._failed = True
-            raise _CannotWrite(f"the log {self.path}", exc) from None
+            raise CannotWrite(f"the log {self.path}", exc) from None
 
 
 class _JsonError(click.ClickException):
@@ -283,6 +260,13 @@ def run(
     Exits 0 when the outcome is what the scenario expects, 1 when not, and 2
     when the input cannot be used.
     """
+    import trio
+    from rich.console import Console
+
+    from .orchestrator import resolve_mode, simulate
+    from .report import report
+    from .terminal import markup
+
     log_to_stdout = _log_to_stdout(log_file, as_json=as_json)
     # soft_wrap: a line is one line in a pipe or a file, and a terminal wraps it anyway.
     out = Console(quiet=quiet or as_json, stderr=log_to_stdout, highlight=False, soft_wrap=True)
@@ -322,6 +306,8 @@ def scenarios_command() -> None:
     `om-actors run NAME` runs one; a file of the same name in the working
     folder wins over it.
     """
+    from .catalog import shipped_scenarios
+
     shipped = shipped_scenarios()
     width = max((len(scenario.name) for scenario in shipped), default=0)
     titles = max((len(scenario.algorithm) for scenario in shipped), default=0)
@@ -360,6 +346,10 @@ def node_command(
     it runs are the built-in ones and those allowed with --allow-strategy
     (or under strategies: in the cluster file).
     """
+    import trio
+
+    from .cluster import serve_node
+
     _, err = _consoles()
     serving = partial(
         serve_node,
@@ -406,6 +396,12 @@ def cluster_command(
     exit status are those of `om-actors run`; a crashed node or a message
     that was not delivered is named in a warning (on stderr with --json).
     """
+    import trio
+
+    from .cluster import Stopped, run_cluster, stoppable
+    from .report import assumption_warnings, report
+    from .terminal import markup
+
     log_to_stdout = _log_to_stdout(log_file, as_json=as_json)
     out, err = _consoles()
     if as_json:
@@ -454,6 +450,8 @@ def keys_command(folder: Path, addresses: str) -> None:
     obey only requests signed with the driver's private key, driver.pem,
     which `om-actors cluster --nodes` reads from the same folder.
     """
+    from .cluster import DRIVER_KEY, write_keys
+
     out, err = _consoles()
     listed = [address.strip() for address in addresses.split(",")]
     if any(":" not in address for address in listed):
@@ -487,6 +485,10 @@ def _reporting_errors(err: Console, *, as_json: bool = False) -> Iterator[None]:
     instead (:func:`_error_object`).  A reader that leaves stdout early is
     not an error here: :class:`GuardedStdout` sees to that.
     """
+    from rich.markup import escape
+
+    from .errors import OmActorsError
+
     try:
         yield
     except (OmActorsError, OSError) as exc:
@@ -504,9 +506,12 @@ def _error_text(exc: OmActorsError | OSError) -> str:
     in a key the scenario spells, say -- is escaped rather than taken for
     the start of another.
     """
+    from .errors import CannotWrite, ScenarioError
+    from .terminal import printable
+
     if isinstance(exc, ScenarioError):
         return "\n".join(printable(problem.render(exc.source)) for problem in exc.problems)
-    text = f"error: {exc}" if isinstance(exc, (OSError, _CannotWrite)) else str(exc)
+    text = f"error: {exc}" if isinstance(exc, (OSError, CannotWrite)) else str(exc)
     return "\n".join(map(printable, text.split("\n")))
 
 
@@ -516,6 +521,8 @@ def _error_object(exc: Exception) -> dict[str, Any]:
     A scenario's problems keep their lines and columns, a log's its line;
     anything else is one problem with neither.
     """
+    from .errors import LogError, Problem, ScenarioError
+
     source: str | None = None
     problems = [Problem(str(exc))]
     if isinstance(exc, click.ClickException):
@@ -533,6 +540,8 @@ def _error_object(exc: Exception) -> dict[str, Any]:
 
 def _consoles() -> tuple[Console, Console]:
     """stdout and stderr consoles; in a pipe, lines as long as they need to be."""
+    from rich.console import Console
+
     out = Console(highlight=False, soft_wrap=True)
     if not out.is_terminal:
         out.width = 1000
@@ -559,6 +568,9 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
     """
     if trust_strategies and not again:
         raise click.UsageError("--trust-strategies only matters with --rerun")
+    from .replay import SUMMARY_ONLY, replay_log, rerun_log
+    from .terminal import markup
+
     out, err = _consoles()
     with _reporting_errors(err):
         rerun = rerun_log(log, trust_strategies=trust_strategies) if again else None
@@ -585,6 +597,8 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
 
 def _report_rerun(out: Console, compared: int, divergence: Divergence | None) -> bool:
     """Print what ``rerun_log`` found; whether the rerun matched the log."""
+    from .terminal import markup
+
     if divergence is None:
         out.print(f"rerun OK: all {compared:,} events match the log")
         return True
@@ -612,6 +626,8 @@ def explain_command(
     subtree); for SM(m) the set of values V it held, round by round.
     --format dot writes Graphviz; render it with `dot -Tsvg`.
     """
+    from .explain import dot_graph, explain, open_view, text_tree
+
     out, err = _consoles()
     with _reporting_errors(err):
         view = open_view(log, general, instance)
@@ -644,6 +660,8 @@ def show_command(
     as_json: bool,
 ) -> None:
     """Print the events of LOG that match every filter given, in log order."""
+    from .log import Selection, read_selected
+
     out, err = _consoles()
     wanted = Selection(round_, sender, receiver, prefix, instance, frozenset(events))
     with _reporting_errors(err):
@@ -672,6 +690,10 @@ def _table(lines: Iterable[LogLine]) -> Iterator[Table]:
     it was in the tables before, so the pieces line up unless a later value
     is wider than any before it.
     """
+    from rich.cells import cell_len
+    from rich.markup import escape
+    from rich.table import Table
+
     widths = [cell_len(title) for title in SHOW_COLUMNS]
     rows = map(_show_row, lines)
     piece, header = list(islice(rows, SHOW_ROWS_PER_TABLE)), True
@@ -688,6 +710,8 @@ def _table(lines: Iterable[LogLine]) -> Iterator[Table]:
 
 def _show_row(line: LogLine) -> list[str]:
     """One line's cells; ``path`` is the path the message's algorithm says it travelled (SM(m): its chain)."""
+    from .terminal import printable
+
     fields = line.fields
     shown = {"event", "round", "sender", "receiver", "path", "value"}
     cells = [json.dumps(fields[k]) if k in fields else "" for k in ("round", "sender", "receiver")]
@@ -716,6 +740,8 @@ def _folder_option(ctx: click.Context, param: click.Parameter, value: Path) -> P
     Click's own check only refuses a regular file, and finding out when
     the first violation is written would come after the whole run.
     """
+    from .terminal import printable
+
     if value.exists() and not value.is_dir():
         raise click.BadParameter(f"{printable(str(value))} is not a folder")
     return value
@@ -767,6 +793,11 @@ def verify_command(
     allows (outside its bound: more than m traitors, or for OM(m) n <= 3m),
     1 when one contradicts it, 2 for bad arguments.
     """
+    import trio
+
+    from .report import VerifySummary, print_verify
+    from .verify import Tally, cases, check_ranges, no_army, verify
+
     out, err = _consoles()
     with _reporting_errors(err, as_json=as_json):
         check_ranges(generals, ms, counts, algorithm)
@@ -774,7 +805,7 @@ def verify_command(
     if not all_cases:
         problem = no_army(generals, ms, algorithm) or "no army in these ranges has room for so many traitors"
         raise click.UsageError(problem)
-    budget = budget or DEFAULT_BUDGET[adversary]
+    budget = budget or VERIFY_BUDGET[adversary]
     tally = Tally(algorithm)
     started = time.monotonic()
     interrupted = False
@@ -868,6 +899,12 @@ def compare_command(
     Exits 0 once every row has run, whatever the verdicts, and 2 for input
     that cannot be used.
     """
+    import trio
+
+    from .compare import algorithms_named, check_plot, compare, plot, sweep
+    from .errors import CannotWrite
+    from .terminal import markup
+
     out, err = _consoles()
     if sizes is not None and scenario_file is not None:
         raise click.UsageError("give a SCENARIO or --sweep, not both")
@@ -898,7 +935,7 @@ def compare_command(
             try:
                 plot(rows, plot_file, budget=budget, traitors=traitors)
             except OSError as exc:
-                raise _CannotWrite(f"the chart {plot_file}", exc) from None
+                raise CannotWrite(f"the chart {plot_file}", exc) from None
     if as_json:
         click.echo(json.dumps(_comparison_dict(scenario, rows, sizes, traitors, budget), indent=2))
     else:
@@ -911,6 +948,8 @@ def compare_command(
 def _comparison_dict(
     scenario: Scenario | None, rows: list[Row], sizes: range | None, traitors: int | None, budget: int
 ) -> dict[str, Any]:
+    from .compare import describe
+
     data: dict[str, Any] = {"budget_messages": budget}
     if scenario is not None:
         data["scenario"] = scenario.name
@@ -927,6 +966,12 @@ def _comparison_dict(
 
 def _print_comparison(out: Console, scenario: Scenario | None, rows: list[Row], budget: int) -> None:
     """The table, then every note: fallbacks, refusals, and why a theorem makes no promise."""
+    from rich import box
+    from rich.table import Table
+
+    from .compare import How, describe
+    from .terminal import markup
+
     if scenario is not None:
         first = scenario.effective_instances[0]
         lying = ", ".join(f"{g} ({describe(spec)})" for g, spec in scenario.traitors.items()) or "none"
@@ -1000,6 +1045,8 @@ def _sweep_progress(out: Console, total: int, *, quiet: bool) -> Iterator[Callab
     if quiet or not out.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (
         TextColumn("compare"),
         BarColumn(),
@@ -1014,10 +1061,13 @@ def _sweep_progress(out: Console, total: int, *, quiet: bool) -> Iterator[Callab
 
 def _write_violations(tally: Tally, out_dir: Path, adversary: Adversary) -> list[Path]:
     """Every violation as a scenario file in ``out_dir``; a failure names the folder and its reason."""
+    from .errors import CannotWrite
+    from .verify import write_violation
+
     try:
         return [write_violation(violation, out_dir, adversary) for violation in tally.violations]
     except OSError as exc:
-        raise _CannotWrite(f"the violations into --out-dir {out_dir}", exc) from None
+        raise CannotWrite(f"the violations into --out-dir {out_dir}", exc) from None
 
 
 @contextmanager
@@ -1028,6 +1078,8 @@ def _verify_progress(
     if quiet or not out.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (
         TextColumn("verify"),
         BarColumn(),
@@ -1053,6 +1105,9 @@ def _load(argument: str | None) -> tuple[Scenario, Path | None]:
     ``-`` is standard input; a path that exists wins over a shipped scenario
     of the same name; anything else must be a shipped scenario's name.
     """
+    from .catalog import find_scenario
+    from .scenario import SEVEN_GENERALS, load_scenario
+
     if argument is None:
         return SEVEN_GENERALS, None
     if argument == STDIN:
@@ -1065,6 +1120,9 @@ def _load(argument: str | None) -> tuple[Scenario, Path | None]:
 
 def _from_stdin() -> Scenario:
     """The scenario piped in, read no further than a scenario file would be."""
+    from .errors import Problem, ScenarioError
+    from .scenario import parse_scenario, read_scenario_text
+
     source = "<stdin>"
     if sys.stdin is None:
         raise ScenarioError([Problem("standard input is closed")], source)
@@ -1088,6 +1146,8 @@ def _refuse_overwriting(
     and ``--log /dev/stdin`` would then overwrite it, so with ``from_stdin``
     a log that is the same file as descriptor 0 is refused as well.
     """
+    from .terminal import printable
+
     if log_file is None or str(log_file) == STDIN:
         return
     if from_stdin and _same_file_as_stdin(log_file):
@@ -1139,6 +1199,8 @@ def _progress(out: Console, scenario: Scenario, mode: str) -> Iterator[ProgressH
     if out.quiet or not out.is_terminal or total <= PROGRESS_ABOVE[mode]:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (
         TextColumn("round {task.fields[round]}/" + str(scenario.rounds)),
         BarColumn(),

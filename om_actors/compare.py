@@ -37,6 +37,7 @@ import trio_parallel
 from .algorithm import Algorithm, Verdict
 from .errors import OmActorsError, ScenarioError
 from .events import Event, MessageSent
+from .limits import COMPARE_BUDGET as DEFAULT_BUDGET
 from .limits import MAX_BATCHED_GENERALS
 from .lockstep import run_lockstep
 from .log import render
@@ -50,9 +51,6 @@ FALLBACK_STRATEGY = "split"
 Every algorithm's ``split`` is its canonical two-faced lie, so a traitor
 that falls back still lies, in the way that algorithm's lies are written.
 """
-
-DEFAULT_BUDGET = 10_000_000
-"""Messages a row may send and still be run; a bigger one is computed from the closed form."""
 
 SIGNATURES = "signatures_verified"
 """The count ``run --json`` reports for an algorithm that signs; the ``signatures`` column shows it."""

@@ -55,6 +55,21 @@ class ProtocolMisuse(OmActorsError):
     """
 
 
+class LimitError(OmActorsError):
+    """The message limit itself (:data:`~om_actors.limits.LIMIT_VARIABLE`) is not a positive whole number."""
+
+
+class CannotWrite(OmActorsError):
+    """A file a command writes that the system refused: the message names the file and the reason.
+
+    Python's own ``[Errno 28] No space left on device`` says neither which
+    file nor what the command was doing with it.
+    """
+
+    def __init__(self, what: str, failure: OSError) -> None:
+        super().__init__(f"cannot write {what}: {failure.strerror or failure}")
+
+
 class LogError(OmActorsError):
     """A log that cannot be read: cut off, malformed, or of an unknown schema.
 

@@ -18,14 +18,17 @@ generals' own state (:data:`MESSAGES_PER_GENERAL`) and per-message mode
 
 The rest of a scenario is bounded by fixed sizes, so that no string,
 list or script in it can cost more than the run it describes.
+
+The defaults the CLI's options show -- when ``auto`` batches, the budgets
+of ``compare`` and ``verify`` -- are here too, so that ``om-actors --help``
+and shell completion read them without importing what runs.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, BinaryIO
-
-from .errors import OmActorsError
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 if TYPE_CHECKING:
     from .algorithm import Algorithm, Setup
@@ -64,6 +67,18 @@ MAX_VALUES = 254
 
 MAX_BATCHED_GENERALS = 255
 """Generals batched mode can hold: its store names senders in one byte too."""
+
+BATCHED_ABOVE = 200_000
+"""Messages above which ``auto`` mode batches: just above thirteen generals with m = 4."""
+
+COMPARE_BUDGET = 10_000_000
+"""Messages a ``compare`` row may send and still be run; a bigger one is computed from the closed form."""
+
+Adversary = Literal["canonical", "exhaustive", "search"]
+"""A family of adversaries ``verify`` tries."""
+ADVERSARIES: tuple[Adversary, ...] = ("canonical", "exhaustive", "search")
+VERIFY_BUDGET: Mapping[Adversary, int] = {"canonical": 100_000, "exhaustive": 100_000, "search": 2_000}
+"""Adversaries ``verify`` tries per case at most, by family, unless ``--budget`` says otherwise."""
 
 MAX_STRING = 1_000
 """Characters in any one string of a scenario: a name, a value, a strategy name."""
@@ -117,10 +132,6 @@ def utf8_problem(exc: UnicodeDecodeError) -> str:
     return f"not UTF-8 text: {exc.reason} at byte {exc.start:,}"
 
 
-class LimitError(OmActorsError):
-    """The limit itself is set to something that is not a positive whole number."""
-
-
 def max_messages() -> int:
     """The limit in force: :data:`LIMIT_VARIABLE` if set, else :data:`DEFAULT_MAX_MESSAGES`."""
     given = os.environ.get(LIMIT_VARIABLE)
@@ -128,6 +139,8 @@ def max_messages() -> int:
         return DEFAULT_MAX_MESSAGES
     text = given.strip().replace("_", "").replace(",", "")
     if not text.isdigit() or int(text) < 1 or len(text) > 30:
+        from .errors import LimitError
+
         raise LimitError(f"{LIMIT_VARIABLE}={given!r}: expected a positive whole number of messages")
     return int(text)
 

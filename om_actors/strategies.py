@@ -32,18 +32,20 @@ import sys
 from collections.abc import Awaitable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from types import ModuleType
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
-import numpy as np
-import numpy.typing as npt
 
 from .algorithm import Algorithm, DecisionPoint, Path, Setup
 from .errors import OmActorsError
 from .limits import MAX_SCRIPT
 
-ValueRow: TypeAlias = npt.NDArray[np.uint8]
-"""Value indices, one per path: what a general holds, or what a traitor sends one receiver (batched mode)."""
+if TYPE_CHECKING:  # numpy is imported by batched runs only, where a ValueRow is made
+    import numpy as np
+    import numpy.typing as npt
+
+    ValueRow: TypeAlias = npt.NDArray[np.uint8]
+    """Value indices, one per path: what a general holds, or what a traitor sends one receiver (batched)."""
 
 
 def _as_path(path: Iterable[object]) -> tuple[object, ...]:
@@ -189,6 +191,8 @@ def following(values: Sequence[str], value: str) -> str:
 
 
 def _next_index(held: ValueRow, count: int) -> ValueRow:
+    import numpy as np
+
     return ((held.astype(np.int16) + 1) % count).astype(np.uint8)
 
 
@@ -269,6 +273,8 @@ class Constant:
     ) -> ValueRow | None:
         if self.value not in values:
             raise ValueError(f"constant {self.value!r} is not one of the values")
+        import numpy as np
+
         return np.full_like(held, values.index(self.value))
 
 

@@ -36,7 +36,7 @@ import math
 import random
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path as FilePath
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import trio
@@ -45,14 +45,14 @@ from ruamel.yaml import YAML
 
 from .algorithm import Algorithm, DecisionPoint, Path, Setup
 from .errors import OmActorsError
-from .limits import MAX_CHECKED_MESSAGES, size_problem
+from .limits import MAX_CHECKED_MESSAGES, VERIFY_BUDGET, size_problem
+from .limits import Adversary as Adversary
 from .lockstep import LockstepRun, run_lockstep
 from .orchestrator import simulate, unwrapped
 from .registry import DEFAULT_ALGORITHM, algorithm_named
 from .scenario import DEFAULT_VALUES, scenario_from_dict
 from .strategies import Strategy, build_strategy
 
-Adversary = Literal["canonical", "exhaustive", "search"]
 Counts = Callable[[int], Sequence[int]]
 """Traitor-set sizes to try, given m, in ascending order."""
 Point = tuple[int, DecisionPoint]
@@ -61,10 +61,8 @@ Table = dict[Point, str | None]
 """A scripted adversary: what each traitor sends on each of its decision points; ``None`` is silence."""
 Plan = Any
 """An adversary in a family's own terms: strategy indices, or a message table."""
-ADVERSARIES: tuple[Adversary, ...] = ("canonical", "exhaustive", "search")
-DEFAULT_BUDGET: Mapping[Adversary, int] = {"canonical": 100_000, "exhaustive": 100_000, "search": 2_000}
+DEFAULT_BUDGET = VERIFY_BUDGET
 """Adversaries tried per case at most, by family, unless ``--budget`` says otherwise."""
-
 DEFAULT_VALUE = "retreat"
 """A scenario's ``default`` when it names none, as verify's cases and counterexamples leave it."""
 

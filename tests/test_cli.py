@@ -181,8 +181,11 @@ def test_replay_of_a_fresh_log_is_ok(tmp_path: Path) -> None:
 
 def test_replay_names_the_first_mismatch_and_exits_1(tmp_path: Path) -> None:
     log = tmp_path / "edited.jsonl"
-    relay = '"receiver": 2, "path": [0, 1], "value": '
-    log.write_text(GOLDEN.read_text().replace(relay + '"retreat"', relay + '"attack"'))
+    lines = GOLDEN.read_text().splitlines()
+    relay = json.loads(lines[8])
+    assert (relay["receiver"], relay["path"], relay["value"]) == (2, [0, 1], "retreat")
+    lines[8] = json.dumps({**relay, "value": "attack"})
+    log.write_text("\n".join(lines) + "\n")
     result = invoke("replay", str(log), "--rerun")
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
@@ -296,7 +299,8 @@ def test_logging_every_message_of_a_big_batched_run_warns_of_the_size(
     assert (quiet.exit_code, quiet.stderr) == (0, "")
     loud = run(*args, "--log", str(tmp_path / "loud.jsonl"), "--json")
     assert "warning: logging all 156 messages writes about " in loud.stderr
-    assert (tmp_path / "loud.jsonl").read_text().count('"event": "message"') == 156
+    events = [json.loads(line)["event"] for line in (tmp_path / "loud.jsonl").read_text().splitlines()]
+    assert events.count("message") == 156
 
 
 # --- a log that would destroy its own scenario ---------------------------------
