@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import math
 import os
 import re
 import types
@@ -28,15 +29,18 @@ import typing
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import IO, Annotated, Any, Literal, Union, cast, get_args, get_origin
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 import attrs
-import structlog
+import orjson
 
 from .algorithm import Algorithm, as_read
 from .errors import LogError, OmActorsError
 from .events import SCHEMA, Event, Kind, RoundEnded
 from .registry import DEFAULT_ALGORITHM, algorithm_named
+
+if TYPE_CHECKING:
+    import structlog
 
 LogTarget = Union[str, "os.PathLike[str]", IO[bytes], "structlog.typing.BindableLogger"]
 """Where a log goes: a file name, a binary file the caller opened, or a structlog logger."""
@@ -45,53 +49,52 @@ PAYLOAD = "payload"
 """The event field whose value, the algorithm's message, is written as its own fields instead."""
 
 
-@attrs.frozen
-class _Slot:
-    """One field of an event class, as the writer lays it out."""
-
-    name: str
-    optional: bool
-    """Left out of the line when ``None``: the field defaults to ``None``."""
-    payload: bool
-    """The algorithm's message, written as its own fields."""
-
-
-def _slots(cls: type) -> tuple[_Slot, ...]:
-    return tuple(
-        _Slot(field.name, field.default is None, field.name == PAYLOAD) for field in attrs.fields(cls)
-    )
-
-
-_SLOTS = {cls: _slots(cls) for cls in get_args(Event)}
-
-
 def event_fields(event: Event) -> dict[str, Any]:
     """An event as the plain fields a log line holds.
 
     A field that defaults to ``None`` (``instance``, ``mode``, ``public``,
     ``delivered``...) is left out while it is ``None``: a single-instance,
     per-message run's log looks as if none of them existed.  The payload
-    is written as its own fields, a reason as its text.  Every message of
-    a run passes through here, so the layout of each event class is
-    worked out once, in :data:`_SLOTS`.
+    is written as its own fields, a reason as its text.
     """
-    fields: dict[str, Any] = {"event": event.name}
-    for slot in _SLOTS[type(event)]:
-        value = getattr(event, slot.name)
-        if value is None:
-            if slot.optional:
-                continue
-        elif slot.payload:
-            fields.update(payload_fields(value))
-            continue
-        elif type(value) not in _PLAIN and isinstance(value, enum.Enum):
-            value = reason_text(value)
-        fields[slot.name] = value
-    return fields
+    return _LAYOUTS[type(event)](event)
 
 
-_PLAIN = frozenset({int, str, bool, float, tuple})
-"""Field types written as they are, without looking further."""
+def _layout(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """:func:`event_fields` for one event class, written out as code, as attrs writes an ``__init__``.
+
+    Every message of a run passes through here -- 250,000 for a hundred
+    generals under Phase King -- and a loop over the class's fields, asking
+    of each whether it is optional, the payload or a reason, cost more than
+    rendering the line.  The generated function asks only what the class's
+    types leave open.
+    """
+    hints = typing.get_type_hints(cls)
+    body = [f"    fields = {{'event': {cls.name!r}}}"]  # type: ignore[attr-defined]
+    for field in attrs.fields(cls):
+        name = field.name
+        if name == PAYLOAD:
+            put = f"fields.update(payload_fields(event.{name}))"
+        elif _written_as_is(hints[name]):
+            put = f"fields[{name!r}] = event.{name}"
+        else:
+            put = f"fields[{name!r}] = _as_text(event.{name})"
+        body.append(f"    if event.{name} is not None: {put}" if field.default is None else f"    {put}")
+    source = "\n".join(["def fields(event):", *body, "    return fields"])
+    namespace: dict[str, Any] = {"payload_fields": payload_fields, "_as_text": _as_text}
+    exec(compile(source, f"<om_actors.log layout of {cls.__name__}>", "exec"), namespace)
+    return cast(Callable[[Any], dict[str, Any]], namespace["fields"])
+
+
+def _written_as_is(hint: object) -> bool:
+    """Whether a field of type ``hint`` goes into the line unchanged: it can hold no enum."""
+    if get_origin(hint) in (Union, types.UnionType):
+        return all(_written_as_is(arg) for arg in get_args(hint))
+    return hint in (int, str, bool, float, type(None)) or get_origin(hint) in (tuple, Literal)
+
+
+def _as_text(value: object) -> object:
+    return reason_text(value) if isinstance(value, enum.Enum) else value
 
 
 def payload_fields(payload: object) -> dict[str, Any]:
@@ -122,6 +125,9 @@ def reason_text(reason: enum.Enum) -> str:
     return reason.value if isinstance(reason.value, str) else str(reason)
 
 
+_LAYOUTS = {cls: _layout(cls) for cls in get_args(Event)}
+
+
 def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Put ``event`` first, where a person scanning the file looks for it."""
     return {"event": event_dict.pop("event"), **event_dict}
@@ -150,13 +156,16 @@ def as_logged(value: object) -> object:
     A traitor's answer goes through this before it is sent, so what a
     receiver judges in memory is exactly what the log records and what a
     node would get over HTTP: a ``str`` or ``int`` subclass is its plain
-    value, an object JSON cannot hold is its :func:`json_fallback` text, an
-    integer too long to print or nesting deeper than :data:`MAX_PLAIN_NESTING`
-    is a sentence saying so.  Plain values pass through untouched, and fast.
+    value, an object JSON cannot hold -- NaN and the infinities included --
+    is its :func:`json_fallback` text, an integer too long to print or
+    nesting deeper than :data:`MAX_PLAIN_NESTING` is a sentence saying so.
+    Plain values pass through untouched, and fast.
     """
     kind = type(value)
-    if kind is str or kind is bool or value is None or kind is float:
+    if kind is str or kind is bool or value is None:
         return value
+    if isinstance(value, float) and kind is float:
+        return value if math.isfinite(value) else json_fallback(value)
     if isinstance(value, tuple) and kind is tuple and _plain_tuple(value):
         return value
     return as_read(_plain(value, MAX_PLAIN_NESTING))
@@ -164,9 +173,14 @@ def as_logged(value: object) -> object:
 
 def _plain_tuple(items: tuple[object, ...]) -> bool:
     """A path or a chain as the runtime made it: plain scalars, no integer too long to print."""
-    return _SCALARS.issuperset(map(type, items)) and all(
-        not isinstance(item, int) or _printable(item) for item in items
-    )
+    return _SCALARS.issuperset(map(type, items)) and all(map(_as_is, items))
+
+
+def _as_is(scalar: object) -> bool:
+    """A scalar JSON holds as it is: no integer too long to print, no NaN or infinity."""
+    if type(scalar) is int:
+        return _printable(scalar)
+    return type(scalar) is not float or math.isfinite(scalar)
 
 
 MAX_PLAIN_NESTING = 48
@@ -180,7 +194,7 @@ def _printable(number: int) -> bool:
 
 
 def _plain(value: object, depth: int) -> object:
-    if value is None or type(value) in (str, bool, float):
+    if value is None or type(value) in (str, bool):
         return value
     if isinstance(value, bool):
         return bool(value)
@@ -188,7 +202,8 @@ def _plain(value: object, depth: int) -> object:
         number = int.__index__(value)
         return number if _printable(number) else f"<an integer of {number.bit_length():,} bits>"
     if isinstance(value, float):
-        return float.__float__(value)
+        real = float.__float__(value)
+        return real if math.isfinite(real) else json_fallback(real)
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, (list, tuple, dict)) and depth <= 0:
@@ -210,31 +225,66 @@ def _key(key: object) -> str:
     return json_fallback(key)
 
 
-_as_json = structlog.processors.JSONRenderer(default=json_fallback)
+def _dumps(fields: Mapping[str, Any], **options: Any) -> bytes:
+    """orjson's encoding, or the standard library's in the same shape for what orjson refuses.
+
+    orjson holds integers to 64 bits; a traitor's may be longer (up to
+    :func:`_printable`), and that line alone is written by :mod:`json`,
+    compact and in UTF-8 as orjson writes -- so every line still parses the
+    same, and one run still gives the same bytes.
+    """
+    try:
+        return orjson.dumps(fields, **options)
+    except orjson.JSONEncodeError:
+        text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), allow_nan=False, **options)
+        return text.encode("utf-8")
+
+
+@functools.cache
+def _renderer() -> Callable[[Any, str, MutableMapping[str, Any]], bytes]:
+    """structlog's JSON renderer on orjson, made on first use.
+
+    structlog imports asyncio, which a run that writes no log never needs,
+    so it is imported only when the first line is rendered.
+    """
+    import structlog
+
+    renderer = structlog.processors.JSONRenderer(serializer=_dumps, default=json_fallback)
+    return cast(Callable[[Any, str, MutableMapping[str, Any]], bytes], renderer)
+
+
+def line_of(event: Event) -> bytes:
+    """One log line for ``event``, as bytes without its line break.
+
+    The line is structlog's: its processors are plain functions, so the
+    renderer is called here directly, without a bound logger's copy of the
+    event for every message -- the same bytes, at a fraction of the cost,
+    which counts when a run logs hundreds of thousands of messages.
+    :func:`event_fields` already puts ``event`` first.
+    """
+    return _renderer()(None, "msg", event_fields(event))
 
 
 def render(event: Event) -> str:
-    """One log line for ``event``, without its line break.
-
-    The line is structlog's: its processors are plain functions, so they
-    are called here directly, without a bound logger's copy of the event
-    for every message -- the same bytes, at a fraction of the cost, which
-    counts when a run logs hundreds of thousands of messages.
-    """
-    line = _as_json(None, "msg", event_first(None, "msg", event_fields(event)))
-    assert isinstance(line, str)
-    return line
+    """:func:`line_of` as text."""
+    return line_of(event).decode("utf-8")
 
 
 class LogWriter:
-    """Writes events to a binary file as JSON lines."""
+    """Writes events to a binary file as JSON lines, flushed at the end of each round.
+
+    Each line goes to the file's buffer as soon as it is rendered: holding
+    a round's lines back would hold every message of the round in memory
+    twice.
+    """
 
     def __init__(self, file: IO[bytes]) -> None:
+        self._write = file.write
         self._file = file
 
     def __call__(self, event: Event) -> None:
-        self._file.write(render(event).encode("utf-8") + b"\n")
-        if isinstance(event, RoundEnded):
+        self._write(line_of(event) + b"\n")
+        if type(event) is RoundEnded:
             self._file.flush()
 
     def flush(self) -> None:
@@ -270,7 +320,10 @@ def open_log(target: LogTarget | None) -> Iterator[Callable[[Event], None] | Non
     elif isinstance(target, (str, os.PathLike)):
         with open(target, "wb") as file:
             writer = LogWriter(file)
-            yield writer
+            try:
+                yield writer
+            finally:
+                writer.flush()
     else:
         writer = LogWriter(cast(IO[bytes], target))  # what is left: a binary file
         try:

@@ -36,8 +36,8 @@ from om_actors import (
 from om_actors.algorithm import Algorithm
 from om_actors.cli import main
 from om_actors.events import Kind
-from om_actors.log import Selection, event_fields, has_paths, read_selected, rules_of
-from om_actors.oral import ORAL_MESSAGES
+from om_actors.log import Selection, as_logged, event_fields, has_paths, line_of, read_selected, rules_of
+from om_actors.oral import ORAL_MESSAGES, Relay
 from om_actors.registry import REGISTRY, algorithm_named
 from om_actors.signed import SIGNED_MESSAGES, SignedReason
 
@@ -146,8 +146,8 @@ GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
 
 def test_the_reader_takes_what_a_networked_run_logs(tmp_path: Path) -> None:
     text = GOLDEN.read_text()
-    text = text.replace('"value": "retreat"}', '"value": "retreat", "delivered": false}', 1)
-    text = text.replace('"timed_out": []}', '"timed_out": [], "undelivered": 1}', 1)
+    text = text.replace('"value":"retreat"}', '"value":"retreat","delivered":false}', 1)
+    text = text.replace('"timed_out":[]}', '"timed_out":[],"undelivered":1}', 1)
     text = text.replace("\n", '\n{"event": "general.crashed", "round": 1, "general": 3}\n', 1)
     log = tmp_path / "network.jsonl"
     log.write_text(text)
@@ -216,6 +216,42 @@ def test_every_payload_reads_back_as_it_was_sent(scenario: Scenario, tmp_path: P
     read = [line for line in read_log(log) if line.event == "message"]
     assert [line.payload for line in read] == [event.payload for event in sent]
     assert [line.path for line in read] == [scenario.rules.path_of(event.payload) for event in sent]
+
+
+def test_a_line_is_compact_json_in_utf_8() -> None:
+    line = line_of(MessageSent(1, 0, 2, Relay((0,), "attaque ☠")))
+    assert (
+        line
+        == '{"event":"message","round":1,"sender":0,"receiver":2,"path":[0],"value":"attaque ☠"}'.encode()
+    )
+
+
+def test_an_integer_past_64_bits_is_written_whole_in_the_same_shape() -> None:
+    """orjson stops at 64 bits; a traitor's longer integer still gets its line, and reads back exact."""
+    line = line_of(MessageSent(2, 3, 1, Relay((0, 3), 2**70 + 1)))
+    head = b'{"event":"message","round":2,"sender":3,"receiver":1,"path":[0,3],'
+    assert line == head + b'"value":1180591620717411303425}'
+    assert json.loads(line)["value"] == 2**70 + 1
+
+
+@pytest.mark.parametrize(
+    ("sent", "received"),
+    [
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (-float("inf"), "-inf"),
+        ((0, float("nan")), (0, "nan")),
+        ([1.5, {"k": float("-inf")}], (1.5, {"k": "-inf"})),
+        (2.5, 2.5),
+    ],
+)
+def test_nan_and_the_infinities_are_sent_as_text_since_json_cannot_hold_them(
+    sent: object, received: object
+) -> None:
+    """What a receiver judges is what the log reads back: a NaN written as ``null`` would not be."""
+    assert as_logged(sent) == received
+    line = line_of(MessageSent(2, 3, 1, Relay((0, 3), as_logged(sent))))
+    assert as_logged(json.loads(line)["value"]) == received
 
 
 def test_a_rejection_reason_is_written_as_its_text(tmp_path: Path) -> None:

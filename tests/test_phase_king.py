@@ -674,10 +674,10 @@ def test_replay_and_rerun_check_a_king_log_and_catch_a_tampered_kind(tmp_path: P
         index = next(
             i
             for i, line in enumerate(lines)
-            if '"kind": "broadcast"' in line and f'"sender": {sender},' in line
+            if '"kind":"broadcast"' in line and f'"sender":{sender},' in line
         )
         changed = [*lines]
-        changed[index] = lines[index].replace('"kind": "broadcast"', '"kind": "king"')
+        changed[index] = lines[index].replace('"kind":"broadcast"', '"kind":"king"')
         path = tmp_path / f"tampered-{sender}.jsonl"
         path.write_text("\n".join(changed) + "\n")
         return index + 1, list(replay_log(path).inconsistencies)

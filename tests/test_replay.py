@@ -142,7 +142,7 @@ def test_an_edited_decision_names_both_values(tmp_path: Path) -> None:
 def test_a_dropped_message_is_owed(tmp_path: Path) -> None:
     log = _log_of(Scenario(generals=4, m=1), tmp_path)
     lines = log.read_text().splitlines()
-    dropped = next(i for i, line in enumerate(lines) if '"path": [0, 1]' in line and '"receiver": 3' in line)
+    dropped = next(i for i, line in enumerate(lines) if '"receiver":3,"path":[0,1]' in line)
     log.write_text("\n".join(lines[:dropped] + lines[dropped + 1 :]) + "\n")
     assert [str(i) for i in replay_log(log).inconsistencies] == [
         "line 11: round 2 claims 6 messages, the log holds 5",
@@ -169,38 +169,38 @@ def test_an_invented_rejection_is_caught(tmp_path: Path) -> None:
     ("damage", "error"),
     [
         (lambda text: text[:-30], ":168: the last line is cut off: the run did not finish"),
-        (lambda text: text.replace('"schema": 2', '"schema": 99', 1), ":1: log schema 99 is newer than this"),
-        (lambda text: text.replace('"schema": 2', '"schema": 0', 1), ":1: unknown log schema 0"),
+        (lambda text: text.replace('"schema":2', '"schema": 99', 1), ":1: log schema 99 is newer than this"),
+        (lambda text: text.replace('"schema":2', '"schema": 0', 1), ":1: unknown log schema 0"),
         (lambda text: "\n".join(text.splitlines()[1:]) + "\n",
          ":1: a log starts with run.start, not 'message'"),
         (lambda text: text.replace("\n", "\n}{garbage\n", 1), ":2: not a JSON line: }{garbage"),
         (lambda text: text.replace("\n", "\n[1, 2]\n", 1), ":2: not a log event (no 'event' name): [1, 2]"),
-        (lambda text: text.replace(', "path": [0]', "", 1), ":2: message event without 'path'"),
-        (lambda text: text.replace('"event": "message"', '"event": "gossip"', 1),
+        (lambda text: text.replace(',"path":[0]', "", 1), ":2: message event without 'path'"),
+        (lambda text: text.replace('"event":"message"', '"event": "gossip"', 1),
          ":2: unknown event 'gossip'"),
         (lambda text: "\n".join(text.splitlines()[:-1]) + "\n", ":167: the log ends without a verdict"),
         (lambda text: "", ": the log is empty"),
-        (lambda text: text.replace('"path": [0]', '"path": ' + "[" * 150 + "]" * 150, 1),
+        (lambda text: text.replace('"path":[0]', '"path": ' + "[" * 150 + "]" * 150, 1),
          ":2: lists or objects nested more than 100 deep: not a log line"),
-        (lambda text: text.replace('"path": [0]', '"path": ' + "[" * 100_000 + "]" * 100_000, 1),
+        (lambda text: text.replace('"path":[0]', '"path": ' + "[" * 100_000 + "]" * 100_000, 1),
          ":2: lists or objects nested more than 100 deep: not a log line"),
-        (lambda text: text.replace('"receiver": 1', '"receiver": 1' + "0" * 5000, 1),
+        (lambda text: text.replace('"receiver":1', '"receiver": 1' + "0" * 5000, 1),
          ":2: a number with thousands of digits: not a log line"),
-        (lambda text: text.replace('"timed_out": []', '"timed_out": [[1]]', 1),
+        (lambda text: text.replace('"timed_out":[]', '"timed_out": [[1]]', 1),
          ":8: round.end event with a malformed 'timed_out': expected a list of general ids, got [[1]]"),
-        (lambda text: text.replace('"timed_out": []', '"timed_out": [], "undelivered": -1', 1),
+        (lambda text: text.replace('"timed_out":[]', '"timed_out": [], "undelivered": -1', 1),
          ":8: round.end event with a malformed 'undelivered': expected a message count, got -1"),
-        (lambda text: text.replace('"value": "retreat"}', '"value": "retreat", "delivered": true}', 1),
+        (lambda text: text.replace('"value":"retreat"}', '"value": "retreat", "delivered": true}', 1),
          ":2: message event with a malformed 'delivered': expected false"),
-        (lambda text: text.replace('"round.end", "round": 1', '"round.end", "round": 2', 1),
+        (lambda text: text.replace('"round.end","round":1', '"round.end", "round": 2', 1),
          ":8: round.end for round 2, but round 1 ends next (this run has rounds 1 to 3)"),
-        (lambda text: text.replace('"round.end", "round": 1', '"round.end", "round": 0', 1),
+        (lambda text: text.replace('"round.end","round":1', '"round.end", "round": 0', 1),
          ":8: round.end for round 0, but round 1 ends next (this run has rounds 1 to 3)"),
         (lambda text: text.replace("\n", '\n{"event": "general.crashed", "round": 1}\n', 1),
          ":2: general.crashed event without 'general'"),
-        (lambda text: text.replace('"generals": 7', '"generals": "7"', 1),
+        (lambda text: text.replace('"generals":7', '"generals": "7"', 1),
          ":1: run.start holds a scenario that does not load: generals: expected an integer, got '7'"),
-        (lambda text: text.replace('"0": {"strategy": "split"', '"0": {"strategy": ["split"]', 1),
+        (lambda text: text.replace('"0":{"strategy":"split"', '"0": {"strategy": ["split"]', 1),
          ":1: run.start holds a scenario that does not load: traitors.0.strategy: expected a strategy name"),
     ],
 )  # fmt: skip
@@ -227,7 +227,7 @@ def test_a_scenario_too_big_is_refused_with_its_count(
     monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
     log = tmp_path / "big.jsonl"
     log.write_text(
-        GOLDEN.read_text().replace('"generals": 7, "m": 2', f'"generals": {generals}, "m": {m}', 1)
+        GOLDEN.read_text().replace('"generals":7,"m":2', f'"generals": {generals}, "m": {m}', 1)
     )
     for read in (replay_log, reconstruct, rerun_log):
         with pytest.raises(LogError) as caught:
@@ -244,7 +244,7 @@ def test_a_scenario_too_big_is_refused_with_its_count(
 def test_a_path_that_is_no_list_is_judged_by_the_algorithm(tmp_path: Path) -> None:
     """A payload's fields may hold anything a traitor put there: the core refuses it, and replay says so."""
     log = tmp_path / "edited.jsonl"
-    log.write_text(GOLDEN.read_text().replace('"path": [0]', '"path": "0"', 1))
+    log.write_text(GOLDEN.read_text().replace('"path":[0]', '"path": "0"', 1))
     assert [str(i) for i in replay_log(log).inconsistencies] == [
         'line 2: general 1, message along "0" from 0: the log says accepted, the protocol says rejected for '
         "malformed path"
@@ -256,7 +256,7 @@ def test_a_line_too_long_is_refused_before_it_is_read_whole(
 ) -> None:
     monkeypatch.setattr("om_actors.log.MAX_LINE_BYTES", 1000)
     log = tmp_path / "long.jsonl"
-    log.write_text(GOLDEN.read_text().replace('"value": "retreat"}', '"value": "' + "a" * 5000 + '"}', 1))
+    log.write_text(GOLDEN.read_text().replace('"value":"retreat"}', '"value": "' + "a" * 5000 + '"}', 1))
     with pytest.raises(LogError, match=r":2: a line longer than 1,000 bytes: not a log line$"):
         replay_log(log)
 
@@ -274,7 +274,7 @@ def test_a_forged_path_holding_lists_or_objects_replays(tmp_path: Path, path: li
 def test_a_log_too_big_to_replay_is_refused_at_once(tmp_path: Path, command: str) -> None:
     """In a fresh process, bounded by a timeout: before the size guard this hung."""
     log = tmp_path / "big.jsonl"
-    log.write_text(GOLDEN.read_text().replace('"generals": 7, "m": 2', '"generals": 40, "m": 12', 1))
+    log.write_text(GOLDEN.read_text().replace('"generals":7,"m":2', '"generals": 40, "m": 12', 1))
     args = {"replay": [], "explain": ["--general", "1"], "show": ["--event", "verdict"]}[command]
     env = {k: v for k, v in os.environ.items() if k != "OM_ACTORS_MAX_MESSAGES"}
     done = subprocess.run(
