@@ -38,6 +38,7 @@ from .driver import GeneralDriver, Send
 from .errors import OmActorsError, Problem, ScenarioError
 from .events import Event, MessageSent
 from .general import Ack, BatchedGeneralActor, Command, Decide, Flush, GeneralActor, SendRound
+from .limits import BATCHED_ABOVE as BATCHED_ABOVE  # the CLI names it without importing this module
 from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, open_log
 from .result import Result
@@ -59,8 +60,6 @@ EVENT_BUFFER = 256
 
 Mode = Literal["per-message", "batched", "auto"]
 MODES: tuple[Mode, ...] = ("per-message", "batched", "auto")
-BATCHED_ABOVE = 200_000
-"""Messages above which ``auto`` mode batches: just above thirteen generals with m = 4."""
 
 
 def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batched"]:
