@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ._version import __version__
 from .algorithm import Algorithm, Verdict, combine, judge
@@ -64,11 +64,19 @@ def event_order(rules: Algorithm) -> EventKey:
     path_of = rules.path_of
 
     def key(event: Event) -> tuple[Any, ...]:
-        if isinstance(event, StrategyFailed):
-            return (event.instance or 0, _path_key(event.path), event.receiver, event.general, 2)
-        assert isinstance(event, (MessageSent, MessageRejected))
-        rank = 0 if isinstance(event, MessageSent) else 1
-        return (event.instance or 0, _path_key(path_of(event.payload)), event.receiver, event.sender, rank)
+        kind = type(event)
+        if kind is MessageSent or kind is MessageRejected:
+            message = cast("MessageSent | MessageRejected", event)
+            rank = 0 if kind is MessageSent else 1
+            return (
+                message.instance or 0,
+                _path_key(path_of(message.payload)),
+                message.receiver,
+                message.sender,
+                rank,
+            )
+        assert isinstance(event, StrategyFailed)
+        return (event.instance or 0, _path_key(event.path), event.receiver, event.general, 2)
 
     return key
 
@@ -77,19 +85,26 @@ def in_log_order(events: Iterable[Event], key: EventKey) -> list[Event]:
     """``events`` sorted by ``key``, ties broken by what each event says, as the log writes it.
 
     So two events never keep the order they came in, which could depend on
-    how trio scheduled the generals.  Ties are rare, so they are looked for
-    after sorting rather than paid for in every key.
+    how trio scheduled the generals.  Ties are rare -- a traitor saying two
+    things along one path to one receiver -- so they are looked for only
+    when the keys are not all different, rather than paid for in every key.
     """
     listed = list(events)
     keys = [key(event) for event in listed]
     order = sorted(range(len(listed)), key=keys.__getitem__)
+    if len(set(keys)) < len(keys):
+        _break_ties(order, keys, listed)
+    return [listed[i] for i in order]
+
+
+def _break_ties(order: list[int], keys: list[tuple[Any, ...]], listed: list[Event]) -> None:
+    """Order each run of equal keys in ``order`` by what its events say."""
     start = 0
     for end in range(1, len(order) + 1):
         if end == len(order) or keys[order[end]] != keys[order[start]]:
             if end - start > 1:
                 order[start:end] = sorted(order[start:end], key=lambda i: _said(listed[i]))
             start = end
-    return [listed[i] for i in order]
 
 
 def _said(event: Event) -> str:
