@@ -740,9 +740,9 @@ def _folder_option(ctx: click.Context, param: click.Parameter, value: Path) -> P
     Click's own check only refuses a regular file, and finding out when
     the first violation is written would come after the whole run.
     """
-    from .terminal import printable
-
     if value.exists() and not value.is_dir():
+        from .terminal import printable
+
         raise click.BadParameter(f"{printable(str(value))} is not a folder")
     return value
 

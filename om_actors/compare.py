@@ -32,13 +32,11 @@ from typing import Any
 
 import attrs
 import trio
-import trio_parallel
 
 from .algorithm import Algorithm, Verdict
 from .errors import OmActorsError, ScenarioError
 from .events import Event, MessageSent
-from .limits import COMPARE_BUDGET as DEFAULT_BUDGET
-from .limits import MAX_BATCHED_GENERALS
+from .limits import COMPARE_BUDGET, MAX_BATCHED_GENERALS
 from .lockstep import run_lockstep
 from .log import render
 from .orchestrator import Mode, resolve_mode, simulate, unwrapped
@@ -51,6 +49,9 @@ FALLBACK_STRATEGY = "split"
 Every algorithm's ``split`` is its canonical two-faced lie, so a traitor
 that falls back still lies, in the way that algorithm's lies are written.
 """
+
+DEFAULT_BUDGET = COMPARE_BUDGET
+"""Messages a row may send and still be run; a bigger one is computed from the closed form."""
 
 SIGNATURES = "signatures_verified"
 """The count ``run --json`` reports for an algorithm that signs; the ``signatures`` column shows it."""
@@ -312,6 +313,8 @@ async def sweep(
         for n, rules in wanted:
             done(await _sweep_row(rules, n, traitors, budget))
     else:
+        import trio_parallel  # worker processes: only a sweep with jobs needs them
+
         limiter = trio.CapacityLimiter(jobs)
 
         async def one(n: int, rules: Algorithm) -> None:

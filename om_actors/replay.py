@@ -38,17 +38,18 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import trio
 
 from .algorithm import Algorithm, Core, Outgoing, Setup, Verdict, combine, judge
 from .errors import LogError, OmActorsError, ScenarioError
 from .events import Event
 from .log import LogLine, hashable, json_fallback, read_log, reason_text, render
-from .orchestrator import Mode, simulate
 from .scenario import Scenario, scenario_from_dict
+
+if TYPE_CHECKING:
+    from .orchestrator import Mode
 
 LogPath = str | os.PathLike[str]
 
@@ -950,6 +951,10 @@ def rerun_log(path: LogPath, *, trust_strategies: bool = False) -> tuple[int, Di
     only with ``trust_strategies``, and otherwise refused with a
     :class:`LogError` naming it.  Built-in strategies need no trust.
     """
+    import trio  # a rerun runs; checking a log never does
+
+    from .orchestrator import simulate
+
     lines = read_log(path)
     first = next(lines)
     scenario = _trusted_scenario(os.fspath(path), first, trust_strategies=trust_strategies)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from .registry import REGISTRY
-from .result import InstanceOutcome, Result, describe_generals
-from .scenario import Scenario
+from .result import describe_generals
 from .terminal import markup
-from .verify import Row, Tally
+
+if TYPE_CHECKING:  # verify imports trio_parallel: only the verify command needs it
+    from rich.console import Console
+
+    from .result import InstanceOutcome, Result
+    from .scenario import Scenario
+    from .verify import Row, Tally
 
 
 def report(out: Console, result: Result) -> None:

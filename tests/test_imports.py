@@ -1,0 +1,221 @@
+"""Each command imports what it runs and nothing else, so none pays for another's dependencies.
+
+A command runs in a fresh interpreter, through the CLI's entry point as
+``om-actors`` would, and the modules loaded by the time it ends are what
+it cost.  Speed itself is measured by ``bench/run.py``, never here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
+
+NOT_FOR_SEVEN_GENERALS = frozenset(
+    {"numpy", "httpx", "cryptography", "hypercorn", "asyncio", "trio_parallel"}
+)
+"""What a seven-generals run without a log must not import: batched mode, the network, asyncio, workers."""
+NETWORK = frozenset({"httpx", "cryptography", "hypercorn"})
+HEAVY = NOT_FOR_SEVEN_GENERALS | {"trio", "rich", "attrs", "cattrs", "ruamel", "structlog", "outcome"}
+"""What help, the version and completion never need: any of these would cost more than click itself."""
+STARTUP_MODULES = frozenset(
+    {
+        "om_actors",
+        "om_actors._version",
+        "om_actors.cli",
+        "om_actors.guarded_stdout",
+        "om_actors.limits",
+        "om_actors.registry",
+    }
+)
+"""Our modules help, the version and completion import: the CLI and the constants its options show."""
+ALGORITHM_MODULES = frozenset({"om_actors.oral", "om_actors.signed", "om_actors.phase_king", "om_actors.eig"})
+
+_COMMAND = """
+import json, sys
+from om_actors.cli import main
+try:
+    main(sys.argv[2:], prog_name="om-actors")
+except SystemExit as exit:
+    status = exit.code
+with open(sys.argv[1], "w") as file:
+    json.dump({"status": status, "modules": sorted(sys.modules)}, file)
+"""
+
+
+@attrs.frozen
+class Ran:
+    status: int
+    stdout: str
+    modules: frozenset[str]
+
+    @property
+    def packages(self) -> frozenset[str]:
+        """The top-level packages among the modules: ``numpy`` for ``numpy.core``."""
+        return frozenset(name.partition(".")[0] for name in self.modules)
+
+    def algorithms(self) -> set[str]:
+        return {name for name in self.modules if name in ALGORITHM_MODULES}
+
+
+def om_actors(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Ran:
+    """Run ``om-actors ARGS`` in a fresh interpreter, in ``tmp_path``; what it printed and imported."""
+    found = tmp_path / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND, str(found), *args],
+        cwd=tmp_path,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert found.exists(), done.stderr
+    data = json.loads(found.read_text())
+    return Ran(data["status"], done.stdout, frozenset(data["modules"]))
+
+
+def python(tmp_path: Path, code: str) -> frozenset[str]:
+    """The modules loaded after ``code`` runs in a fresh interpreter."""
+    script = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60
+    )
+    return frozenset(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_seven_generals_without_a_log_imports_no_batching_network_asyncio_or_workers(tmp_path: Path) -> None:
+    ran = om_actors(tmp_path, "run", "seven-generals")
+    assert ran.status == 0
+    assert ran.stdout.splitlines()[0].startswith("seven-generals: OM(2) on 7 generals (3 rounds)")
+    assert 'SUCCESS: all loyal generals agreed on "attack"' in ran.stdout
+    assert sorted(ran.packages & NOT_FOR_SEVEN_GENERALS) == []
+    assert ran.algorithms() <= {"om_actors.oral", "om_actors.signed"}  # signed: for SM's late strategy
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["run", "--help"],
+        ["verify", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_help_and_the_version_import_only_click_and_the_cli(tmp_path: Path, args: list[str]) -> None:
+    ran = om_actors(tmp_path, *args)
+    assert ran.status == 0
+    assert "om-actors" in ran.stdout
+    assert sorted(ran.packages & HEAVY) == []
+    assert sorted({name for name in ran.modules if name.startswith("om_actors")} - STARTUP_MODULES) == []
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("om-actors ru", ["run"]),
+        ("om-actors run --l", ["--log", "--log-messages"]),
+        ("om-actors verify --algorithm ", ["om", "phase-king", "phase-king-3t", "sm"]),
+        ("om-actors verify --adversary ", ["canonical", "exhaustive", "search"]),
+        ("om-actors run --mode ", ["per-message", "batched", "auto"]),
+    ],
+)
+def test_completion_offers_the_real_choices_and_imports_only_click_and_the_cli(
+    tmp_path: Path, words: str, expected: list[str]
+) -> None:
+    completing = {"_OM_ACTORS_COMPLETE": "bash_complete", "COMP_WORDS": words}
+    completing["COMP_CWORD"] = str(len(words.split(" ")) - 1)
+    ran = om_actors(tmp_path, env=completing)
+    assert ran.status == 0
+    assert ran.stdout.splitlines() == [f"plain,{choice}" for choice in expected]
+    assert sorted(ran.packages & HEAVY) == []
+    assert sorted({name for name in ran.modules if name.startswith("om_actors")} - STARTUP_MODULES) == []
+
+
+def test_the_completed_choices_are_those_the_commands_take() -> None:
+    """The constants the options show cheaply are the ones the modules behind them use."""
+    from om_actors import compare, orchestrator, verify
+    from om_actors.limits import ADVERSARIES, BATCHED_ABOVE, COMPARE_BUDGET, VERIFY_BUDGET
+    from om_actors.registry import BUILT_IN, REGISTRY
+
+    assert BATCHED_ABOVE == orchestrator.BATCHED_ABOVE
+    assert set(ADVERSARIES) == set(VERIFY_BUDGET) == set(verify._FAMILIES)
+    assert COMPARE_BUDGET == compare.DEFAULT_BUDGET
+    assert [REGISTRY[name].name for name in BUILT_IN] == list(BUILT_IN)
+
+
+def test_batched_mode_imports_numpy_and_per_message_mode_does_not(tmp_path: Path) -> None:
+    batched = om_actors(tmp_path, "run", "seven-generals", "--mode", "batched", "--json")
+    per_message = om_actors(tmp_path, "run", "seven-generals", "--mode", "per-message", "--json")
+    assert json.loads(batched.stdout)["decisions"] == json.loads(per_message.stdout)["decisions"]
+    assert ("numpy" in batched.packages, "numpy" in per_message.packages) == (True, False)
+
+
+def _command(
+    *args: str, status: int = 0, needed: frozenset[str] = frozenset(), allowed: frozenset[str] = frozenset()
+) -> Any:
+    shown = " ".join(args).replace(str(GOLDEN), GOLDEN.name)
+    return pytest.param(list(args), status, needed, allowed | needed, id=shown)
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "needed", "allowed"),
+    [
+        _command("run", "seven-generals", "--log", "run.jsonl"),
+        _command("run", "seven-generals", "--json"),
+        _command("scenarios"),
+        _command("replay", str(GOLDEN), "--rerun"),
+        _command("explain", str(GOLDEN), "--general", "1"),
+        _command("show", str(GOLDEN), "--round", "1"),
+        _command("compare", "seven-generals", "--algorithms", "om,phase-king"),
+        _command("compare", "seven-generals", "--algorithms", "sm", needed=frozenset({"cryptography"})),
+        _command("verify", "--generals", "4", "--m", "1", "--jobs", "1", needed=frozenset({"trio_parallel"})),
+        _command(
+            "keys",
+            "keys",
+            "--addresses",
+            "127.0.0.1:1,127.0.0.1:2",
+            needed=frozenset({"cryptography"}),
+            allowed=NETWORK,
+        ),
+        _command("cluster", "no-such-scenario.yaml", status=2, allowed=NETWORK),
+    ],
+)
+def test_only_the_network_commands_and_sm_import_the_network_and_only_verify_worker_processes(
+    tmp_path: Path, args: list[str], status: int, needed: frozenset[str], allowed: frozenset[str]
+) -> None:
+    """SM signs, so an SM run needs cryptography; ``keys`` writes keys; verify's jobs are processes."""
+    ran = om_actors(tmp_path, *args)
+    assert ran.status == status
+    found = ran.packages & (NETWORK | {"trio_parallel"})
+    assert sorted(needed - found) == []
+    assert sorted(found - allowed) == []
+
+
+def test_importing_the_package_imports_none_of_its_dependencies(tmp_path: Path) -> None:
+    loaded = python(tmp_path, "import om_actors")
+    assert sorted({name.partition(".")[0] for name in loaded} & HEAVY) == []
+    assert sorted(name for name in loaded if name.startswith("om_actors.")) == ["om_actors._version"]
+
+
+def test_naming_a_public_name_imports_its_module(tmp_path: Path) -> None:
+    loaded = python(tmp_path, "from om_actors import Scenario")
+    assert "om_actors.scenario" in loaded
+    assert "om_actors.orchestrator" not in loaded
+
+
+def test_listing_the_registered_algorithms_imports_none_of_them(tmp_path: Path) -> None:
+    listing = "assert sorted(REGISTRY) and 'sm' in REGISTRY and len(REGISTRY) == 4"
+    loaded = python(tmp_path, f"from om_actors.registry import REGISTRY\n{listing}")
+    assert sorted(loaded & ALGORITHM_MODULES) == []
+    looked_up = python(tmp_path, "from om_actors.registry import REGISTRY\nREGISTRY['om']")
+    assert sorted(looked_up & ALGORITHM_MODULES) == ["om_actors.oral"]
