@@ -70,7 +70,7 @@ def _layout(cls: type) -> Callable[[Any], dict[str, Any]]:
     types leave open.
     """
     hints = typing.get_type_hints(cls)
-    body = [f"    fields = {{'event': {cls.name!r}}}"]  # type: ignore[attr-defined]
+    lines = [f"fields = {{'event': {cls.name!r}}}"]  # type: ignore[attr-defined]
     for field in attrs.fields(cls):
         name = field.name
         if name == PAYLOAD:
@@ -79,10 +79,15 @@ def _layout(cls: type) -> Callable[[Any], dict[str, Any]]:
             put = f"fields[{name!r}] = event.{name}"
         else:
             put = f"fields[{name!r}] = _as_text(event.{name})"
-        body.append(f"    if event.{name} is not None: {put}" if field.default is None else f"    {put}")
-    source = "\n".join(["def fields(event):", *body, "    return fields"])
+        lines.append(f"if event.{name} is not None: {put}" if field.default is None else put)
+    return _compiled(f"layout of {cls.__name__}", "event", [*lines, "return fields"])
+
+
+def _compiled(title: str, argument: str, lines: list[str]) -> Callable[[Any], dict[str, Any]]:
+    """A one-argument function with ``lines`` as its body, named ``title`` in tracebacks."""
+    source = "\n    ".join([f"def fields({argument}):", *lines])
     namespace: dict[str, Any] = {"payload_fields": payload_fields, "_as_text": _as_text}
-    exec(compile(source, f"<om_actors.log layout of {cls.__name__}>", "exec"), namespace)
+    exec(compile(source, f"<om_actors.log {title}>", "exec"), namespace)
     return cast(Callable[[Any], dict[str, Any]], namespace["fields"])
 
 
@@ -106,18 +111,26 @@ def payload_fields(payload: object) -> dict[str, Any]:
     written whole, as ``payload``.
     """
     cls = type(payload)
-    names = _PAYLOAD_NAMES.get(cls, ())
-    if names == ():
-        names = _PAYLOAD_NAMES[cls] = (
-            tuple(field.name for field in attrs.fields(cls)) if attrs.has(cls) else None
-        )
-    if names is None:
-        return {PAYLOAD: payload}
-    return {name: getattr(payload, name) for name in names}
+    write = _PAYLOAD_LAYOUTS.get(cls)
+    if write is None:
+        write = _PAYLOAD_LAYOUTS[cls] = _payload_layout(cls)
+    return write(payload)
 
 
-_PAYLOAD_NAMES: dict[type, tuple[str, ...] | None] = {}
-"""Each payload class's field names, looked up once: the writer meets every message of a run."""
+def _payload_layout(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """:func:`payload_fields` for one payload class, written out as code once, as :func:`_layout` is.
+
+    attrs only makes fields whose names are identifiers (it writes its own
+    ``__init__`` from them), so every name can be written as an attribute.
+    """
+    if not attrs.has(cls):
+        return lambda payload: {PAYLOAD: payload}
+    pairs = ", ".join(f"{field.name!r}: payload.{field.name}" for field in attrs.fields(cls))
+    return _compiled(f"layout of the payload {cls.__qualname__}", "payload", [f"return {{{pairs}}}"])
+
+
+_PAYLOAD_LAYOUTS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+"""Each payload class's :func:`payload_fields`, made when the first of its messages is written."""
 
 
 def reason_text(reason: enum.Enum) -> str:
