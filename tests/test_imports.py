@@ -142,14 +142,12 @@ def test_completion_offers_the_real_choices_and_imports_only_click_and_the_cli(
 
 
 def test_the_completed_choices_are_those_the_commands_take() -> None:
-    """The constants the options show cheaply are the ones the modules behind them use."""
-    from om_actors import compare, orchestrator, verify
-    from om_actors.limits import ADVERSARIES, BATCHED_ABOVE, COMPARE_BUDGET, VERIFY_BUDGET
+    """The names completion offers without importing verify or an algorithm are the ones they have."""
+    from om_actors import verify
+    from om_actors.limits import ADVERSARIES, VERIFY_BUDGET
     from om_actors.registry import BUILT_IN, REGISTRY
 
-    assert BATCHED_ABOVE == orchestrator.BATCHED_ABOVE
     assert set(ADVERSARIES) == set(VERIFY_BUDGET) == set(verify._FAMILIES)
-    assert COMPARE_BUDGET == compare.DEFAULT_BUDGET
     assert [REGISTRY[name].name for name in BUILT_IN] == list(BUILT_IN)
 
 
