@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from rich import box
-from rich.table import Table
 
 from .registry import REGISTRY
 from .result import describe_generals
@@ -15,6 +13,7 @@ from .terminal import markup
 
 if TYPE_CHECKING:  # verify imports trio_parallel: only the verify command needs it
     from rich.console import Console
+    from rich.table import Table
 
     from .result import InstanceOutcome, Result
     from .scenario import Scenario
@@ -136,6 +135,9 @@ def _overall_line(result: Result) -> str:
 
 def verify_table(tally: Tally) -> Table:
     """One row per army and traitor count: what was covered, what broke, what the theorem says."""
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for header in ("n", "m", "traitors", "cases", "adversaries", "IC1 broken", "IC2 broken", "skipped"):
         table.add_column(header, justify="right")

@@ -48,7 +48,6 @@ from .limits import (
     utf8_problem,
 )
 from .registry import DEFAULT_ALGORITHM, REGISTRY, algorithm_named
-from .signed import Late
 from .strategies import (
     FILLED_IN,
     Constant,
@@ -636,9 +635,12 @@ def _strategy_problems(
         return [
             ((*where, "value"), f"{_shown(spec.args['value'])} is not one of values {list(values)}", False)
         ]
-    if cls is Late and spec.args.get("receiver") is not None:
-        problem = _late_receiver_problem(spec.args["receiver"], general, context)
-        return [] if problem is None else [((*where, "receiver"), problem, False)]
+    if spec.args.get("receiver") is not None:
+        from .signed import Late  # SM's module: only a strategy given a receiver can be its late
+
+        if cls is Late:
+            problem = _late_receiver_problem(spec.args["receiver"], general, context)
+            return [] if problem is None else [((*where, "receiver"), problem, False)]
     if issubclass(cls, Scripted):  # OM's, SM's, or any algorithm's that replays a script the same way
         found = script_problems(spec.args.get("messages"), context, values)
         return [((*where, *inner), text, False) for inner, text in found]

@@ -98,7 +98,7 @@ def test_seven_generals_without_a_log_imports_no_batching_network_asyncio_or_wor
     assert ran.stdout.splitlines()[0].startswith("seven-generals: OM(2) on 7 generals (3 rounds)")
     assert 'SUCCESS: all loyal generals agreed on "attack"' in ran.stdout
     assert sorted(ran.packages & NOT_FOR_SEVEN_GENERALS) == []
-    assert ran.algorithms() <= {"om_actors.oral", "om_actors.signed"}  # signed: for SM's late strategy
+    assert ran.algorithms() == {"om_actors.oral"}
 
 
 @pytest.mark.parametrize(
