@@ -18,8 +18,8 @@ messages have all arrived.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, cast
 
 import attrs
 import trio
@@ -145,7 +145,12 @@ class GeneralActor:
             acks.send_nowait(Ack(self.id, decisions=self.driver.decide(), stats=dict(stats)))
 
     async def _send(self, round: int) -> None:
-        for item in self.driver.round(round):
+        items = self.driver.round(round)
+        if self.driver.strategy is None:  # loyal: only sends, and nothing to await
+            for send in cast("Iterator[Send]", items):
+                self._post(send)
+            return
+        for item in items:
             sent = await self.driver.ask(item) if isinstance(item, Ask) else item
             if isinstance(sent, Send):
                 self._post(sent)
