@@ -37,6 +37,7 @@ from .limits import (
     VERIFY_BUDGET,
 )
 from .registry import DEFAULT_ALGORITHM, REGISTRY
+from .terminal import markup, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -118,13 +119,13 @@ class _LogFile:
     def _attempt(self, action: Callable[[IO[bytes]], object]) -> None:
         if self._failed:
             return
-        from .errors import CannotWrite
-
         try:
             if self._file is None:
                 self._file = open(self.path, "wb")  # noqa: SIM115 -- closed by close()
             action(self._file)
         except OSError as exc:
+            from .errors import CannotWrite
+
             self._failed = True
             raise CannotWrite(f"the log {self.path}", exc) from None
 
@@ -265,7 +266,6 @@ def run(
 
     from .orchestrator import resolve_mode, simulate
     from .report import report
-    from .terminal import markup
 
     log_to_stdout = _log_to_stdout(log_file, as_json=as_json)
     # soft_wrap: a line is one line in a pipe or a file, and a terminal wraps it anyway.
@@ -400,7 +400,6 @@ def cluster_command(
 
     from .cluster import Stopped, run_cluster, stoppable
     from .report import assumption_warnings, report
-    from .terminal import markup
 
     log_to_stdout = _log_to_stdout(log_file, as_json=as_json)
     out, err = _consoles()
@@ -507,7 +506,6 @@ def _error_text(exc: OmActorsError | OSError) -> str:
     the start of another.
     """
     from .errors import CannotWrite, ScenarioError
-    from .terminal import printable
 
     if isinstance(exc, ScenarioError):
         return "\n".join(printable(problem.render(exc.source)) for problem in exc.problems)
@@ -569,7 +567,6 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
     if trust_strategies and not again:
         raise click.UsageError("--trust-strategies only matters with --rerun")
     from .replay import SUMMARY_ONLY, replay_log, rerun_log
-    from .terminal import markup
 
     out, err = _consoles()
     with _reporting_errors(err):
@@ -597,8 +594,6 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
 
 def _report_rerun(out: Console, compared: int, divergence: Divergence | None) -> bool:
     """Print what ``rerun_log`` found; whether the rerun matched the log."""
-    from .terminal import markup
-
     if divergence is None:
         out.print(f"rerun OK: all {compared:,} events match the log")
         return True
@@ -710,8 +705,6 @@ def _table(lines: Iterable[LogLine]) -> Iterator[Table]:
 
 def _show_row(line: LogLine) -> list[str]:
     """One line's cells; ``path`` is the path the message's algorithm says it travelled (SM(m): its chain)."""
-    from .terminal import printable
-
     fields = line.fields
     shown = {"event", "round", "sender", "receiver", "path", "value"}
     cells = [json.dumps(fields[k]) if k in fields else "" for k in ("round", "sender", "receiver")]
@@ -741,8 +734,6 @@ def _folder_option(ctx: click.Context, param: click.Parameter, value: Path) -> P
     the first violation is written would come after the whole run.
     """
     if value.exists() and not value.is_dir():
-        from .terminal import printable
-
         raise click.BadParameter(f"{printable(str(value))} is not a folder")
     return value
 
@@ -903,7 +894,6 @@ def compare_command(
 
     from .compare import algorithms_named, check_plot, compare, plot, sweep
     from .errors import CannotWrite
-    from .terminal import markup
 
     out, err = _consoles()
     if sizes is not None and scenario_file is not None:
@@ -970,7 +960,6 @@ def _print_comparison(out: Console, scenario: Scenario | None, rows: list[Row], 
     from rich.table import Table
 
     from .compare import How, describe
-    from .terminal import markup
 
     if scenario is not None:
         first = scenario.effective_instances[0]
@@ -1146,8 +1135,6 @@ def _refuse_overwriting(
     and ``--log /dev/stdin`` would then overwrite it, so with ``from_stdin``
     a log that is the same file as descriptor 0 is refused as well.
     """
-    from .terminal import printable
-
     if log_file is None or str(log_file) == STDIN:
         return
     if from_stdin and _same_file_as_stdin(log_file):

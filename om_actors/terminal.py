@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import re
 
-from rich.markup import escape
-
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 """The control characters: C0 (line breaks and tabs included), DEL and C1."""
 
@@ -28,5 +26,11 @@ def printable(text: str) -> str:
 
 
 def markup(text: str) -> str:
-    """``text`` for a rich markup string: printable, and its square brackets read literally."""
+    """``text`` for a rich markup string: printable, and its square brackets read literally.
+
+    Rich is imported here, not with the module, so that :func:`printable`
+    costs the CLI's start-up nothing.
+    """
+    from rich.markup import escape
+
     return escape(printable(text))

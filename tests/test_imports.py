@@ -34,6 +34,7 @@ STARTUP_MODULES = frozenset(
         "om_actors.guarded_stdout",
         "om_actors.limits",
         "om_actors.registry",
+        "om_actors.terminal",
     }
 )
 """Our modules help, the version and completion import: the CLI and the constants its options show."""
