@@ -7,18 +7,20 @@
     python bench/run.py --sm-only         # only SM(10) with 31 generals
 
 Every measurement is a fresh child process, so its peak RSS is its own and
-its ``whole`` time is what a user waits for: spawn to answer, interpreter
-start and imports included.  An in-process case (the bare loop, a
-per-message or batched army, SM) runs a ``python -c`` program made of this
-file's yardstick and measuring functions only, so the harness adds next to
-nothing to the bare loop's whole time.  A version of om_actors is a folder
-put first on the child's ``PYTHONPATH``: this tree ("after"), or a temporary
-``git worktree`` of ``--before``'s ref ("before").  Commands run as the
-``om-actors`` script does (``from om_actors.cli import main`` with
-``sys.argv[0]`` set to ``om-actors``, so shell completion answers too), in a
-scratch folder, so the working folder never shadows ``PYTHONPATH``; a
-cluster's nodes inherit it, so they run the same version as their driver.
-The header says which ``om_actors/__init__.py`` each version imports.
+its ``whole`` time is what a user waits for: spawn to exit, interpreter
+start, imports and teardown included (in the races at the end, spawn to
+answer: tearing down a big baseline's dicts takes minutes).  An in-process
+case (the bare loop, a per-message or batched army, SM) runs a ``python -c``
+program made of this file's yardstick and measuring functions only, so the
+harness adds next to nothing to the bare loop's whole time.  A version of
+om_actors is a folder put first on the child's ``PYTHONPATH``: this tree
+("after"), or a temporary ``git worktree`` of ``--before``'s ref ("before").
+Commands run as the ``om-actors`` script does (``from om_actors.cli import
+main`` with ``sys.argv[0]`` set to ``om-actors``, so shell completion
+answers too), in a scratch folder, so the working folder never shadows
+``PYTHONPATH``; a cluster's nodes inherit it, so they run the same version
+as their driver.  The header says which ``om_actors/__init__.py`` each
+version imports.
 
 The yardstick is written here, on purpose without om_actors: a dict per
 general keyed by path tuples, relays round by round, and the recursive
@@ -198,12 +200,21 @@ def child_program() -> str:
 
 
 def measure(
-    kind: str, n: int, m: int, *, log: Path | None = None, limit: float = 600, code: Path | None = None
+    kind: str,
+    n: int,
+    m: int,
+    *,
+    log: Path | None = None,
+    limit: float = 600,
+    code: Path | None = None,
+    to_exit: bool = False,
 ) -> dict[str, Any]:
     """Run one case in a child; on time-out, say how far it got.
 
     ``code`` is the version of om_actors to measure: it goes first on
-    the child's ``PYTHONPATH``.
+    the child's ``PYTHONPATH``.  ``whole`` ends at the child's exit with
+    ``to_exit``, else at its answer: tearing down a big baseline's dicts
+    can take minutes more.
     """
     command = [sys.executable, "-c", child_program(), kind, str(n), str(m)]
     if log is not None:
@@ -223,7 +234,7 @@ def measure(
                 break
             lines.append(json.loads(line))
             if "seconds" in lines[-1] or "out_of_memory" in lines[-1]:
-                break  # measured; tearing down a big baseline's dicts can take minutes more
+                break
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -232,6 +243,9 @@ def measure(
             "progress": _progress(lines),
             "decided": _progress(lines, "decided"),
         }
+    if to_exit:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(deadline - time.monotonic(), 0))
     whole = time.perf_counter() - spawned
     process.kill()
     process.wait()
@@ -334,8 +348,8 @@ def run_command(
 
 
 def om_sample(kind: str, n: int, m: int, code: Path | None, log: Path | None = None) -> Sample:
-    """One in-process run (``--child``), as a sample; an OM army with a loyal commander must attack."""
-    got = measure(kind, n, m, log=log, code=code)
+    """One in-process run, spawn to exit, as a sample; an OM army with a loyal commander must attack."""
+    got = measure(kind, n, m, log=log, code=code, to_exit=True)
     if log is not None:
         log.unlink(missing_ok=True)
     if got.get("stopped"):
