@@ -10,6 +10,7 @@ at, so an editor can jump straight to it.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -17,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path as FilePath
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 import cattrs
@@ -1187,17 +1188,35 @@ def scenario_from_dict(data: object, *, source: str = "<data>", import_strategie
         return _from_document(data, name=str(name), source=source, keys=_FIELDS)
 
 
-SEVEN_GENERALS = Scenario(
-    name="seven-generals",
-    generals=7,
-    m=2,
-    order="retreat",
-    traitors={0: TraitorSpec("split", {"lie_to": "even"}), 5: TraitorSpec("flip")},
-    seed=42,
-    expect=Expect(agreement=True),
-)
-"""The blog post's sample, and what ``om-actors run`` runs without a file.
+if TYPE_CHECKING:
+    SEVEN_GENERALS: Scenario
 
-Its traitors lie as those of the post's Flask system (mtrencseni/dca) do: the
-commander sends the flipped order to even-numbered generals, and lieutenant
-5 flips everything it relays.  OM(2) on seven generals survives them."""
+
+def __getattr__(name: str) -> Any:
+    """:data:`SEVEN_GENERALS`, built when first asked for."""
+    if name == "SEVEN_GENERALS":
+        return _seven_generals()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _seven_generals() -> Scenario:
+    """The blog post's sample, and what ``om-actors run`` runs without a file.
+
+    Its traitors lie as those of the post's Flask system (mtrencseni/dca) do: the
+    commander sends the flipped order to even-numbered generals, and lieutenant
+    5 flips everything it relays.  OM(2) on seven generals survives them.
+
+    Built on first use, not on import: validating it reads the message limit
+    from the environment, and a limit set wrong must be a one-line error of
+    the command that reads it, not a failure to import this module.
+    """
+    return Scenario(
+        name="seven-generals",
+        generals=7,
+        m=2,
+        order="retreat",
+        traitors={0: TraitorSpec("split", {"lie_to": "even"}), 5: TraitorSpec("flip")},
+        seed=42,
+        expect=Expect(agreement=True),
+    )

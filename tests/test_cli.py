@@ -162,6 +162,7 @@ def test_quiet_prints_nothing_and_log_writes_the_file(tmp_path: Path) -> None:
 
 
 GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
+ROOT = Path(__file__).parent.parent
 
 
 def invoke(*args: str) -> Result:
@@ -487,9 +488,24 @@ def test_max_messages_reaches_the_run_and_its_refusal_is_json_under_json(
     assert run("--json").exit_code == 0  # the default limit is back
 
 
+@pytest.mark.parametrize("args", [["run"], ["run", "seven-generals"], ["verify"]], ids=" ".join)
+def test_a_limit_set_wrong_in_the_environment_is_one_line_and_exit_2(args: list[str]) -> None:
+    """In a fresh interpreter: the scenario module builds nothing on import that reads the limit."""
+    done = subprocess.run(
+        [sys.executable, "-m", "om_actors", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), LIMIT_VARIABLE: "lots"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    expected = f"{LIMIT_VARIABLE}='lots': expected a positive whole number of messages\n"
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", expected)
+
+
 # --- stdout that cannot be written ------------------------------------------------
 
-ROOT = Path(__file__).parent.parent
 UNWRITABLE = "error: cannot write to standard output: No space left on device"
 
 
