@@ -308,7 +308,9 @@ def scenarios_command() -> None:
     """
     from .catalog import shipped_scenarios
 
-    shipped = shipped_scenarios()
+    _, err = _consoles()
+    with _reporting_errors(err):  # each is loaded, so a limit set wrong is refused here too
+        shipped = shipped_scenarios()
     width = max((len(scenario.name) for scenario in shipped), default=0)
     titles = max((len(scenario.algorithm) for scenario in shipped), default=0)
     for scenario in shipped:

@@ -488,7 +488,9 @@ def test_max_messages_reaches_the_run_and_its_refusal_is_json_under_json(
     assert run("--json").exit_code == 0  # the default limit is back
 
 
-@pytest.mark.parametrize("args", [["run"], ["run", "seven-generals"], ["verify"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args", [["run"], ["run", "seven-generals"], ["verify"], ["scenarios"]], ids=" ".join
+)
 def test_a_limit_set_wrong_in_the_environment_is_one_line_and_exit_2(args: list[str]) -> None:
     """In a fresh interpreter: the scenario module builds nothing on import that reads the limit."""
     done = subprocess.run(
