@@ -59,7 +59,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator,
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import attrs
 import httpx
@@ -70,7 +70,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from .accounting import Accounting
 from .algorithm import Algorithm
 from .errors import OmActorsError
 from .events import (
@@ -81,7 +80,6 @@ from .events import (
     StrategyFailed,
 )
 from .limits import read_at_most, utf8_problem
-from .log import LogTarget, open_log
 from .node import (
     DELIVERY_TIMEOUT,
     MAX_ADDRESS,
@@ -90,13 +88,17 @@ from .node import (
     control_headers,
     identified,
     identity_fields,
+    plain_http_client,
     public_text,
     verify,
 )
-from .orchestrator import unwrapped
-from .result import Result
-from .scenario import Scenario
 from .strategies import importable_from, strategy_class
+
+if TYPE_CHECKING:  # the driver's alone: a node, which imports this module too, does without them
+    from .accounting import Accounting
+    from .log import LogTarget
+    from .result import Result
+    from .scenario import Scenario
 
 STDIN = "-"
 """``--key -``: a node reads its private key from standard input, as the nodes the driver starts do."""
@@ -461,6 +463,8 @@ async def run_cluster(
     input; its own key never leaves memory.  Its temporary folder holds only
     the cluster file and the nodes' standard error.
     """
+    from .orchestrator import unwrapped
+
     if driver_key is not None and nodes is None:
         raise ClusterError(
             "driver_key is the key for the nodes given by nodes: without them, the driver makes its own"
@@ -538,6 +542,8 @@ async def stoppable(run: Callable[[], Awaitable[T]]) -> T:
     terminal that closes or a ``kill`` leaves no node behind.  Call it from
     the main thread, where signals arrive; elsewhere it only runs ``run()``.
     """
+    from .orchestrator import unwrapped
+
     if threading.current_thread() is not threading.main_thread():
         return await run()  # signals reach the main thread only: its own caller handles them
     caught: list[int] = []
@@ -566,46 +572,61 @@ async def _start_nodes(
     spec: ClusterFile,
     keys: Mapping[int, Ed25519PrivateKey],
 ) -> dict[int, str]:
-    """Start a node per general in ``nursery``; the address each reports, once all have.
+    """Start a node per general in ``nursery``, all at once; the address each reports, once all have.
 
     Each node reads its private key from its standard input, the pipe the
-    driver holds: no private key is ever written to disk.
+    driver holds: no private key is ever written to disk.  Each is
+    ``python -m om_actors.node``, which imports what serving needs and
+    nothing else: most of a node's start is its imports, and the nodes
+    start side by side, so they cost the driver little more than the
+    slowest of them.
     """
-    processes = {}
-    for general, peer in spec.generals.items():
-        command = [sys.executable, "-m", "om_actors", "node", "--id", str(general)]
-        command += ["--cluster", str(folder / CLUSTER_FILE), "--key", STDIN]
-        command += ["--listen", peer.address, "--exit-with-stdin"]
-        for strategy in scenario.custom_strategies:
-            command += ["--allow-strategy", strategy]
-        if scenario.strategy_folder is not None:
-            command += ["--strategy-folder", scenario.strategy_folder]
-        # The child keeps its own copy of the descriptor; ours closes at once.
-        with (folder / f"general-{general}.log").open("wb") as output:
-            processes[general] = await nursery.start(
-                partial(
-                    trio.run_process,
-                    command,
-                    stdin=subprocess.PIPE,  # the node exits when this pipe closes: when we go
-                    stdout=subprocess.PIPE,
-                    stderr=output,
-                    check=False,
-                    env=_env(),
-                )
-            )
-        await _hand_key(processes[general], keys[general])
+    options = [f"--allow-strategy={strategy}" for strategy in scenario.custom_strategies]
+    if scenario.strategy_folder is not None:
+        options.append(f"--strategy-folder={scenario.strategy_folder}")
     addresses: dict[int, str] = {}
+    environment = _env()
     with trio.move_on_after(STARTUP_TIMEOUT):
-        async with trio.open_nursery() as waiting:
-            for general, process in processes.items():
-                waiting.start_soon(_read_address, general, process, addresses)
-    for general in sorted(processes):
+        async with trio.open_nursery() as starting:
+            for general, peer in spec.generals.items():
+                command = [sys.executable, "-m", "om_actors.node", "--id", str(general)]
+                command += ["--cluster", str(folder / CLUSTER_FILE), "--key", STDIN]
+                command += ["--listen", peer.address, "--exit-with-stdin", *options]
+                start = partial(_start_node, nursery, command, environment, folder / f"general-{general}.log")
+                starting.start_soon(start, general, keys[general], addresses)
+    for general in sorted(spec.generals):
         if general not in addresses:
             reason = _last_line(folder / f"general-{general}.log")
             if reason is None:
                 reason = f"it reported no address within {STARTUP_TIMEOUT:.0f} s"
             raise ClusterError(f"node {general} did not start: {reason}")
     return addresses
+
+
+async def _start_node(
+    nursery: trio.Nursery,
+    command: list[str],
+    environment: Mapping[str, str],
+    errors: Path,
+    general: int,
+    key: Ed25519PrivateKey,
+    addresses: dict[int, str],
+) -> None:
+    """Start one node in ``nursery``, hand it its key, and put the address it reports in ``addresses``."""
+    with errors.open("wb") as output:  # the child keeps its own copy of the descriptor; ours closes at once
+        process = await nursery.start(
+            partial(
+                trio.run_process,
+                command,
+                stdin=subprocess.PIPE,  # the node exits when this pipe closes: when we go
+                stdout=subprocess.PIPE,
+                stderr=output,
+                check=False,
+                env=environment,
+            )
+        )
+    await _hand_key(process, key)
+    await _read_address(general, process, addresses)
 
 
 async def _hand_key(process: trio.Process, key: Ed25519PrivateKey) -> None:
@@ -652,7 +673,11 @@ def running_nodes() -> int:
 
 
 def node_processes(parent: int) -> list[int]:
-    """The process ids of the live ``om_actors node`` processes whose parent is ``parent``."""
+    """The process ids of the live node processes whose parent is ``parent``.
+
+    A node is ``om_actors node`` (``om-actors node``, ``python -m om_actors
+    node``) or ``python -m om_actors.node``, as a driver starts them.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -665,8 +690,7 @@ def node_processes(parent: int) -> list[int]:
         if (
             fields.get("PPid", "").strip() == str(parent)
             and alive
-            and b"om_actors" in command
-            and b"node" in command
+            and (b"om_actors.node" in command or (b"om_actors" in command and b"node" in command))
         ):
             found.append(int(entry.name))
     return found
@@ -695,7 +719,7 @@ async def _drive(
 ) -> ClusterRun:
     # A node answers /round once its receivers acknowledged (or DELIVERY_TIMEOUT passed).
     timeout = scenario.round_timeout + DELIVERY_TIMEOUT + 30.0
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    async with plain_http_client(timeout) as client:
         driver = _Driver(scenario, links, key, client)
         await driver.connect()
         return await driver.run(log)
@@ -842,6 +866,9 @@ class _Driver:
         time.  It differs from ``run``'s only where the nodes' own keys
         show: the public keys ``run.start`` records, and the signatures.
         """
+        from .accounting import Accounting
+        from .log import open_log
+
         scenario = self.scenario
         addresses = {str(g): link.address for g, link in self.links.items()}
         data = scenario.to_dict()

@@ -75,20 +75,22 @@ built-in ones, and the ``module:Class`` names its operator allowed): a
 
 from __future__ import annotations
 
+import argparse
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import json
 import secrets
+import ssl
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import httpx
-import structlog
 import trio
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -101,6 +103,9 @@ from .events import StrategyFailed
 from .log import event_first, json_fallback
 from .scenario import Scenario, scenario_from_dict
 from .strategies import Strategy
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_BODY = 4 * 2**20
 """Largest request body a node reads, in bytes; anything bigger gets 413."""
@@ -146,6 +151,18 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Respond = Callable[[dict[str, Any]], Awaitable[None]]
 """ASGI's ``send``: named apart from :class:`~om_actors.driver.Send`, a message the general sends."""
 Answer = tuple[int, dict[str, Any]]
+
+
+def plain_http_client(timeout: float) -> httpx.AsyncClient:
+    """An HTTP client for nodes and their driver, which speak plain HTTP: it loads no CA certificates.
+
+    httpx's default client reads the whole system bundle, a tenth of a
+    second of each node's start; nodes never use TLS.  Its context trusts no
+    certificate, so an ``https://`` address fails rather than goes unchecked.
+    """
+    import httpx  # here, not above: see main
+
+    return httpx.AsyncClient(timeout=timeout, verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
 
 
 class RequestError(Exception):
@@ -338,12 +355,18 @@ class Node:
         self.counter = 0
         self.run: _Run | None = None
         self.addresses = {g: peer.address for g, peer in peers.items()}
-        self.client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT)
-        self.log = structlog.wrap_logger(
+        self.client = plain_http_client(DELIVERY_TIMEOUT)
+
+    @functools.cached_property
+    def log(self) -> Any:
+        """The node's own log, a JSON line on stderr per refusal: made at the first, as most refuse none."""
+        import structlog
+
+        return structlog.wrap_logger(
             structlog.PrintLogger(sys.stderr),
             processors=[event_first, structlog.processors.JSONRenderer(default=json_fallback)],
             wrapper_class=structlog.BoundLogger,
-        ).bind(general=me)
+        ).bind(general=self.me)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Respond) -> None:
         """The ASGI entry point: route, check signatures, run, and turn refusals into JSON errors."""
@@ -564,6 +587,8 @@ class Node:
         self, run: _Run, round: int, receiver: int, messages: list[list[dict[str, Any]]], done: set[int]
     ) -> None:
         """Send one batch and wait for the receiver to acknowledge it; ``done`` gets it if so."""
+        import httpx  # imported with the client already; see main
+
         fields = {
             "run": run.id,
             "round": round,
@@ -850,3 +875,63 @@ async def _lifespan(receive: Receive, send: Respond) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+class _Arguments(argparse.ArgumentParser):
+    """``om-actors node``'s options, its usage errors one line and exit status 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"error: {message}\n")
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _Arguments(prog="python -m om_actors.node", description="What om-actors node does.")
+    parser.add_argument("--id", dest="me", type=int, required=True)
+    parser.add_argument("--cluster", type=Path, required=True)
+    parser.add_argument("--key", type=Path, required=True)
+    parser.add_argument("--listen", dest="listen_on")
+    parser.add_argument("--allow-strategy", dest="allowed", action="append", default=[])
+    parser.add_argument("--strategy-folder", type=Path)
+    parser.add_argument("--exit-with-stdin", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m om_actors.node``: ``om-actors node`` for the nodes ``om-actors cluster`` starts.
+
+    The same options, the same serving (:func:`om_actors.cluster.serve_node`)
+    and the same one-line errors with exit status 2, without the CLI around
+    them: every node imports what serving needs and nothing else, so
+    thirteen of them start in a fraction of the time.  httpx's package
+    imports its own command line, and with it click, rich and pygments,
+    when it can; a node never uses it, so it is marked missing here, before
+    anything imports httpx.
+    """
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    from .cluster import serve_node
+
+    options = _arguments(argv)
+    serving = functools.partial(
+        serve_node,
+        options.me,
+        options.cluster,
+        options.key,
+        listen_on=options.listen_on,
+        allowed=options.allowed,
+        strategy_folder=options.strategy_folder,
+        exit_with_stdin=options.exit_with_stdin,
+    )
+    try:
+        trio.run(serving)
+    except KeyboardInterrupt:
+        pass
+    except (OmActorsError, OSError) as exc:
+        from .terminal import printable
+
+        text = f"error: {exc}" if isinstance(exc, OSError) else str(exc)
+        print("\n".join(map(printable, text.split("\n"))), file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

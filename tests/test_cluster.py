@@ -76,7 +76,8 @@ class KillsGeneral:
                 except OSError:
                     continue
                 sibling = f"PPid:\\t{os.getppid()}\\n" in status
-                victim = b"node" in command and command[command.index(b"--id") + 1] == b"%d" % self.victim
+                node = b"node" in command or b"om_actors.node" in command
+                victim = node and command[command.index(b"--id") + 1] == b"%d" % self.victim
                 if sibling and victim:
                     os.kill(int(entry.name), signal.SIGKILL)
         return value
@@ -538,7 +539,8 @@ def through_round_1(log: Path) -> list[bytes]:
     except FileNotFoundError:
         return []
     for number, line in enumerate(lines):
-        if line.startswith(b'{"event": "round.end", "round": 1,') and line.endswith(b"\n"):
+        fields = json.loads(line) if line.endswith(b"\n") else {}
+        if fields.get("event") == "round.end" and fields.get("round") == 1:
             return lines[: number + 1]
     return []
 
