@@ -62,6 +62,14 @@ STDIN = "-"
 """``run -`` reads the scenario from standard input; ``--log -`` writes the log to standard output."""
 JSON_COMMANDS = frozenset({"run", "cluster", "verify", "compare"})
 """The commands whose ``--json`` promises one JSON object, errors included."""
+INSTALL = {
+    "numpy": "numpy",
+    "httpx": "httpx",
+    "cryptography": "cryptography",
+    "hypercorn": "hypercorn",
+    "trio_parallel": "trio-parallel",
+}
+"""What to install for each package only some commands import, and only when they run."""
 
 
 class _Exit(Exception):
@@ -154,7 +162,32 @@ def _click_errors_as_json(wanted: bool) -> Iterator[None]:
         raise
 
 
-class _JsonCommand(click.Command):
+class _MissingDependency(click.ClickException):
+    """A package a command imports as it runs, not installed: one line naming what to install, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _Command(click.Command):
+    """A command whose dependencies, imported as it runs, are named when missing instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").partition(".")[0]
+            if missing not in INSTALL:
+                raise
+            needs = f"om-actors {ctx.info_name} needs {missing}"
+            raise _MissingDependency(
+                f"{needs}, which is not installed: pip install {INSTALL[missing]}"
+            ) from None
+
+
+class _JsonCommand(_Command):
     """A command whose ``--json`` keeps its promise even for click's own usage errors."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -168,6 +201,8 @@ class _JsonCommand(click.Command):
 
 class _Cli(click.Group):
     """The ``om-actors`` group: stdout failures end politely, and ``--json`` errors stay JSON."""
+
+    command_class = _Command
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         guard = GuardedStdout.install()

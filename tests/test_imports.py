@@ -41,7 +41,9 @@ STARTUP_MODULES = frozenset(
 ALGORITHM_MODULES = frozenset({"om_actors.oral", "om_actors.signed", "om_actors.phase_king", "om_actors.eig"})
 
 _COMMAND = """
-import json, sys
+import json, os, sys
+for missing in os.environ.get("MISSING", "").split():
+    sys.modules[missing] = None  # imports it as if it were not installed
 from om_actors.cli import main
 try:
     main(sys.argv[2:], prog_name="om-actors")
@@ -56,6 +58,7 @@ with open(sys.argv[1], "w") as file:
 class Ran:
     status: int
     stdout: str
+    stderr: str
     modules: frozenset[str]
 
     @property
@@ -81,7 +84,7 @@ def om_actors(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> 
     )
     assert found.exists(), done.stderr
     data = json.loads(found.read_text())
-    return Ran(data["status"], done.stdout, frozenset(data["modules"]))
+    return Ran(data["status"], done.stdout, done.stderr, frozenset(data["modules"]))
 
 
 def python(tmp_path: Path, code: str) -> frozenset[str]:
@@ -198,6 +201,37 @@ def test_only_the_network_commands_and_sm_import_the_network_and_only_verify_wor
     found = ran.packages & (NETWORK | {"trio_parallel"})
     assert sorted(needed - found) == []
     assert sorted(found - allowed) == []
+
+
+@pytest.mark.parametrize(
+    ("missing", "args"),
+    [
+        ("numpy", ["run", "seven-generals", "--mode", "batched"]),
+        ("trio_parallel", ["verify", "--generals", "4", "--m", "1"]),
+        ("httpx", ["keys", "keys", "--addresses", "127.0.0.1:1"]),
+    ],
+    ids=lambda value: value if isinstance(value, str) else " ".join(value),
+)
+def test_a_dependency_not_installed_is_one_line_naming_it(
+    tmp_path: Path, missing: str, args: list[str]
+) -> None:
+    ran = om_actors(tmp_path, *args, env={"MISSING": missing})
+    assert (ran.status, ran.stdout) == (2, "")
+    assert ran.stderr.splitlines() == [
+        f"error: om-actors {args[0]} needs {missing}, which is not installed: "
+        f"pip install {missing.replace('_', '-')}"
+    ]
+
+
+def test_a_dependency_not_installed_is_the_json_error_under_json(tmp_path: Path) -> None:
+    ran = om_actors(
+        tmp_path, "run", "seven-generals", "--mode", "batched", "--json", env={"MISSING": "numpy"}
+    )
+    assert (ran.status, ran.stderr) == (2, "")
+    assert (
+        json.loads(ran.stdout)["error"]
+        == "om-actors run needs numpy, which is not installed: pip install numpy"
+    )
 
 
 def test_importing_the_package_imports_none_of_its_dependencies(tmp_path: Path) -> None:
