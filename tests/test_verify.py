@@ -242,7 +242,7 @@ def test_ranges_too_large_are_refused_before_any_case_is_made(
     args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
-    monkeypatch.setattr("om_actors.cli.cases", _no_cases)
+    monkeypatch.setattr("om_actors.verify.cases", _no_cases)
     status, out, err = _verify(*args)
     assert (status, out) == (2, "")
     assert message in err
@@ -299,7 +299,7 @@ def _interrupted_after_one_case(
 def test_an_interrupted_verify_says_so_and_exits_130(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
 ) -> None:
-    monkeypatch.setattr("om_actors.cli.verify", _interrupted_after_one_case)
+    monkeypatch.setattr("om_actors.verify.verify", _interrupted_after_one_case)
     args = ["--generals", "4..5", "--m", "1", "--out-dir", str(tmp_path)]
     status, out, err = _verify(*args, *(["--json"] if as_json else []))
     assert status == 130
@@ -319,7 +319,7 @@ def test_a_verify_that_ran_to_the_end_says_it_was_not_interrupted(tmp_path: Path
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_an_out_dir_that_is_not_a_folder_is_refused_before_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("om_actors.cli.cases", _no_cases)
+    monkeypatch.setattr("om_actors.verify.cases", _no_cases)
     status, out, err = _verify("--generals", "3", "--m", "1", "--out-dir", "/dev/full")
     assert (status, out) == (2, "")
     assert err.endswith("Error: Invalid value for '--out-dir': /dev/full is not a folder\n")
@@ -499,7 +499,7 @@ def test_cli_signed_json_rows_name_the_algorithm(tmp_path: Path) -> None:
 
 def test_signed_ranges_are_sized_by_signed_message_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
-    monkeypatch.setattr("om_actors.cli.cases", _no_cases)
+    monkeypatch.setattr("om_actors.verify.cases", _no_cases)
     # OM(12) with forty generals is refused for its messages; SM(12), polynomial, is refused for its cases
     status, _, err = _verify("--algorithm", "sm", "--generals", "40", "--m", "12")
     assert status == 2
