@@ -63,7 +63,9 @@ def picky(monkeypatch: pytest.MonkeyPatch) -> Picky:
 
 def message_line_bytes(log: Path) -> tuple[int, int]:
     """The message lines of a log: how many, and their bytes with line breaks."""
-    lines = [line for line in log.read_bytes().splitlines(keepends=True) if line.startswith(b'{"event":"message",')]
+    lines = [
+        line for line in log.read_bytes().splitlines(keepends=True) if line.startswith(b'{"event":"message",')
+    ]
     return len(lines), sum(map(len, lines))
 
 

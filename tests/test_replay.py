@@ -226,9 +226,7 @@ def test_a_scenario_too_big_is_refused_with_its_count(
 ) -> None:
     monkeypatch.delenv("OM_ACTORS_MAX_MESSAGES", raising=False)
     log = tmp_path / "big.jsonl"
-    log.write_text(
-        GOLDEN.read_text().replace('"generals":7,"m":2', f'"generals": {generals}, "m": {m}', 1)
-    )
+    log.write_text(GOLDEN.read_text().replace('"generals":7,"m":2', f'"generals": {generals}, "m": {m}', 1))
     for read in (replay_log, reconstruct, rerun_log):
         with pytest.raises(LogError) as caught:
             read(log)
