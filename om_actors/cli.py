@@ -63,10 +63,10 @@ STDIN = "-"
 JSON_COMMANDS = frozenset({"run", "cluster", "verify", "compare"})
 """The commands whose ``--json`` promises one JSON object, errors included."""
 INSTALL = {
-    "numpy": "numpy",
-    "httpx": "httpx",
+    "numpy": "'om_actors[fast]'",
+    "httpx": "'om_actors[net]'",
     "cryptography": "cryptography",
-    "hypercorn": "hypercorn",
+    "hypercorn": "'om_actors[net]'",
     "trio_parallel": "trio-parallel",
 }
 """What to install for each package only some commands import, and only when they run."""
