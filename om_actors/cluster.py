@@ -719,10 +719,13 @@ async def _drive(
 ) -> ClusterRun:
     # A node answers /round once its receivers acknowledged (or DELIVERY_TIMEOUT passed).
     timeout = scenario.round_timeout + DELIVERY_TIMEOUT + 30.0
+    from .orchestrator import collector_spared
+
     async with plain_http_client(timeout) as client:
         driver = _Driver(scenario, links, key, client)
         await driver.connect()
-        return await driver.run(log)
+        with collector_spared():
+            return await driver.run(log)
 
 
 class _Driver:

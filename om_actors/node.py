@@ -747,16 +747,22 @@ def _failure(failed: StrategyFailed) -> dict[str, Any]:
 
 
 def _nests_deeper(value: object, limit: int) -> bool:
-    """Whether lists and objects nest more than ``limit`` deep in ``value``, found without recursion."""
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            if depth >= limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
+    """Whether lists and objects nest more than ``limit`` deep in parsed JSON, found without recursion.
+
+    A level at a time, keeping only the next level's lists and objects: a
+    batch's thousands of numbers and strings cost a type check each.
+    """
+    level: list[Any] = [value] if type(value) is list or type(value) is dict else []
+    for _ in range(limit):
+        below = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                if type(child) is list or type(child) is dict:
+                    below.append(child)
+        if not below:
+            return False
+        level = below
+    return bool(level)
 
 
 Handler = Callable[[Node, Scope, bytes, bool], Awaitable[Answer]]
