@@ -58,6 +58,7 @@ import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from functools import partial
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
@@ -481,6 +482,8 @@ async def run_cluster(
             raise ClusterError(f"{key_path}: not the driver key {nodes} names")
         links = {g: _Link(g, peer.address, peer.public_key) for g, peer in spec.generals.items()}
         return await _drive(scenario, links, key, log)
+    if find_spec("hypercorn") is None:  # the nodes serve with it; the driver never imports it
+        raise ModuleNotFoundError("No module named 'hypercorn'", name="hypercorn")
     remove_stale_folders()
     with tempfile.TemporaryDirectory(prefix=f"{FOLDER_PREFIX}{os.getpid()}-") as name:
         folder = Path(name)

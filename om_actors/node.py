@@ -914,11 +914,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     anything imports httpx.
     """
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    options = _arguments(argv)
+    try:
+        trio.run(functools.partial(_serve, options))
+    except KeyboardInterrupt:
+        pass
+    except ModuleNotFoundError as exc:
+        from .cli import INSTALL  # only to say what to install
+
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in INSTALL:
+            raise
+        needs = f"om-actors node needs {missing}, which is not installed"
+        print(f"error: {needs}: pip install {INSTALL[missing]}", file=sys.stderr)
+        sys.exit(2)
+    except (OmActorsError, OSError) as exc:
+        from .terminal import printable
+
+        text = f"error: {exc}" if isinstance(exc, OSError) else str(exc)
+        print("\n".join(map(printable, text.split("\n"))), file=sys.stderr)
+        sys.exit(2)
+
+
+async def _serve(options: argparse.Namespace) -> None:
     from .cluster import serve_node
 
-    options = _arguments(argv)
-    serving = functools.partial(
-        serve_node,
+    await serve_node(
         options.me,
         options.cluster,
         options.key,
@@ -927,16 +948,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         strategy_folder=options.strategy_folder,
         exit_with_stdin=options.exit_with_stdin,
     )
-    try:
-        trio.run(serving)
-    except KeyboardInterrupt:
-        pass
-    except (OmActorsError, OSError) as exc:
-        from .terminal import printable
-
-        text = f"error: {exc}" if isinstance(exc, OSError) else str(exc)
-        print("\n".join(map(printable, text.split("\n"))), file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from click.testing import CliRunner, Result
 from conftest import masked, signatures
 from ruamel.yaml import YAML
 
+import om_actors.cluster as cluster_module
 from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
 from om_actors.cli import main
 from om_actors.cluster import (
@@ -776,3 +777,54 @@ def test_a_node_refuses_to_start_with_an_allowed_strategy_it_cannot_load(tmp_pat
     result = invoke(*args, "--allow-strategy", "no_such_module:Traitor")
     assert result.exit_code == 2
     assert result.stderr.startswith("cannot load the allowed strategy 'no_such_module:Traitor': ")
+
+
+PROBE = '''
+"""A strategy module that says, as a node imports it before serving, which heavy modules are loaded."""
+import json
+import sys
+
+HEAVY = (
+    "click", "rich", "numpy", "trio_parallel", "structlog", "asyncio", "om_actors.cli", "om_actors.verify",
+)
+print(json.dumps(sorted(name for name in HEAVY if name in sys.modules)), file=sys.stderr)
+
+
+class Probe:
+    def choose(self, round, path, receiver, value, rng):
+        return value
+'''
+
+
+def test_the_nodes_a_cluster_starts_load_neither_the_cli_nor_what_they_never_use(tmp_path: Path) -> None:
+    (tmp_path / "probe.py").write_text(PROBE)
+    cluster = write_keys(tmp_path, {0: "127.0.0.1:0", 1: "127.0.0.1:0"})
+    node = [sys.executable, "-m", "om_actors.node", "--id", "0", "--cluster", str(cluster), "--key", "-"]
+    node += ["--allow-strategy", "probe:Probe", "--strategy-folder", str(tmp_path), "--exit-with-stdin"]
+    key = (tmp_path / "general-0.pem").read_bytes()
+    served = subprocess.run(node, input=key, capture_output=True, timeout=60)
+    assert served.returncode == 0, served.stderr
+    assert json.loads(served.stdout)["event"] == "node.listening"
+    assert served.stderr == b"[]\n"
+
+
+def test_a_node_without_hypercorn_names_what_to_install(tmp_path: Path) -> None:
+    cluster = write_keys(tmp_path, {0: "127.0.0.1:0", 1: "127.0.0.1:0"})
+    args = ["--id", "0", "--cluster", str(cluster), "--key", str(tmp_path / "general-0.pem")]
+    code = f"import sys; sys.modules['hypercorn'] = None; from om_actors.node import main; main({args!r})"
+    node = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert node.returncode == 2
+    assert (
+        node.stderr
+        == b"error: om-actors node needs hypercorn, which is not installed: pip install 'om_actors[net]'\n"
+    )
+
+
+def test_a_cluster_without_hypercorn_says_so_before_starting_a_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_module, "find_spec", lambda name: None if name == "hypercorn" else object())
+    result = invoke("cluster", str(FOUR))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: om-actors cluster needs hypercorn, which is not installed: pip install 'om_actors[net]'\n"
+    )
+    assert running_nodes() == 0
