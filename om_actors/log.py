@@ -241,16 +241,21 @@ def _key(key: object) -> str:
 def _dumps(fields: Mapping[str, Any], **options: Any) -> bytes:
     """orjson's encoding, or the standard library's in the same shape for what orjson refuses.
 
-    orjson holds integers to 64 bits; a traitor's may be longer (up to
-    :func:`_printable`), and that line alone is written by :mod:`json`,
-    compact and in UTF-8 as orjson writes -- so every line still parses the
-    same, and one run still gives the same bytes.
+    orjson holds integers to 64 bits and text that is valid Unicode; a
+    traitor's integer may be longer (up to :func:`_printable`), and a string
+    may hold a lone surrogate.  Such a line alone is written by :mod:`json`,
+    compact and in UTF-8 as orjson writes, a surrogate as its ``\\u``
+    escape -- so every line still parses the same, and one run still gives
+    the same bytes.
     """
     try:
         return orjson.dumps(fields, **options)
     except orjson.JSONEncodeError:
         text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), allow_nan=False, **options)
+    try:
         return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which UTF-8 cannot hold: JSON's \u escape can
+        return json.dumps(fields, separators=(",", ":"), allow_nan=False, **options).encode("ascii")
 
 
 @functools.cache

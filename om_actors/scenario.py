@@ -575,6 +575,8 @@ def _value_problems(
             problems.append((("values", index), "must not be empty", False))
         elif len(value) > MAX_STRING:
             problems.append((("values", index), _too_long(value), False))
+        elif (surrogate := _lone_surrogate(value)) is not None:
+            problems.append((("values", index), surrogate, False))
     expect = fields.get("expect")
     named: dict[Where, str | None] = {
         ("order",): fields.get("order"),
@@ -723,6 +725,17 @@ def _shown(value: object) -> str:
     if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
         return f"an integer of about {_digits(value):,} digits"
     return short_repr(value)
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """Why ``text`` is not text: a surrogate, as YAML's ``\\ud83d`` makes, which nothing can print."""
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            return (
+                f"holds the surrogate \\u{ord(char):04x}, which is half of a UTF-16 pair, not a character: "
+                "write the character itself, or its \\U0001f600-style escape"
+            )
+    return None
 
 
 def _too_long(text: str) -> str:

@@ -234,6 +234,13 @@ def test_an_integer_past_64_bits_is_written_whole_in_the_same_shape() -> None:
     assert json.loads(line)["value"] == 2**70 + 1
 
 
+def test_a_lone_surrogate_is_written_as_its_escape() -> None:
+    """UTF-8 cannot hold a traitor's lone surrogate; JSON's escape can, and it reads back the same."""
+    line = line_of(MessageSent(2, 3, 1, Relay((0, 3), "a\ud800")))
+    assert line.endswith(b'"value":"a\\ud800"}')
+    assert json.loads(line)["value"] == "a\ud800"
+
+
 @pytest.mark.parametrize(
     ("sent", "received"),
     [

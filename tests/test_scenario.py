@@ -132,6 +132,11 @@ expect: {decision: stay, agreement: yes}
         ("generals: 1\nm: 0\n", "1:11: generals: needs at least 2 generals: a commander and a lieutenant"),
         ("generals: 4\nm: 1\ncommander: 4\n", "3:12: commander: must be a general id from 0 to 3"),
         ("generals: 4\nm: 1\nvalues: go\n", "3:9: values: expected a list of strings, got 'go'"),
+        (
+            'generals: 4\nm: 1\nvalues: [b, "\\ud83d\\ude00"]\ndefault: b\n',
+            "3:13: values.1: holds the surrogate \\ud83d, which is half of a UTF-16 pair, not a character: "
+            "write the character itself, or its \\U0001f600-style escape",
+        ),
         ("generals: 4\nm: 1\ntraitors: [1]\n",
          "3:11: traitors: expected a mapping from general id to strategy, got a list"),
         ("generals: 4\nm: 1\ntraitors: {1: constant}\n",
