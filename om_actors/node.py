@@ -650,8 +650,9 @@ class Node:
                 said = f"{many} from {sender} in round {round}{where}"
                 raise RequestError(422, f"{said}, more than the {most} it can send")
         names = [field.name for field in attrs.fields(rules.payload)]
+        wanted = set(names)
         for listed in messages:
-            if not all(type(message) is dict and message.keys() == set(names) for message in listed):
+            if not all(type(message) is dict and message.keys() == wanted for message in listed):
                 raise RequestError(422, f"a message must be an object with the fields {', '.join(names)}")
         if _nests_deeper(messages, MAX_NESTING + 2):  # + the batch's two lists
             raise RequestError(422, f"a message nests deeper than {MAX_NESTING} levels")
