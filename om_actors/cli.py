@@ -608,34 +608,77 @@ def _report_rerun(out: Console, compared: int, divergence: Divergence | None) ->
     return False
 
 
+def _depth_option(ctx: click.Context, param: click.Parameter, value: object) -> int | None:
+    """A number of levels, or ``all`` (``None``: no limit)."""
+    if value == "all":
+        return None
+    if not isinstance(value, int) and not str(value).lstrip("-").isdigit():
+        raise click.BadParameter(f"{value!r} is neither a number of levels nor all")
+    depth: int = click.IntRange(min=0).convert(value, param, ctx)
+    return depth
+
+
 @main.command("explain")
 @click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--general", "-g", required=True, type=int, help="The general whose decision to explain.")
 @click.option("--path", "start", callback=_path_option, help="Start at this subtree, e.g. 0,3.")
-@click.option("--depth", type=click.IntRange(min=0), help="Show at most this many levels below the start.")
+@click.option(
+    "--depth",
+    default="2",
+    show_default=True,
+    callback=_depth_option,
+    metavar="N|all",
+    help="Show at most this many levels below the start; all shows every level.",
+)
 @click.option(
     "--instance", type=int, default=0, show_default=True, help="The consensus instance, if several."
 )
-@click.option("--format", "form", type=click.Choice(["text", "dot"]), default="text", show_default=True)
+@click.option(
+    "--format", "form", type=click.Choice(["text", "dot", "mermaid"]), default="text", show_default=True
+)
+@click.pass_context
 def explain_command(
-    log: Path, general: int, start: tuple[int, ...] | None, depth: int | None, instance: int, form: str
+    ctx: click.Context,
+    log: Path,
+    general: int,
+    start: tuple[int, ...] | None,
+    depth: int | None,
+    instance: int,
+    form: str,
 ) -> None:
     """Show how GENERAL reached its decision in LOG, as its algorithm reasons.
 
     For OM(m) the recursive majority, vote by vote (--path starts at a
-    subtree); for SM(m) the set of values V it held, round by round.
-    --format dot writes Graphviz; render it with `dot -Tsvg`.
+    subtree); for SM(m) the set of values V it held, round by round; for
+    Phase King its value phase by phase.  Two levels by default, which is
+    all of most trees: the note below one that is cut says how to see more.
+    --format dot writes Graphviz (render it with `dot -Tsvg`); --format
+    mermaid a Mermaid flowchart, which GitHub draws in a ```mermaid block.
     """
-    from .explain import dot_graph, explain, open_view, text_tree
+    from click.core import ParameterSource
+    from rich.markup import escape
+
+    from .explain import depth_note, dot_graph, explain, mermaid_graph, mermaid_problem, open_view, text_tree
 
     out, err = _consoles()
     with _reporting_errors(err):
         view = open_view(log, general, instance)
         node = explain(view, path=start, depth=depth)
-    if form == "dot":
-        click.echo(dot_graph(view, node), nl=False)
-    else:
+    defaulted = ctx.get_parameter_source("depth") is ParameterSource.DEFAULT
+    note = depth_note(node, depth) if defaulted and depth is not None else None
+    if form == "text":
         out.print(text_tree(view, node))
+        if note:
+            out.print(escape(note))
+        return
+    graph = dot_graph(view, node) if form == "dot" else mermaid_graph(view, node)
+    click.echo(graph, nl=False)
+    if note:  # on stderr: the file on stdout stays a graph
+        err.print(escape(note))
+    problem = mermaid_problem(graph) if form == "mermaid" else None
+    if problem:
+        warning = f"warning: GitHub will not draw this graph: {problem}; cut it with --depth or --path"
+        err.print(escape(warning))
 
 
 @main.command("show")

@@ -411,6 +411,25 @@ def _subtree(view: View, step: Step, me: str, ids: _Ids) -> Iterator[_Node | _Ed
             yield _Edge(me, refused_id, refusal.sender, refusal.sender in traitors)
 
 
+def depth_note(step: Step, depth: int) -> str | None:
+    """What a depth limit left out of the tree from ``step``, and the options that show it; else ``None``.
+
+    A zoomed view is suggested by the path of the first cut step right
+    below the start, when the algorithm's steps have paths.
+    """
+    hidden = hidden_below(step)
+    if not hidden:
+        return None
+    cut = next((child for child in step.children if hidden_below(child) and child.path), None)
+    subtree = ""
+    if cut is not None and cut.path:
+        subtree = f", or start at a subtree with --path {','.join(map(str, cut.path))}"
+    return (
+        f"{hidden:,} step{'' if hidden == 1 else 's'} deeper than {depth} level{'' if depth == 1 else 's'} "
+        f"not shown: --depth {depth + 1} shows one more level, --depth all every one{subtree}"
+    )
+
+
 def hidden_below(step: Step) -> int:
     """How many steps a depth limit left out of the tree from ``step``, all levels together."""
     return step.hidden + sum(hidden_below(child) for child in step.children)
