@@ -244,6 +244,12 @@ _json_option = click.option(
     help=f"Batch each round's messages per sender and receiver; auto batches above {BATCHED_ABOVE:,}.",
 )
 @click.option("--log-messages", is_flag=True, help="In batched mode, log every message too (a big file).")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write a self-contained HTML report of the run (as `om-actors report` draws it) to this file.",
+)
 def run(
     scenario_file: str | None,
     log_file: Path | None,
@@ -251,6 +257,7 @@ def run(
     quiet: bool,
     mode: Mode,
     log_messages: bool,
+    html_file: Path | None = None,
 ) -> None:
     """Run SCENARIO: a YAML file, a shipped scenario's name, or - for stdin.
 
@@ -271,10 +278,14 @@ def run(
     # soft_wrap: a line is one line in a pipe or a file, and a terminal wraps it anyway.
     out = Console(quiet=quiet or as_json, stderr=log_to_stdout, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    with _reporting_errors(err, as_json=as_json):
+    log_kept = log_file is not None
+    with _reporting_errors(err, as_json=as_json), _html_log(html_file, log_file) as log_file:
         scenario, path = _load(scenario_file)
         _refuse_overwriting(log_file, path, from_stdin=scenario_file == STDIN)
+        if html_file is not None and path is not None and _same_path(html_file, path):
+            raise click.BadParameter("the HTML report would overwrite the scenario file", param_hint="'--html'")
         resolved = resolve_mode(mode, scenario)
+        log_messages = log_messages or html_file is not None  # the report draws every message
         if not quiet:
             for warning in [*scenario.warnings, *_log_warnings(scenario, resolved, log_file, log_messages)]:
                 err.print(f"[yellow]warning:[/] {markup(warning)}")
@@ -292,11 +303,72 @@ def run(
             except KeyboardInterrupt:
                 err.print("interrupted")
                 sys.exit(130)
+        if html_file is not None and log_file is not None:
+            from .html_report import write_report
+
+            write_report(log_file, html_file, kept=log_kept)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         report(out, result)
+        if html_file is not None:
+            out.print(f"HTML report: {markup(str(html_file))}")
     sys.exit(0 if not result.unmet_expectations() else 1)
+
+
+@contextmanager
+def _html_log(html_file: Path | None, log_file: Path | None) -> Iterator[Path | None]:
+    """The log ``run --html`` reports from: ``--log``'s file, or a temporary one removed afterwards.
+
+    The report is built from a log, as ``om-actors report`` builds it, so
+    the two commands give the same page; a temporary file keeps memory
+    flat however many messages the run sends.  ``--log -`` goes to stdout,
+    which cannot be read back: refused with ``--html``.
+    """
+    if html_file is None or (log_file is not None and str(log_file) != STDIN):
+        if html_file is not None and log_file is not None and _same_path(html_file, log_file):
+            raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--html'")
+        yield log_file
+        return
+    if log_file is not None:
+        raise click.BadParameter("needs the log in a file: give --log FILE, or leave --log out", param_hint="'--html'")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="om-actors-") as folder:
+        yield Path(folder) / "run.log"
+
+
+def _same_path(one: Path, other: Path) -> bool:
+    with suppress(OSError):
+        return one.resolve() == other.resolve() or os.path.samefile(one, other)
+    return False
+
+
+@main.command("report")
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="The HTML file to write.  [default: LOG with .html in place of its suffix]",
+)
+def report_command(log: Path, html_file: Path | None) -> None:
+    """Write LOG's run as one self-contained HTML page: verdict, counts, a space-time diagram, every tree.
+
+    Nothing in the page is fetched, so it opens from disk in any browser.
+    `om-actors run SCENARIO --html FILE` writes the same page straight away.
+    """
+    from .html_report import write_report
+    from .terminal import markup
+
+    out, err = _consoles()
+    target = html_file if html_file is not None else log.with_suffix(".html")
+    if _same_path(target, log):
+        raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--output'")
+    with _reporting_errors(err):
+        write_report(log, target)
+    out.print(f"HTML report: {markup(str(target))}")
 
 
 @main.command("scenarios")
