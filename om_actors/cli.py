@@ -304,9 +304,9 @@ def run(
                 err.print("interrupted")
                 sys.exit(130)
         if html_file is not None and log_file is not None:
-            from .html_report import write_report
+            from .html_report import write_html_report
 
-            write_report(log_file, html_file, kept=log_kept)
+            write_html_report(log_file, html_file, kept=log_kept)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -359,7 +359,7 @@ def report_command(log: Path, html_file: Path | None) -> None:
     Nothing in the page is fetched, so it opens from disk in any browser.
     `om-actors run SCENARIO --html FILE` writes the same page straight away.
     """
-    from .html_report import write_report
+    from .html_report import write_html_report
     from .terminal import markup
 
     out, err = _consoles()
@@ -367,7 +367,7 @@ def report_command(log: Path, html_file: Path | None) -> None:
     if _same_path(target, log):
         raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--output'")
     with _reporting_errors(err):
-        write_report(log, target)
+        write_html_report(log, target)
     out.print(f"HTML report: {markup(str(target))}")
 
 

@@ -384,7 +384,7 @@ def _diagram(
 def _layout(
     arrows: list[Arrow], generals: int, rounds: int, colours: dict[str, str], per_message: bool
 ) -> dict[str, Any]:
-    column, margin, gap, slope, top = 64, 40, 5, 16, 40
+    column, margin, gap, slope, top = 84, 44, 5, 22, 40
     x = [margin + g * column for g in range(generals)]
     drawn, bands, y = [], [], top
     for round in range(1, rounds + 1):
@@ -517,7 +517,7 @@ def render(page: dict[str, Any]) -> str:
     return environment.get_template("report.html.j2").render(**page)
 
 
-def write_report(log: LogPath, out: str | os.PathLike[str], *, kept: bool = True) -> FilePath:
+def write_html_report(log: LogPath, out: str | os.PathLike[str], *, kept: bool = True) -> FilePath:
     """Write the HTML report of the run logged at ``log`` to ``out``; returns the path written.
 
     ``kept`` says the log stays for the reader to look into; ``run --html``
