@@ -283,7 +283,7 @@ def run(
         scenario, path = _load(scenario_file)
         _refuse_overwriting(log_file, path, from_stdin=scenario_file == STDIN)
         if html_file is not None and path is not None and _same_path(html_file, path):
-            raise click.BadParameter("the HTML report would overwrite the scenario file", param_hint="'--html'")
+            raise click.BadParameter("it would overwrite the scenario file", param_hint="'--html'")
         resolved = resolve_mode(mode, scenario)
         log_messages = log_messages or html_file is not None  # the report draws every message
         if not quiet:
@@ -331,7 +331,7 @@ def _html_log(html_file: Path | None, log_file: Path | None) -> Iterator[Path | 
         yield log_file
         return
     if log_file is not None:
-        raise click.BadParameter("needs the log in a file: give --log FILE, or leave --log out", param_hint="'--html'")
+        raise click.BadParameter("needs the log in a file: --log FILE, or no --log", param_hint="'--html'")
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="om-actors-") as folder:
@@ -764,6 +764,14 @@ def explain_command(
 @click.option("--instance", type=int, help="Only events of this consensus instance.")
 @click.option("--event", "events", multiple=True, help="Only events with this name; may be repeated.")
 @click.option("--json", "as_json", is_flag=True, help="Pass the matching lines through unchanged.")
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["table", "shiviz"]),
+    default="table",
+    show_default=True,
+    help="shiviz: the whole run as a ShiViz input file, with vector clocks (see docs/log-format.md).",
+)
 def show_command(
     log: Path,
     round_: int | None,
@@ -773,12 +781,18 @@ def show_command(
     instance: int | None,
     events: tuple[str, ...],
     as_json: bool,
+    form: str,
 ) -> None:
     """Print the events of LOG that match every filter given, in log order."""
     from .log import Selection, read_selected
 
     out, err = _consoles()
     wanted = Selection(round_, sender, receiver, prefix, instance, frozenset(events))
+    if form == "shiviz":
+        if as_json or wanted != Selection():
+            raise click.UsageError("--format shiviz writes the whole run: it takes no filters and no --json")
+        _write_shiviz(log, err)
+        return
     with _reporting_errors(err):
         matching = read_selected(log, wanted)  # refuses a path prefix on a log without paths
         if as_json:
@@ -787,6 +801,15 @@ def show_command(
             return
         for table in _table(matching):
             out.print(table)
+
+
+def _write_shiviz(log: Path, err: Console) -> None:
+    """The ShiViz file on stdout, line by line as the log streams; a bad log stops it with one line."""
+    from .shiviz import shiviz_lines
+
+    with _reporting_errors(err):
+        for line in shiviz_lines(log):
+            sys.stdout.write(line + "\n")
 
 
 SHOW_COLUMNS = ("line", "event", "round", "sender", "receiver", "path", "value", "detail")
