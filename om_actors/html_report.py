@@ -20,21 +20,21 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path as FilePath
 from typing import Any
 
 import attrs
 
 from .algorithm import Algorithm, Core, Outgoing, Step, Verdict
-from .errors import CannotWrite, LogError
+from .errors import CannotWrite
 from .explain import PALETTE, ExplainError, View, _derived, _refusals, _refused, _shown, _tied, explain
 from .log import LogLine, hashable, read_log
 from .replay import LogPath, Reconstruction
 from .scenario import Scenario
 
 ONE_ARROW_PER_MESSAGE = 600
-"""Up to this many messages the space-time diagram draws each; above, one arrow per sender, receiver, round."""
+"""Up to this many messages the space-time diagram draws each; past it, one per sender, receiver, round."""
 
 TREE_NODES = 15_000
 """The most tree nodes the page holds, over all generals: past it, trees are inlined only so deep."""
@@ -138,7 +138,9 @@ class _Collector:
         self.sent[sender] += 1
         self.received[receiver] += delivered
         if self.total <= ONE_ARROW_PER_MESSAGE:
-            self.messages.append((instance, round, sender, receiver, value, _where(line.path), delivered, line.number))
+            self.messages.append(
+                (instance, round, sender, receiver, value, _where(line.path), delivered, line.number)
+            )
         self.grouped[(instance, round, sender, receiver, value, delivered)] += 1
 
 
@@ -174,7 +176,11 @@ class _Deviations:
         fields = line.fields
         instance = fields.get("instance") or 0
         receiving = self.cores.get((instance, fields["receiver"]))
-        if receiving is not None and fields.get("delivered", True) is not False and receiving.round == fields["round"]:
+        if (
+            receiving is not None
+            and fields.get("delivered", True) is not False
+            and receiving.round == fields["round"]
+        ):
             receiving.receive(sender=fields["sender"], round=fields["round"], payload=line.payload)
         if (instance, fields["sender"]) in self.cores:
             self._sent[(instance, fields["sender"])].append(line)
@@ -186,44 +192,42 @@ class _Deviations:
             self._open(round + 1)
 
     def _compare(self, core: Core, round: int, owed: list[Outgoing], sent: list[LogLine]) -> None:
-        rules, along = self.rules, defaultdict(list)
+        rules = self.rules
+        along: dict[tuple[int, object], list[LogLine]] = defaultdict(list)
         for line in sent:
             along[(line.fields["receiver"], hashable(line.path))].append(line)
         unmatched = []
         for outgoing in owed:
             payload = core.compose(outgoing, outgoing.path, outgoing.value)
-            lines = along[(outgoing.receiver, hashable(rules.path_of(payload)))]
+            path = hashable(rules.path_of(payload))
+            lines = along[(outgoing.receiver, path)]
             same = next((i for i, got in enumerate(lines) if core.matches(payload, got.payload)), None)
             if same is None:
-                unmatched.append((outgoing, payload))
+                unmatched.append((outgoing, path))
             else:
                 del lines[same]
-        for outgoing, payload in unmatched:
-            lines = along[(outgoing.receiver, hashable(rules.path_of(payload)))]
+        for outgoing, path in unmatched:
+            lines = along[(outgoing.receiver, path)]
             got = lines.pop(0) if lines else None
             sent_value = None if got is None else _text(rules.value_of(got.payload))
-            self._add(core.me, round, outgoing.receiver, outgoing.path, sent_value, outgoing.value, got)
-        for lines in along.values():
+            scripted = self._scripted(core.me, round, outgoing)
+            where = _where(path) if path != () else f"round {round}"
+            number = None if got is None else got.number
+            self.found.append(
+                Deviation(
+                    core.me, round, outgoing.receiver, where, sent_value, outgoing.value, number, scripted
+                )
+            )
+        for (receiver, path), lines in along.items():
             for got in lines:
-                receiver = got.fields["receiver"]
-                self._add(core.me, round, receiver, got.path, _text(rules.value_of(got.payload)), None, got)
+                where = _where(path) if path != () else f"round {round}"
+                value = _text(rules.value_of(got.payload))
+                self.found.append(Deviation(core.me, round, receiver, where, value, None, got.number, False))
 
-    def _add(
-        self,
-        traitor: int,
-        round: int,
-        receiver: int,
-        path: object,
-        sent: str | None,
-        loyal: str | None,
-        got: LogLine | None,
-    ) -> None:
+    def _scripted(self, traitor: int, round: int, outgoing: Outgoing) -> bool:
+        """Whether the traitor's script names this message: by round, path and receiver, or without round."""
         script = self.scripts.get(traitor, set())
-        shown_path = path if isinstance(path, tuple) and len(path) > 1 or round == 1 else ()
-        scripted = (round, path, receiver) in script or (None, path, receiver) in script
-        where = _where(shown_path) if shown_path else f"round {round}"
-        line = None if got is None else got.number
-        self.found.append(Deviation(traitor, round, receiver, where, sent, loyal, line, scripted))
+        return any((when, outgoing.path, outgoing.receiver) in script for when in (round, None))
 
 
 def _scripts(scenario: Scenario) -> dict[int, set[tuple[int | None, object, int]]]:
@@ -232,13 +236,19 @@ def _scripts(scenario: Scenario) -> dict[int, set[tuple[int | None, object, int]
     for traitor, spec in scenario.traitors.items():
         if spec.strategy != "scripted":
             continue
-        entries = spec.args.get("messages", ())
         found[traitor] = {
-            (entry.get("round"), tuple(entry.get("path", ())), entry.get("receiver"))
-            for entry in entries
-            if isinstance(entry, dict)
+            (entry.get("round"), tuple(entry.get("path", ())), entry.get("receiver", -1))
+            for entry in _entries(spec.args)
         }
     return found
+
+
+def _entries(args: Mapping[str, object]) -> list[dict[str, Any]]:
+    """A ``scripted`` strategy's entries, as its scenario spells them."""
+    entries = args.get("messages", ())
+    return (
+        [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, (list, tuple)) else []
+    )
 
 
 def _text(value: object) -> str:
@@ -326,7 +336,7 @@ def _verdicts(reconstruction: Reconstruction) -> list[tuple[bool, str]]:
 def _strategy(scenario: Scenario, general: int) -> str:
     spec = scenario.traitors[general]
     if spec.strategy == "scripted":
-        count = len(spec.args.get("messages", ()))
+        count = len(_entries(spec.args))
         return f"scripted ({count} message{'' if count == 1 else 's'} set by its script)"
     args = " ".join(f"{key}={value}" for key, value in spec.args.items())
     return f"{spec.strategy} {args}".strip()
@@ -342,12 +352,14 @@ def _colours(values: Sequence[str], collector: _Collector) -> dict[str, str]:
 
 def _chart(collector: _Collector, rounds: int, colours: dict[str, str]) -> dict[str, Any]:
     """Stacked bars, one per round, one segment per value."""
-    totals = [sum(c for (r, _), c in collector.by_round.items() if r == round) for round in range(1, rounds + 1)]
+    totals = [
+        sum(c for (r, _), c in collector.by_round.items() if r == round) for round in range(1, rounds + 1)
+    ]
     most = max(totals, default=0) or 1
     width, bar, gap, height = 60, 40, 20, 160
     bars = []
     for index, total in enumerate(totals):
-        x, y = gap + index * width, height
+        x, y = gap + index * width, float(height)
         segments = []
         for value in colours:
             count = collector.by_round.get((index + 1, value), 0)
@@ -372,12 +384,17 @@ def _diagram(
             said = f"path {where}" if where != "[]" else f"from {sender}"
             state = " (rejected)" if refused else "" if delivered else " (never delivered)"
             tip = f"{said}: {value!r} to {receiver}, round {round}{state}, log line {number}"
-            arrows.append(Arrow(instance, round, sender, receiver, value, sender in traitors, refused, 1, tip))
+            arrows.append(
+                Arrow(instance, round, sender, receiver, value, sender in traitors, refused, 1, tip)
+            )
     else:
         for (instance, round, sender, receiver, value, delivered), count in sorted(collector.grouped.items()):
             state = "" if delivered else " (never delivered)"
-            tip = f"{count:,} message{'' if count == 1 else 's'} {value!r} from {sender} to {receiver}, round {round}{state}"
-            arrows.append(Arrow(instance, round, sender, receiver, value, sender in traitors, False, count, tip))
+            messages = f"{count:,} message{'' if count == 1 else 's'}"
+            tip = f"{messages} {value!r} from {sender} to {receiver}, round {round}{state}"
+            arrows.append(
+                Arrow(instance, round, sender, receiver, value, sender in traitors, False, count, tip)
+            )
     return _layout(arrows, generals, rounds, colours, per_message)
 
 
@@ -400,7 +417,7 @@ def _layout(
                     "y2": y1 + slope,
                     "colour": colours.get(arrow.value, UNKNOWN_COLOUR),
                     "arrow": arrow,
-                    "width": 1.2 if per_message else min(1 + arrow.count ** 0.5 / 8, 4),
+                    "width": 1.2 if per_message else min(1 + arrow.count**0.5 / 8, 4),
                 }
             )
         y = start + 10 + len(mine) * gap + slope + 14
@@ -484,9 +501,10 @@ def _node(view: View, step: Step, *, on_path: bool) -> TreeNode:
     children = tuple(
         _node(view, child, on_path=on_path and child.value == step.value) for child in step.children
     )
-    notes = () if step.hidden else tuple(
-        f"refused from {refusal.sender}{' (traitor)' if refusal.sender in traitors else ''}: {refusal.reason}"
-        for _, refusal in _refusals(view, step)
+    refusals = [] if step.hidden else _refusals(view, step)  # a cut round's refusals are cut too
+    notes = tuple(
+        f"refused from {r.sender}{' (traitor)' if r.sender in traitors else ''}: {r.reason}"
+        for _, r in refusals
     )
     return TreeNode(
         label=_where(step.path) if step.path is not None else step.label,
@@ -536,5 +554,3 @@ def write_html_report(log: LogPath, out: str | os.PathLike[str], *, kept: bool =
     except OSError as exc:
         raise CannotWrite(f"the report {os.fspath(target)}", exc) from None
     return target
-
-
