@@ -165,11 +165,12 @@ class _Writer:
         liar = " (a traitor)" if sender in self.traitors else ""
         lost = fields.get("delivered") is False
         end = ", never delivered" if lost else ""
-        sent = self.clocks.tick(
-            sender, f"round {fields['round']}: sends{liar} to {host(receiver)}{said}{end}{_where(line)}"
+        when = f"round {fields['round']}" + (
+            f", instance {fields['instance']}" if "instance" in fields else ""
         )
+        sent = self.clocks.tick(sender, f"{when}: sends{liar} to {host(receiver)}{said}{end}{_where(line)}")
         if not lost:
-            text = f"round {fields['round']}: receives from {host(sender)}{liar}{said}{_where(line)}"
+            text = f"{when}: receives from {host(sender)}{liar}{said}{_where(line)}"
             self.receipts.append(_Receipt(receiver, sender, self.clocks.own(sender), text))
         return sent
 
