@@ -33,6 +33,9 @@ from .log import LogLine, hashable, read_log
 from .replay import LogPath, Reconstruction
 from .scenario import Scenario
 
+MOST_ARROWS = 4_000
+"""The most arrows the diagram draws; rounds past them are left out (a hundred generals: 9,900 a round)."""
+
 ONE_ARROW_PER_MESSAGE = 600
 """Up to this many messages the space-time diagram draws each; past it, one per sender, receiver, round."""
 
@@ -121,7 +124,8 @@ class _Collector:
         self.scenario = scenario
         self.traitors = frozenset(scenario.traitors)
         self.messages: list[tuple[int, int, int, int, str, str, bool, int]] = []
-        self.grouped: Counter[tuple[int, int, int, int, str, bool]] = Counter()
+        self.grouped: dict[tuple[int, int, int, int], Counter[str]] = defaultdict(Counter)
+        self.undelivered: Counter[tuple[int, int, int, int]] = Counter()
         self.by_round: Counter[tuple[int, str]] = Counter()
         self.sent: Counter[int] = Counter()
         self.received: Counter[int] = Counter()
@@ -141,7 +145,9 @@ class _Collector:
             self.messages.append(
                 (instance, round, sender, receiver, value, _where(line.path), delivered, line.number)
             )
-        self.grouped[(instance, round, sender, receiver, value, delivered)] += 1
+        self.grouped[(instance, round, sender, receiver)][value] += 1
+        if not delivered:
+            self.undelivered[(instance, round, sender, receiver)] += 1
 
 
 class _Deviations:
@@ -283,7 +289,6 @@ def _page(
     scenario = reconstruction.scenario
     colours = _colours(scenario.values, collector)
     trees, untreed, depth = _trees(reconstruction)
-    rejected = {r.line for refusals in reconstruction.rejections.values() for r in refusals}
     return {
         "source": os.path.basename(source),
         "scenario": scenario,
@@ -294,7 +299,7 @@ def _page(
         "colours": colours,
         "chart": _chart(collector, reconstruction.rounds, colours),
         "counts": collector,
-        "diagram": _diagram(collector, rejected, scenario.generals, reconstruction.rounds, colours),
+        "diagram": _diagram(collector, reconstruction, colours),
         "trees": trees,
         "tree_depth": depth,
         "untreed": untreed,
@@ -372,11 +377,12 @@ def _chart(collector: _Collector, rounds: int, colours: dict[str, str]) -> dict[
 
 
 def _diagram(
-    collector: _Collector, rejected: set[int], generals: int, rounds: int, colours: dict[str, str]
+    collector: _Collector, reconstruction: Reconstruction, colours: dict[str, str]
 ) -> dict[str, Any]:
     """The space-time diagram's arrows, laid out: one line per general, rounds going down."""
-    traitors = collector.traitors
+    traitors, rounds = collector.traitors, reconstruction.rounds
     per_message = collector.total <= ONE_ARROW_PER_MESSAGE
+    rejected = {r.line for refusals in reconstruction.rejections.values() for r in refusals}
     arrows: list[Arrow] = []
     if per_message:
         for instance, round, sender, receiver, value, where, delivered, number in collector.messages:
@@ -388,14 +394,55 @@ def _diagram(
                 Arrow(instance, round, sender, receiver, value, sender in traitors, refused, 1, tip)
             )
     else:
-        for (instance, round, sender, receiver, value, delivered), count in sorted(collector.grouped.items()):
-            state = "" if delivered else " (never delivered)"
-            messages = f"{count:,} message{'' if count == 1 else 's'}"
-            tip = f"{messages} {value!r} from {sender} to {receiver}, round {round}{state}"
-            arrows.append(
-                Arrow(instance, round, sender, receiver, value, sender in traitors, False, count, tip)
+        arrows = _grouped(collector, reconstruction)
+    drawn_rounds = _rounds_that_fit(arrows, rounds)
+    shown = [arrow for arrow in arrows if arrow.round <= drawn_rounds]
+    page = _layout(shown, reconstruction.scenario.generals, drawn_rounds, colours, per_message)
+    page["left_out"] = len(arrows) - len(shown)
+    page["rounds"] = rounds
+    return page
+
+
+def _grouped(collector: _Collector, reconstruction: Reconstruction) -> list[Arrow]:
+    """An arrow per sender, receiver and round: coloured by the value most of its messages carry."""
+    refused: Counter[tuple[int, int, int, int]] = Counter()
+    for (instance, receiver, round, sender, _), refusals in reconstruction.rejections.items():
+        refused[(instance, round, sender, receiver)] += len(refusals)
+    arrows = []
+    for key, values in sorted(collector.grouped.items()):
+        instance, round, sender, receiver = key
+        count = sum(values.values())
+        said = ", ".join(f"{n:,} {value!r}" for value, n in values.most_common())
+        lost = [f"{refused[key]:,} rejected"] if refused[key] else []
+        lost += [f"{collector.undelivered[key]:,} never delivered"] if collector.undelivered[key] else []
+        state = f" ({', '.join(lost)})" if lost else ""
+        messages = f"{count:,} message{'' if count == 1 else 's'}"
+        tip = f"{messages} from {sender} to {receiver}, round {round}: {said}{state}"
+        value = values.most_common(1)[0][0]
+        arrows.append(
+            Arrow(
+                instance,
+                round,
+                sender,
+                receiver,
+                value,
+                sender in collector.traitors,
+                refused[key] > 0,
+                count,
+                tip,
             )
-    return _layout(arrows, generals, rounds, colours, per_message)
+        )
+    return arrows
+
+
+def _rounds_that_fit(arrows: list[Arrow], rounds: int) -> int:
+    """How many rounds, from the first, the diagram can draw in :data:`MOST_ARROWS` (the first, always)."""
+    per_round = Counter(arrow.round for arrow in arrows)
+    drawn, total = 1, per_round[1]
+    while drawn < rounds and total + per_round[drawn + 1] <= MOST_ARROWS:
+        drawn += 1
+        total += per_round[drawn]
+    return drawn
 
 
 def _layout(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -106,13 +107,17 @@ def test_run_html_without_a_log_says_it_was_not_kept(tmp_path: Path) -> None:
 def test_above_the_limit_one_arrow_stands_for_a_sender_receiver_and_round(tmp_path: Path) -> None:
     scenario = tmp_path / "eight.yaml"
     scenario.write_text("name: eight\ngenerals: 8\nm: 3\ntraitors: {3: flip}\n")
-    done = om_actors("run", scenario, "--html", tmp_path / "eight.html")
+    log = tmp_path / "eight.log"
+    done = om_actors("run", scenario, "--log", log, "--html", tmp_path / "eight.html")
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "eight.html").read_text(encoding="utf-8")
     assert 'id="aggregated"' in page
     assert "more than 600" in page
-    drawn = arrows(page)
-    assert 7 * 8 < drawn <= 3 * 8 * 7 * 2 + 7  # rounds 2-4: a pair per value at most; round 1: 7
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    pairs = {
+        (line["round"], line["sender"], line["receiver"]) for line in lines if line["event"] == "message"
+    }
+    assert arrows(page) == len(pairs)
     assert re.search(r'data-tip="\d+ messages', page)
 
 
