@@ -393,24 +393,26 @@ def _diagram(
             arrows.append(
                 Arrow(instance, round, sender, receiver, value, sender in traitors, refused, 1, tip)
             )
-    else:
-        arrows = _grouped(collector, reconstruction)
-    drawn_rounds = _rounds_that_fit(arrows, rounds)
-    shown = [arrow for arrow in arrows if arrow.round <= drawn_rounds]
-    page = _layout(shown, reconstruction.scenario.generals, drawn_rounds, colours, per_message)
-    page["left_out"] = len(arrows) - len(shown)
+    per_round = Counter(a.round for a in arrows) if per_message else Counter(k[1] for k in collector.grouped)
+    drawn = _rounds_that_fit(per_round, rounds)
+    if not per_message:
+        arrows = _grouped(collector, reconstruction, drawn)
+    page = _layout(arrows, reconstruction.scenario.generals, drawn, colours, per_message)
+    page["left_out"] = sum(count for round, count in per_round.items() if round > drawn)
     page["rounds"] = rounds
     return page
 
 
-def _grouped(collector: _Collector, reconstruction: Reconstruction) -> list[Arrow]:
-    """An arrow per sender, receiver and round: coloured by the value most of its messages carry."""
+def _grouped(collector: _Collector, reconstruction: Reconstruction, rounds: int) -> list[Arrow]:
+    """An arrow per sender, receiver and round up to ``rounds``, coloured by its commonest value."""
     refused: Counter[tuple[int, int, int, int]] = Counter()
     for (instance, receiver, round, sender, _), refusals in reconstruction.rejections.items():
         refused[(instance, round, sender, receiver)] += len(refusals)
     arrows = []
     for key, values in sorted(collector.grouped.items()):
         instance, round, sender, receiver = key
+        if round > rounds:
+            continue
         count = sum(values.values())
         said = ", ".join(f"{n:,} {value!r}" for value, n in values.most_common())
         lost = [f"{refused[key]:,} rejected"] if refused[key] else []
@@ -435,9 +437,8 @@ def _grouped(collector: _Collector, reconstruction: Reconstruction) -> list[Arro
     return arrows
 
 
-def _rounds_that_fit(arrows: list[Arrow], rounds: int) -> int:
+def _rounds_that_fit(per_round: Counter[int], rounds: int) -> int:
     """How many rounds, from the first, the diagram can draw in :data:`MOST_ARROWS` (the first, always)."""
-    per_round = Counter(arrow.round for arrow in arrows)
     drawn, total = 1, per_round[1]
     while drawn < rounds and total + per_round[drawn + 1] <= MOST_ARROWS:
         drawn += 1
