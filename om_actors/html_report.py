@@ -497,7 +497,10 @@ def _trees(reconstruction: Reconstruction) -> tuple[list[Tree], list[str], int |
             try:
                 explain(view, depth=0)
             except ExplainError as exc:
-                untreed.append(str(exc)[:1].upper() + str(exc)[1:])
+                said = str(exc)
+                untreed.append(
+                    f"Instance {instance}: {said}" if reconstruction.tagged else said[:1].upper() + said[1:]
+                )
             else:
                 views.append(view)
     depth: int | None = None
