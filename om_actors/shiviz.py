@@ -21,7 +21,8 @@ never holds a receive of its own round.  A crash, a traitor's failed
 strategy and each decision are events of one host, ticking its entry.
 
 The log is read as it streams (:func:`~om_actors.log.read_log`): only the
-current round's receives are kept, three numbers and a line of text each.
+current round's receives are kept: receiver, sender, the send's count and
+a line of text each.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class _Writer:
         self.source = source
         scenario: dict[str, Any] = start.fields["scenario"]
         self.keyed = frozenset(algorithm_named(scenario.get("algorithm", DEFAULT_ALGORITHM)).keyed)
-        self.traitors = {int(general) for general in scenario.get("traitors") or {}}
+        self.traitors = _traitors(scenario.get("traitors"))
         self.clocks = _Clocks()
         self.receipts: list[_Receipt] = []
         self.round: object = None
@@ -205,6 +206,13 @@ class _Writer:
             refused = f" -- rejected: {_json(receipt.rejected)}" if receipt.rejected is not None else ""
             yield self.clocks.tick(receipt.receiver, receipt.text + refused, clock)
         self.receipts = []
+
+
+def _traitors(listed: object) -> set[int]:
+    """The traitors a logged scenario names, by id; a log is data, so anything else names none."""
+    if not isinstance(listed, dict):
+        return set()
+    return {int(general) for general in listed if isinstance(general, str) and general.isdecimal()}
 
 
 def _json(value: object) -> str:

@@ -267,3 +267,14 @@ def test_shiviz_takes_the_whole_run_only(option: list[str]) -> None:
     result = CliRunner().invoke(main, ["show", str(GOLDEN), "--format", "shiviz", *option])
     assert (result.exit_code, result.stdout) == (2, "")
     assert "--format shiviz writes the whole run: it takes no filters and no --json" in result.stderr
+
+
+def test_a_scenario_whose_traitors_are_no_mapping_marks_none(tmp_path: Path) -> None:
+    """A log is data: a run.start whose traitors are a list converts, with no sender called a traitor."""
+    lines = GOLDEN.read_text().splitlines()
+    start = json.loads(lines[0])
+    start["scenario"]["traitors"] = [0, 5]
+    log = tmp_path / "list.jsonl"
+    log.write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
+    events = check_shiviz(log)
+    assert not any("traitor" in e.text for e in events if " sends " in e.text)
