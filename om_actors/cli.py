@@ -680,13 +680,13 @@ def _report_rerun(out: Console, compared: int, divergence: Divergence | None) ->
     return False
 
 
-def _depth_option(ctx: click.Context, param: click.Parameter, value: object) -> int | None:
+def _depth_option(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
     """A number of levels, or ``all`` (``None``: no limit)."""
     if value == "all":
         return None
-    if not isinstance(value, int) and not str(value).lstrip("-").isdigit():
+    if not value.lstrip("-").isdecimal():
         raise click.BadParameter(f"{value!r} is neither a number of levels nor all")
-    depth: int = click.IntRange(min=0).convert(value, param, ctx)
+    depth: int = click.IntRange(min=0).convert(int(value), param, ctx)
     return depth
 
 
