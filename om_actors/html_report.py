@@ -389,7 +389,7 @@ def _diagram(
             refused = number in rejected
             said = f"path {where}" if where != "[]" else f"from {sender}"
             state = " (rejected)" if refused else "" if delivered else " (never delivered)"
-            tip = f"{said}: {value!r} to {receiver}, round {round}{state}, log line {number}"
+            tip = f'{said}: "{value}" to {receiver}, round {round}{state}, log line {number}'
             arrows.append(
                 Arrow(instance, round, sender, receiver, value, sender in traitors, refused, 1, tip)
             )
@@ -414,7 +414,7 @@ def _grouped(collector: _Collector, reconstruction: Reconstruction, rounds: int)
         if round > rounds:
             continue
         count = sum(values.values())
-        said = ", ".join(f"{n:,} {value!r}" for value, n in values.most_common())
+        said = ", ".join(f'{n:,} "{value}"' for value, n in values.most_common())
         lost = [f"{refused[key]:,} rejected"] if refused[key] else []
         lost += [f"{collector.undelivered[key]:,} never delivered"] if collector.undelivered[key] else []
         state = f" ({', '.join(lost)})" if lost else ""
@@ -542,10 +542,10 @@ def _node(view: View, step: Step, *, on_path: bool) -> TreeNode:
     if len(arrivals) == 1:
         received = _text(arrivals[0].value)
     elif arrivals:
-        received = ", ".join(f"{_text(a.value)!r} from {a.sender} in round {a.round}" for a in arrivals)
+        received = ", ".join(f'"{_text(a.value)}" from {a.sender} in round {a.round}' for a in arrivals)
     elif _tied(step):
         why = _refused(view, step)
-        nothing = "nothing" if step.path is None else f"default {view.state.setup.default!r}"
+        nothing = "nothing" if step.path is None else f'default "{view.state.setup.default}"'
         received = f"{nothing} ({'rejected: ' + why if why else 'missing'})"
     else:
         received = ""
