@@ -201,3 +201,17 @@ def test_html_needs_a_log_it_can_read_back(tmp_path: Path) -> None:
     done = om_actors("run", SEVEN, "--log", "-", "--html", tmp_path / "page.html")
     assert done.returncode == 2
     assert "--log FILE" in done.stderr
+
+
+def test_a_batched_run_logs_every_message_for_its_page(tmp_path: Path) -> None:
+    done = om_actors("run", SEVEN, "--mode", "batched", "--html", tmp_path / "page.html")
+    assert done.returncode == 0, done.stderr
+    assert arrows((tmp_path / "page.html").read_text(encoding="utf-8")) == 156
+
+
+def test_a_log_of_round_summaries_only_is_refused_with_its_reason(tmp_path: Path) -> None:
+    log = tmp_path / "batched.log"
+    assert om_actors("run", SEVEN, "--mode", "batched", "--log", log, "-q").returncode == 0
+    done = om_actors("report", log, "-o", tmp_path / "page.html")
+    assert done.returncode == 2
+    assert "holds round summaries, not messages" in done.stderr
