@@ -103,6 +103,11 @@ class TreeNode:
     children: tuple[TreeNode, ...]
     notes: tuple[str, ...]
 
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """The detail's cells, when it is a table row (``value x | maj y | ...``: Phase King's phases)."""
+        return tuple(self.detail.split(" | ")) if " | " in self.detail else ()
+
 
 @attrs.frozen
 class Tree:
