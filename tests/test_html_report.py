@@ -159,7 +159,12 @@ def test_every_algorithm_gets_its_own_trees(scenario: str, tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "page.html").read_text(encoding="utf-8")
     assert 'class="tree"' in page
-    assert ('"label">round 2<' in page) if scenario.endswith("signed") else ("phase 3 (king 2)" in page)
+    if scenario.endswith("signed"):  # SM: the set V, round by round
+        assert '"label">round 2<' in page
+        assert '<table class="rows">' not in page
+    else:  # Phase King: a table of phases per general, each row a phase
+        assert page.count('<table class="rows">') == 9 - 2
+        assert page.count('"label">phase 3 (king 2)<') == 9 - 2
 
 
 def test_a_value_a_traitor_makes_up_is_text_not_markup(tmp_path: Path) -> None:
