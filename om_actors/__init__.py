@@ -45,6 +45,7 @@ if typing.TYPE_CHECKING:
     from .events import RunStarted as RunStarted
     from .events import StrategyFailed as StrategyFailed
     from .events import VerdictReached as VerdictReached
+    from .html_report import write_html_report as write_html_report
     from .log import LogLine as LogLine
     from .log import read_log as read_log
     from .oral import OralGeneral as OralGeneral
@@ -111,6 +112,7 @@ _MODULE_OF = {
     "RunStarted": "events",
     "StrategyFailed": "events",
     "VerdictReached": "events",
+    "write_html_report": "html_report",
     "LogLine": "log",
     "read_log": "log",
     "OralGeneral": "oral",

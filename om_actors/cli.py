@@ -280,6 +280,12 @@ _json_option = click.option(
     help=f"Batch each round's messages per sender and receiver; auto batches above {BATCHED_ABOVE:,}.",
 )
 @click.option("--log-messages", is_flag=True, help="In batched mode, log every message too (a big file).")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write a self-contained HTML report of the run (as `om-actors report` draws it) to this file.",
+)
 def run(
     scenario_file: str | None,
     log_file: Path | None,
@@ -287,6 +293,7 @@ def run(
     quiet: bool,
     mode: Mode,
     log_messages: bool,
+    html_file: Path | None = None,
 ) -> None:
     """Run SCENARIO: a YAML file, a shipped scenario's name, or - for stdin.
 
@@ -306,10 +313,14 @@ def run(
     # soft_wrap: a line is one line in a pipe or a file, and a terminal wraps it anyway.
     out = Console(quiet=quiet or as_json, stderr=log_to_stdout, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    with _reporting_errors(err, as_json=as_json):
+    log_kept = log_file is not None
+    with _reporting_errors(err, as_json=as_json), _html_log(html_file, log_file) as log_file:
         scenario, path = _load(scenario_file)
         _refuse_overwriting(log_file, path, from_stdin=scenario_file == STDIN)
+        if html_file is not None and path is not None and _same_path(html_file, path):
+            raise click.BadParameter("it would overwrite the scenario file", param_hint="'--html'")
         resolved = resolve_mode(mode, scenario)
+        log_messages = log_messages or html_file is not None  # the report draws every message
         if not quiet:
             for warning in [*scenario.warnings, *_log_warnings(scenario, resolved, log_file, log_messages)]:
                 err.print(f"[yellow]warning:[/] {markup(warning)}")
@@ -327,11 +338,72 @@ def run(
             except KeyboardInterrupt:
                 err.print("interrupted")
                 sys.exit(130)
+        if html_file is not None and log_file is not None:
+            from .html_report import write_html_report
+
+            write_html_report(log_file, html_file, kept=log_kept)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         report(out, result)
+        if html_file is not None:
+            out.print(f"HTML report: {markup(str(html_file))}")
     sys.exit(0 if not result.unmet_expectations() else 1)
+
+
+@contextmanager
+def _html_log(html_file: Path | None, log_file: Path | None) -> Iterator[Path | None]:
+    """The log ``run --html`` reports from: ``--log``'s file, or a temporary one removed afterwards.
+
+    The report is built from a log, as ``om-actors report`` builds it, so
+    the two commands give the same page; a temporary file keeps memory
+    flat however many messages the run sends.  ``--log -`` goes to stdout,
+    which cannot be read back: refused with ``--html``.
+    """
+    if html_file is None or (log_file is not None and str(log_file) != STDIN):
+        if html_file is not None and log_file is not None and _same_path(html_file, log_file):
+            raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--html'")
+        yield log_file
+        return
+    if log_file is not None:
+        raise click.BadParameter("needs the log in a file: --log FILE, or no --log", param_hint="'--html'")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="om-actors-") as folder:
+        yield Path(folder) / "run.log"
+
+
+def _same_path(one: Path, other: Path) -> bool:
+    with suppress(OSError):
+        return one.resolve() == other.resolve() or os.path.samefile(one, other)
+    return False
+
+
+@main.command("report")
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="The HTML file to write.  [default: LOG with .html in place of its suffix]",
+)
+def report_command(log: Path, html_file: Path | None) -> None:
+    """Write LOG's run as one self-contained HTML page: verdict, counts, a space-time diagram, every tree.
+
+    Nothing in the page is fetched, so it opens from disk in any browser.
+    `om-actors run SCENARIO --html FILE` writes the same page straight away.
+    """
+    from .html_report import write_html_report
+    from .terminal import markup
+
+    out, err = _consoles()
+    target = html_file if html_file is not None else log.with_suffix(".html")
+    if _same_path(target, log):
+        raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--output'")
+    with _reporting_errors(err):
+        write_html_report(log, target)
+    out.print(f"HTML report: {markup(str(target))}")
 
 
 @main.command("scenarios")
@@ -640,34 +712,77 @@ def _report_rerun(out: Console, compared: int, divergence: Divergence | None) ->
     return False
 
 
+def _depth_option(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    """A number of levels, or ``all`` (``None``: no limit)."""
+    if value == "all":
+        return None
+    if not value.lstrip("-").isdecimal():
+        raise click.BadParameter(f"{value!r} is neither a number of levels nor all")
+    depth: int = click.IntRange(min=0).convert(int(value), param, ctx)
+    return depth
+
+
 @main.command("explain")
 @click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--general", "-g", required=True, type=int, help="The general whose decision to explain.")
 @click.option("--path", "start", callback=_path_option, help="Start at this subtree, e.g. 0,3.")
-@click.option("--depth", type=click.IntRange(min=0), help="Show at most this many levels below the start.")
+@click.option(
+    "--depth",
+    default="2",
+    show_default=True,
+    callback=_depth_option,
+    metavar="N|all",
+    help="Show at most this many levels below the start; all shows every level.",
+)
 @click.option(
     "--instance", type=int, default=0, show_default=True, help="The consensus instance, if several."
 )
-@click.option("--format", "form", type=click.Choice(["text", "dot"]), default="text", show_default=True)
+@click.option(
+    "--format", "form", type=click.Choice(["text", "dot", "mermaid"]), default="text", show_default=True
+)
+@click.pass_context
 def explain_command(
-    log: Path, general: int, start: tuple[int, ...] | None, depth: int | None, instance: int, form: str
+    ctx: click.Context,
+    log: Path,
+    general: int,
+    start: tuple[int, ...] | None,
+    depth: int | None,
+    instance: int,
+    form: str,
 ) -> None:
     """Show how GENERAL reached its decision in LOG, as its algorithm reasons.
 
     For OM(m) the recursive majority, vote by vote (--path starts at a
-    subtree); for SM(m) the set of values V it held, round by round.
-    --format dot writes Graphviz; render it with `dot -Tsvg`.
+    subtree); for SM(m) the set of values V it held, round by round; for
+    Phase King its value phase by phase.  Two levels by default, which is
+    all of most trees: the note below one that is cut says how to see more.
+    --format dot writes Graphviz (render it with `dot -Tsvg`); --format
+    mermaid a Mermaid flowchart, which GitHub draws in a ```mermaid block.
     """
-    from .explain import dot_graph, explain, open_view, text_tree
+    from click.core import ParameterSource
+    from rich.markup import escape
+
+    from .explain import depth_note, dot_graph, explain, mermaid_graph, mermaid_problem, open_view, text_tree
 
     out, err = _consoles()
     with _reporting_errors(err):
         view = open_view(log, general, instance)
         node = explain(view, path=start, depth=depth)
-    if form == "dot":
-        click.echo(dot_graph(view, node), nl=False)
-    else:
+    defaulted = ctx.get_parameter_source("depth") is ParameterSource.DEFAULT
+    note = depth_note(node, depth) if defaulted and depth is not None else None
+    if form == "text":
         out.print(text_tree(view, node))
+        if note:
+            out.print(escape(note))
+        return
+    graph = dot_graph(view, node) if form == "dot" else mermaid_graph(view, node)
+    click.echo(graph, nl=False)
+    if note:  # on stderr: the file on stdout stays a graph
+        err.print(escape(note))
+    problem = mermaid_problem(graph) if form == "mermaid" else None
+    if problem:
+        warning = f"warning: GitHub will not draw this graph: {problem}; cut it with --depth or --path"
+        err.print(escape(warning))
 
 
 @main.command("show")
@@ -681,6 +796,14 @@ def explain_command(
 @click.option("--instance", type=int, help="Only events of this consensus instance.")
 @click.option("--event", "events", multiple=True, help="Only events with this name; may be repeated.")
 @click.option("--json", "as_json", is_flag=True, help="Pass the matching lines through unchanged.")
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["table", "shiviz"]),
+    default="table",
+    show_default=True,
+    help="shiviz: the whole run as a ShiViz input file, with vector clocks (see docs/log-format.md).",
+)
 def show_command(
     log: Path,
     round_: int | None,
@@ -690,12 +813,18 @@ def show_command(
     instance: int | None,
     events: tuple[str, ...],
     as_json: bool,
+    form: str,
 ) -> None:
     """Print the events of LOG that match every filter given, in log order."""
     from .log import Selection, read_selected
 
     out, err = _consoles()
     wanted = Selection(round_, sender, receiver, prefix, instance, frozenset(events))
+    if form == "shiviz":
+        if as_json or wanted != Selection():
+            raise click.UsageError("--format shiviz writes the whole run: it takes no filters and no --json")
+        _write_shiviz(log, err)
+        return
     with _reporting_errors(err):
         matching = read_selected(log, wanted)  # refuses a path prefix on a log without paths
         if as_json:
@@ -704,6 +833,15 @@ def show_command(
             return
         for table in _table(matching):
             out.print(table)
+
+
+def _write_shiviz(log: Path, err: Console) -> None:
+    """The ShiViz file on stdout, line by line as the log streams; a bad log stops it with one line."""
+    from .shiviz import shiviz_lines
+
+    with _reporting_errors(err):
+        for line in shiviz_lines(log):
+            sys.stdout.write(line + "\n")
 
 
 SHOW_COLUMNS = ("line", "event", "round", "sender", "receiver", "path", "value", "detail")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 
 import attrs
 from rich.tree import Tree
@@ -277,10 +278,161 @@ def dot_graph(view: View, step: Step) -> str:
         f'  label="{_dot_text(_dot_title(view))}"; labelloc=t;',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
     ]
-    ids = _Ids()
-    _dot_nodes(lines, view, step, ids.of(step), ids)
+    for element in _elements(view, step):
+        if isinstance(element, _Node):
+            border = ', color="#d62728", penwidth=2' if element.lied else ""
+            label = _dot_text(element.label)
+            lines.append(f'  "{element.id}" [label="{label}", fillcolor="{element.fill}"{border}];')
+        elif element.sender is None:
+            lines.append(f'  "{element.source}" -> "{element.target}";')
+        else:
+            style = ", style=dashed" if element.dashed else ""
+            lines.append(f'  "{element.source}" -> "{element.target}" [label="{element.sender}"{style}];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+MERMAID_MAX_TEXT = 50_000
+"""Mermaid's default ``maxTextSize``: a renderer with default settings, GitHub's too, refuses longer text."""
+
+MERMAID_MAX_EDGES = 500
+"""Mermaid's default ``maxEdges``: past it a renderer with default settings draws nothing."""
+
+_MERMAID_SAFE = frozenset(" ,.()[]_+-=/'*!?@$^~")
+"""Punctuation a Mermaid label shows as it is; everything else but letters and digits is an entity code."""
+
+
+def mermaid_graph(view: View, step: Step) -> str:
+    """A Mermaid flowchart of the same tree as :func:`dot_graph`, which GitHub renders in a ``mermaid`` block.
+
+    Nodes are filled by value, edges from traitors dotted, steps whose
+    message a traitor sent outlined in red, as in DOT; the title is the
+    DOT graph's label.  Every label is quoted and spelled with entity codes
+    (:func:`mermaid_text`), so no value a traitor made up can end a label,
+    start a link or inject HTML.
+    """
+    lines = [
+        "---",
+        f"title: {json.dumps(_dot_title(view))}",  # YAML; Mermaid decodes no entity codes in it
+        "---",
+        "flowchart LR",
+    ]
+    classes: dict[str, list[str]] = {}
+    for element in _elements(view, step):
+        if isinstance(element, _Node):
+            lines.append(f'  {element.id}["{_mermaid_label(element.label)}"]')
+            classes.setdefault(_mermaid_class(element.fill), []).append(element.id)
+            if element.lied:
+                classes.setdefault("lied", []).append(element.id)
+        else:
+            arrow = "-.->" if element.dashed else "-->"
+            label = "" if element.sender is None else f'|"{mermaid_text(str(element.sender))}"|'
+            lines.append(f"  {element.source} {arrow}{label} {element.target}")
+    for index, colour in enumerate(PALETTE):
+        lines.append(f"  classDef value{index} fill:{colour}")
+    lines.append("  classDef other fill:#ffffff")
+    lines.append("  classDef lied stroke:#d62728,stroke-width:3px")
+    lines.extend(f"  class {','.join(ids)} {name}" for name, ids in classes.items())
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_class(fill: str) -> str:
+    return f"value{PALETTE.index(fill)}" if fill in PALETTE else "other"
+
+
+def _mermaid_label(label: str) -> str:
+    """A multi-line label as Mermaid text: each line escaped, joined by the line breaks Mermaid draws."""
+    return "<br>".join(mermaid_text(line) for line in label.split("\n"))
+
+
+def mermaid_text(text: str) -> str:
+    """``text`` safe in a quoted Mermaid label: letters, digits and plain punctuation kept, the rest ``#N;``.
+
+    Mermaid turns ``#quot;``-style and numeric entity codes back into the
+    characters, so quotes, brackets, ``<``, ``#``, ``%``, backticks, line
+    breaks and anything unpaired (a lone surrogate) show as written.
+    """
+    return "".join(char if char.isalnum() or char in _MERMAID_SAFE else f"#{ord(char)};" for char in text)
+
+
+def mermaid_problem(text: str) -> str | None:
+    """Why a renderer with Mermaid's default limits, like GitHub's, would refuse ``text``; else ``None``."""
+    edges = sum("-->" in line or "-.->" in line for line in text.splitlines())  # labels never hold a ">"
+    if len(text) > MERMAID_MAX_TEXT:
+        return f"{len(text):,} characters, more than Mermaid's default limit of {MERMAID_MAX_TEXT:,}"
+    if edges > MERMAID_MAX_EDGES:
+        return f"{edges:,} edges, more than Mermaid's default limit of {MERMAID_MAX_EDGES:,}"
+    return None
+
+
+@attrs.frozen
+class _Node:
+    """One box of a drawn tree: a step, or a message refused below a round."""
+
+    id: str
+    label: str
+    fill: str
+    lied: bool = False
+
+
+@attrs.frozen
+class _Edge:
+    """An arrow from a step to one below it, labelled with the general whose message it stands for."""
+
+    source: str
+    target: str
+    sender: object = None
+    dashed: bool = False
+
+
+def _elements(view: View, step: Step) -> Iterator[_Node | _Edge]:
+    """The tree's boxes and arrows, each box before the arrows from it, in the order DOT lists them."""
+    ids = _Ids()
+    yield from _subtree(view, step, ids.of(step), ids)
+
+
+def _subtree(view: View, step: Step, me: str, ids: _Ids) -> Iterator[_Node | _Edge]:
+    values = view.reconstruction.scenario.values
+    colour = PALETTE[values.index(step.value) % len(PALETTE)] if step.value in values else "#ffffff"
+    traitors = view.reconstruction.traitors
+    lied = any(a.sender in traitors for a in _shown(view, step))
+    yield _Node(me, _dot_label(view, step), colour, lied)
+    for child in step.children:
+        child_id = ids.of(child)
+        sender = child.path[-1] if child.path else child.sender
+        yield _Edge(me, child_id, sender, sender is not None and sender in traitors)
+        yield from _subtree(view, child, child_id, ids)
+    if not step.hidden:
+        for path, refusal in _refusals(view, step):
+            refused_id = ids.fresh()
+            traitor = "traitor " if refusal.sender in traitors else ""
+            said = f"refused from {traitor}{refusal.sender}{_refusal_where(path, refusal)}"
+            yield _Node(refused_id, f"{printable(said)}\n{printable(refusal.reason)}", "#ffffff")
+            yield _Edge(me, refused_id, refusal.sender, refusal.sender in traitors)
+
+
+def depth_note(step: Step, depth: int) -> str | None:
+    """What a depth limit left out of the tree from ``step``, and the options that show it; else ``None``.
+
+    A zoomed view is suggested by the path of the first cut step right
+    below the start, when the algorithm's steps have paths.
+    """
+    hidden = hidden_below(step)
+    if not hidden:
+        return None
+    cut = next((child for child in step.children if hidden_below(child) and child.path), None)
+    subtree = ""
+    if cut is not None and cut.path:
+        subtree = f", or start at a subtree with --path {','.join(map(str, cut.path))}"
+    return (
+        f"{hidden:,} step{'' if hidden == 1 else 's'} deeper than {depth} level{'' if depth == 1 else 's'} "
+        f"not shown: --depth {depth + 1} shows one more level, --depth all every one{subtree}"
+    )
+
+
+def hidden_below(step: Step) -> int:
+    """How many steps a depth limit left out of the tree from ``step``, all levels together."""
+    return step.hidden + sum(hidden_below(child) for child in step.children)
 
 
 def _dot_title(view: View) -> str:
@@ -326,33 +478,6 @@ def _dot_receipt(view: View, step: Step) -> str:
     if step.path is None:
         return "nothing"
     return f"default {printable(view.state.setup.default)}"
-
-
-def _dot_nodes(lines: list[str], view: View, step: Step, me: str, ids: _Ids) -> None:
-    values = view.reconstruction.scenario.values
-    colour = PALETTE[values.index(step.value) % len(PALETTE)] if step.value in values else "#ffffff"
-    traitors = view.reconstruction.traitors
-    lied = any(a.sender in traitors for a in _shown(view, step))
-    border = ', color="#d62728", penwidth=2' if lied else ""
-    lines.append(f'  "{me}" [label="{_dot_text(_dot_label(view, step))}", fillcolor="{colour}"{border}];')
-    for child in step.children:
-        child_id = ids.of(child)
-        sender = child.path[-1] if child.path else child.sender
-        if sender is not None:
-            style = ", style=dashed" if sender in view.reconstruction.traitors else ""
-            lines.append(f'  "{me}" -> "{child_id}" [label="{sender}"{style}];')
-        else:
-            lines.append(f'  "{me}" -> "{child_id}";')
-        _dot_nodes(lines, view, child, child_id, ids)
-    if not step.hidden:
-        for path, refusal in _refusals(view, step):
-            refused_id = ids.fresh()
-            traitor = "traitor " if refusal.sender in view.reconstruction.traitors else ""
-            said = f"refused from {traitor}{refusal.sender}{_refusal_where(path, refusal)}"
-            label = f"{printable(said)}\n{printable(refusal.reason)}"
-            lines.append(f'  "{refused_id}" [label="{_dot_text(label)}", fillcolor="#ffffff"];')
-            style = ", style=dashed" if refusal.sender in view.reconstruction.traitors else ""
-            lines.append(f'  "{me}" -> "{refused_id}" [label="{refusal.sender}"{style}];')
 
 
 def _dot_text(text: str) -> str:

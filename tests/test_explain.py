@@ -19,7 +19,17 @@ from rich.console import Console
 from om_actors import Event, MessageSent, Scenario, TraitorSpec, load_scenario, simulate_sync
 from om_actors.algorithm import Core, Step
 from om_actors.cli import main
-from om_actors.explain import ExplainError, View, dot_graph, explain, open_view, text_tree
+from om_actors.explain import (
+    ExplainError,
+    View,
+    dot_graph,
+    explain,
+    mermaid_graph,
+    mermaid_problem,
+    mermaid_text,
+    open_view,
+    text_tree,
+)
 from om_actors.replay import reconstruct
 
 GOLDEN = Path(__file__).parent / "golden" / "seven-generals.jsonl"
@@ -351,3 +361,187 @@ def test_a_step_may_stand_for_one_message_by_its_round_and_sender(tmp_path: Path
         in dot
     )
     assert '"r3_s3" [label="round 3 from 3\\nnothing"' in dot
+
+
+# --- Mermaid, and the default depth --------------------------------------------------------
+
+MERMAID_NODE = re.compile(r'^  (\w+)\["([^"]*)"\]$')
+MERMAID_EDGE = re.compile(r'^  (\w+) (-->|-\.->)(?:\|"([^"]*)"\|)? (\w+)$')
+MERMAID_CLASS = re.compile(r"^  class ([\w,]+) (\w+)$")
+
+
+def _unescaped(text: str) -> str:
+    """Mermaid's reading of a label: its entity codes back as characters, its line breaks as newlines."""
+    return re.sub(r"#(\d+);", lambda found: chr(int(found.group(1))), text.replace("<br>", "\n"))
+
+
+def _mermaid_parts(
+    text: str,
+) -> tuple[dict[str, str], list[tuple[str, str, str | None, str]], dict[str, set[str]]]:
+    """Nodes (id to label as drawn), edges and classes of a flowchart; any other line fails the test."""
+    lines = text.splitlines()
+    assert lines[0] == "---"
+    assert lines[1].startswith("title: ")
+    assert lines[2:4] == ["---", "flowchart LR"]
+    nodes: dict[str, str] = {}
+    edges: list[tuple[str, str, str | None, str]] = []
+    classes: dict[str, set[str]] = {}
+    for line in lines[4:]:
+        if node := MERMAID_NODE.match(line):
+            assert node[1] not in nodes
+            nodes[node[1]] = _unescaped(node[2])
+        elif edge := MERMAID_EDGE.match(line):
+            edges.append((edge[1], edge[2], edge[3], edge[4]))
+        elif assigned := MERMAID_CLASS.match(line):
+            for node_id in assigned[1].split(","):
+                classes.setdefault(node_id, set()).add(assigned[2])
+        else:
+            assert line.startswith("  classDef "), line
+    assert {edge[0] for edge in edges} | {edge[3] for edge in edges} <= set(nodes)
+    assert set(classes) == set(nodes)
+    return nodes, edges, classes
+
+
+def test_mermaid_draws_the_dot_tree() -> None:
+    view = View(reconstruct(GOLDEN), 1)
+    step = explain(view)
+    text = mermaid_graph(view, step)
+    assert text.splitlines()[1] == 'title: "General 1 decided attack"'
+    nodes, edges, classes = _mermaid_parts(text)
+    assert len(nodes) == 26
+    assert len(edges) == 25
+    assert nodes["p0_5"] == "[0, 5]\nattack (from traitor 5)\nvotes attack x5\n-> attack"
+    assert ("p0", "-.->", "5", "p0_5") in edges  # from a traitor: dotted
+    assert ("p0", "-->", "2", "p0_2") in edges
+    assert classes["p0_5"] == {"value0", "lied"}  # attack, the first value; a traitor's message
+    assert classes["p0_2"] == {"value0"}
+    assert classes["p0_3"] == {"value1"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'say "hi"]) --> x',
+        "<script>alert(1)</script> <br> &amp;",
+        "#quot; #35; %% comment\nnext line\r\x1b[31m",
+        "`markdown` **bold** | pipe ; semicolon {braces} style:#59;",
+        "é 😀 \ud800 \u2028",
+    ],
+)
+def test_mermaid_text_keeps_any_value_inside_its_label(text: str) -> None:
+    escaped = mermaid_text(text)
+    assert re.fullmatch(r"([\w ,.()\[\]+\-=/'*!?@$^~]|#\d+;)*", escaped)
+    assert '"' not in escaped
+    assert "<" not in escaped
+    assert ">" not in escaped
+    assert _unescaped(escaped) == text
+
+
+def test_mermaid_labels_hold_hostile_values_as_written(hostile_scenario: Path, tmp_path: Path) -> None:
+    log = tmp_path / "hostile.jsonl"
+    simulate_sync(load_scenario(hostile_scenario), log=log)
+    view = open_view(log, 3)
+    text = mermaid_graph(view, explain(view))
+    nodes, _, _ = _mermaid_parts(text)
+    assert nodes["p0"] == "[0]\n\\x1b[5mblink\nvotes \\x9b2Jretreat x2, \\x1b[5mblink x1\n-> \\x9b2Jretreat"
+    assert "\x1b" not in text
+
+
+def test_mermaid_draws_sm_phase_king_and_pathless_algorithms(
+    signed_log: Path, tmp_path: Path, echo: object
+) -> None:
+    king = tmp_path / "king.jsonl"
+    simulate_sync(load_scenario(SEVEN.parent / "nine-generals-king.yaml"), log=king)
+    pathless = tmp_path / "echo.jsonl"
+    simulate_sync(
+        Scenario(algorithm="echo", generals=4, m=1, order="attack", traitors={3: "split"}), log=pathless
+    )
+    refused, _ = _refused_log(tmp_path)
+    for log, general, count in [(signed_log, 1, 5), (king, 2, 7), (pathless, 1, 1), (refused, 1, None)]:
+        view = open_view(log, general)
+        step = explain(view)
+        nodes, edges, _ = _mermaid_parts(mermaid_graph(view, step))
+        assert len(edges) == len(nodes) - 1  # a tree
+        if count is not None:
+            assert len(nodes) == count
+    refusal = [
+        label
+        for label in _mermaid_parts(mermaid_graph(open_view(refused, 1), explain(open_view(refused, 1))))[
+            0
+        ].values()
+        if label.startswith("refused")
+    ]
+    assert len(refusal) == 1
+
+
+def test_mermaid_problem_names_mermaids_default_limits() -> None:
+    assert mermaid_problem("flowchart LR\n  a --> b\n") is None
+    edges = "".join(f"  a --> b{i}\n" for i in range(501))
+    assert mermaid_problem("flowchart LR\n" + edges) == "501 edges, more than Mermaid's default limit of 500"
+    long = "flowchart LR\n" + '  a["' + "x" * 50_000 + '"]\n'
+    assert mermaid_problem(long) == f"{len(long):,} characters, more than Mermaid's default limit of 50,000"
+
+
+@pytest.fixture(scope="module")
+def deep_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OM(3) on six generals: four levels below the commander's path, so two levels cut some."""
+    log = tmp_path_factory.mktemp("deep") / "om3.jsonl"
+    simulate_sync(Scenario(generals=6, m=3, order="attack", traitors={2: "flip"}), log=log)
+    return log
+
+
+def _explain(*args: str) -> tuple[int, list[str], list[str]]:
+    result = CliRunner().invoke(main, ["explain", *args])
+    return result.exit_code, result.stdout.splitlines(), result.stderr.splitlines()
+
+
+def test_explain_shows_two_levels_by_default_and_says_what_it_cut(deep_log: Path) -> None:
+    code, lines, errors = _explain(str(deep_log), "-g", "1")
+    assert (code, errors) == (0, [])
+    everything = _explain(str(deep_log), "-g", "1", "--depth", "all")[1]
+    assert len(lines) - 1 == 1 + 1 + 4 + 4 * 3  # heading, [0], then two levels, then the note
+    cut = len(everything) - (len(lines) - 1)
+    assert lines[-1] == (
+        f"{cut} steps deeper than 2 levels not shown: --depth 3 shows one more level, --depth all every one, "
+        "or start at a subtree with --path 0,2"
+    )
+    assert cut == 4 * 3 * 2  # the third level below [0]
+
+
+def test_an_explicit_depth_prints_what_it_printed_before(deep_log: Path) -> None:
+    """No note for a depth asked for: each cut node already says what it hides."""
+    code, lines, _ = _explain(str(deep_log), "-g", "1", "--depth", "2")
+    assert code == 0
+    assert lines == _explain(str(deep_log), "-g", "1")[1][:-1]
+    assert (
+        _explain(str(deep_log), "-g", "1", "--depth", "all")[1]
+        == _explain(str(deep_log), "-g", "1", "--depth", "9")[1]
+    )
+
+
+def test_the_default_depth_notes_a_cut_graph_on_stderr(deep_log: Path) -> None:
+    for form in ("dot", "mermaid"):
+        code, lines, errors = _explain(str(deep_log), "-g", "1", "--format", form)
+        assert code == 0
+        assert lines[0] in ("digraph om {", "---")
+        assert len(errors) == 1
+        assert errors[0].startswith("24 steps deeper than 2 levels not shown")
+
+
+def test_the_default_depth_cuts_nothing_of_sm_or_phase_king(signed_log: Path, tmp_path: Path) -> None:
+    king = tmp_path / "king.jsonl"
+    simulate_sync(load_scenario(SEVEN.parent / "nine-generals-king.yaml"), log=king)
+    for log, general in [(signed_log, 1), (king, 2), (GOLDEN, 1)]:
+        default = _explain(str(log), "-g", str(general))
+        assert default == _explain(str(log), "-g", str(general), "--depth", "all")
+        assert "not shown" not in "\n".join(default[1])
+
+
+@pytest.mark.parametrize(
+    ("depth", "error"),
+    [("x", "'x' is neither a number of levels nor all"), ("-1", "-1 is not in the range x>=0")],
+)
+def test_a_depth_is_a_number_or_all(depth: str, error: str) -> None:
+    code, lines, errors = _explain(str(GOLDEN), "-g", "1", "--depth", depth)
+    assert (code, lines) == (2, [])
+    assert error in errors[-1]

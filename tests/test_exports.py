@@ -46,6 +46,7 @@ PUBLIC = {
     "Inconsistency",
     "LogError",
     "LogLine",
+    "write_html_report",
     "Loyal",
     "MessageRejected",
     "MessageSent",

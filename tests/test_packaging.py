@@ -79,6 +79,19 @@ def test_the_wheel_carries_the_scenarios_folder_unchanged(installed_wheel: Path)
         assert (packaged / path.name).read_bytes() == path.read_bytes()
 
 
+def test_the_installed_wheel_writes_the_html_report_from_its_template(
+    installed_wheel: Path, tmp_path: Path
+) -> None:
+    assert (installed_wheel / "om_actors" / "templates" / "report.html.j2").is_file()
+    ran = _from_the_wheel(
+        installed_wheel, tmp_path, "-m", "om_actors", "run", "seven-generals", "--html", "7.html"
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "SUCCESS: all loyal generals agreed on &#34;attack&#34;" in (tmp_path / "7.html").read_text(
+        encoding="utf-8"
+    )
+
+
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sdist")

@@ -1,0 +1,222 @@
+"""The HTML report: one self-contained page per run, the same from ``run --html`` as from ``report``."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from om_actors import html_report, write_html_report
+from om_actors.errors import LogError
+
+SEVEN = Path(__file__).parent.parent / "scenarios" / "seven-generals.yaml"
+
+SCRIPTED = """\
+name: counterexample
+algorithm: om
+generals: 4
+m: 1
+order: attack
+traitors:
+  1:
+    strategy: scripted
+    messages:
+    - path: [0, 1]
+      receiver: 3
+      value: retreat
+  2:
+    strategy: scripted
+    messages:
+    - path: [0, 2]
+      receiver: 3
+      value: retreat
+"""
+"""A counterexample as ``verify --out-dir`` writes one: validity (IC2) broken by two scripted relays."""
+
+
+def om_actors(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "om_actors", *map(str, args)], capture_output=True, text=True, check=False
+    )
+
+
+def arrows(page: str) -> int:
+    return len(re.findall(r'<g class="msg', page))
+
+
+@pytest.fixture(scope="module")
+def seven(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The seven generals' log and the page ``run --html`` wrote beside it."""
+    folder = tmp_path_factory.mktemp("seven")
+    log, page = folder / "seven.log", folder / "seven.html"
+    done = om_actors("run", SEVEN, "--log", log, "--html", page)
+    assert done.returncode == 0, done.stderr
+    return log, page
+
+
+def test_run_html_writes_the_verdict_scenario_and_legend(seven: tuple[Path, Path]) -> None:
+    page = seven[1].read_text(encoding="utf-8")
+    assert "SUCCESS: all loyal generals agreed on &#34;attack&#34;" in page
+    assert "OM(2), 3 rounds" in page
+    assert "0</span> (split lie_to=even), " in page
+    assert "5</span> (flip)" in page
+    assert 'id="legend"' in page
+    assert "rejected" in page
+
+
+def test_the_page_fetches_nothing(seven: tuple[Path, Path]) -> None:
+    page = seven[1].read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+    assert "@import" not in page
+    assert "url(http" not in page
+    assert "<script src" not in page
+    assert "<link" not in page
+
+
+def test_seven_generals_draw_one_arrow_per_message(seven: tuple[Path, Path]) -> None:
+    page = seven[1].read_text(encoding="utf-8")
+    assert arrows(page) == 156
+    assert page.count(' traitor"') + page.count(" traitor ") >= 1  # dashed from traitors
+
+
+def test_every_loyal_lieutenant_has_a_tree(seven: tuple[Path, Path]) -> None:
+    page = seven[1].read_text(encoding="utf-8")
+    assert re.findall(r'id="tree-0-(\d+)"', page) == ["1", "2", "3", "4", "6"]
+    assert "votes attack x4, retreat x2" in page  # the majority computed at a node
+    assert 'class="node lied' in page  # where a traitor's value entered
+
+
+def test_report_of_the_log_is_the_page_run_wrote(seven: tuple[Path, Path], tmp_path: Path) -> None:
+    log, page = seven
+    done = om_actors("report", log, "-o", tmp_path / "again.html")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "again.html").read_bytes() == page.read_bytes()
+
+
+def test_run_html_without_a_log_says_it_was_not_kept(tmp_path: Path) -> None:
+    done = om_actors("run", SEVEN, "--html", tmp_path / "seven.html")
+    assert done.returncode == 0, done.stderr
+    assert "From a run whose log was not kept" in (tmp_path / "seven.html").read_text(encoding="utf-8")
+    assert list(tmp_path.iterdir()) == [tmp_path / "seven.html"]
+
+
+def test_above_the_limit_one_arrow_stands_for_a_sender_receiver_and_round(tmp_path: Path) -> None:
+    scenario = tmp_path / "eight.yaml"
+    scenario.write_text("name: eight\ngenerals: 8\nm: 3\ntraitors: {3: flip}\n")
+    log = tmp_path / "eight.log"
+    done = om_actors("run", scenario, "--log", log, "--html", tmp_path / "eight.html")
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "eight.html").read_text(encoding="utf-8")
+    assert 'id="aggregated"' in page
+    assert "more than 600" in page
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    pairs = {
+        (line["round"], line["sender"], line["receiver"]) for line in lines if line["event"] == "message"
+    }
+    assert arrows(page) == len(pairs)
+    assert re.search(r'data-tip="\d+ messages', page)
+
+
+def test_trees_too_big_to_inline_say_what_was_left_out(
+    seven: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(html_report, "TREE_NODES", 40)
+    write_html_report(seven[0], tmp_path / "cut.html")
+    page = (tmp_path / "cut.html").read_text(encoding="utf-8")
+    assert "too big to put in the page whole: they are inlined 1 level deep, and 100 nodes below" in page
+    assert "(4 nodes below left out)" in page
+
+
+def test_a_counterexample_shows_what_broke_and_its_script_first(tmp_path: Path) -> None:
+    scenario = tmp_path / "counterexample.yaml"
+    scenario.write_text(SCRIPTED)
+    done = om_actors("run", scenario, "--html", tmp_path / "c.html")
+    assert done.returncode == 1, done.stderr  # no expectation is met: validity breaks
+    page = (tmp_path / "c.html").read_text(encoding="utf-8")
+    assert "FAILURE: validity (IC2) broken" in page
+    assert "The script\u2019s 2 message(s), the shrunk minimal set that breaks it, come first" in page
+    row = r'<tr( class="scripted")?><td class="traitor-name">(\d+)</td><td>(\d+)</td><td>([^<]*)<'
+    rows = re.findall(row, page)
+    assert [(bool(mark), traitor, path) for mark, traitor, _, path in rows] == [
+        (True, "1", "[0, 1]"),
+        (True, "2", "[0, 2]"),
+    ]
+
+
+def test_deviations_list_every_lie_of_a_strategy(seven: tuple[Path, Path]) -> None:
+    page = seven[1].read_text(encoding="utf-8")
+    # The commander lies to generals 2, 4 and 6; general 5 flips its five round-2 relays and 20 in round 3.
+    assert "28 message(s) from traitors differ from what a loyal general in their place" in page
+
+
+@pytest.mark.parametrize("scenario", ["three-generals-signed", "nine-generals-king"])
+def test_every_algorithm_gets_its_own_trees(scenario: str, tmp_path: Path) -> None:
+    done = om_actors("run", scenario, "--html", tmp_path / "page.html")
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert 'class="tree"' in page
+    if scenario.endswith("signed"):  # SM: the set V, round by round
+        assert '"label">round 2<' in page
+        assert '<table class="rows">' not in page
+    else:  # Phase King: a table of phases per general, each row a phase
+        assert page.count('<table class="rows">') == 9 - 2
+        assert page.count('"label">phase 3 (king 2)<') == 9 - 2
+
+
+def test_a_value_a_traitor_makes_up_is_text_not_markup(tmp_path: Path) -> None:
+    scenario = tmp_path / "hostile.yaml"
+    scenario.write_text(
+        "name: hostile\ngenerals: 4\nm: 1\norder: attack\ndefault: attack\n"
+        'values: [attack, "</script><b>bold</b>"]\n'
+        'traitors: {2: {strategy: constant, value: "</script><b>bold</b>"}}\n'
+    )
+    done = om_actors("run", scenario, "--html", tmp_path / "page.html")
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert "<b>bold</b>" not in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page
+
+
+def test_a_bad_log_is_one_line_and_status_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.log"
+    bad.write_text('{"event":"message"}\n')
+    done = om_actors("report", bad, "-o", tmp_path / "bad.html")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "bad.log:1" in done.stderr
+    assert not (tmp_path / "bad.html").exists()
+    with pytest.raises(LogError):
+        write_html_report(tmp_path / "missing.log", tmp_path / "x.html")
+
+
+def test_report_refuses_to_overwrite_its_log(seven: tuple[Path, Path], tmp_path: Path) -> None:
+    log = tmp_path / "run.html"
+    log.write_bytes(seven[0].read_bytes())
+    done = om_actors("report", log)
+    assert done.returncode == 2
+    assert "would overwrite the log" in done.stderr
+    assert log.read_bytes() == seven[0].read_bytes()
+
+
+def test_html_needs_a_log_it_can_read_back(tmp_path: Path) -> None:
+    done = om_actors("run", SEVEN, "--log", "-", "--html", tmp_path / "page.html")
+    assert done.returncode == 2
+    assert "--log FILE" in done.stderr
+
+
+def test_a_batched_run_logs_every_message_for_its_page(tmp_path: Path) -> None:
+    done = om_actors("run", SEVEN, "--mode", "batched", "--html", tmp_path / "page.html")
+    assert done.returncode == 0, done.stderr
+    assert arrows((tmp_path / "page.html").read_text(encoding="utf-8")) == 156
+
+
+def test_a_log_of_round_summaries_only_is_refused_with_its_reason(tmp_path: Path) -> None:
+    log = tmp_path / "batched.log"
+    assert om_actors("run", SEVEN, "--mode", "batched", "--log", log, "-q").returncode == 0
+    done = om_actors("report", log, "-o", tmp_path / "page.html")
+    assert done.returncode == 2
+    assert "holds round summaries, not messages" in done.stderr
