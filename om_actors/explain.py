@@ -132,12 +132,12 @@ def _path(path: Path) -> str:
     return json.dumps(list(path))
 
 
-def _tied(step: Step) -> bool:
+def stands_for_messages(step: Step) -> bool:
     """Whether a step stands for messages: by its path, or by its round and sender."""
     return step.path is not None or (step.round is not None and step.sender is not None)
 
 
-def _refusals(view: View, step: Step) -> list[tuple[object, Refusal]]:
+def round_refusals(view: View, step: Step) -> list[tuple[object, Refusal]]:
     """What the general refused in the round a step stands for as a whole; nothing for any other step."""
     if step.round is None or step.sender is not None or step.path is not None:
         return []
@@ -155,7 +155,7 @@ def _refusal_where(path: object, refusal: Refusal) -> str:
     return f"{along} (log line {refusal.line})"
 
 
-def _shown(view: View, step: Step) -> list[Arrival]:
+def arrivals_of(view: View, step: Step) -> list[Arrival]:
     """The accepted messages a step tied to messages stands for.
 
     All that it is tied to; but a leaf's value is what arrived, so when
@@ -163,14 +163,14 @@ def _shown(view: View, step: Step) -> list[Arrival]:
     it (SM's set V can take two values along one chain).
     """
     arrivals = [m for m in view.messages(step) or () if isinstance(m, Arrival)]
-    if len(arrivals) > 1 and not _derived(step):
+    if len(arrivals) > 1 and not derived_from_below(step):
         same = [arrival for arrival in arrivals if arrival.value == step.value]
         if len(same) == 1:
             return same
     return arrivals
 
 
-def _refused(view: View, step: Step) -> str | None:
+def refusal_of(view: View, step: Step) -> str | None:
     """Why the general refused what the step is tied to, when it accepted none of it."""
     messages = view.messages(step) or []
     if any(isinstance(m, Arrival) for m in messages):
@@ -180,7 +180,7 @@ def _refused(view: View, step: Step) -> str | None:
 
 def _receipt(view: View, step: Step) -> str:
     """What the general got of what the step is tied to, in words and rich markup."""
-    arrivals = _shown(view, step)
+    arrivals = arrivals_of(view, step)
     traitors = view.reconstruction.traitors
     if len(arrivals) == 1:
         arrival = arrivals[0]
@@ -194,31 +194,31 @@ def _receipt(view: View, step: Step) -> str:
             for a in arrivals
         )
         return f"{len(arrivals)} messages: " + ", ".join(each)
-    reason = _refused(view, step)
+    reason = refusal_of(view, step)
     why = f"rejected: {markup(reason)}" if reason else "missing"
     if step.path is None:  # what stands in for a missing message is the algorithm's business
         return f"[yellow]nothing ({why})[/]"
     return f'default "{markup(view.state.setup.default)}" [yellow]({why})[/]'
 
 
-def _derived(step: Step) -> bool:
+def derived_from_below(step: Step) -> bool:
     """Whether the step's value comes from below it, so is worth an arrow; a leaf is what arrived."""
-    return bool(step.children or step.hidden or not _tied(step))
+    return bool(step.children or step.hidden or not stands_for_messages(step))
 
 
 def _label(view: View, step: Step) -> str:
     if step.path is not None:
         text = f"[bold]{_path(step.path)}[/] {_receipt(view, step)}"
-    elif _tied(step):
+    elif stands_for_messages(step):
         text = f"[bold]{markup(step.label)}[/] {_receipt(view, step)}"
     else:
         text = f"[bold]{markup(step.label)}[/]"
     if step.detail:
         text += f"  {markup(step.detail)}"
-    refusals = _refusals(view, step)
+    refusals = round_refusals(view, step)
     if refusals:
         text += f"{';' if step.detail else ''} [yellow]{_refused_count(len(refusals))}[/]"
-    if _derived(step):
+    if derived_from_below(step):
         text += f"{'' if step.detail or refusals else ' '} -> [bold]{markup(step.value)}[/]"
     if step.hidden:
         text += f" [dim]({step.hidden:,} node{'' if step.hidden == 1 else 's'} below not shown)[/]"
@@ -262,7 +262,7 @@ def _grow(branch: Tree, view: View, step: Step) -> None:
     for child in step.children:
         _grow(branch.add(_label(view, child)), view, child)
     if not step.hidden:  # a depth limit that cut the round's steps cuts what it refused too
-        for path, refusal in _refusals(view, step):
+        for path, refusal in round_refusals(view, step):
             branch.add(_refusal_label(view, path, refusal))
 
 
@@ -395,7 +395,7 @@ def _subtree(view: View, step: Step, me: str, ids: _Ids) -> Iterator[_Node | _Ed
     values = view.reconstruction.scenario.values
     colour = PALETTE[values.index(step.value) % len(PALETTE)] if step.value in values else "#ffffff"
     traitors = view.reconstruction.traitors
-    lied = any(a.sender in traitors for a in _shown(view, step))
+    lied = any(a.sender in traitors for a in arrivals_of(view, step))
     yield _Node(me, _dot_label(view, step), colour, lied)
     for child in step.children:
         child_id = ids.of(child)
@@ -403,7 +403,7 @@ def _subtree(view: View, step: Step, me: str, ids: _Ids) -> Iterator[_Node | _Ed
         yield _Edge(me, child_id, sender, sender is not None and sender in traitors)
         yield from _subtree(view, child, child_id, ids)
     if not step.hidden:
-        for path, refusal in _refusals(view, step):
+        for path, refusal in round_refusals(view, step):
             refused_id = ids.fresh()
             traitor = "traitor " if refusal.sender in traitors else ""
             said = f"refused from {traitor}{refusal.sender}{_refusal_where(path, refusal)}"
@@ -445,16 +445,16 @@ def _dot_title(view: View) -> str:
 def _dot_label(view: View, step: Step) -> str:
     if step.path is not None:
         label = f"{_path(step.path)}\n{_dot_receipt(view, step)}"
-    elif _tied(step):
+    elif stands_for_messages(step):
         label = f"{printable(step.label)}\n{_dot_receipt(view, step)}"
     else:
         label = printable(step.label)
     if step.detail:
         label += f"\n{printable(step.detail)}"
-    refusals = _refusals(view, step)
+    refusals = round_refusals(view, step)
     if refusals:
         label += f"\n{_refused_count(len(refusals))}"
-    if _derived(step):
+    if derived_from_below(step):
         label += f"\n-> {printable(step.value)}"
     if step.hidden:
         label += f" (+{step.hidden} hidden)"
@@ -468,7 +468,7 @@ def _dot_receipt(view: View, step: Step) -> str:
     def sender(arrival: Arrival) -> str:
         return f"traitor {arrival.sender}" if arrival.sender in traitors else str(arrival.sender)
 
-    arrivals = _shown(view, step)
+    arrivals = arrivals_of(view, step)
     if len(arrivals) == 1:
         (arrival,) = arrivals
         liar = f" (from {sender(arrival)})" if arrival.sender in traitors else ""

@@ -28,7 +28,17 @@ import attrs
 
 from .algorithm import Algorithm, Core, Outgoing, Step, Verdict
 from .errors import CannotWrite
-from .explain import PALETTE, ExplainError, View, _derived, _refusals, _refused, _shown, _tied, explain
+from .explain import (
+    PALETTE,
+    ExplainError,
+    View,
+    arrivals_of,
+    derived_from_below,
+    explain,
+    refusal_of,
+    round_refusals,
+    stands_for_messages,
+)
 from .log import LogLine, hashable, read_log
 from .replay import LogPath, Reconstruction
 from .scenario import Scenario
@@ -543,13 +553,13 @@ def _hidden(step: Step) -> int:
 def _node(view: View, step: Step, *, on_path: bool) -> TreeNode:
     """A step with what reached the general for it; ``on_path`` when its value carried the decision."""
     traitors = view.reconstruction.traitors
-    arrivals = _shown(view, step) if _tied(step) else []
+    arrivals = arrivals_of(view, step) if stands_for_messages(step) else []
     if len(arrivals) == 1:
         received = _text(arrivals[0].value)
     elif arrivals:
         received = ", ".join(f'"{_text(a.value)}" from {a.sender} in round {a.round}' for a in arrivals)
-    elif _tied(step):
-        why = _refused(view, step)
+    elif stands_for_messages(step):
+        why = refusal_of(view, step)
         nothing = "nothing" if step.path is None else f'default "{view.state.setup.default}"'
         received = f"{nothing} ({'rejected: ' + why if why else 'missing'})"
     else:
@@ -557,7 +567,7 @@ def _node(view: View, step: Step, *, on_path: bool) -> TreeNode:
     children = tuple(
         _node(view, child, on_path=on_path and child.value == step.value) for child in step.children
     )
-    refusals = [] if step.hidden else _refusals(view, step)  # a cut round's refusals are cut too
+    refusals = [] if step.hidden else round_refusals(view, step)  # a cut round's refusals are cut too
     notes = tuple(
         f"refused from {r.sender}{' (traitor)' if r.sender in traitors else ''}: {r.reason}"
         for _, r in refusals
@@ -567,9 +577,9 @@ def _node(view: View, step: Step, *, on_path: bool) -> TreeNode:
         value=step.value,
         received=received,
         from_traitor=any(a.sender in traitors for a in arrivals),
-        refused=_refused(view, step) or "" if _tied(step) and not arrivals else "",
+        refused=refusal_of(view, step) or "" if stands_for_messages(step) and not arrivals else "",
         detail=step.detail,
-        derived=_derived(step),
+        derived=derived_from_below(step),
         hidden=step.hidden,
         on_decision_path=on_path,
         children=children,
