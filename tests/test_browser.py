@@ -70,15 +70,20 @@ def driver() -> Iterator[Any]:
 def seven_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The seven generals' report, as a new user writes it."""
     page = tmp_path_factory.mktemp("browser") / "seven.html"
+    _write_report(SEVEN, page)
+    return page
+
+
+def _write_report(scenario: Path, page: Path) -> None:
+    """``om-actors run SCENARIO --html PAGE``, as a user types it."""
     done = subprocess.run(
-        [sys.executable, "-m", "om_actors", "run", str(SEVEN), "--html", str(page)],
+        [sys.executable, "-m", "om_actors", "run", str(scenario), "--html", str(page)],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    return page
 
 
 def _open(driver: Any, page: Path) -> None:
@@ -153,14 +158,7 @@ def test_a_collapsed_node_opens_with_a_click(driver: Any, tmp_path: Path) -> Non
 
     scenario, page = tmp_path / "eight.yaml", tmp_path / "eight.html"
     scenario.write_text("name: eight\ngenerals: 8\nm: 3\ntraitors: {3: flip}\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "om_actors", "run", str(scenario), "--html", str(page)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    _write_report(scenario, page)
     _open(driver, page)
     closed = driver.find_element(By.CSS_SELECTOR, "#tree-0-1 details:not([open])")
     child = closed.find_element(By.CSS_SELECTOR, ":scope > ul > li")
