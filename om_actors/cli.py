@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -317,8 +318,7 @@ def run(
     with _reporting_errors(err, as_json=as_json), _html_log(html_file, log_file) as log_file:
         scenario, path = _load(scenario_file)
         _refuse_overwriting(log_file, path, from_stdin=scenario_file == STDIN)
-        if html_file is not None and path is not None and _same_path(html_file, path):
-            raise click.BadParameter("it would overwrite the scenario file", param_hint="'--html'")
+        _refuse_overwriting(html_file, path, from_stdin=scenario_file == STDIN, what="--html")
         resolved = resolve_mode(mode, scenario)
         log_messages = log_messages or html_file is not None  # the report draws every message
         if not quiet:
@@ -360,17 +360,43 @@ def _html_log(html_file: Path | None, log_file: Path | None) -> Iterator[Path | 
     flat however many messages the run sends.  ``--log -`` goes to stdout,
     which cannot be read back: refused with ``--html``.
     """
-    if html_file is None or (log_file is not None and str(log_file) != STDIN):
+    if html_file is not None:
+        _check_page(html_file, "'--html'")
+    if html_file is None or (log_file is not None and str(log_file) != STDIN and _regular(log_file)):
         if html_file is not None and log_file is not None and _same_path(html_file, log_file):
             raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--html'")
         yield log_file
         return
-    if log_file is not None:
+    if log_file is not None:  # stdout, a pipe: the page could not read it back
         raise click.BadParameter("needs the log in a file: --log FILE, or no --log", param_hint="'--html'")
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="om-actors-") as folder:
         yield Path(folder) / "run.log"
+
+
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is, or will be, a plain file that can be read back: not a pipe or a device."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # not there yet: it will be made a file
+
+
+def _plain_file(path: Path) -> bool:
+    """Whether ``path`` is a file itself, not a link (``/dev/stdin``) or a pipe: a default goes beside it."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return True  # not there: reading it is what fails, with its own message
+
+
+def _check_page(html_file: Path, option: str) -> None:
+    """Refuse ``-`` as the page: click would make a file named ``-``, and a page is no stream anyway."""
+    if str(html_file) == STDIN:
+        raise click.BadParameter(
+            "the page is written to a file: name one (- is not standard output here)", param_hint=option
+        )
 
 
 def _same_path(one: Path, other: Path) -> bool:
@@ -398,7 +424,13 @@ def report_command(log: Path, html_file: Path | None) -> None:
     from .terminal import markup
 
     out, err = _consoles()
+    if html_file is None and not _plain_file(log):
+        raise click.BadParameter(
+            "LOG is a link, a pipe or a device, not a plain file, so no LOG.html beside it: give --output",
+            param_hint="'--output'",
+        )
     target = html_file if html_file is not None else log.with_suffix(".html")
+    _check_page(target, "'--output'")
     if _same_path(target, log):
         raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--output'")
     with _reporting_errors(err):
@@ -1302,9 +1334,9 @@ def _log_to_stdout(log_file: Path | None, *, as_json: bool) -> bool:
 
 
 def _refuse_overwriting(
-    log_file: Path | None, scenario_file: Path | None, *, from_stdin: bool = False
+    log_file: Path | None, scenario_file: Path | None, *, from_stdin: bool = False, what: str = "--log"
 ) -> None:
-    """Refuse a ``--log`` that is the scenario file itself, by any name or link, before it is truncated.
+    """Refuse a ``--log`` (or ``what``: ``--html``) that is the scenario file itself, by any name or link.
 
     A scenario read from standard input may be a file too (``run - < s.yaml``),
     and ``--log /dev/stdin`` would then overwrite it, so with ``from_stdin``
@@ -1312,11 +1344,12 @@ def _refuse_overwriting(
     """
     if log_file is None or str(log_file) == STDIN:
         return
+    written = "the log" if what == "--log" else "the HTML report"
     if from_stdin and _same_file_as_stdin(log_file):
         raise click.BadParameter(
             f"{printable(str(log_file))} is the standard input the scenario was read from: "
-            "the log would overwrite it",
-            param_hint="'--log'",
+            f"{written} would overwrite it",
+            param_hint=f"'{what}'",
         )
     if scenario_file is None:
         return
@@ -1324,8 +1357,8 @@ def _refuse_overwriting(
         if log_file.resolve() == scenario_file.resolve() or os.path.samefile(log_file, scenario_file):
             raise click.BadParameter(
                 f"{printable(str(log_file))} is the scenario file {printable(str(scenario_file))}: "
-                "the log would overwrite it",
-                param_hint="'--log'",
+                f"{written} would overwrite it",
+                param_hint=f"'{what}'",
             )
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from .algorithm import Algorithm, Core, Outgoing, Step, Verdict
-from .errors import CannotWrite
+from .errors import CannotWrite, LogError
 from .explain import (
     PALETTE,
     ExplainError,
@@ -135,8 +135,9 @@ class Tree:
 class _Collector:
     """What the pictures need from the message lines, gathered as the log streams past."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, source: str) -> None:
         self.scenario = scenario
+        self.source = source
         self.traitors = frozenset(scenario.traitors)
         self.messages: list[tuple[int, int, int, int, str, str, bool, int]] = []
         self.grouped: dict[tuple[int, int, int, int], Counter[str]] = defaultdict(Counter)
@@ -149,6 +150,14 @@ class _Collector:
     def message(self, line: LogLine, rules: Algorithm) -> None:
         fields = line.fields
         sender, receiver, round = fields["sender"], fields["receiver"], fields["round"]
+        generals = self.scenario.generals
+        if not (0 <= sender < generals and 0 <= receiver < generals):
+            raise LogError(
+                self.source,
+                line.number,
+                f"a message from general {sender} to general {receiver}, "
+                f"but this army's generals are 0 to {generals - 1}",
+            )
         instance = fields.get("instance") or 0
         value = _text(rules.value_of(line.payload))
         delivered = fields.get("delivered", True) is not False
@@ -285,7 +294,7 @@ def build(log: LogPath) -> dict[str, Any]:
     source = os.fspath(log)
     lines = read_log(log)
     reconstruction = Reconstruction(source, next(lines))
-    collector = _Collector(reconstruction.scenario)
+    collector = _Collector(reconstruction.scenario, source)
     deviations = _Deviations(reconstruction)
     for line in lines:
         reconstruction.feed(line)
@@ -310,6 +319,7 @@ def _page(
         "title": scenario.rules.titled(scenario.m),
         "rounds": reconstruction.rounds,
         "verdicts": _verdicts(reconstruction),
+        "warnings": _warnings(reconstruction),
         "strategies": {g: _strategy(scenario, g) for g in scenario.traitors},
         "colours": colours,
         "chart": _chart(collector, reconstruction.rounds, colours),
@@ -351,6 +361,13 @@ def _verdicts(reconstruction: Reconstruction) -> list[tuple[bool, str]]:
         prefix = f"Instance {index}: " if reconstruction.tagged else ""
         found.append((verdict.success, prefix + Text.from_markup(verdict_line(outcome)).plain))
     return found
+
+
+def _warnings(reconstruction: Reconstruction) -> list[str]:
+    """How the run broke the paper's assumptions, in the terminal report's words: lost messages, crashes."""
+    from .report import broken_assumptions
+
+    return broken_assumptions(reconstruction.undelivered, sorted(reconstruction.crashed))
 
 
 def _strategy(scenario: Scenario, general: int) -> str:
@@ -616,7 +633,7 @@ def write_html_report(log: LogPath, out: str | os.PathLike[str], *, kept: bool =
     text = render(page)
     target = FilePath(out)
     try:
-        target.write_text(text, encoding="utf-8")
+        target.write_text(text, encoding="utf-8", errors="backslashreplace")  # a traitor's lone surrogate
     except OSError as exc:
         raise CannotWrite(f"the report {os.fspath(target)}", exc) from None
     return target

@@ -67,19 +67,23 @@ def assumption_warnings(result: Result) -> list[str]:
     process dying.  The algorithms' guarantees assume neither happens, so the
     verdict then describes what this run did, not what the theorem says.
     """
+    return broken_assumptions(result.undelivered, list(result.crashed))
+
+
+def broken_assumptions(undelivered: int, crashed: list[int]) -> list[str]:
+    """:func:`assumption_warnings` from the counts alone, as a log records them, for the HTML report too."""
     found = []
-    if result.undelivered:
-        count = "1 message" if result.undelivered == 1 else f"{result.undelivered:,} messages"
-        verb = "was" if result.undelivered == 1 else "were"
+    if undelivered:
+        count = "1 message" if undelivered == 1 else f"{undelivered:,} messages"
+        verb = "was" if undelivered == 1 else "were"
         found.append(
             f"{count} from loyal generals {verb} sent but never delivered: "
             "the synchrony assumption (A3) broke, and each counted as the default"
         )
-    if result.crashed:
-        crashed = describe_generals(list(result.crashed))
-        what = "what it owed" if len(result.crashed) == 1 else "what they owed"
-        lost = "its decision is lost" if len(result.crashed) == 1 else "their decisions are lost"
-        found.append(f"{crashed} crashed: {what} from then on was never sent, and {lost}")
+    if crashed:
+        what = "what it owed" if len(crashed) == 1 else "what they owed"
+        lost = "its decision is lost" if len(crashed) == 1 else "their decisions are lost"
+        found.append(f"{describe_generals(crashed)} crashed: {what} from then on was never sent, and {lost}")
     if found:
         found.append("the theorem's assumptions did not hold, so this verdict is not the theorem's")
     return found

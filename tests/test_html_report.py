@@ -38,9 +38,13 @@ traitors:
 """A counterexample as ``verify --out-dir`` writes one: validity (IC2) broken by two scripted relays."""
 
 
-def om_actors(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def om_actors(*args: str | Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "om_actors", *map(str, args)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "om_actors", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        input=input,
     )
 
 
@@ -220,3 +224,86 @@ def test_a_log_of_round_summaries_only_is_refused_with_its_reason(tmp_path: Path
     done = om_actors("report", log, "-o", tmp_path / "page.html")
     assert done.returncode == 2
     assert "holds round summaries, not messages" in done.stderr
+
+
+def test_a_traitors_lone_surrogate_is_written_as_its_escape(tmp_path: Path) -> None:
+    """UTF-8 cannot hold it; the log writes its JSON escape, and the page shows that text."""
+    (tmp_path / "surrogate.py").write_text(
+        "class Half:\n    def choose(self, round, path, receiver, value, rng):\n        return '\\ud800'\n"
+    )
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("generals: 4\nm: 1\norder: attack\ntraitors: {3: surrogate:Half}\n")
+    done = om_actors("run", scenario, "--html", tmp_path / "page.html", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "\\ud800" in (tmp_path / "page.html").read_text(encoding="utf-8")
+
+
+def test_a_message_naming_a_general_outside_the_army_is_one_line_and_status_2(
+    seven: tuple[Path, Path], tmp_path: Path
+) -> None:
+    log = tmp_path / "outside.log"
+    log.write_text(seven[0].read_text().replace('"sender":2,', '"sender":-1,', 1))
+    done = om_actors("report", log, "-o", tmp_path / "page.html")
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1)
+    assert "a message from general -1 to general 1, but this army's generals are 0 to 6" in done.stderr
+
+
+def test_a_lost_message_and_a_crash_are_warned_about_as_the_terminal_report_does(tmp_path: Path) -> None:
+    log = tmp_path / "network.log"
+    assert om_actors("run", "-", "--log", log, "-q", input="generals: 4\nm: 1\n").returncode == 0
+    text = log.read_text()
+    text = text.replace('"value":"attack"}', '"value":"attack","delivered":false}', 1)
+    text = text.replace('"timed_out":[]}', '"timed_out":[],"undelivered":1}', 1)
+    log.write_text(text)
+    done = om_actors("report", log, "-o", tmp_path / "page.html")
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert (
+        "WARNING: 1 message from loyal generals was sent but never delivered: "
+        "the synchrony assumption (A3) broke, and each counted as the default"
+    ) in page
+    assert "WARNING: the theorem&#39;s assumptions did not hold" in page
+
+
+def test_the_page_never_overwrites_the_scenario_read_from_stdin(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SEVEN.read_text())
+    with scenario.open() as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "om_actors", "run", "-", "--html", "/dev/stdin"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert "is the standard input the scenario was read from: the HTML report would overwrite it" in (
+        done.stderr
+    )
+    assert scenario.read_text() == SEVEN.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["run", SEVEN, "--html", "-"], "the page is written to a file: name one"),
+        (["run", SEVEN, "--html", "page.html", "--log", "/dev/stdout"], "needs the log in a file"),
+        (["report", "/dev/stdin"], "LOG is a link, a pipe or a device"),
+    ],
+)
+def test_a_page_needs_a_real_file_and_so_does_its_log(
+    seven: tuple[Path, Path], tmp_path: Path, args: list[str | Path], error: str
+) -> None:
+    with seven[0].open() as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "om_actors", *map(str, args)],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert error in done.stderr
+    assert list(tmp_path.iterdir()) == []
