@@ -251,5 +251,7 @@ def print_verify(out: Console, summary: VerifySummary) -> None:
         out.print(f"[bold red]{len(summary.tally.contradictions)} violation(s) contradict the theorem[/]")
     elif summary.tally.violations:
         out.print("Every violation found is one the theorem allows.")
+    elif summary.interrupted:
+        out.print("No violation found in the cases checked.")  # not a verdict on the ones never run
     else:
         out.print("No violation found.")

@@ -309,6 +309,7 @@ def test_an_interrupted_verify_says_so_and_exits_130(
         assert (summary["interrupted"], summary["cases"], summary["cases_planned"]) == (True, 1, 22)
     else:
         assert "1 cases, 1 adversaries (canonical, OM(m))" in out
+        assert out.splitlines()[-1] == "No violation found in the cases checked."
 
 
 def test_a_verify_that_ran_to_the_end_says_it_was_not_interrupted(tmp_path: Path) -> None:
