@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from itertools import chain
+from operator import attrgetter
 from typing import Any, Literal, cast
 
 from ._version import __version__
@@ -51,8 +53,13 @@ from .scenario import Scenario
 EventKey = Callable[[Event], tuple[Any, ...]]
 
 
-def event_order(rules: Algorithm) -> EventKey:
-    """The sort key that puts one round's message events in log order, for ``rules``' payloads.
+def event_order(rules: Algorithm) -> EventOrder:
+    """The sort key that puts one round's message events in log order, for ``rules``' payloads."""
+    return EventOrder(rules.path_of)
+
+
+class EventOrder:
+    """The sort key of one round's message events, and a shortcut for the common round.
 
     By instance, then the path the payload travelled (well-formed paths by
     value, a traitor's garbage after them), then receiver, then sender;
@@ -61,16 +68,18 @@ def event_order(rules: Algorithm) -> EventKey:
     things along one path to one receiver -- and :func:`in_log_order`
     breaks such ties.
     """
-    path_of = rules.path_of
 
-    def key(event: Event) -> tuple[Any, ...]:
+    def __init__(self, path_of: Callable[[object], object]) -> None:
+        self.path_of = path_of
+
+    def __call__(self, event: Event) -> tuple[Any, ...]:
         kind = type(event)
         if kind is MessageSent or kind is MessageRejected:
             message = cast("MessageSent | MessageRejected", event)
             rank = 0 if kind is MessageSent else 1
             return (
                 message.instance or 0,
-                _path_key(path_of(message.payload)),
+                _path_key(self.path_of(message.payload)),
                 message.receiver,
                 message.sender,
                 rank,
@@ -78,7 +87,30 @@ def event_order(rules: Algorithm) -> EventKey:
         assert isinstance(event, StrategyFailed)
         return (event.instance or 0, _path_key(event.path), event.receiver, event.general, 2)
 
-    return key
+    def plain(self, events: Sequence[Event]) -> list[int] | None:
+        """The log order of a round of messages alone, in one instance, on well-formed paths; else ``None``.
+
+        That is nearly every round, and for it the key is just path,
+        receiver and sender, which can be gathered without a Python call
+        per event but ``path_of``'s: a per-message run sorts 100,000 events
+        a round.  Any refusal, failure, instance tag, garbage path or tie
+        sends the round the general way.
+        """
+        if set(map(type, events)) != _MESSAGES_ONLY or set(map(_instance, events)) != _UNTAGGED:
+            return None
+        paths: list[Any] = list(map(self.path_of, map(_payload, events)))
+        if set(map(type, paths)) != _TUPLES or not _INT.issuperset(map(type, chain.from_iterable(paths))):
+            return None
+        keys = list(zip(paths, map(_receiver, events), map(_sender, events)))
+        if len(set(keys)) < len(keys):
+            return None
+        return sorted(range(len(keys)), key=keys.__getitem__)
+
+
+_MESSAGES_ONLY = {MessageSent}
+_UNTAGGED = {None}
+_TUPLES = {tuple}
+_instance, _payload, _receiver, _sender = map(attrgetter, ("instance", "payload", "receiver", "sender"))
 
 
 def in_log_order(events: Iterable[Event], key: EventKey) -> list[Event]:
@@ -90,10 +122,12 @@ def in_log_order(events: Iterable[Event], key: EventKey) -> list[Event]:
     when the keys are not all different, rather than paid for in every key.
     """
     listed = list(events)
-    keys = [key(event) for event in listed]
-    order = sorted(range(len(listed)), key=keys.__getitem__)
-    if len(set(keys)) < len(keys):
-        _break_ties(order, keys, listed)
+    order = key.plain(listed) if isinstance(key, EventOrder) else None
+    if order is None:
+        keys = [key(event) for event in listed]
+        order = sorted(range(len(listed)), key=keys.__getitem__)
+        if len(set(keys)) < len(keys):
+            _break_ties(order, keys, listed)
     return [listed[i] for i in order]
 
 

@@ -112,7 +112,9 @@ class GeneralDriver:
             return StrategyFailed(ask.round, self.me, out.path, out.receiver, str(told), instance=tag)
         if told is None:
             return None
-        path, value = as_logged(told[0]), as_logged(told[1])  # what the log and the wire will carry
+        said, value = told
+        path = said if said is ask.outgoing.path else as_logged(said)  # the core's own path is plain already
+        value = as_logged(value)  # what the log and the wire will carry
         payload = self.cores[ask.instance].compose(ask.outgoing, path, value)
         return Send(ask.instance, ask.round, ask.outgoing.receiver, payload)
 

@@ -96,13 +96,20 @@ def majority(votes: Iterable[str], default: str) -> str:
 
     A strict majority, as in the paper: a tie never picks a side, which is
     what lets loyal generals that saw a tie still agree with each other.
+    Votes usually take two or three values, and counting each of those in
+    C is several times cheaper than a :class:`~collections.Counter`.
     """
-    counts = Counter(votes)
-    total = counts.total()
-    if not total:
-        return default
-    value, count = counts.most_common(1)[0]
-    return value if 2 * count > total else default
+    ballot = list(votes)
+    distinct = set(ballot)
+    counts = Counter(ballot) if len(distinct) > _FEW_VALUES else {v: ballot.count(v) for v in distinct}
+    for value, count in counts.items():
+        if 2 * count > len(ballot):
+            return value
+    return default
+
+
+_FEW_VALUES = 8
+"""Up to this many different votes, each is counted on its own; beyond, all in one pass."""
 
 
 def paths_of_round(setup: Setup, round: int, *, excluding: int) -> Iterator[Path]:
@@ -134,9 +141,10 @@ def rejection_reason(
         return OralReason.NOT_FROM_COMMANDER
     if path[-1] != sender:
         return OralReason.NOT_FROM_SENDER
-    if len(set(path)) != len(path):
+    members = set(path)
+    if len(members) != len(path):
         return OralReason.REPEATS
-    if receiver in path:
+    if receiver in members:
         return OralReason.THROUGH_RECEIVER
     if len(path) != round:
         return OralReason.WRONG_ROUND
@@ -233,12 +241,32 @@ class OralGeneral(Core):
         return [(*path, g) for g in range(self.setup.generals) if g not in path and g != self.me]
 
     def resolve(self, path: Path) -> str:
-        """``OM(path)`` as this general evaluates it: the recursive majority."""
-        children = self.children(path)
-        if not children:
-            return self.held(path)
-        votes = [self.held(path), *(self.resolve(child) for child in children)]
-        return majority(votes, self.setup.default)
+        """``OM(path)`` as this general evaluates it: the recursive majority, folded level by level.
+
+        The tree below ``path`` is ``path`` followed by every arrangement of
+        the generals still free to relay, and :func:`itertools.permutations`
+        lists each level in an order where a node's children sit side by
+        side, in the order :meth:`children` gives them.  So each level is one
+        list of held values, built without a Python call per path, and
+        folding it into the level above is a majority per slice: the same
+        votes as the recursion, without its 9,000-odd calls per decision.
+        """
+        free = [g for g in range(self.setup.generals) if g not in path and g != self.me]
+        below = max(self.rounds - len(path), 0)
+        values = self._level(path, free, below)
+        for depth in range(below - 1, -1, -1):
+            width = len(free) - depth
+            own = self._level(path, free, depth)
+            values = [
+                majority([value, *values[i * width : (i + 1) * width]], self.setup.default)
+                for i, value in enumerate(own)
+            ]
+        return values[0]
+
+    def _level(self, path: Path, free: list[int], depth: int) -> list[str]:
+        """The values held for ``path`` extended by every arrangement of ``depth`` of ``free``."""
+        paths = map(path.__add__, itertools.permutations(free, depth))
+        return list(map(self._received.get, paths, itertools.repeat(self.setup.default)))
 
     def explain(self, path: Path, depth: int | None = None) -> MajorityStep:
         """``OM(path)`` with its working shown: every vote, down to ``depth`` levels.

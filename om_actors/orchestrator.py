@@ -405,16 +405,20 @@ class _Run:
 
     def _poster(self, sender: int) -> Callable[[Send], None]:
         """Where general ``sender``'s messages go: counted, logged, and into the receiver's inbox."""
-        books, pending, inboxes, tag = self.books, self.pending, self.inboxes, self.books.tag
+        books, pending, inboxes, on_progress = self.books, self.pending, self.inboxes, self.on_progress
+        tagged = books.tagged
 
         def post(send: Send) -> None:
-            round = send.round
-            books.sent(round, send.instance, sender)
-            message = MessageSent(round, sender, send.receiver, send.payload, instance=tag(send.instance))
+            round, instance, receiver = send.round, send.instance, send.receiver
+            books.sent(round, instance, sender)
+            if tagged:
+                message = MessageSent(round, sender, receiver, send.payload, instance=instance)
+            else:  # a keyword costs a third of the object
+                message = MessageSent(round, sender, receiver, send.payload)
             pending.append(message)
-            inboxes[send.receiver].send_nowait(message)
-            if self.on_progress is not None and not len(pending) % PROGRESS_EVERY:
-                self.on_progress(round, books.messages)
+            inboxes[receiver].send_nowait(message)
+            if on_progress is not None and not len(pending) % PROGRESS_EVERY:
+                on_progress(round, books.messages)
 
         return post
 

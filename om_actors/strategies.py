@@ -155,23 +155,28 @@ def message_rng(
     and in verify's lockstep runs, which share this.  Seeding is put off
     until a strategy draws, since most never do.
     """
-    where = f"{round}/{general}/{path}/{receiver}"
-    if instance is not None:
-        where = f"{instance}/{where}"
-    return _LazyRandom(f"{seed}/{where}")
+    return _LazyRandom((seed, round, general, path, receiver, instance))
 
 
 class _LazyRandom(random.Random):
-    """A ``random.Random`` seeded on its first draw, exactly as if seeded at once."""
+    """A ``random.Random`` seeded on its first draw, exactly as if seeded at once.
 
-    def __init__(self, seed: str) -> None:  # deliberately not calling super(): that seeds
-        self._pending: str | None = seed
+    Even the seed's text waits: a traitor of thirteen generals is asked
+    thousands of times a round, and most strategies never draw.
+    """
+
+    def __init__(self, identity: tuple[int, int, int, Path, int, int | None]) -> None:
+        # deliberately not calling super(): that seeds
+        self._pending: tuple[int, int, int, Path, int, int | None] | None = identity
         self.gauss_next = None
 
     def _ready(self) -> None:
         if self._pending is not None:
-            pending, self._pending = self._pending, None
-            super().seed(pending)
+            (seed, round, general, path, receiver, instance), self._pending = self._pending, None
+            where = f"{round}/{general}/{path}/{receiver}"
+            if instance is not None:
+                where = f"{instance}/{where}"
+            super().seed(f"{seed}/{where}")
 
     def random(self) -> float:
         self._ready()
@@ -184,6 +189,15 @@ class _LazyRandom(random.Random):
     def getstate(self) -> tuple[Any, ...]:
         self._ready()
         return super().getstate()
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        """A strategy that seeds its rng itself gets that seed, not the message's one on the next draw."""
+        self._pending = None
+        super().seed(a, version)
+
+    def setstate(self, state: tuple[Any, ...]) -> None:
+        self._pending = None
+        super().setstate(state)
 
 
 def following(values: Sequence[str], value: str) -> str:

@@ -10,9 +10,12 @@ Rules for this file:
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from om_actors.algorithm import Outgoing, Setup, judge
 from om_actors.oral import (
@@ -151,6 +154,45 @@ def test_om2_recursion_outvotes_a_liar_at_every_level() -> None:
     assert lieutenant.resolve((0, 2)) == "attack"  # 6's lie about 2 is outvoted 4 to 1
     assert lieutenant.resolve((0, 6)) == "retreat"  # 6 lied consistently about itself
     assert lieutenant.decide() == "attack"  # 5 votes to 1
+
+
+def textbook_om(state: OralGeneral, path: tuple[int, ...]) -> str:
+    """OM(path) as the paper defines it, by recursion over the generals not yet on the path."""
+    held = state.received.get(path, state.setup.default)
+    if len(path) == state.rounds:
+        return held
+    free = [g for g in range(state.setup.generals) if g not in path and g != state.me]
+    votes = [held, *(textbook_om(state, (*path, g)) for g in free)]
+    best = max(set(votes), key=votes.count)
+    return best if 2 * votes.count(best) > len(votes) else state.setup.default
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([(4, 1), (5, 1), (7, 2), (8, 2), (9, 3)]),
+    st.integers(1, 8),
+    st.randoms(use_true_random=False),
+)
+def test_the_level_by_level_fold_is_the_papers_recursion(
+    size: tuple[int, int], me_hint: int, rng: random.Random
+) -> None:
+    generals, m = size
+    setup = Setup(generals, m, 0, ("attack", "retreat", "wait"), "retreat")
+    me = 1 + me_hint % (generals - 1)
+    state = general(setup, me)
+    paths = [p for r in range(1, m + 2) for p in paths_of_round(setup, r, excluding=me)]
+    arrived = {p: rng.choice(setup.values) for p in paths if rng.random() < 0.9}
+    run_through(state, arrived)
+    for path in [(0,), *paths[1 : 1 + generals]]:
+        assert state.resolve(path) == textbook_om(state, path)
+    assert state.decide() == textbook_om(state, (0,))
+
+
+@given(st.lists(st.sampled_from("abcdefghijkl"), max_size=30))
+def test_majority_counts_few_or_many_values_alike(votes: list[str]) -> None:
+    best = max(set(votes), key=votes.count, default="z")
+    expected = best if 2 * votes.count(best) > len(votes) else "z"
+    assert majority(votes, "z") == majority(iter(votes), "z") == expected
 
 
 def test_commander_decides_its_own_order() -> None:

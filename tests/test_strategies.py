@@ -455,6 +455,21 @@ def test_a_messages_rng_is_seeded_by_its_round_too() -> None:
     assert len(set(by_round)) > 1
 
 
+def test_a_messages_rng_draws_as_if_seeded_at_once_with_the_messages_identity() -> None:
+    lazy = strategies.message_rng(5, 2, 3, (0, 3), 1, 0)
+    assert [lazy.random(), lazy.randrange(100)] == [
+        (eager := random.Random("5/0/2/3/(0, 3)/1")).random(),
+        eager.randrange(100),
+    ]
+
+
+def test_a_strategy_that_seeds_its_rng_itself_gets_its_own_seed() -> None:
+    for reseed in (lambda r: r.seed(42), lambda r: r.setstate(random.Random(42).getstate())):
+        rng = strategies.message_rng(5, 2, 3, (3,), 1)
+        reseed(rng)
+        assert rng.random() == random.Random(42).random()
+
+
 def test_several_instances_refusing_for_different_reasons_say_each() -> None:
     setups = (Setup(4, 1, 0, VALUES, "retreat"), Setup(4, 1, 2, VALUES, "retreat", instance=1))
     context = ScriptContext(ORAL_MESSAGES, setups, traitor=1)
