@@ -26,7 +26,7 @@ from __future__ import annotations
 import gc
 import math
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Literal
@@ -454,18 +454,25 @@ class _Run:
         for payload in core.itemized(round, receiver, batch):
             yield MessageSent(round, sender, receiver, payload, instance=message.instance)
 
-    async def publish(self, event: Event) -> None:
-        for handler in self.handlers:
-            handler(event)
-        if self.stream is not None:
-            await self.stream.send(event)
+    async def publish(self, events: Iterable[Event]) -> None:
+        """Hand ``events`` to every handler, each event to all of them in turn, then to the stream.
+
+        A round of thirteen generals is 95,040 events: they are handed over
+        in one call, not a coroutine each, unless a stream must await room.
+        """
+        handlers, stream = self.handlers, self.stream
+        for event in events:
+            for handler in handlers:
+                handler(event)
+            if stream is not None:
+                await stream.send(event)
 
     async def run(self) -> Result:
         scenario = self.scenario
         if self.mode == "batched":
-            await self.publish(self.books.started(mode="batched", messages_logged=self.log_messages))
+            await self.publish([self.books.started(mode="batched", messages_logged=self.log_messages)])
         else:
-            await self.publish(self.books.started())
+            await self.publish([self.books.started()])
         with unwrapped(), collector_spared():
             async with trio.open_nursery() as nursery:
                 for actor, receiver in zip(self.actors, self.receivers):
@@ -486,8 +493,7 @@ class _Run:
         self.pending.clear()
         if self.on_progress is not None:
             self.on_progress(round, self.books.messages)
-        for event in events:
-            await self.publish(event)
+        await self.publish(events)
 
     async def _barrier(self, command: Callable[[], Command]) -> list[Ack]:
         for inbox in self.inboxes:
@@ -504,6 +510,5 @@ class _Run:
         for actor in self.actors:
             self.books.took(actor.id, actor.received)
         events, result = self.books.conclude(decisions)
-        for event in events:
-            await self.publish(event)
+        await self.publish(events)
         return result

@@ -36,7 +36,16 @@ from om_actors import (
 from om_actors.algorithm import Algorithm
 from om_actors.cli import main
 from om_actors.events import Kind
-from om_actors.log import Selection, as_logged, event_fields, has_paths, line_of, read_selected, rules_of
+from om_actors.log import (
+    LogWriter,
+    Selection,
+    as_logged,
+    event_fields,
+    has_paths,
+    line_of,
+    read_selected,
+    rules_of,
+)
 from om_actors.oral import ORAL_MESSAGES, Relay
 from om_actors.registry import REGISTRY, algorithm_named
 from om_actors.signed import SIGNED_MESSAGES, SignedReason
@@ -239,6 +248,43 @@ def test_a_lone_surrogate_is_written_as_its_escape() -> None:
     line = line_of(MessageSent(2, 3, 1, Relay((0, 3), "a\ud800")))
     assert line.endswith(b'"value":"a\\ud800"}')
     assert json.loads(line)["value"] == "a\ud800"
+
+
+_TRAITORS_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True)
+    | st.text(st.characters(codec=None)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-(2**70), 2**70), _TRAITORS_VALUES), min_size=1, max_size=8))
+def test_the_file_writer_writes_exactly_the_lines_structlog_renders(said: list[tuple[int, object]]) -> None:
+    """The writer calls orjson itself for speed; it must never differ from structlog's line by a byte."""
+    events: list[Event] = [
+        MessageSent(2, 3, 1, Relay((0, hop), as_logged(value)))  # type: ignore[arg-type]
+        for hop, value in said
+    ]
+    events.append(RoundEnded(2, len(events), 0, ()))
+    written = io.BytesIO()
+    writer = LogWriter(written)
+    for event in events:
+        writer(event)
+    assert written.getvalue() == b"".join(line_of(event) + b"\n" for event in events)
+
+
+@pytest.mark.parametrize(
+    "name", ["seven-generals", "three-generals-signed", "nine-generals-king", "three-orders"]
+)
+def test_a_whole_runs_log_is_structlogs_lines(name: str) -> None:
+    written = io.BytesIO()
+    events: list[Event] = []
+    simulate_sync(load_scenario(SCENARIOS / f"{name}.yaml"), log=written, on_event=events.append)
+    assert written.getvalue() == b"".join(line_of(event) + b"\n" for event in events)
 
 
 @pytest.mark.parametrize(
