@@ -265,10 +265,7 @@ _TRAITORS_VALUES = st.recursive(
 @given(st.lists(st.tuples(st.integers(-(2**70), 2**70), _TRAITORS_VALUES), min_size=1, max_size=8))
 def test_the_file_writer_writes_exactly_the_lines_structlog_renders(said: list[tuple[int, object]]) -> None:
     """The writer calls orjson itself for speed; it must never differ from structlog's line by a byte."""
-    events: list[Event] = [
-        MessageSent(2, 3, 1, Relay((0, hop), as_logged(value)))  # type: ignore[arg-type]
-        for hop, value in said
-    ]
+    events: list[Event] = [MessageSent(2, 3, 1, Relay((0, hop), as_logged(value))) for hop, value in said]
     events.append(RoundEnded(2, len(events), 0, ()))
     written = io.BytesIO()
     writer = LogWriter(written)
