@@ -2,9 +2,9 @@
 
 ``om-actors cluster`` makes a key pair per general and one for itself (the
 driver), writes a cluster file naming their public keys in a temporary
-folder, and starts one ``om-actors node`` process per general, handing it
-its private key through its standard input: no private key is written to
-disk.  Each node
+folder, and starts a node process per general: one process imports what a
+node needs and forks the nodes (:func:`fork_nodes`), handing each its own
+private key through a pipe: no private key is written to disk.  Each node
 binds a port of its own choosing (port 0, unless ``--base-port`` says) and
 reports the address it got on its standard output; the driver then checks,
 with a signed ``/status`` over a fresh nonce, that each answers with the id
@@ -20,11 +20,13 @@ messages with ``delivered: false`` and counted (``RoundEnded.undelivered``,
 in the round it died, with everything it sent before -- what its receivers
 report having got from it -- and is counted as neither loyal nor traitor.
 
-The nodes go when the driver goes.  They run in a trio nursery
-(``trio.run_process``), which stops them on success, on error, on Ctrl-C
-and on cancellation; :func:`stoppable` turns SIGTERM and SIGHUP into such a
-cancellation; and each node also exits when its standard input, a pipe from
-the driver, closes, which covers a driver killed outright.  A driver
+The nodes go when the driver goes.  The process they are forked from runs
+in a trio nursery (``trio.run_process``), which stops it, and it them, on
+success, on error, on Ctrl-C and on cancellation; :func:`stoppable` turns
+SIGTERM and SIGHUP into such a cancellation.  It also stops them when its
+standard input, a pipe from the driver, closes, and each node exits when
+its own standard input, a pipe from it, closes: that covers a driver, or
+the process between, killed outright.  A driver
 killed outright leaves its temporary folder (the cluster file and the nodes'
 standard error); the next driver removes it (:func:`remove_stale_folders`).
 
@@ -42,11 +44,13 @@ scenario's, and messages are their payloads' fields.
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -55,12 +59,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+import traceback
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
 
 import attrs
 import httpx
@@ -83,6 +89,7 @@ from .events import (
 from .limits import read_at_most, utf8_problem
 from .node import (
     DELIVERY_TIMEOUT,
+    FORK_NODES,
     MAX_ADDRESS,
     Node,
     Peer,
@@ -113,6 +120,10 @@ FOLDER_PREFIX = "om-actors-cluster-"
 """A driver's temporary folder is named this, its process id, a dash and a random part."""
 _FOLDER_NAME = re.compile(rf"{re.escape(FOLDER_PREFIX)}([0-9]{{1,10}})-[a-z0-9_]+")
 CLUSTER_FILE = "cluster.yaml"
+FORKER_LOG = "nodes.log"
+"""The standard error of the process a driver forks its nodes from, in the driver's temporary folder."""
+STOP_GRACE = 2.0
+"""Seconds a node has to exit on SIGTERM before it is killed: trio gives the whole process tree 5."""
 DRIVER_KEY = "driver.pem"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 LISTEN_BACKLOG = 128
@@ -409,7 +420,9 @@ async def serve_node(
     config.accesslog = None
     config.errorlog = None
     node = Node(me, private, spec.generals, spec.driver, allowed=names)
-    print(json.dumps({"event": "node.listening", "general": me, "address": address}), flush=True)
+    listening = json.dumps({"event": "node.listening", "general": me, "address": address})
+    sys.stdout.write(listening + "\n")  # one write, whole: forked nodes share one pipe
+    sys.stdout.flush()
     async with trio.open_nursery() as nursery:
         if exit_with_stdin:
             nursery.start_soon(_cancel_when_stdin_closes, nursery.cancel_scope)
@@ -426,6 +439,200 @@ async def _cancel_when_stdin_closes(scope: trio.CancelScope) -> None:
         while await stream.receive_some():
             pass
     scope.cancel()
+
+
+# --- the nodes a driver starts, forked from one process ----------------------------
+
+
+def fork_nodes(
+    generals: Sequence[int],
+    cluster: Path,
+    logs: Path,
+    *,
+    allowed: Sequence[str] = (),
+    strategy_folder: Path | None = None,
+) -> int:
+    """Fork a node per general, hand each its own key, and stay until the driver goes; the exit status.
+
+    ``python -m om_actors.node --fork-nodes``, the one process a driver
+    starts.  Most of a node's start is importing trio, hypercorn, httpx,
+    cryptography and the algorithms: done here once, a fork serves at once,
+    where thirteen processes would each import it all.  It forks before any
+    trio run or thread exists, which is when forking is safe (POSIX).
+
+    Each node is :func:`serve_node` with ``--key -`` and
+    ``--exit-with-stdin``, its standard input a pipe from this process, and
+    its standard error ``logs/general-G.log``.  The private keys come on
+    this process's standard input, in the order of ``generals``, and are
+    read only once every node is forked, so no node ever holds another's.
+    The nodes share this process's standard output, where each prints its
+    ``node.listening`` line and this process a ``node.exited`` line for each
+    node that exits.
+
+    It stops its nodes when its standard input closes (the driver is gone)
+    and on SIGTERM, SIGHUP or SIGINT; and exits when the last node has.
+    """
+    _preload()
+    gc.freeze()  # what the imports made stays put: a fork shares those pages instead of copying them
+    pipes: dict[int, int] = {}
+    children: dict[int, int] = {}
+    for general in generals:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write)
+            _serve_forked(general, read, pipes.values(), cluster, logs, allowed, strategy_folder)
+        os.close(read)
+        pipes[general] = write
+        children[pid] = general
+    return _tend(children, pipes)
+
+
+def _preload() -> None:
+    """Import what every node imports, in the process its nodes are forked from."""
+    import hypercorn.config
+    import hypercorn.trio  # noqa: F401
+
+    from .registry import BUILT_IN, REGISTRY
+
+    with suppress(ImportError):
+        import httpcore  # noqa: F401  # what httpx imports when a node makes its client
+    for name in BUILT_IN:
+        REGISTRY.get(name)
+
+
+def _serve_forked(
+    general: int,
+    key: int,
+    siblings: Iterable[int],
+    cluster: Path,
+    logs: Path,
+    allowed: Sequence[str],
+    strategy_folder: Path | None,
+) -> NoReturn:
+    """Be general ``general``'s node, reading its key from ``key``, in a process just forked; never return.
+
+    It first closes the pipes of the nodes forked before it, which it
+    inherited: no node can write into another's standard input.
+    """
+    from .node import served
+
+    status = 1
+    try:
+        for descriptor in siblings:
+            os.close(descriptor)
+        os.dup2(key, 0)
+        os.close(key)
+        errors = os.open(logs / f"general-{general}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(errors, 2)
+        os.close(errors)
+        _name_process(f"om-node-{general}")
+        serving = partial(
+            serve_node, general, cluster, Path(STDIN), allowed=allowed, strategy_folder=strategy_folder
+        )
+        status = served(lambda: trio.run(partial(serving, exit_with_stdin=True)))
+    except BaseException:
+        traceback.print_exc()  # into the node's log, whose last line the driver shows if it did not start
+    finally:
+        with suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
+
+
+def _name_process(name: str) -> None:
+    """Name this process for ``ps -o comm`` and ``top``, where Linux allows: forks share a command line."""
+    with suppress(OSError):
+        Path("/proc/self/comm").write_text(name)
+
+
+def _tend(children: dict[int, int], keys: Mapping[int, int]) -> int:
+    """Hand the nodes their keys, report each that exits, and stop them all when the driver goes.
+
+    ``children`` are the nodes' process ids, each with its general;
+    ``keys`` each general's pipe.  Signals wake the loop through a pipe of
+    their own, so it reacts to them and to standard input alike.
+    """
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
+    for signum in (signal.SIGCHLD, signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(signum, _noted)
+    stopping = {signal.SIGINT, *STOP_SIGNALS}
+    waiting = list(keys.values())  # in the order of the generals, as the keys come
+    received = b""
+    status = 0
+    try:
+        _report_exits(children)
+        while children:
+            ready, _, _ = select.select([0, woken], [], [])
+            if woken in ready:
+                if stopping.intersection(os.read(woken, 256)):
+                    break
+                _report_exits(children)
+            if 0 in ready:
+                chunk = os.read(0, 65536)
+                if not chunk:
+                    break
+                if waiting:
+                    received = _hand_keys(received + chunk, waiting)
+    except ClusterError as exc:
+        print(exc, file=sys.stderr)
+        status = 2
+    finally:
+        for descriptor in keys.values():
+            os.close(descriptor)
+        _stop(children)
+    return status
+
+
+def _noted(signum: int, frame: object) -> None:
+    """A signal's handler: the wake-up pipe, not this, tells the loop of it."""
+
+
+def _hand_keys(received: bytes, waiting: list[int]) -> bytes:
+    """Write each whole key in ``received`` to the next pipe in ``waiting``; what remains of ``received``."""
+    while waiting and _pem_ended(received):
+        end = received.index(b"-----", received.index(b"-----END ") + len(b"-----END ")) + len(b"-----")
+        key, received = received[:end] + b"\n", received[end:].lstrip(b"\r\n")
+        with suppress(BrokenPipeError):  # a node that already died: its log says why
+            os.write(waiting.pop(0), key)
+    if len(received) > MAX_KEY_BYTES:
+        raise ClusterError(f"standard input: a node's key is {_too_long(MAX_KEY_BYTES)}")
+    return received
+
+
+def _report_exits(children: dict[int, int], *, block: bool = False) -> None:
+    """Reap the nodes that exited, and say so on standard output, where the driver reads their addresses."""
+    while children:
+        try:
+            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            children.clear()
+            return
+        if pid == 0:
+            return
+        general = children.pop(pid, None)
+        if general is not None:
+            line = {"event": "node.exited", "general": general, "status": os.waitstatus_to_exitcode(status)}
+            with suppress(OSError):  # a driver that no longer reads
+                os.write(1, json.dumps(line).encode() + b"\n")
+
+
+def _stop(children: dict[int, int]) -> None:
+    """Stop every node still running: SIGTERM, then SIGKILL for any still there after :data:`STOP_GRACE`."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for pid in children:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    while children and time.monotonic() < deadline:
+        _report_exits(children)
+        time.sleep(0.005)
+    for pid in children:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _report_exits(children, block=True)
 
 
 # --- the driver -------------------------------------------------------------------
@@ -577,85 +784,77 @@ async def _start_nodes(
 ) -> dict[int, str]:
     """Start a node per general in ``nursery``, all at once; the address each reports, once all have.
 
-    Each node reads its private key from its standard input, the pipe the
-    driver holds: no private key is ever written to disk.  Each is
-    ``python -m om_actors.node``, which imports what serving needs and
-    nothing else: most of a node's start is its imports, and the nodes
-    start side by side, so they cost the driver little more than the
-    slowest of them.
+    Most of a node's start is its imports, so the driver starts one process
+    (:func:`fork_nodes`) that imports what serving needs once and forks the
+    nodes from it.  It hands that process every private key through its
+    standard input, a pipe the driver holds: no private key is ever written
+    to disk, and each node gets only its own.
     """
-    options = [f"--allow-strategy={strategy}" for strategy in scenario.custom_strategies]
+    generals = sorted(spec.generals)
+    command = [sys.executable, "-m", "om_actors.node", FORK_NODES, ",".join(map(str, generals))]
+    command += ["--cluster", str(folder / CLUSTER_FILE), "--logs", str(folder)]
+    command += [f"--allow-strategy={strategy}" for strategy in scenario.custom_strategies]
     if scenario.strategy_folder is not None:
-        options.append(f"--strategy-folder={scenario.strategy_folder}")
+        command.append(f"--strategy-folder={scenario.strategy_folder}")
+    with (folder / FORKER_LOG).open("wb") as output:  # the child keeps its own copy of the descriptor
+        process = await nursery.start(
+            partial(
+                trio.run_process,
+                command,
+                stdin=subprocess.PIPE,  # the nodes exit when this pipe closes: when we go
+                stdout=subprocess.PIPE,
+                stderr=output,
+                check=False,
+                env=_env(),
+            )
+        )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    with suppress(trio.BrokenResourceError):  # a process that died at once: its log says why
+        await process.stdin.send_all(b"".join(private_pem(keys[general]) for general in generals))
     addresses: dict[int, str] = {}
-    environment = _env()
     with trio.move_on_after(STARTUP_TIMEOUT):
-        async with trio.open_nursery() as starting:
-            for general, peer in spec.generals.items():
-                command = [sys.executable, "-m", "om_actors.node", "--id", str(general)]
-                command += ["--cluster", str(folder / CLUSTER_FILE), "--key", STDIN]
-                command += ["--listen", peer.address, "--exit-with-stdin", *options]
-                start = partial(_start_node, nursery, command, environment, folder / f"general-{general}.log")
-                starting.start_soon(start, general, keys[general], addresses)
-    for general in sorted(spec.generals):
+        await _read_addresses(process.stdout, generals, addresses)
+    for general in generals:
         if general not in addresses:
-            reason = _last_line(folder / f"general-{general}.log")
+            reason = _last_line(folder / f"general-{general}.log") or _last_line(folder / FORKER_LOG)
             if reason is None:
                 reason = f"it reported no address within {STARTUP_TIMEOUT:.0f} s"
             raise ClusterError(f"node {general} did not start: {reason}")
     return addresses
 
 
-async def _start_node(
-    nursery: trio.Nursery,
-    command: list[str],
-    environment: Mapping[str, str],
-    errors: Path,
-    general: int,
-    key: Ed25519PrivateKey,
-    addresses: dict[int, str],
+async def _read_addresses(
+    stdout: trio.abc.ReceiveStream, generals: Collection[int], addresses: dict[int, str]
 ) -> None:
-    """Start one node in ``nursery``, hand it its key, and put the address it reports in ``addresses``."""
-    with errors.open("wb") as output:  # the child keeps its own copy of the descriptor; ours closes at once
-        process = await nursery.start(
-            partial(
-                trio.run_process,
-                command,
-                stdin=subprocess.PIPE,  # the node exits when this pipe closes: when we go
-                stdout=subprocess.PIPE,
-                stderr=output,
-                check=False,
-                env=environment,
-            )
-        )
-    await _hand_key(process, key)
-    await _read_address(general, process, addresses)
-
-
-async def _hand_key(process: trio.Process, key: Ed25519PrivateKey) -> None:
-    """Write a node's private key into its standard input, which stays open for ``--exit-with-stdin``."""
-    assert process.stdin is not None
-    with suppress(trio.BrokenResourceError):  # a node that died at once: its log says why
-        await process.stdin.send_all(private_pem(key))
-
-
-async def _read_address(general: int, process: trio.Process, addresses: dict[int, str]) -> None:
-    """The address from a node's ``node.listening`` line; nothing if it exits first."""
-    assert process.stdout is not None
-    line = b""
-    while b"\n" not in line and len(line) < MAX_LISTENING_LINE:
-        chunk = await process.stdout.receive_some()
+    """Put in ``addresses`` what the nodes' ``node.listening`` lines say, until each listens or exited."""
+    settled: set[int] = set()
+    pending = b""
+    while not settled.issuperset(generals):
+        chunk = await stdout.receive_some()
         if not chunk:
             return
-        line += chunk
+        *lines, pending = (pending + chunk).split(b"\n")
+        if len(pending) > MAX_LISTENING_LINE:
+            return
+        for line in lines:
+            general, address = _announced(line)
+            if general is not None and general in generals:
+                settled.add(general)
+                if address is not None:
+                    addresses[general] = address
+
+
+def _announced(line: bytes) -> tuple[int | None, str | None]:
+    """The general a line of the nodes' standard output is about, and the address it listens at, if any."""
     try:
-        announced = json.loads(line.split(b"\n", 1)[0])
+        announced = json.loads(line)
     except ValueError:
-        return
-    if isinstance(announced, dict) and announced.get("general") == general:
-        address = announced.get("address")
-        if isinstance(address, str):
-            addresses[general] = address
+        return None, None
+    if not isinstance(announced, dict) or type(announced.get("general")) is not int:
+        return None, None
+    address = announced.get("address") if announced.get("event") == "node.listening" else None
+    return announced["general"], address if isinstance(address, str) else None
 
 
 def _last_line(path: Path) -> str | None:
@@ -676,12 +875,28 @@ def running_nodes() -> int:
 
 
 def node_processes(parent: int) -> list[int]:
-    """The process ids of the live node processes whose parent is ``parent``.
+    """The process ids of the live node processes ``parent`` started, read from /proc (Linux).
 
     A node is ``om_actors node`` (``om-actors node``, ``python -m om_actors
-    node``) or ``python -m om_actors.node``, as a driver starts them.
+    node``) or ``python -m om_actors.node``, as a user starts them, whose
+    parent is ``parent``; or a process forked by a ``python -m om_actors.node
+    --fork-nodes`` that ``parent`` started, as a driver starts them.  The
+    process that forks them is no node.
     """
-    found = []
+    table = _process_table()
+    forkers = {
+        pid for pid, (ppid, command) in table.items() if ppid == parent and FORK_NODES.encode() in command
+    }
+    return [
+        pid
+        for pid, (ppid, command) in table.items()
+        if _is_node(command) and ((ppid == parent and pid not in forkers) or ppid in forkers)
+    ]
+
+
+def _process_table() -> dict[int, tuple[int, list[bytes]]]:
+    """Each live process's parent and command line, by process id."""
+    table = {}
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
@@ -689,14 +904,14 @@ def node_processes(parent: int) -> list[int]:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        alive = not fields.get("State", "").strip().startswith("Z")
-        if (
-            fields.get("PPid", "").strip() == str(parent)
-            and alive
-            and (b"om_actors.node" in command or (b"om_actors" in command and b"node" in command))
-        ):
-            found.append(int(entry.name))
-    return found
+        if entry.name.isdigit() and not fields.get("State", "").strip().startswith("Z"):
+            with suppress(ValueError):
+                table[int(entry.name)] = (int(fields.get("PPid", "")), command)
+    return table
+
+
+def _is_node(command: list[bytes]) -> bool:
+    return b"om_actors.node" in command or (b"om_actors" in command and b"node" in command)
 
 
 def _env() -> dict[str, str]:

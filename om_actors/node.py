@@ -884,6 +884,14 @@ async def _lifespan(receive: Receive, send: Respond) -> None:
             return
 
 
+FORK_NODES = "--fork-nodes"
+"""``python -m om_actors.node --fork-nodes 0,1,...``: what a driver starts, which forks its nodes.
+
+Not an option of ``om-actors node``: the driver's own way to start its
+nodes (:func:`om_actors.cluster.fork_nodes`), its first argument.
+"""
+
+
 class _Arguments(argparse.ArgumentParser):
     """``om-actors node``'s options, its usage errors one line and exit status 2."""
 
@@ -891,35 +899,101 @@ class _Arguments(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+def node_arguments() -> argparse.ArgumentParser:
+    """``om-actors node``'s options, as argparse reads them: the CLI's click options, held equal by a test.
+
+    Repeated rather than shared: the table would have to live where both
+    can import it cheaply, and a node must not import the CLI, nor the CLI
+    this module, to start fast.
+    """
     parser = _Arguments(prog="python -m om_actors.node", description="What om-actors node does.")
-    parser.add_argument("--id", dest="me", type=int, required=True)
+    parser.add_argument("--id", dest="me", type=int, required=True, help="This general's id.")
+    parser.add_argument(
+        "--cluster",
+        type=Path,
+        required=True,
+        help="The cluster file: every general's address and public key.",
+    )
+    parser.add_argument(
+        "--key",
+        type=Path,
+        required=True,
+        help="This general's Ed25519 private key, PEM; - reads it from standard input.",
+    )
+    parser.add_argument(
+        "--listen",
+        dest="listen_on",
+        metavar="HOST:PORT",
+        help="Listen here, not at the cluster file's address; port 0 picks a free one.",
+    )
+    parser.add_argument(
+        "--allow-strategy",
+        dest="allowed",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="A traitor strategy of your own this node may run; may be repeated.",
+    )
+    parser.add_argument(
+        "--strategy-folder", type=Path, help="Also look for the allowed strategies' modules in this folder."
+    )
+    parser.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="Stop when standard input closes: no node outlives om-actors cluster.",
+    )
+    return parser
+
+
+def _fork_arguments() -> argparse.ArgumentParser:
+    """``--fork-nodes``' options: the generals, and what every node is started with."""
+    parser = _Arguments(prog=f"python -m om_actors.node {FORK_NODES}", description="A driver's nodes.")
+    parser.add_argument("generals", type=_generals)
     parser.add_argument("--cluster", type=Path, required=True)
-    parser.add_argument("--key", type=Path, required=True)
-    parser.add_argument("--listen", dest="listen_on")
+    parser.add_argument("--logs", type=Path, required=True)
     parser.add_argument("--allow-strategy", dest="allowed", action="append", default=[])
     parser.add_argument("--strategy-folder", type=Path)
-    parser.add_argument("--exit-with-stdin", action="store_true")
-    return parser.parse_args(argv)
+    return parser
+
+
+def _generals(text: str) -> list[int]:
+    return [int(general) for general in text.split(",")]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m om_actors.node``: ``om-actors node`` for the nodes ``om-actors cluster`` starts.
+    """``python -m om_actors.node``: ``om-actors node`` without the CLI around it.
 
     The same options, the same serving (:func:`om_actors.cluster.serve_node`)
-    and the same one-line errors with exit status 2, without the CLI around
-    them: every node imports what serving needs and nothing else, so
-    thirteen of them start in a fraction of the time.  httpx's package
+    and the same one-line errors with exit status 2: it imports what serving
+    needs and nothing else.  With :data:`FORK_NODES` first, it is what
+    ``om-actors cluster`` starts, which forks its nodes.  httpx's package
     imports its own command line, and with it click, rich and pygments,
     when it can; a node never uses it, so it is marked missing here, before
     anything imports httpx.
     """
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    options = _arguments(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == [FORK_NODES]:
+        forking = _fork_arguments().parse_args(arguments[1:])
+        status = served(functools.partial(_fork, forking))
+    else:
+        options = node_arguments().parse_args(arguments)
+        status = served(lambda: trio.run(functools.partial(_serve, options)))
+    if status:
+        sys.exit(status)
+
+
+def served(serve: Callable[[], int | None]) -> int:
+    """``serve()``'s exit status (0 for none), or 2 with its error on standard error, one line.
+
+    What a node does and what stops it, as ``om-actors node`` reports it,
+    without the CLI: Ctrl-C is no error, a package that is not installed is
+    named with what to install.
+    """
     try:
-        trio.run(functools.partial(_serve, options))
+        return serve() or 0
     except KeyboardInterrupt:
-        pass
+        return 0
     except ModuleNotFoundError as exc:
         from .cli import INSTALL  # only to say what to install
 
@@ -928,13 +1002,25 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         needs = f"om-actors node needs {missing}, which is not installed"
         print(f"error: {needs}: pip install {INSTALL[missing]}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except (OmActorsError, OSError) as exc:
         from .terminal import printable
 
         text = f"error: {exc}" if isinstance(exc, OSError) else str(exc)
         print("\n".join(map(printable, text.split("\n"))), file=sys.stderr)
-        sys.exit(2)
+        return 2
+
+
+def _fork(options: argparse.Namespace) -> int:
+    from .cluster import fork_nodes
+
+    return fork_nodes(
+        options.generals,
+        options.cluster,
+        options.logs,
+        allowed=options.allowed,
+        strategy_folder=options.strategy_folder,
+    )
 
 
 async def _serve(options: argparse.Namespace) -> None:

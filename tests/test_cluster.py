@@ -72,14 +72,12 @@ class KillsGeneral:
             self.done = True
             for entry in Path("/proc").iterdir():
                 try:
-                    command = (entry / "cmdline").read_bytes().split(b"\\0")
+                    name = (entry / "comm").read_text()
                     status = (entry / "status").read_text()
                 except OSError:
                     continue
                 sibling = f"PPid:\\t{os.getppid()}\\n" in status
-                node = b"node" in command or b"om_actors.node" in command
-                victim = node and command[command.index(b"--id") + 1] == b"%d" % self.victim
-                if sibling and victim:
+                if sibling and name == f"om-node-{self.victim}\\n":
                     os.kill(int(entry.name), signal.SIGKILL)
         return value
 '''
