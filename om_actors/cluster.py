@@ -551,7 +551,9 @@ def _tend(children: dict[int, int], keys: Mapping[int, int]) -> int:
 
     ``children`` are the nodes' process ids, each with its general;
     ``keys`` each general's pipe.  Signals wake the loop through a pipe of
-    their own, so it reacts to them and to standard input alike.
+    their own, so it reacts to them and to standard input alike.  When
+    standard input closes, closing the nodes' pipes stops them, once each
+    has started; a signal stops them at once.
     """
     woken, wake = os.pipe()
     os.set_blocking(wake, False)
@@ -562,12 +564,14 @@ def _tend(children: dict[int, int], keys: Mapping[int, int]) -> int:
     waiting = list(keys.values())  # in the order of the generals, as the keys come
     received = b""
     status = 0
+    signalled = False
     try:
         _report_exits(children)
         while children:
             ready, _, _ = select.select([0, woken], [], [])
             if woken in ready:
-                if stopping.intersection(os.read(woken, 256)):
+                signalled = bool(stopping.intersection(os.read(woken, 256)))
+                if signalled:
                     break
                 _report_exits(children)
             if 0 in ready:
@@ -582,7 +586,7 @@ def _tend(children: dict[int, int], keys: Mapping[int, int]) -> int:
     finally:
         for descriptor in keys.values():
             os.close(descriptor)
-        _stop(children)
+        _stop(children, terminate=signalled)
     return status
 
 
@@ -619,10 +623,10 @@ def _report_exits(children: dict[int, int], *, block: bool = False) -> None:
                 os.write(1, json.dumps(line).encode() + b"\n")
 
 
-def _stop(children: dict[int, int]) -> None:
-    """Stop every node still running: SIGTERM, then SIGKILL for any still there after :data:`STOP_GRACE`."""
+def _stop(children: dict[int, int], *, terminate: bool) -> None:
+    """Wait for every node to exit, SIGTERM them first if ``terminate``; SIGKILL after :data:`STOP_GRACE`."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for pid in children:
+    for pid in children if terminate else ():
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE

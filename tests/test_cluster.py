@@ -794,16 +794,84 @@ class Probe:
 '''
 
 
-def test_the_nodes_a_cluster_starts_load_neither_the_cli_nor_what_they_never_use(tmp_path: Path) -> None:
+def fork_nodes(folder: Path, generals: str, *options: str) -> list[str]:
+    """What a driver starts: one process that forks a node per general, for ``folder``'s cluster file."""
+    command = [sys.executable, "-m", "om_actors.node", "--fork-nodes", generals]
+    return [*command, "--cluster", str(folder / "cluster.yaml"), "--logs", str(folder), *options]
+
+
+def pem(folder: Path, general: int) -> bytes:
+    return (folder / f"general-{general}.pem").read_bytes()
+
+
+@pytest.mark.parametrize("forked", [False, True], ids=["by-hand", "forked"])
+def test_nodes_load_neither_the_cli_nor_what_they_never_use(tmp_path: Path, forked: bool) -> None:
     (tmp_path / "probe.py").write_text(PROBE)
-    cluster = write_keys(tmp_path, {0: "127.0.0.1:0", 1: "127.0.0.1:0"})
-    node = [sys.executable, "-m", "om_actors.node", "--id", "0", "--cluster", str(cluster), "--key", "-"]
-    node += ["--allow-strategy", "probe:Probe", "--strategy-folder", str(tmp_path), "--exit-with-stdin"]
-    key = (tmp_path / "general-0.pem").read_bytes()
-    served = subprocess.run(node, input=key, capture_output=True, timeout=60)
+    write_keys(tmp_path, {0: "127.0.0.1:0", 1: "127.0.0.1:0"})
+    strategy = ["--allow-strategy", "probe:Probe", "--strategy-folder", str(tmp_path)]
+    if forked:
+        node = fork_nodes(tmp_path, "0", *strategy)
+    else:
+        node = [
+            sys.executable,
+            "-m",
+            "om_actors.node",
+            "--id",
+            "0",
+            "--cluster",
+            str(tmp_path / "cluster.yaml"),
+        ]
+        node += ["--key", "-", *strategy, "--exit-with-stdin"]
+    served = subprocess.run(node, input=pem(tmp_path, 0), capture_output=True, timeout=60)
     assert served.returncode == 0, served.stderr
-    assert json.loads(served.stdout)["event"] == "node.listening"
-    assert served.stderr == b"[]\n"
+    assert json.loads(served.stdout.splitlines()[0])["event"] == "node.listening"
+    said = (tmp_path / "general-0.log").read_bytes() if forked else served.stderr
+    assert said == b"[]\n"
+
+
+def test_forked_nodes_take_the_keys_in_their_order_and_each_refuses_anothers(tmp_path: Path) -> None:
+    cluster = write_keys(tmp_path, dict.fromkeys(range(3), "127.0.0.1:0"))
+    keys = pem(tmp_path, 0) + pem(tmp_path, 2) + pem(tmp_path, 1)
+    forked = subprocess.run(fork_nodes(tmp_path, "0,1,2"), input=keys, capture_output=True, timeout=60)
+    assert (forked.returncode, forked.stderr) == (0, b"")
+    said = [json.loads(line) for line in forked.stdout.splitlines()]
+    assert [line["general"] for line in said if line["event"] == "node.listening"] == [0]
+    # Each exits when its standard input closes: 0 once it served, 1 and 2 at once, exit status 2.
+    assert {line["general"]: line["status"] for line in said if line["event"] == "node.exited"} == {
+        0: 0,
+        1: 2,
+        2: 2,
+    }
+    for general in (1, 2):
+        refusal = f"standard input: not the key {cluster} names for general {general}\n"
+        assert (tmp_path / f"general-{general}.log").read_text() == refusal
+
+
+async def test_forked_nodes_are_named_and_go_with_the_process_they_were_forked_from(tmp_path: Path) -> None:
+    write_keys(tmp_path, dict.fromkeys(range(2), "127.0.0.1:0"))
+    forker = await trio.lowlevel.open_process(
+        fork_nodes(tmp_path, "0,1"), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        with trio.fail_after(60):
+            assert forker.stdin is not None
+            assert forker.stdout is not None
+            await forker.stdin.send_all(pem(tmp_path, 0) + pem(tmp_path, 1))
+            said = b""
+            while said.count(b"node.listening") < 2:
+                said += await forker.stdout.receive_some()
+            nodes = node_processes(os.getpid())
+            names = sorted(Path(f"/proc/{pid}/comm").read_text() for pid in nodes)
+            assert names == ["om-node-0\n", "om-node-1\n"]
+            forker.kill()  # as kill -9 would: nothing it does on the way out
+            await forker.wait()
+            await eventually(lambda: [pid for pid in nodes if alive(pid)], lambda pids: not pids)
+    finally:
+        forker.kill()
+        await forker.wait()
+        for stream in (forker.stdin, forker.stdout):
+            if stream is not None:
+                await stream.aclose()
 
 
 def test_a_node_without_hypercorn_names_what_to_install(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ Rules for this file:
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import click
 import httpx
 import pytest
 import trio
@@ -27,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from om_actors import Scenario, load_scenario
 from om_actors.algorithm import Setup
+from om_actors.cli import node_command
 from om_actors.node import (
     MAX_BODY,
     Node,
@@ -34,6 +37,7 @@ from om_actors.node import (
     control_headers,
     identified,
     identity_fields,
+    node_arguments,
     public_text,
     run_secret,
     sign,
@@ -719,3 +723,52 @@ async def test_a_signature_from_another_run_with_the_same_seed_is_refused() -> N
     assert [(r["sender"], r["message"]) for r in closed["rejected"]] == [(1, relayed[0])]
     assert closed["rejected"][0]["reason"] == "signature does not verify"
     assert decided["decisions"] == ["attack"]
+
+
+def test_python_m_om_actors_node_has_om_actors_nodes_options_with_the_same_help() -> None:
+    clicked = {
+        max(option.opts, key=len): (
+            option.name,
+            option.help,
+            option.metavar,
+            option.required,
+            option.multiple,
+            option.is_flag,
+        )
+        for option in node_command.params
+        if isinstance(option, click.Option)
+    }
+    parsed = {
+        action.option_strings[0]: (
+            action.dest,
+            action.help,
+            action.metavar,
+            action.required,
+            isinstance(action, argparse._AppendAction),
+            isinstance(action, argparse._StoreTrueAction),
+        )
+        for action in node_arguments()._actions
+        if not isinstance(action, argparse._HelpAction)
+    }
+    assert parsed == clicked
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["--id", "0", "--cluster", "FILE", "--key", "-"],
+        ["--id", "3", "--cluster", "FILE", "--key", "FILE", "--listen", "127.0.0.1:0", "--exit-with-stdin",
+         "--allow-strategy", "a:B", "--allow-strategy", "c:D", "--strategy-folder", "FOLDER"],
+    ],
+    ids=["required-only", "every-option"],
+)  # fmt: skip
+def test_python_m_om_actors_node_reads_a_command_line_as_om_actors_node_does(
+    tmp_path: Path, given: list[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    arguments = [
+        str(tmp_path / "file") if a == "FILE" else str(tmp_path) if a == "FOLDER" else a for a in given
+    ]
+    as_click = node_command.make_context("node", list(arguments)).params
+    as_argparse = vars(node_arguments().parse_args(arguments))
+    assert {name: tuple(v) if isinstance(v, list) else v for name, v in as_argparse.items()} == as_click
