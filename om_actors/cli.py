@@ -688,7 +688,7 @@ def _consoles() -> tuple[Console, Console]:
 
 
 @main.command("replay")
-@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("log", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option(
     "--rerun", "again", is_flag=True, help="Also run the scenario again and compare event by event."
 )
@@ -710,9 +710,9 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
     from .replay import SUMMARY_ONLY, replay_log, rerun_log
 
     out, err = _consoles()
-    with _reporting_errors(err):
-        rerun = rerun_log(log, trust_strategies=trust_strategies) if again else None
-        report = replay_log(log)
+    with _reporting_errors(err), _read_again(log) as copy:
+        rerun = rerun_log(copy, trust_strategies=trust_strategies) if again else None
+        report = replay_log(copy)
         if report.summary_only:
             err.print(f"replay skipped: {SUMMARY_ONLY}")
             if not again:
@@ -731,6 +731,68 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
         if rerun is not None:
             matched = _report_rerun(out, *rerun) and matched
     sys.exit(0 if matched else 1)
+
+
+@contextmanager
+def _read_again(log: Path) -> Iterator[Path]:
+    """``log`` as a file that can be read more than once: replay passes over it two or three times.
+
+    A pipe, ``/dev/stdin`` or ``-`` is copied to a temporary file first,
+    and an error in the copy names what the user gave.  Input whose first
+    line is no ``run.start`` is not copied further: the reader refuses it
+    at line 1 anyway, and an endless stream must not fill the disk first.
+    """
+    import tempfile
+
+    from .errors import LogError
+
+    if not _streamed(log):
+        yield log
+        return
+    with tempfile.TemporaryDirectory(prefix="om-actors-replay-") as folder:
+        copy = Path(folder) / "log.jsonl"
+        with open(copy, "wb") as spool, _opened_for_reading(log) as source:
+            _copy_log(source, spool)
+        try:
+            yield copy
+        except LogError as exc:
+            raise LogError(str(log), exc.line, exc.message) from None
+
+
+def _streamed(log: Path) -> bool:
+    """Whether ``log`` is standard input or a pipe or device rather than a file."""
+    import stat
+
+    if str(log) == "-":
+        return True
+    try:
+        return not stat.S_ISREG(log.stat().st_mode)
+    except OSError:
+        return False  # the reader says why it cannot be read
+
+
+@contextmanager
+def _opened_for_reading(log: Path) -> Iterator[IO[bytes]]:
+    if str(log) == "-":
+        yield sys.stdin.buffer
+        return
+    with open(log, "rb") as source:
+        yield source
+
+
+def _copy_log(source: IO[bytes], spool: IO[bytes]) -> None:
+    import shutil
+
+    from .log import MAX_LINE_BYTES
+
+    first = source.readline(MAX_LINE_BYTES + 1)
+    spool.write(first)
+    try:
+        opens = json.loads(first).get("event") == "run.start"
+    except (ValueError, AttributeError):
+        opens = False
+    if opens:
+        shutil.copyfileobj(source, spool)
 
 
 def _report_rerun(out: Console, compared: int, divergence: Divergence | None) -> bool:

@@ -220,6 +220,41 @@ def test_replay_of_a_truncated_log_exits_2_with_the_line(tmp_path: Path) -> None
     assert result.stderr == f"{log}:168: the last line is cut off: the run did not finish\n"
 
 
+def test_replay_reads_a_log_from_a_pipe_though_it_passes_over_it_three_times() -> None:
+    for source in ("/dev/stdin", "-"):
+        piped = subprocess.run(
+            [sys.executable, "-m", "om_actors", "replay", source, "--rerun"],
+            input=GOLDEN.read_bytes(),
+            capture_output=True,
+            timeout=60,
+        )
+        assert (piped.returncode, piped.stderr) == (0, b"")
+        assert piped.stdout.decode().splitlines() == [
+            "replay OK: 156 messages, decisions and verdict match",
+            "rerun OK: all 168 events match the log",
+        ]
+
+
+def test_replay_of_a_cut_pipe_names_it_and_the_line() -> None:
+    result = CliRunner().invoke(main, ["replay", "-"], input=GOLDEN.read_bytes()[:-20])
+    assert result.exit_code == 2
+    assert result.stderr == "-:168: the last line is cut off: the run did not finish\n"
+
+
+def test_replay_stops_reading_a_stream_that_is_no_log_at_its_first_line() -> None:
+    with subprocess.Popen(["yes"], stdout=subprocess.PIPE) as endless:
+        try:
+            refused = subprocess.run(
+                [sys.executable, "-m", "om_actors", "replay", "-"],
+                stdin=endless.stdout,
+                capture_output=True,
+                timeout=60,
+            )
+        finally:
+            endless.kill()
+    assert (refused.returncode, refused.stderr) == (2, b"-:1: not a JSON line: y\n")
+
+
 def test_explain_prints_the_tree_and_dot() -> None:
     result = invoke("explain", str(GOLDEN), "--general", "1", "--depth", "1")
     assert result.exit_code == 0
