@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-"""The control characters: C0 (line breaks and tabs included), DEL and C1."""
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""The control characters: C0 (line breaks and tabs included), DEL and C1; and the bidirectional
+controls, which reorder what follows them on screen (a name that reads ``txt.exe`` but is ``exe.txt``)."""
 
 
 def printable(text: str) -> str:
-    """``text`` with every control character shown escaped, as ``\\x1b``; anything else as it is."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+    """``text`` with every control character shown escaped, as ``\\x1b`` or ``\\u202e``; the rest as it is."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def markup(text: str) -> str:

@@ -16,5 +16,12 @@ def test_escape_sequences_lose_their_effect_and_other_text_stays() -> None:
     assert printable("généraux → 将軍 [0, 1] \\ ok") == "généraux → 将軍 [0, 1] \\ ok"
 
 
+def test_bidirectional_controls_cannot_reorder_a_name_on_screen() -> None:
+    bidi = ["\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))]
+    assert printable("".join(bidi)) == "".join(f"\\u{ord(c):04x}" for c in bidi)
+    assert printable("evil \u202etxt.exe") == r"evil \u202etxt.exe"
+    assert printable("שלום 123 abc") == "שלום 123 abc"  # right-to-left text itself is left alone
+
+
 def test_markup_escapes_brackets_after_controls() -> None:
     assert markup("\x1b[bold]x") == r"\x1b\[bold]x"
