@@ -86,16 +86,15 @@ class GeneralDriver:
         round's 9,000-odd messages as composed sends all together.
         """
         if self.strategy is None:
-            owed = [core.outbox(round) for core in self.cores]
+            owed = [core.sends(round) for core in self.cores]
             return self._sends(round, owed)
         offered = [core.offers(round) for core in self.cores]
         return self._asks(round, offered)
 
-    def _sends(self, round: int, owed: list[list[Outgoing]]) -> Iterator[Send]:
-        for instance, (core, outgoing) in enumerate(zip(self.cores, owed)):
-            compose = core.compose
-            for out in outgoing:
-                yield Send(instance, round, out.receiver, compose(out, out.path, out.value))
+    def _sends(self, round: int, owed: list[Iterator[tuple[int, object]]]) -> Iterator[Send]:
+        for instance, sends in enumerate(owed):
+            for receiver, payload in sends:
+                yield Send(instance, round, receiver, payload)
 
     def _asks(self, round: int, offered: list[list[Outgoing]]) -> Iterator[Ask]:
         for instance, outgoing in enumerate(offered):

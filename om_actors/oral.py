@@ -220,6 +220,18 @@ class OralGeneral(Core):
         """
         return list(owed(self.setup, self.me, round, self.held if round > 1 else lambda _: self.order))
 
+    def _sends(self, round: int) -> Iterator[tuple[int, Relay]]:
+        """What :meth:`_outbox` and :meth:`_compose` give, without an :class:`Outgoing` per message.
+
+        A lieutenant of thirteen generals sends 9,000-odd relays in round
+        five, and one :class:`Relay` per path serves all of its receivers.
+        """
+        held = self.held if round > 1 else lambda _: self.order
+        for path, value, receivers in owed_by_path(self.setup, self.me, round, held):
+            relay = Relay(path, value)
+            for receiver in receivers:
+                yield receiver, relay
+
     def _compose(self, outgoing: Outgoing, path: object, value: object) -> Relay:
         """One frozen :class:`Relay` per path and value, shared by every receiver it goes to.
 
@@ -293,26 +305,33 @@ class OralGeneral(Core):
 
 
 def owed(setup: Setup, sender: int, round: int, held: Callable[[Path], str]) -> Iterator[Outgoing]:
-    """Who-sends-what in OM(m): every message ``sender`` owes in ``round``, in log order.
+    """Every message ``sender`` owes in ``round``, in log order: :func:`owed_by_path`, one per receiver."""
+    for path, value, receivers in owed_by_path(setup, sender, round, held):
+        for receiver in receivers:
+            yield Outgoing(path, receiver, value)
+
+
+def owed_by_path(
+    setup: Setup, sender: int, round: int, held: Callable[[Path], str]
+) -> Iterator[tuple[Path, str, list[int]]]:
+    """Who-sends-what in OM(m): each path ``sender`` relays in ``round``, its value and its receivers.
 
     ``held`` gives the value the sender holds for a path of the round before
-    (the order, for the commander in round 1).  This is the one copy of the
-    rule; :meth:`OralGeneral.outbox`, the batched store and the adversary
-    space all read it.
+    (the order, for the commander in round 1).  Paths come in log order,
+    receivers in ascending order.  This is the one copy of the rule;
+    :func:`owed`, :meth:`OralGeneral.sends`, the batched store and the
+    adversary space all read it.
     """
     if round == 1:
         if sender == setup.commander:
-            for receiver in setup.lieutenants:
-                yield Outgoing((sender,), receiver, held((sender,)))
+            yield (sender,), held((sender,)), list(setup.lieutenants)
         return
     if sender == setup.commander:
         return
+    everyone = range(setup.generals)
     for path in paths_of_round(setup, round - 1, excluding=sender):
-        value = held(path)
         relayed = (*path, sender)
-        for receiver in range(setup.generals):
-            if receiver not in relayed:
-                yield Outgoing(relayed, receiver, value)
+        yield relayed, held(path), [receiver for receiver in everyone if receiver not in relayed]
 
 
 @attrs.frozen

@@ -194,6 +194,32 @@ def test_no_run_sends_more_than_its_message_bound(
             assert _sent(rules, setup, flooding) <= rules.message_bound(setup, traitors), (traitors, flooding)
 
 
+@pytest.mark.parametrize("rules", ALGORITHMS, ids=_named)
+@pytest.mark.parametrize(("generals", "m", "values"), ARMIES)
+def test_sends_is_outbox_then_compose_in_every_round(
+    rules: Algorithm, generals: int, m: int, values: int
+) -> None:
+    """A loyal general's messages the fast way (``sends``) and the long way, round by round, alike."""
+    if rules.problems(generals, m):
+        pytest.skip(f"{rules.titled(m)} cannot run {generals} generals")
+    setup = Setup(generals, m, 0, tuple(f"v{i}" for i in range(values)), "v0")
+    fast = [rules.general(setup, g, "v1") for g in range(generals)]
+    slow = [rules.general(setup, g, "v1") for g in range(generals)]
+    for round in range(1, fast[0].rounds + 1):
+        sent = []
+        for g in range(generals):
+            quick = list(fast[g].sends(round))
+            long = [
+                (out.receiver, slow[g].compose(out, out.path, out.value)) for out in slow[g].outbox(round)
+            ]
+            assert quick == long, (round, g)
+            sent += [(g, receiver, payload) for receiver, payload in quick]
+        for sender, receiver, payload in sent:
+            for army in (fast, slow):
+                army[receiver].receive(sender=sender, round=round, payload=payload)
+    assert [core.decide() for core in fast] == [core.decide() for core in slow]
+
+
 def test_signed_messages_are_sized_by_their_values_and_their_traitors() -> None:
     """SM(m)'s loyal count is no bound: a lieutenant forwards each value it holds, and a traitor more."""
     setup = Setup(6, 3, 0, ("v0", "v1", "v2", "v3", "v4"), "v0")
