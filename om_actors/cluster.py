@@ -477,12 +477,14 @@ def fork_nodes(
     pipes: dict[int, int] = {}
     children: dict[int, int] = {}
     for general in generals:
+        errors = os.open(logs / f"general-{general}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(write)
-            _serve_forked(general, read, pipes.values(), cluster, logs, allowed, strategy_folder)
+            _serve_forked(general, read, errors, pipes.values(), cluster, allowed, strategy_folder)
         os.close(read)
+        os.close(errors)
         pipes[general] = write
         children[pid] = general
     return _tend(children, pipes)
@@ -504,13 +506,13 @@ def _preload() -> None:
 def _serve_forked(
     general: int,
     key: int,
+    errors: int,
     siblings: Iterable[int],
     cluster: Path,
-    logs: Path,
     allowed: Sequence[str],
     strategy_folder: Path | None,
 ) -> NoReturn:
-    """Be general ``general``'s node, reading its key from ``key``, in a process just forked; never return.
+    """Be general ``general``'s node in a process just forked, its key read from ``key``; never return.
 
     It first closes the pipes of the nodes forked before it, which it
     inherited: no node can write into another's standard input.
@@ -523,7 +525,6 @@ def _serve_forked(
             os.close(descriptor)
         os.dup2(key, 0)
         os.close(key)
-        errors = os.open(logs / f"general-{general}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(errors, 2)
         os.close(errors)
         _name_process(f"om-node-{general}")

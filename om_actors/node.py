@@ -957,7 +957,10 @@ def _fork_arguments() -> argparse.ArgumentParser:
 
 
 def _generals(text: str) -> list[int]:
-    return [int(general) for general in text.split(",")]
+    try:
+        return [int(general) for general in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected general ids separated by commas") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
