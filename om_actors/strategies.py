@@ -115,25 +115,6 @@ class StrategyRaised(Exception):
         self.error = error
 
 
-async def consult(
-    strategy: Strategy, round: int, path: Path, receiver: int, value: str, rng: random.Random
-) -> tuple[tuple[object, ...], object] | None:
-    """What a traitor sends for one message: ``(path, value)``, or ``None`` for silence.
-
-    The one place that knows what a strategy may answer -- a value, ``None``,
-    a :class:`Forgery`, an awaitable of any of those -- for every runtime
-    that asks: the actors, batched mode and the network nodes.  Raises
-    :class:`StrategyRaised` when the strategy raises; cancellation passes.
-    """
-    try:
-        choice = strategy.choose(round, path, receiver, value, rng)
-        if inspect.isawaitable(choice):
-            choice = await choice
-    except Exception as exc:
-        raise StrategyRaised(exc) from exc
-    return interpret(choice, path)
-
-
 def interpret(choice: object, path: Path) -> tuple[tuple[object, ...], object] | None:
     """A strategy's answer as ``(path, value)``: ``None`` is silence, a :class:`Forgery` a made-up path."""
     if choice is None:
