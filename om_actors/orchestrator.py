@@ -320,13 +320,24 @@ def collector_spared() -> Iterator[None]:
     it ends, so the collector runs its full pass several times, and each
     pass would walk every module, function and class loaded before the run
     as well -- a tenth of a thirteen-generals run.  Frozen objects are only
-    skipped, never leaked: they are handed back when the run ends.
+    skipped, never leaked: they are handed back when the run ends.  The
+    youngest generation is collected every 50,000 new objects rather than
+    every 700, which saves another 6% of such a run and keeps at most a few
+    megabytes of cyclic garbage waiting.  Both settings are the process's:
+    they are put back as they were when the run ends.
     """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(RUN_GC_THRESHOLD, *thresholds[1:])
     gc.freeze()
     try:
         yield
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+RUN_GC_THRESHOLD = 50_000
+"""New objects between collections of the youngest generation, during a run."""
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

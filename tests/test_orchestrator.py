@@ -10,6 +10,7 @@ Rules for this file:
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -649,3 +650,18 @@ def test_an_algorithm_with_no_paths_and_its_own_rounds_runs_unchanged(echo: Echo
         (2, 1),
     ]
     assert lines[-1]["rounds"] == 2
+
+
+def test_a_run_puts_the_collectors_settings_back_as_it_found_them() -> None:
+    """A run freezes old objects and collects young ones less often; an embedding app must not notice."""
+    before = gc.get_threshold()
+    during: list[tuple[int, int]] = []
+
+    def look(event: Event) -> None:
+        if isinstance(event, MessageSent):
+            during.append((gc.get_threshold()[0], gc.get_freeze_count()))
+
+    simulate_sync(Scenario(generals=4, m=1), on_event=look)
+    assert len(during) == 9
+    assert all(threshold == 50_000 and frozen > 0 for threshold, frozen in during)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)
