@@ -57,36 +57,54 @@ def event_fields(event: Event) -> dict[str, Any]:
     per-message run's log looks as if none of them existed.  The payload
     is written as its own fields, a reason as its text.
     """
-    return _LAYOUTS[type(event)](event)
+    layout = _LAYOUTS.get(type(event))
+    if layout is None:  # a message or a refusal: laid out with its payload's class
+        kinds = (type(event), type(event.payload))  # type: ignore[union-attr]
+        layout = _MESSAGE_LAYOUTS.get(kinds) or _MESSAGE_LAYOUTS.setdefault(kinds, _layout(*kinds))
+    return layout(event)
 
 
-def _layout(cls: type) -> Callable[[Any], dict[str, Any]]:
+def _layout(cls: type, payload: type | None = None) -> Callable[[Any], dict[str, Any]]:
     """:func:`event_fields` for one event class, written out as code, as attrs writes an ``__init__``.
 
     Every message of a run passes through here -- 250,000 for a hundred
     generals under Phase King -- and a loop over the class's fields, asking
     of each whether it is optional, the payload or a reason, cost more than
     rendering the line.  The generated function asks only what the class's
-    types leave open.
+    types leave open; for an event that carries a payload, one function per
+    payload class writes the payload's fields in place.
     """
     hints = typing.get_type_hints(cls)
     lines = [f"fields = {{'event': {cls.name!r}}}"]  # type: ignore[attr-defined]
     for field in attrs.fields(cls):
         name = field.name
         if name == PAYLOAD:
-            put = f"fields.update(payload_fields(event.{name}))"
-        elif _written_as_is(hints[name]):
+            lines.extend(_payload_lines(payload))
+            continue
+        if _written_as_is(hints[name]):
             put = f"fields[{name!r}] = event.{name}"
         else:
             put = f"fields[{name!r}] = _as_text(event.{name})"
         lines.append(f"if event.{name} is not None: {put}" if field.default is None else put)
-    return _compiled(f"layout of {cls.__name__}", "event", [*lines, "return fields"])
+    title = cls.__name__ if payload is None else f"{cls.__name__} of {payload.__qualname__}"
+    return _compiled(f"layout of {title}", "event", [*lines, "return fields"])
+
+
+def _payload_lines(payload: type | None) -> list[str]:
+    """The lines that write a payload's fields, in order; one that is no attrs instance is written whole.
+
+    attrs only makes fields whose names are identifiers (it writes its own
+    ``__init__`` from them), so every name can be written as an attribute.
+    """
+    if payload is None or not attrs.has(payload):
+        return [f"fields[{PAYLOAD!r}] = event.{PAYLOAD}"]
+    return [f"fields[{f.name!r}] = event.{PAYLOAD}.{f.name}" for f in attrs.fields(payload)]
 
 
 def _compiled(title: str, argument: str, lines: list[str]) -> Callable[[Any], dict[str, Any]]:
     """A one-argument function with ``lines`` as its body, named ``title`` in tracebacks."""
     source = "\n    ".join([f"def fields({argument}):", *lines])
-    namespace: dict[str, Any] = {"payload_fields": payload_fields, "_as_text": _as_text}
+    namespace: dict[str, Any] = {"_as_text": _as_text}
     exec(compile(source, f"<om_actors.log {title}>", "exec"), namespace)
     return cast(Callable[[Any], dict[str, Any]], namespace["fields"])
 
@@ -102,43 +120,16 @@ def _as_text(value: object) -> object:
     return reason_text(value) if isinstance(value, enum.Enum) else value
 
 
-def payload_fields(payload: object) -> dict[str, Any]:
-    """A message's payload as the fields its line holds: its attrs fields, in order.
-
-    The algorithm's own :meth:`~om_actors.algorithm.Algorithm.payload_fields`
-    does the same; the writer reads the fields directly so that writing a
-    log needs no registry.  A payload that is no attrs instance at all is
-    written whole, as ``payload``.
-    """
-    cls = type(payload)
-    write = _PAYLOAD_LAYOUTS.get(cls)
-    if write is None:
-        write = _PAYLOAD_LAYOUTS[cls] = _payload_layout(cls)
-    return write(payload)
-
-
-def _payload_layout(cls: type) -> Callable[[Any], dict[str, Any]]:
-    """:func:`payload_fields` for one payload class, written out as code once, as :func:`_layout` is.
-
-    attrs only makes fields whose names are identifiers (it writes its own
-    ``__init__`` from them), so every name can be written as an attribute.
-    """
-    if not attrs.has(cls):
-        return lambda payload: {PAYLOAD: payload}
-    pairs = ", ".join(f"{field.name!r}: payload.{field.name}" for field in attrs.fields(cls))
-    return _compiled(f"layout of the payload {cls.__qualname__}", "payload", [f"return {{{pairs}}}"])
-
-
-_PAYLOAD_LAYOUTS: dict[type, Callable[[Any], dict[str, Any]]] = {}
-"""Each payload class's :func:`payload_fields`, made when the first of its messages is written."""
-
-
 def reason_text(reason: enum.Enum) -> str:
     """A rejection reason as the log writes it: the text of a string-valued enum."""
     return reason.value if isinstance(reason.value, str) else str(reason)
 
 
-_LAYOUTS = {cls: _layout(cls) for cls in get_args(Event)}
+_LAYOUTS = {cls: _layout(cls) for cls in get_args(Event) if PAYLOAD not in attrs.fields_dict(cls)}
+"""The layout of each event class that carries no payload."""
+
+_MESSAGE_LAYOUTS: dict[tuple[type, type], Callable[[Any], dict[str, Any]]] = {}
+"""The layout of each event class that carries a payload, for each payload class, made on first use."""
 
 
 def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -316,7 +307,7 @@ class LogWriter:
         self._file = file
 
     def __call__(self, event: Event) -> None:
-        self._write(_written_line(_LAYOUTS[type(event)](event)))
+        self._write(_written_line(event_fields(event)))
         if type(event) is RoundEnded:
             self._file.flush()
 

@@ -46,7 +46,7 @@ from om_actors.log import (
     read_selected,
     rules_of,
 )
-from om_actors.oral import ORAL_MESSAGES, Relay
+from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
 from om_actors.registry import REGISTRY, algorithm_named
 from om_actors.signed import SIGNED_MESSAGES, SignedReason
 
@@ -225,6 +225,29 @@ def test_every_payload_reads_back_as_it_was_sent(scenario: Scenario, tmp_path: P
     read = [line for line in read_log(log) if line.event == "message"]
     assert [line.payload for line in read] == [event.payload for event in sent]
     assert [line.path for line in read] == [scenario.rules.path_of(event.payload) for event in sent]
+
+
+def test_a_payload_is_written_as_its_fields_in_place_or_whole_when_it_has_none() -> None:
+    relay = MessageRejected(1, 0, 1, Relay((0,), "x"), OralReason.DUPLICATE, instance=2)
+    assert list(event_fields(relay).items()) == [
+        ("event", "message.rejected"),
+        ("instance", 2),
+        ("round", 1),
+        ("sender", 0),
+        ("receiver", 1),
+        ("path", (0,)),
+        ("value", "x"),
+        ("reason", "duplicate message"),
+    ]
+    bare = MessageSent(1, 0, 1, "no attrs class", delivered=False)
+    assert event_fields(bare) == {
+        "event": "message",
+        "round": 1,
+        "sender": 0,
+        "receiver": 1,
+        "payload": "no attrs class",
+        "delivered": False,
+    }
 
 
 def test_a_line_is_compact_json_in_utf_8() -> None:
