@@ -22,18 +22,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 import cattrs
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    Event,
-    MappingEndEvent,
-    MappingStartEvent,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-)
 
 from .algorithm import Algorithm, Setup
 from .errors import OmActorsError, Problem, ScenarioError
@@ -1002,6 +990,8 @@ def _locate(doc: object, where: Where, on_key: bool) -> tuple[int, int] | None:
     """
     if not hasattr(doc, "lc"):
         return None
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     line, column = 0, 0
     node: Any = doc
     for depth, step in enumerate(where):
@@ -1089,6 +1079,9 @@ def parse_scenario(
     The text is the user's own, so its ``module:Class`` strategies are
     imported to check them -- but never constructed.
     """
+    from ruamel.yaml import YAML  # only a scenario from text needs YAML: one built in code does not
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     try:
         shape = _shape_problem(text)
         if shape is not None:
@@ -1134,6 +1127,16 @@ def _shape_problem(text: str) -> Problem | None:
         line = text.count("\n", 0, brackets.start()) + 1
         column = brackets.start() - (text.rfind("\n", 0, brackets.start()) + 1) + 1
         return Problem(_TOO_DEEP, line, column)
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import (
+        AliasEvent,
+        MappingEndEvent,
+        MappingStartEvent,
+        ScalarEvent,
+        SequenceEndEvent,
+        SequenceStartEvent,
+    )
+
     expanded: dict[str, int] = {}
     open_nodes: list[tuple[int, str | None]] = [(0, None)]  # values within each open node, its anchor
     for event in YAML(typ="rt", pure=True).parse(text):
@@ -1202,6 +1205,9 @@ def scenario_from_dict(data: object, *, source: str = "<data>", import_strategie
 
 
 if TYPE_CHECKING:
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.events import Event
+
     SEVEN_GENERALS: Scenario
 
 

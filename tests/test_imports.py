@@ -155,6 +155,18 @@ def test_the_completed_choices_are_those_the_commands_take() -> None:
     assert [REGISTRY[name].name for name in BUILT_IN] == list(BUILT_IN)
 
 
+def test_a_scenario_built_in_code_runs_without_yaml(tmp_path: Path) -> None:
+    """An app that builds its Scenario in code never reads YAML, so it never pays for ruamel.yaml."""
+    loaded = python(
+        tmp_path,
+        "import om_actors\n"
+        "result = om_actors.simulate_sync(om_actors.Scenario(generals=4, m=1, traitors={1: 'flip'}))\n"
+        "assert result.verdict.success",
+    )
+    assert {"om_actors.orchestrator", "trio"} <= loaded
+    assert not {name for name in loaded if name.startswith("ruamel")}
+
+
 def test_batched_mode_imports_numpy_and_per_message_mode_does_not(tmp_path: Path) -> None:
     batched = om_actors(tmp_path, "run", "seven-generals", "--mode", "batched", "--json")
     per_message = om_actors(tmp_path, "run", "seven-generals", "--mode", "per-message", "--json")
