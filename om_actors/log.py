@@ -57,14 +57,14 @@ def event_fields(event: Event) -> dict[str, Any]:
     per-message run's log looks as if none of them existed.  The payload
     is written as its own fields, a reason as its text.
     """
-    layout = _LAYOUTS.get(type(event))
-    if layout is None:  # a message or a refusal: laid out with its payload's class
-        kinds = (type(event), type(event.payload))  # type: ignore[union-attr]
-        layout = _MESSAGE_LAYOUTS.get(kinds) or _MESSAGE_LAYOUTS.setdefault(kinds, _layout(*kinds))
+    kinds = (type(event), type(getattr(event, PAYLOAD, None)))
+    layout = _LAYOUTS.get(kinds)
+    if layout is None:
+        layout = _LAYOUTS[kinds] = _event_layout(*kinds)
     return layout(event)
 
 
-def _layout(cls: type, payload: type | None = None) -> Callable[[Any], dict[str, Any]]:
+def _event_layout(cls: type, payload: type) -> Callable[[Any], dict[str, Any]]:
     """:func:`event_fields` for one event class, written out as code, as attrs writes an ``__init__``.
 
     Every message of a run passes through here -- 250,000 for a hundred
@@ -86,17 +86,18 @@ def _layout(cls: type, payload: type | None = None) -> Callable[[Any], dict[str,
         else:
             put = f"fields[{name!r}] = _as_text(event.{name})"
         lines.append(f"if event.{name} is not None: {put}" if field.default is None else put)
-    title = cls.__name__ if payload is None else f"{cls.__name__} of {payload.__qualname__}"
+    carries = PAYLOAD in attrs.fields_dict(cls)
+    title = f"{cls.__name__} of {payload.__qualname__}" if carries else cls.__name__
     return _compiled(f"layout of {title}", "event", [*lines, "return fields"])
 
 
-def _payload_lines(payload: type | None) -> list[str]:
+def _payload_lines(payload: type) -> list[str]:
     """The lines that write a payload's fields, in order; one that is no attrs instance is written whole.
 
     attrs only makes fields whose names are identifiers (it writes its own
     ``__init__`` from them), so every name can be written as an attribute.
     """
-    if payload is None or not attrs.has(payload):
+    if not attrs.has(payload):
         return [f"fields[{PAYLOAD!r}] = event.{PAYLOAD}"]
     return [f"fields[{f.name!r}] = event.{PAYLOAD}.{f.name}" for f in attrs.fields(payload)]
 
@@ -125,11 +126,9 @@ def reason_text(reason: enum.Enum) -> str:
     return reason.value if isinstance(reason.value, str) else str(reason)
 
 
-_LAYOUTS = {cls: _layout(cls) for cls in get_args(Event) if PAYLOAD not in attrs.fields_dict(cls)}
-"""The layout of each event class that carries no payload."""
-
-_MESSAGE_LAYOUTS: dict[tuple[type, type], Callable[[Any], dict[str, Any]]] = {}
-"""The layout of each event class that carries a payload, for each payload class, made on first use."""
+_LAYOUTS: dict[tuple[type, type], Callable[[Any], dict[str, Any]]] = {}
+"""Each event class's layout, by the class and its payload's class (``NoneType`` for an event with
+no payload), made when the first such event is written."""
 
 
 def event_first(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
