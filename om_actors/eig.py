@@ -456,22 +456,25 @@ class BatchedDriver(GeneralDriver):
 
     def round(self, round: int) -> Iterator[Send | Ask]:
         strategy = self.strategy
-        if strategy is not None and not isinstance(strategy, BatchStrategy):
+        if not isinstance(strategy, BatchStrategy):
             return super().round(round)
         items: list[Send | Ask] = []
         for instance, core in enumerate(self.generals):
             values = core.setup.values
             told: Values | None = None
             for receiver, batch in core.batches(round):
-                if strategy is not None:
-                    lie = strategy.choose_batch(round, receiver, batch.row, values)
-                    if lie is None:
-                        continue
-                    if lie is not batch.row:
-                        told = lie = _shared(lie, told)
-                    batch = RoundBatch(lie, batch.count)
-                items.append(Send(instance, round, receiver, batch))
+                lie = strategy.choose_batch(round, receiver, batch.row, values)
+                if lie is None:
+                    continue
+                if lie is not batch.row:
+                    told = lie = _shared(lie, told)
+                items.append(Send(instance, round, receiver, RoundBatch(lie, batch.count)))
         return iter(items)
+
+    def sends(self, round: int) -> Iterator[tuple[int, int, object]]:
+        """A loyal general's round: one :class:`RoundBatch` per receiver and instance."""
+        batches = [list(core.batches(round)) for core in self.generals]
+        return ((i, receiver, batch) for i, listed in enumerate(batches) for receiver, batch in listed)
 
     def deliver(self, instance: int, sender: int, round: int, payload: object) -> MessageRejected | None:
         if type(payload) is RoundBatch:

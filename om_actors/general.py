@@ -18,8 +18,8 @@ messages have all arrived.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -74,8 +74,9 @@ class Ack:
     stats: Mapping[str, int] = attrs.field(factory=dict)
 
 
-Post = Callable[[Send], None]
-"""The runtime's delivery of a message, bound to one general as the sender."""
+Post = Callable[[int, int, int, object], None]
+"""The runtime's delivery of a message -- ``(round, instance, receiver, payload)`` -- bound to one
+general as the sender."""
 
 
 class GeneralActor:
@@ -145,15 +146,15 @@ class GeneralActor:
             acks.send_nowait(Ack(self.id, decisions=self.driver.decide(), stats=dict(stats)))
 
     async def _send(self, round: int) -> None:
-        items = self.driver.round(round)
+        post = self._post
         if self.driver.strategy is None:  # loyal: only sends, and nothing to await
-            for send in cast("Iterator[Send]", items):
-                self._post(send)
+            for instance, receiver, payload in self.driver.sends(round):
+                post(round, instance, receiver, payload)
             return
-        for item in items:
+        for item in self.driver.round(round):
             sent = await self.driver.ask(item) if isinstance(item, Ask) else item
             if isinstance(sent, Send):
-                self._post(sent)
+                post(round, sent.instance, sent.receiver, sent.payload)
             elif isinstance(sent, StrategyFailed):
                 self._record(sent)
 

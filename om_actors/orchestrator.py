@@ -35,10 +35,10 @@ import attrs
 import trio
 
 from .accounting import Accounting
-from .driver import GeneralDriver, Send
+from .driver import GeneralDriver
 from .errors import OmActorsError, Problem, ScenarioError
 from .events import Event, MessageSent
-from .general import Ack, BatchedGeneralActor, Command, Decide, Flush, GeneralActor, SendRound
+from .general import Ack, BatchedGeneralActor, Command, Decide, Flush, GeneralActor, Post, SendRound
 from .limits import BATCHED_ABOVE as BATCHED_ABOVE  # the CLI names it without importing this module
 from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, open_log
@@ -414,18 +414,17 @@ class _Run:
             for g, cores in enumerate(self.batched)
         ]
 
-    def _poster(self, sender: int) -> Callable[[Send], None]:
+    def _poster(self, sender: int) -> Post:
         """Where general ``sender``'s messages go: counted, logged, and into the receiver's inbox."""
         books, pending, inboxes, on_progress = self.books, self.pending, self.inboxes, self.on_progress
         tagged = books.tagged
 
-        def post(send: Send) -> None:
-            round, instance, receiver = send.round, send.instance, send.receiver
+        def post(round: int, instance: int, receiver: int, payload: object) -> None:
             books.sent(round, instance, sender)
             if tagged:
-                message = MessageSent(round, sender, receiver, send.payload, instance=instance)
+                message = MessageSent(round, sender, receiver, payload, instance=instance)
             else:  # a keyword costs a third of the object
-                message = MessageSent(round, sender, receiver, send.payload)
+                message = MessageSent(round, sender, receiver, payload)
             pending.append(message)
             inboxes[receiver].send_nowait(message)
             if on_progress is not None and not len(pending) % PROGRESS_EVERY:
@@ -433,20 +432,19 @@ class _Run:
 
         return post
 
-    def _batch_poster(self, sender: int) -> Callable[[Send], None]:
+    def _batch_poster(self, sender: int) -> Post:
         """:meth:`_poster` for batched mode: a batch counts as its messages, logged only if asked."""
         from .eig import RoundBatch
 
         books, inboxes = self.books, self.inboxes
 
-        def post(send: Send) -> None:
-            round, payload = send.round, send.payload
+        def post(round: int, instance: int, receiver: int, payload: object) -> None:
             count = payload.count if type(payload) is RoundBatch else 1
-            books.sent(round, send.instance, sender, count)
-            message = MessageSent(round, sender, send.receiver, payload, instance=books.tag(send.instance))
+            books.sent(round, instance, sender, count)
+            message = MessageSent(round, sender, receiver, payload, instance=books.tag(instance))
             if self.log_messages:
                 self.pending.extend(self._itemized(message))
-            inboxes[send.receiver].send_nowait(message)
+            inboxes[receiver].send_nowait(message)
             if self.on_progress is not None:
                 self.on_progress(round, books.messages)
 
