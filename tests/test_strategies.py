@@ -464,10 +464,11 @@ def test_a_messages_rng_draws_as_if_seeded_at_once_with_the_messages_identity() 
 
 
 def test_a_strategy_that_seeds_its_rng_itself_gets_its_own_seed() -> None:
-    for reseed in (lambda r: r.seed(42), lambda r: r.setstate(random.Random(42).getstate())):
-        rng = strategies.message_rng(5, 2, 3, (3,), 1)
-        reseed(rng)
-        assert rng.random() == random.Random(42).random()
+    seeded = strategies.message_rng(5, 2, 3, (3,), 1)
+    seeded.seed(42)
+    restored = strategies.message_rng(5, 2, 3, (3,), 1)
+    restored.setstate(random.Random(42).getstate())
+    assert seeded.random() == restored.random() == random.Random(42).random()
 
 
 def test_several_instances_refusing_for_different_reasons_say_each() -> None:
