@@ -227,14 +227,21 @@ def _title(algorithm: str) -> str:
     return found.title if found is not None else algorithm
 
 
+def pace(cases: int, seconds: float) -> str:
+    """How fast cases went: per second, or for a search slower than one a second, seconds a case."""
+    if not cases or not seconds:
+        return "0.0 cases/s"
+    rate = cases / seconds
+    return f"{rate:,.1f} cases/s" if rate >= 1 else f"{seconds / cases:,.1f} s a case"
+
+
 def print_verify(out: Console, summary: VerifySummary) -> None:
     """The table, then the totals, where violations went, and what was not checked."""
     out.print(verify_table(summary.tally))
-    rate = summary.done / summary.seconds if summary.seconds else 0.0
     out.print(
         f"{summary.done:,} cases, {summary.adversaries:,} adversaries ({summary.adversary}, "
         f"{markup(_title(summary.tally.algorithm))}) in "
-        f"{summary.seconds:.2f} s: {rate:,.1f} cases/s on {summary.jobs} job(s)"
+        f"{summary.seconds:.2f} s: {pace(summary.done, summary.seconds)} on {summary.jobs} job(s)"
     )
     if summary.over_budget:
         out.print(

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from om_actors import Result, Scenario, simulate_sync
 from om_actors.algorithm import Verdict
-from om_actors.report import report
+from om_actors.report import pace, report
 from om_actors.result import InstanceOutcome
 
 FOUR = Scenario(name="four", generals=4, m=1, order="attack")
@@ -76,3 +76,9 @@ def test_several_crashed_generals_are_named_together() -> None:
 def test_json_carries_the_same_counts() -> None:
     data = _without(attrs.evolve(simulate_sync(FOUR), undelivered=3), crashed=2).to_dict()
     assert (data["undelivered"], data["crashed"]) == (3, [2])
+
+
+def test_a_slow_search_says_seconds_a_case_rather_than_nought_cases_a_second() -> None:
+    assert pace(216, 1.98) == "109.1 cases/s"
+    assert pace(58, 4436.12) == "76.5 s a case"
+    assert pace(0, 0.0) == "0.0 cases/s"
