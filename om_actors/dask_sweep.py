@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import attrs
 import trio
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, LocalCluster, Worker, WorkerPlugin, as_completed
 
 from .errors import OmActorsError
 from .verify import Batch, Check, Fold
@@ -34,7 +35,7 @@ OVERHEAD_SHARE = 0.05
 CHEAPEST_CASE_SECONDS = 0.002
 """The cheapest case's time: three generals, canonical adversaries, mostly its actor check, which every
 case runs; any other case costs more."""
-TASKS_PER_WORKER = 4
+TASKS_PER_WORKER = 16
 """Fewest batches per worker thread: enough to keep each busy to the end, and the progress bar moving."""
 CONNECT_SECONDS = 10
 """How long to try reaching a scheduler before saying it cannot be reached."""
@@ -98,6 +99,18 @@ class DaskCluster:
             self.client.cancel(futures)
 
 
+class _CtrlCIsTheClients(WorkerPlugin):
+    """A local worker ignores Ctrl-C: the terminal sends it to every process of the command.
+
+    The client cancels the work and closes the cluster itself; a worker
+    that died of the signal first would only print its own traceback.
+    Registered with the cluster, it reaches a worker Dask restarts too.
+    """
+
+    def setup(self, worker: Worker) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # setup runs on the worker process's main thread
+
+
 @contextmanager
 def open_cluster(scheduler: str) -> Iterator[DaskCluster]:
     """The cluster ``scheduler`` names, connected, and closed afterwards.
@@ -117,10 +130,11 @@ def open_cluster(scheduler: str) -> Iterator[DaskCluster]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,  # Ctrl-C reaches its workers too: their ends are not news
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.register_plugin(_CtrlCIsTheClients())
         yield DaskCluster(client)
 
 
