@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,10 +74,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=2, help="runs of each contender (default 2)")
     runs = parser.parse_args().runs
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     default = race("default sweep", DEFAULT_SWEEP, ["--jobs", "2"], runs)
     search = race("search sweep", SEARCH_SWEEP, ["--jobs", "1"], runs)
     slowdown = default[2] / default[0]
     speedup = search[0] / search[2]
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print()
     print(f"{'target':<44} {'local':>8} {'local:2':>8} {'figure':>8} {'goal':>8}  met")
     rows = [
