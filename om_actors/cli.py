@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .orchestrator import Mode, ProgressHandler
     from .replay import Divergence
     from .scenario import Scenario
-    from .verify import Adversary, CaseReport, Counts, Tally
+    from .verify import Adversary, CaseReport, Counts, Executor, Tally
 
 PROGRESS_ABOVE = {"per-message": 20_000, "batched": 1_000_000}
 """Messages above which a run shows a progress bar on a terminal, by mode: a few tenths of a second."""
@@ -69,6 +69,8 @@ INSTALL = {
     "cryptography": "cryptography",
     "hypercorn": "'om_actors[net]'",
     "trio_parallel": "trio-parallel",
+    "distributed": "'om_actors[dask]'",
+    "dask": "'om_actors[dask]'",
 }
 """What to install for each package only some commands import, and only when they run."""
 
@@ -1031,7 +1033,11 @@ def _traitors_option(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option(
     "--budget", type=click.IntRange(min=1), help="Adversaries per case at most (default by family)."
 )
-@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores")
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
+              help="Local worker processes, without --scheduler.")  # fmt: skip
+@click.option("--scheduler", metavar="ADDRESS|local:N",
+              help="Run the cases on the Dask cluster of this scheduler (tcp://host:8786), or on a local "
+              "one of N worker processes; needs the dask extra.")  # fmt: skip
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("violations"),
               callback=_folder_option,
               show_default=True, help="Where violations are written as scenario files.")  # fmt: skip
@@ -1044,6 +1050,7 @@ def verify_command(
     adversary: Adversary,
     budget: int | None,
     jobs: int,
+    scheduler: str | None,
     out_dir: Path,
     as_json: bool,
 ) -> None:
@@ -1059,6 +1066,8 @@ def verify_command(
     from .verify import Tally, cases, check_ranges, no_army, verify
 
     out, err = _consoles()
+    if scheduler is not None and _given(click.get_current_context(), "jobs"):
+        raise click.UsageError("give --jobs or --scheduler, not both: a cluster has its own workers")
     with _reporting_errors(err, as_json=as_json):
         check_ranges(generals, ms, counts, algorithm)
     all_cases = list(cases(generals, ms, counts, algorithm))
@@ -1068,15 +1077,20 @@ def verify_command(
     budget = budget or VERIFY_BUDGET[adversary]
     tally = Tally(algorithm)
     started = time.monotonic()
+    seconds = None
     interrupted = False
-    with _verify_progress(out, len(all_cases), quiet=as_json) as on_case:
-        try:
-            trio.run(
-                partial(verify, all_cases, adversary, budget=budget, jobs=jobs, tally=tally, on_case=on_case)
-            )
-        except KeyboardInterrupt:
-            interrupted = True
-    seconds = time.monotonic() - started
+    try:
+        with _reporting_errors(err, as_json=as_json), _executor(scheduler, jobs) as (executor, jobs):
+            started = time.monotonic()  # a cluster's start is not the sweep's time
+            with _verify_progress(out, len(all_cases), quiet=as_json) as on_case:
+                checking = partial(verify, all_cases, adversary, budget=budget, tally=tally, on_case=on_case)
+                try:
+                    trio.run(partial(checking, executor=executor))
+                finally:
+                    seconds = time.monotonic() - started
+    except KeyboardInterrupt:
+        interrupted = True
+    seconds = time.monotonic() - started if seconds is None else seconds
     with _reporting_errors(err, as_json=as_json):
         files = _write_violations(tally, out_dir, adversary)
     summary = VerifySummary(tally, adversary, budget, jobs, seconds, files, len(all_cases), interrupted)
@@ -1088,6 +1102,29 @@ def verify_command(
         err.print(f"interrupted: {summary.done} of {len(all_cases)} cases checked")
         sys.exit(130)
     sys.exit(1 if tally.contradictions or tally.mismatches else 0)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave the option, rather than its default standing."""
+    source = ctx.get_parameter_source(name)
+    return source not in (None, click.core.ParameterSource.DEFAULT)
+
+
+@contextmanager
+def _executor(scheduler: str | None, jobs: int) -> Iterator[tuple[Executor, int]]:
+    """Where verify's batches run, and how many run at once: local processes, or a Dask cluster.
+
+    Dask is imported only here, and only for ``--scheduler``.
+    """
+    from .verify import WorkerProcesses
+
+    if scheduler is None:
+        yield WorkerProcesses(jobs), jobs
+        return
+    from .dask_sweep import open_cluster
+
+    with open_cluster(scheduler) as cluster:
+        yield cluster, cluster.workers
 
 
 def _algorithms_option(

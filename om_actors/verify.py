@@ -36,7 +36,7 @@ import math
 import random
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -720,8 +720,18 @@ class Row:
         )
 
 
+def _enumeration_order(violation: Violation) -> tuple[int, int, int, tuple[int, ...], int]:
+    """Where the violation's case comes in :func:`cases`: violations are listed, and written, so."""
+    case = violation.case
+    return (case.generals, case.m, len(case.traitors), case.traitors, DEFAULT_VALUES.index(case.order))
+
+
 class Tally:
-    """Case reports of one algorithm folded into rows as they arrive, in whatever order workers finish."""
+    """Case reports of one algorithm folded into rows as they arrive, in whatever order workers finish.
+
+    Violations are kept in the order of their cases, and mismatches sorted,
+    so the report is the same however the workers' finishing order fell.
+    """
 
     def __init__(self, algorithm: str = DEFAULT_ALGORITHM) -> None:
         self.algorithm = algorithm
@@ -736,9 +746,9 @@ class Tally:
         key = (case.generals, case.m, len(case.traitors))
         self.rows[key] = self.rows.get(key, Row(*key, algorithm=self.algorithm)).add(report)
         if report.violation is not None:
-            self.violations.append(report.violation)
+            bisect.insort(self.violations, report.violation, key=_enumeration_order)
         if report.mismatch is not None:
-            self.mismatches.append(report.mismatch)
+            bisect.insort(self.mismatches, report.mismatch)
 
     def sorted_rows(self) -> list[Row]:
         return [self.rows[key] for key in sorted(self.rows)]
@@ -748,49 +758,111 @@ class Tally:
         return [v for v in self.violations if not v.case.theorem_allows_failure]
 
 
+Batch = tuple[Case, ...]
+"""Cases checked one after another by one task: a worker's unit of work, and a Dask task's."""
+
+
+def check_batch(batch: Batch, adversary: Adversary, budget: int) -> list[CaseReport]:
+    """Every case of ``batch``, in order; what an executor runs, in a worker process or on a cluster.
+
+    A case's search is seeded by the case itself (see ``_Search.plans``), so
+    its report is the same whichever batch, worker or machine checks it.
+    """
+    return [check_case(case, adversary, budget) for case in batch]
+
+
+def batches(all_cases: Sequence[Case], size: int) -> list[Batch]:
+    """``all_cases`` cut, in order, into batches of ``size`` cases (the last may hold fewer)."""
+    return [tuple(all_cases[start : start + size]) for start in range(0, len(all_cases), size)]
+
+
+Check = Callable[[Batch], list[CaseReport]]
+"""One batch checked: :func:`check_batch` with the run's adversary and budget bound."""
+Fold = Callable[[list[CaseReport]], None]
+
+
+class Executor(Protocol):
+    """Where batches run: the one thing that differs between a local verify and one on a cluster.
+
+    The cases, their batches' contents, the seeds, the adversaries, the
+    shrinking and the tally are verify's alone, so every executor gives the
+    same answers; an executor only decides where :func:`check_batch` runs.
+    """
+
+    def batch_size(self, cases: int) -> int:
+        """How many cases one task holds, for a run of ``cases`` cases."""
+        ...
+
+    async def run(self, check: Check, work: Sequence[Batch], fold: Fold) -> None:
+        """Run ``check`` on every batch, handing each batch's reports to ``fold`` as it finishes.
+
+        Cancelled (Ctrl-C), it stops the batches still outstanding before returning.
+        """
+        ...
+
+
+@attrs.frozen
+class WorkerProcesses:
+    """``jobs`` local worker processes (trio-parallel), or with one job a worker thread of this process.
+
+    A task is one case: a local worker costs far less than a case to hand
+    one to, so batching would only make the progress bar coarser.
+    """
+
+    jobs: int
+
+    def batch_size(self, cases: int) -> int:
+        return 1
+
+    async def run(self, check: Check, work: Sequence[Batch], fold: Fold) -> None:
+        if self.jobs <= 1:
+            # A thread, not this one: check_case starts trio runs of its own for its actor checks.
+            for batch in work:
+                fold(await trio.to_thread.run_sync(check, batch, abandon_on_cancel=True))
+            return
+        limiter = trio.CapacityLimiter(self.jobs)
+
+        async def one(batch: Batch) -> None:
+            fold(await trio_parallel.run_sync(check, batch, kill_on_cancel=True, limiter=limiter))
+
+        with unwrapped():  # Ctrl-C comes out as KeyboardInterrupt, not inside a group
+            async with trio.open_nursery() as nursery:
+                for batch in work:
+                    nursery.start_soon(one, batch)
+
+
 async def verify(
     all_cases: Sequence[Case],
     adversary: Adversary,
     *,
     budget: int,
-    jobs: int,
+    jobs: int = 1,
     tally: Tally,
     on_case: Callable[[CaseReport], None] | None = None,
+    executor: Executor | None = None,
 ) -> None:
-    """Check every case, on ``jobs`` worker processes, folding reports into ``tally``.
+    """Check every case, folding reports into ``tally`` as they arrive.
 
-    The cases name their algorithm (:func:`cases` takes it), and must all
-    be the tally's.  With one job everything runs in this process, a case at
-    a time on a worker thread.  On cancellation workers are killed and the
-    thread is abandoned, so Ctrl-C is prompt either way.
+    The cases run where ``executor`` puts them: by default on ``jobs``
+    local worker processes (:class:`WorkerProcesses`), or on a Dask cluster
+    (:class:`om_actors.dask_sweep.DaskCluster`).  The cases name their
+    algorithm (:func:`cases` takes it), and must all be the tally's.  On
+    cancellation the executor stops what is outstanding, so Ctrl-C is
+    prompt either way.
     """
     strays = {case.algorithm for case in all_cases} - {tally.algorithm}
     if strays:
         raise ValueError(f"cases of {sorted(strays)} for a tally of {tally.algorithm!r}")
+    executor = executor or WorkerProcesses(jobs)
 
-    def fold(report: CaseReport) -> None:
-        tally.add(report)
-        if on_case is not None:
-            on_case(report)
+    def fold(reports: list[CaseReport]) -> None:
+        for report in reports:
+            tally.add(report)
+            if on_case is not None:
+                on_case(report)
 
-    if jobs <= 1:
-        # A thread, not this one: check_case starts trio runs of its own for its actor checks.
-        for case in all_cases:
-            fold(await trio.to_thread.run_sync(check_case, case, adversary, budget, abandon_on_cancel=True))
-        return
-    limiter = trio.CapacityLimiter(jobs)
-
-    async def one(case: Case) -> None:
-        fold(
-            await trio_parallel.run_sync(
-                check_case, case, adversary, budget, kill_on_cancel=True, limiter=limiter
-            )
-        )
-
-    with unwrapped():  # Ctrl-C comes out as KeyboardInterrupt, not inside a group
-        async with trio.open_nursery() as nursery:
-            for case in all_cases:
-                nursery.start_soon(one, case)
+    check = functools.partial(check_batch, adversary=adversary, budget=budget)
+    await executor.run(check, batches(all_cases, executor.batch_size(len(all_cases))), fold)
 
 
 def write_violation(violation: Violation, folder: FilePath, adversary: Adversary) -> FilePath:

@@ -24,6 +24,8 @@ NOT_FOR_SEVEN_GENERALS = frozenset(
 )
 """What a seven-generals run without a log must not import: batched mode, the network, asyncio, workers."""
 NETWORK = frozenset({"httpx", "cryptography", "hypercorn"})
+DASK = frozenset({"dask", "distributed"})
+"""What only ``verify --scheduler`` may import: a run without it never pays for Dask."""
 HEAVY = NOT_FOR_SEVEN_GENERALS | {"trio", "rich", "attrs", "cattrs", "ruamel", "structlog", "outcome"}
 """What help, the version and completion never need: any of these would cost more than click itself."""
 STARTUP_MODULES = frozenset(
@@ -194,6 +196,16 @@ def _command(
         _command("compare", "seven-generals", "--algorithms", "sm", needed=frozenset({"cryptography"})),
         _command("verify", "--generals", "4", "--m", "1", "--jobs", "1", needed=frozenset({"trio_parallel"})),
         _command(
+            "verify",
+            "--generals",
+            "4",
+            "--m",
+            "1",
+            "--scheduler",
+            "local:1",
+            needed=DASK | {"trio_parallel"},
+        ),
+        _command(
             "keys",
             "keys",
             "--addresses",
@@ -207,10 +219,13 @@ def _command(
 def test_only_the_network_commands_and_sm_import_the_network_and_only_verify_worker_processes(
     tmp_path: Path, args: list[str], status: int, needed: frozenset[str], allowed: frozenset[str]
 ) -> None:
-    """SM signs, so an SM run needs cryptography; ``keys`` writes keys; verify's jobs are processes."""
+    """SM signs, so an SM run needs cryptography; ``keys`` writes keys; verify's jobs are processes.
+
+    Dask is imported by ``verify --scheduler`` alone.
+    """
     ran = om_actors(tmp_path, *args)
     assert ran.status == status
-    found = ran.packages & (NETWORK | {"trio_parallel"})
+    found = ran.packages & (NETWORK | DASK | {"trio_parallel"})
     assert sorted(needed - found) == []
     assert sorted(found - allowed) == []
 
@@ -220,6 +235,12 @@ def test_only_the_network_commands_and_sm_import_the_network_and_only_verify_wor
     [
         ("numpy", ["run", "seven-generals", "--mode", "batched"], "'om_actors[fast]'"),
         ("trio_parallel", ["verify", "--generals", "4", "--m", "1"], "trio-parallel"),
+        (
+            "distributed",
+            ["verify", "--generals", "4", "--m", "1", "--scheduler", "local:2"],
+            "'om_actors[dask]'",
+        ),
+        ("dask", ["verify", "--generals", "4", "--m", "1", "--scheduler", "local:2"], "'om_actors[dask]'"),
         ("httpx", ["keys", "keys", "--addresses", "127.0.0.1:1"], "'om_actors[net]'"),
         ("hypercorn", ["node", "--help"], None),
     ],
@@ -237,6 +258,16 @@ def test_a_dependency_not_installed_is_one_line_naming_it(
     assert ran.stderr.splitlines() == [
         f"error: om-actors {args[0]} needs {missing}, which is not installed: pip install {install}"
     ]
+
+
+def test_a_scheduler_without_the_dask_extra_is_the_json_error_under_json(tmp_path: Path) -> None:
+    args = ["verify", "--generals", "4", "--m", "1", "--scheduler", "local:2", "--json"]
+    ran = om_actors(tmp_path, *args, env={"MISSING": "distributed"})
+    assert (ran.status, ran.stderr) == (2, "")
+    assert (
+        json.loads(ran.stdout)["error"]
+        == "om-actors verify needs distributed, which is not installed: pip install 'om_actors[dask]'"
+    )
 
 
 def test_a_dependency_not_installed_is_the_json_error_under_json(tmp_path: Path) -> None:

@@ -587,3 +587,17 @@ def test_om_and_sm_counterexamples_name_no_round() -> None:
             for spec in violation.scenario["traitors"].values():
                 if isinstance(spec, dict):
                     assert all("round" not in entry for entry in spec["messages"])
+
+
+def test_violations_are_listed_in_the_order_of_their_cases_whichever_finished_first() -> None:
+    """Workers finish in any order; the tally, and so the report and the files, do not show it."""
+    all_cases = list(cases(range(3, 5), range(1, 2), lambda m: range(m + 1)))
+    reports = [check_case(case, "canonical", DEFAULT_BUDGET["canonical"]) for case in all_cases]
+    in_order, reversed_order = Tally(), Tally()
+    for report in reports:
+        in_order.add(report)
+    for report in reversed(reports):
+        reversed_order.add(report)
+    found = [report.violation for report in reports if report.violation is not None]
+    assert len(found) > 1
+    assert in_order.violations == reversed_order.violations == found
