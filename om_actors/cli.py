@@ -776,6 +776,10 @@ def _streamed(log: Path) -> bool:
 @contextmanager
 def _opened_for_reading(log: Path) -> Iterator[IO[bytes]]:
     if str(log) == "-":
+        if sys.stdin is None:
+            from .errors import LogError
+
+            raise LogError("-", None, "standard input is closed")
         yield sys.stdin.buffer
         return
     with open(log, "rb") as source:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,7 +39,9 @@ case runs; any other case costs more."""
 TASKS_PER_WORKER = 16
 """Fewest batches per worker thread: enough to keep each busy to the end, and the progress bar moving."""
 CONNECT_SECONDS = 10
-"""How long to try reaching a scheduler before saying it cannot be reached."""
+"""How long to try reaching a scheduler before saying it cannot be reached, and for a worker to join it."""
+MAX_LOCAL_PER_CORE = 4
+"""``local:N`` worker processes a core at most: more only share the cores, and each costs a process."""
 
 
 class SchedulerError(OmActorsError):
@@ -63,8 +66,14 @@ def local_workers(scheduler: str) -> int | None:
     if not scheduler.startswith(LOCAL):
         return None
     count = scheduler.removeprefix(LOCAL)
-    if not count.isdigit() or int(count) < 1:
+    most = MAX_LOCAL_PER_CORE * (os.cpu_count() or 1)
+    if not (count.isascii() and count.isdigit()) or int(count) < 1:
         raise SchedulerError(f"{scheduler!r}: write local:N with N worker processes, 1 or more, like local:2")
+    if len(count) > len(str(most)) or int(count) > most:
+        raise SchedulerError(
+            f"{scheduler!r}: this machine has {os.cpu_count() or 1} cores, and local:N takes at most "
+            f"{most} worker processes ({MAX_LOCAL_PER_CORE} a core)"
+        )
     return int(count)
 
 
@@ -129,7 +138,7 @@ def open_cluster(scheduler: str) -> Iterator[DaskCluster]:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # no dashboard port of its own to fight over with another run
             silence_logs=logging.CRITICAL,  # Ctrl-C reaches its workers too: their ends are not news
         ) as cluster,
         Client(cluster) as client,
@@ -145,4 +154,11 @@ def _connected(address: str) -> Iterator[Client]:
     except (OSError, ValueError, TypeError) as exc:
         raise SchedulerError(f"cannot reach a Dask scheduler at {address}: {exc}") from None
     with client:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+        except TimeoutError:
+            raise SchedulerError(
+                f"the Dask scheduler at {address} has no workers, and none joined in {CONNECT_SECONDS} s: "
+                f"start some with dask worker {address}"
+            ) from None
         yield client

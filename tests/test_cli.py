@@ -241,6 +241,13 @@ def test_replay_of_a_cut_pipe_names_it_and_the_line() -> None:
     assert result.stderr == "-:168: the last line is cut off: the run did not finish\n"
 
 
+def test_replay_of_a_closed_standard_input_is_one_line() -> None:
+    closed = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m om_actors replay - <&-', sys.executable], capture_output=True, timeout=60
+    )
+    assert (closed.returncode, closed.stderr) == (2, b"-: standard input is closed\n")
+
+
 def test_replay_stops_reading_a_stream_that_is_no_log_at_its_first_line() -> None:
     with subprocess.Popen(["yes"], stdout=subprocess.PIPE) as endless:
         try:

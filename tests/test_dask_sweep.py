@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 import trio
 from click.testing import CliRunner
+from distributed import LocalCluster
 
+import om_actors.dask_sweep
 from om_actors.cli import main
 from om_actors.dask_sweep import (
     CHEAPEST_CASE_SECONDS,
@@ -231,17 +233,39 @@ def test_the_batches_keep_dasks_overhead_under_five_percent() -> None:
     assert cases_per_batch(10 * TASKS_PER_WORKER, workers=0) == 10
 
 
+MOST_LOCAL = 4 * (os.cpu_count() or 1)
+
+
 @pytest.mark.parametrize(
-    ("scheduler", "workers"), [("local:2", 2), ("local:16", 16), ("tcp://host:8786", None)]
+    ("scheduler", "workers"),
+    [("local:2", 2), (f"local:{MOST_LOCAL}", MOST_LOCAL), ("tcp://host:8786", None)],
 )
 def test_local_n_is_a_local_cluster_and_anything_else_an_address(scheduler: str, workers: int | None) -> None:
     assert local_workers(scheduler) == workers
 
 
-@pytest.mark.parametrize("scheduler", ["local:0", "local:abc", "local:", "local:-1"])
+@pytest.mark.parametrize("scheduler", ["local:0", "local:abc", "local:", "local:-1", "local:\u0662"])
 def test_a_local_cluster_needs_one_worker_or_more(scheduler: str) -> None:
     with pytest.raises(SchedulerError, match=re.escape(f"{scheduler!r}: write local:N with N worker")):
         local_workers(scheduler)
+
+
+@pytest.mark.parametrize("count", [MOST_LOCAL + 1, 10**20])
+def test_a_local_cluster_takes_at_most_four_workers_a_core(count: int) -> None:
+    cores = os.cpu_count() or 1
+    expected = f"this machine has {cores} cores, and local:N takes at most {MOST_LOCAL} worker processes"
+    with pytest.raises(SchedulerError, match=re.escape(f"'local:{count}': {expected}")):
+        local_workers(f"local:{count}")
+
+
+def test_a_scheduler_with_no_workers_is_refused_rather_than_waited_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(om_actors.dask_sweep, "CONNECT_SECONDS", 1)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty:
+        refusal = f"the Dask scheduler at {empty.scheduler_address} has no workers"
+        with pytest.raises(SchedulerError, match=re.escape(refusal)), open_cluster(empty.scheduler_address):
+            pass
 
 
 @pytest.mark.parametrize(
