@@ -26,6 +26,7 @@ from __future__ import annotations
 import gc
 import math
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -323,21 +324,52 @@ def collector_spared() -> Iterator[None]:
     skipped, never leaked: they are handed back when the run ends.  The
     youngest generation is collected every 50,000 new objects rather than
     every 700, which saves another 6% of such a run and keeps at most a few
-    megabytes of cyclic garbage waiting.  Both settings are the process's:
-    they are put back as they were when the run ends.
+    megabytes of cyclic garbage waiting.
+
+    Both settings are the process's, so runs that overlap -- in one trio
+    run, or on several threads -- share them: the first to start makes
+    them and the last to end puts them back as they were.  An application
+    that froze objects of its own is left frozen, and then nothing is.
     """
-    thresholds = gc.get_threshold()
-    gc.set_threshold(RUN_GC_THRESHOLD, *thresholds[1:])
-    gc.freeze()
+    _COLLECTOR.enter()
     try:
         yield
     finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+        _COLLECTOR.leave()
+
+
+class _CollectorSettings:
+    """The collector's settings while runs are under way, and what to put back after the last."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs = 0
+        self.thresholds = gc.get_threshold()
+        self.froze = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if not self.runs:
+                self.thresholds = gc.get_threshold()
+                gc.set_threshold(RUN_GC_THRESHOLD, *self.thresholds[1:])
+                self.froze = gc.get_freeze_count() == 0
+                if self.froze:
+                    gc.freeze()
+            self.runs += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.runs -= 1
+            if not self.runs:
+                if self.froze:
+                    gc.unfreeze()
+                gc.set_threshold(*self.thresholds)
 
 
 RUN_GC_THRESHOLD = 50_000
 """New objects between collections of the youngest generation, during a run."""
+
+_COLLECTOR = _CollectorSettings()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

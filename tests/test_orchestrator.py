@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from functools import partial
@@ -665,3 +666,35 @@ def test_a_run_puts_the_collectors_settings_back_as_it_found_them() -> None:
     assert len(during) == 9
     assert all(threshold == 50_000 and frozen > 0 for threshold, frozen in during)
     assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)
+
+
+SEVEN = Scenario(generals=7, m=2, traitors={5: "flip"})
+
+
+def test_overlapping_runs_put_the_collectors_settings_back_once_the_last_ends() -> None:
+    before = gc.get_threshold()
+
+    async def two_at_once() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(simulate, SEVEN))
+            await trio.sleep(0.001)
+            nursery.start_soon(partial(simulate, SEVEN))
+
+    trio.run(two_at_once)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)
+    threads = [threading.Thread(target=simulate_sync, args=(SEVEN,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)
+
+
+def test_a_run_leaves_what_the_application_froze_frozen() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        simulate_sync(SEVEN)
+        assert 0.99 * frozen < gc.get_freeze_count() <= frozen  # neither unfrozen nor frozen more
+    finally:
+        gc.unfreeze()
