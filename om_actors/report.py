@@ -39,7 +39,7 @@ def report(out: Console, result: Result) -> None:
             out.print(f"Instance {outcome.index}: {order}")
         _decisions(out, result, outcome, indent="  " if several else "")
         if several:
-            out.print("  " + verdict_line(outcome))
+            out.print("  " + verdict_line(outcome, undecided=outcome.index in result.undecided()))
     by_round = ", ".join(f"{count:,}" for count in result.messages_per_round)
     counted = "".join(
         f", {count:,} {markup(name.replace('_', ' '))}" for name, count in sorted(result.stats.items())
@@ -51,7 +51,7 @@ def report(out: Console, result: Result) -> None:
         out.print(f"Round {round} timed out waiting for {describe_generals(list(late))}")
     for warning in assumption_warnings(result):
         out.print(f"[bold yellow]WARNING:[/] {markup(warning)}")
-    out.print(_overall_line(result) if several else verdict_line(first))
+    out.print(_overall_line(result) if several else verdict_line(first, undecided=bool(result.undecided())))
     if scenario.expect is not None:
         unmet = result.unmet_expectations()
         if unmet:
@@ -109,9 +109,15 @@ def _strategy_label(scenario: Scenario, general: int) -> str:
     return f"{spec.strategy} {args}".strip()
 
 
-def verdict_line(outcome: InstanceOutcome) -> str:
-    """SUCCESS, or FAILURE and which condition broke, naming the generals involved."""
+def verdict_line(outcome: InstanceOutcome, *, undecided: bool = False) -> str:
+    """SUCCESS, or FAILURE and which condition broke, naming the generals involved.
+
+    NO VERDICT for an instance whose loyal lieutenants all crashed
+    (:meth:`~om_actors.result.Result.undecided`): nobody decided.
+    """
     lieutenants = {g: v for g, v in outcome.decisions.items() if g != outcome.commander}
+    if undecided:
+        return "[bold red]NO VERDICT:[/] every loyal lieutenant crashed, so no loyal general decided"
     if outcome.success:
         decision = next(iter(set(outcome.decisions.values())), "")
         return f'[bold green]SUCCESS:[/] all loyal generals agreed on "{markup(decision)}"'
@@ -128,6 +134,10 @@ def verdict_line(outcome: InstanceOutcome) -> str:
 
 
 def _overall_line(result: Result) -> str:
+    undecided = result.undecided()
+    if undecided:
+        which = ", ".join(map(str, undecided))
+        return f"[bold red]NO VERDICT:[/] in instance(s) {which} every loyal lieutenant crashed"
     failed = [outcome.index for outcome in result.instances if not outcome.success]
     if not failed:
         return (

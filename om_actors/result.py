@@ -94,6 +94,19 @@ class Result(_Conditions):
     def traitors(self) -> tuple[int, ...]:
         return tuple(self.scenario.traitors)
 
+    def undecided(self) -> list[int]:
+        """The instances whose loyal lieutenants all crashed: nobody decided, so they have no verdict.
+
+        Agreement and validity would hold of nobody; a run that lost every
+        loyal decision must not read as a success.
+        """
+        loyal = set(self.scenario.loyal)
+        return [
+            outcome.index
+            for outcome in self.instances
+            if (lieutenants := loyal - {outcome.commander}) and lieutenants <= set(self.crashed)
+        ]
+
     def unmet_expectations(self) -> list[str]:
         """How the outcome differs from the scenario's ``expect``, one line each.
 
@@ -101,6 +114,8 @@ class Result(_Conditions):
         checked against the lieutenants: a loyal commander decides its own
         order by definition.
         """
+        if self.undecided():
+            return [f"no loyal lieutenant decided: {describe_generals(list(self.crashed))} crashed"]
         expect = self.scenario.expect
         if expect is None:
             return [] if self.success else ["expected success"]

@@ -82,3 +82,16 @@ def test_a_slow_search_says_seconds_a_case_rather_than_nought_cases_a_second() -
     assert pace(216, 1.98) == "109.1 cases/s"
     assert pace(58, 4436.12) == "76.5 s a case"
     assert pace(0, 0.0) == "0.0 cases/s"
+
+
+def test_a_run_whose_loyal_lieutenants_all_crashed_has_no_verdict_and_fails_its_expectation() -> None:
+    """Every node lost at once (the cluster's forking process killed): agreement of nobody is no success."""
+    ran = simulate_sync(FOUR)
+    first = ran.instances[0]
+    lost = InstanceOutcome(first.index, first.commander, first.order, {0: "attack"}, Verdict(True, True))
+    result = attrs.evolve(ran, instances=(lost,), crashed=(1, 2, 3))
+    assert _render(result)[-1] == "NO VERDICT: every loyal lieutenant crashed, so no loyal general decided"
+    assert result.undecided() == [0]
+    assert result.unmet_expectations() == ["no loyal lieutenant decided: generals 1, 2, 3 crashed"]
+    one_left = attrs.evolve(_without(ran, crashed=2), crashed=(2, 3))
+    assert (one_left.undecided(), one_left.unmet_expectations()) == ([], [])
