@@ -65,16 +65,17 @@ def local_workers(scheduler: str) -> int | None:
     """N for ``local:N``; ``None`` for a scheduler's address.  ``local:0`` or ``local:abc`` is refused."""
     if not scheduler.startswith(LOCAL):
         return None
-    count = scheduler.removeprefix(LOCAL)
-    most = MAX_LOCAL_PER_CORE * (os.cpu_count() or 1)
-    if not (count.isascii() and count.isdigit()) or int(count) < 1:
+    digits = scheduler.removeprefix(LOCAL).lstrip("0")
+    cores = os.cpu_count() or 1
+    most = MAX_LOCAL_PER_CORE * cores
+    if not (digits.isascii() and digits.isdigit()):  # an empty, zero or negative count too
         raise SchedulerError(f"{scheduler!r}: write local:N with N worker processes, 1 or more, like local:2")
-    if len(count) > len(str(most)) or int(count) > most:
+    if len(digits) > len(str(most)) or int(digits) > most:  # the length first: int() refuses 4,300 digits
         raise SchedulerError(
-            f"{scheduler!r}: this machine has {os.cpu_count() or 1} cores, and local:N takes at most "
+            f"{scheduler!r}: this machine has {cores} cores, and local:N takes at most "
             f"{most} worker processes ({MAX_LOCAL_PER_CORE} a core)"
         )
-    return int(count)
+    return int(digits)
 
 
 @attrs.frozen

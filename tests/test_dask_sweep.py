@@ -244,17 +244,19 @@ def test_local_n_is_a_local_cluster_and_anything_else_an_address(scheduler: str,
     assert local_workers(scheduler) == workers
 
 
-@pytest.mark.parametrize("scheduler", ["local:0", "local:abc", "local:", "local:-1", "local:\u0662"])
+@pytest.mark.parametrize(
+    "scheduler", ["local:0", "local:000", "local:abc", "local:", "local:-1", "local:\u0662"]
+)
 def test_a_local_cluster_needs_one_worker_or_more(scheduler: str) -> None:
     with pytest.raises(SchedulerError, match=re.escape(f"{scheduler!r}: write local:N with N worker")):
         local_workers(scheduler)
 
 
-@pytest.mark.parametrize("count", [MOST_LOCAL + 1, 10**20])
-def test_a_local_cluster_takes_at_most_four_workers_a_core(count: int) -> None:
+@pytest.mark.parametrize("count", [str(MOST_LOCAL + 1), str(10**20), "9" * 5000], ids=len)
+def test_a_local_cluster_takes_at_most_four_workers_a_core(count: str) -> None:
     cores = os.cpu_count() or 1
     expected = f"this machine has {cores} cores, and local:N takes at most {MOST_LOCAL} worker processes"
-    with pytest.raises(SchedulerError, match=re.escape(f"'local:{count}': {expected}")):
+    with pytest.raises(SchedulerError, match=re.escape(expected)):
         local_workers(f"local:{count}")
 
 
