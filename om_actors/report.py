@@ -25,6 +25,7 @@ def report(out: Console, result: Result) -> None:
     scenario = result.scenario
     several = len(result.instances) > 1
     first = result.instances[0]
+    undecided = result.undecided()
     army = f"{markup(scenario.title)} on {scenario.generals} generals ({result.rounds} rounds)"
     heading = f"[bold]{markup(scenario.name)}[/]: {army}"
     if several:
@@ -39,7 +40,7 @@ def report(out: Console, result: Result) -> None:
             out.print(f"Instance {outcome.index}: {order}")
         _decisions(out, result, outcome, indent="  " if several else "")
         if several:
-            out.print("  " + verdict_line(outcome, undecided=outcome.index in result.undecided()))
+            out.print("  " + verdict_line(outcome, undecided=outcome.index in undecided))
     by_round = ", ".join(f"{count:,}" for count in result.messages_per_round)
     counted = "".join(
         f", {count:,} {markup(name.replace('_', ' '))}" for name, count in sorted(result.stats.items())
@@ -51,7 +52,7 @@ def report(out: Console, result: Result) -> None:
         out.print(f"Round {round} timed out waiting for {describe_generals(list(late))}")
     for warning in assumption_warnings(result):
         out.print(f"[bold yellow]WARNING:[/] {markup(warning)}")
-    out.print(_overall_line(result) if several else verdict_line(first, undecided=bool(result.undecided())))
+    out.print(_overall_line(result) if several else verdict_line(first, undecided=bool(undecided)))
     if scenario.expect is not None:
         unmet = result.unmet_expectations()
         if unmet:
@@ -115,9 +116,9 @@ def verdict_line(outcome: InstanceOutcome, *, undecided: bool = False) -> str:
     NO VERDICT for an instance whose loyal lieutenants all crashed
     (:meth:`~om_actors.result.Result.undecided`): nobody decided.
     """
-    lieutenants = {g: v for g, v in outcome.decisions.items() if g != outcome.commander}
     if undecided:
         return "[bold red]NO VERDICT:[/] every loyal lieutenant crashed, so no loyal general decided"
+    lieutenants = {g: v for g, v in outcome.decisions.items() if g != outcome.commander}
     if outcome.success:
         decision = next(iter(set(outcome.decisions.values())), "")
         return f'[bold green]SUCCESS:[/] all loyal generals agreed on "{markup(decision)}"'
