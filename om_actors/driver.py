@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import cast
 
 import attrs
 
@@ -51,18 +52,21 @@ class Pending:
 
 
 @attrs.frozen
+class Awaiting:
+    """An ``async`` strategy's answer to ``ask``, yet to be awaited: :meth:`GeneralDriver.told_later`."""
+
+    ask: Ask
+    pending: Pending
+
+
+@attrs.frozen
 class Ask:
-    """A chance for a traitor to lie: the runtime consults the strategy with :attr:`question`."""
+    """A chance for a traitor to lie about ``outgoing``, with the message's own ``rng`` (see message_rng)."""
 
     instance: int
     round: int
     outgoing: Outgoing
     rng: random.Random
-
-    @property
-    def question(self) -> tuple[int, tuple[int, ...], int, str, random.Random]:
-        """The arguments of ``Strategy.choose``: round, path, receiver, loyal value, rng."""
-        return (self.round, self.outgoing.path, self.outgoing.receiver, self.outgoing.value, self.rng)
 
 
 class GeneralDriver:
@@ -122,19 +126,51 @@ class GeneralDriver:
                 rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
                 yield Ask(instance, round, out, rng)
 
+    def lies(self, round: int) -> Iterator[tuple[int, int, object] | StrategyFailed | Awaiting]:
+        """A traitor's :meth:`round`, every answer taken as the strategy gives it, for a runtime that posts.
+
+        ``(instance, receiver, payload)`` is a message to post and a
+        :class:`StrategyFailed` an event to record; silence yields nothing.
+        An ``async`` strategy's answer comes as :class:`Awaiting`, for
+        :meth:`told_later` and then :meth:`answer`.  The traitors of thirteen
+        generals answer 36,000 times, and this asks each without an
+        :class:`Ask`, a :class:`Send` or a coroutine.
+        """
+        assert self.strategy is not None
+        choose = self.strategy.choose
+        offered = [core.offers(round) for core in self.cores]
+        for instance, outgoing in enumerate(offered):
+            tag = self.tag(instance)
+            for out in outgoing:
+                rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
+                told = _told(choose, round, out, rng)
+                if type(told) is Pending:
+                    yield Awaiting(Ask(instance, round, out, rng), told)
+                    continue
+                sent = self._meant(instance, round, out, cast(Told, told))
+                if sent is not None:
+                    yield sent
+
     def answer(self, ask: Ask, told: Told) -> Send | StrategyFailed | None:
         """What the strategy's answer means: a message to send, a failure to record, or silence."""
+        sent = self._meant(ask.instance, ask.round, ask.outgoing, told)
+        if type(sent) is tuple:
+            return Send(ask.instance, ask.round, sent[1], sent[2])
+        return cast("StrategyFailed | None", sent)
+
+    def _meant(
+        self, instance: int, round: int, out: Outgoing, told: Told
+    ) -> tuple[int, int, object] | StrategyFailed | None:
         if isinstance(told, StrategyRaised):
-            out = ask.outgoing
-            tag = self.tag(ask.instance)
-            return StrategyFailed(ask.round, self.me, out.path, out.receiver, str(told), instance=tag)
+            tag = self.tag(instance)
+            return StrategyFailed(round, self.me, out.path, out.receiver, str(told), instance=tag)
         if told is None:
             return None
         said, value = told
-        path = said if said is ask.outgoing.path else as_logged(said)  # the core's own path is plain already
-        value = as_logged(value)  # what the log and the wire will carry
-        payload = self.cores[ask.instance].compose(ask.outgoing, path, value)
-        return Send(ask.instance, ask.round, ask.outgoing.receiver, payload)
+        path = said if said is out.path else as_logged(said)  # the core's own path is plain already
+        if type(value) is not str:
+            value = as_logged(value)  # what the log and the wire will carry
+        return instance, out.receiver, self.cores[instance].compose(out, path, value)
 
     async def ask(self, ask: Ask) -> Send | StrategyFailed | None:
         """Consult the strategy, awaiting it if it is ``async``, and take its answer."""
@@ -152,13 +188,7 @@ class GeneralDriver:
         a traitor of thirteen generals answers 9,000 times a round.
         """
         assert self.strategy is not None
-        try:
-            choice = self.strategy.choose(*ask.question)
-        except Exception as exc:
-            return StrategyRaised(exc)
-        if type(choice) is not str and inspect.isawaitable(choice):
-            return Pending(choice)
-        return interpret(choice, ask.outgoing.path)
+        return _told(self.strategy.choose, ask.round, ask.outgoing, ask.rng)
 
     async def told_later(self, ask: Ask, pending: Pending) -> Told:
         """What an ``async`` strategy answers, once awaited; cancellation passes."""
@@ -179,6 +209,17 @@ class GeneralDriver:
     def decide(self) -> tuple[str, ...]:
         """The decision in every instance."""
         return tuple(core.decide() for core in self.cores)
+
+
+def _told(choose: Callable[..., object], round: int, out: Outgoing, rng: random.Random) -> Told | Pending:
+    """The strategy's answer to one offer, or what to await for it: how every runtime asks."""
+    try:
+        choice = choose(round, out.path, out.receiver, out.value, rng)
+    except Exception as exc:
+        return StrategyRaised(exc)
+    if type(choice) is not str and inspect.isawaitable(choice):
+        return Pending(choice)
+    return interpret(choice, out.path)
 
 
 def answer_now(driver: GeneralDriver, ask: Ask) -> Send | StrategyFailed | None:

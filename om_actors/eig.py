@@ -38,16 +38,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
 from .algorithm import Algorithm, Core, Outgoing, Path, Setup
-from .driver import Ask, GeneralDriver, Send
+from .driver import Ask, Awaiting, GeneralDriver, Send
 from .errors import ProtocolMisuse
-from .events import MessageRejected
+from .events import MessageRejected, StrategyFailed
 from .oral import OralReason, Relay, owed, refusal
 from .strategies import BatchStrategy, Strategy
 
@@ -470,6 +470,12 @@ class BatchedDriver(GeneralDriver):
                     told = lie = _shared(lie, told)
                 items.append(Send(instance, round, receiver, RoundBatch(lie, batch.count)))
         return iter(items)
+
+    def lies(self, round: int) -> Iterator[tuple[int, int, object] | StrategyFailed | Awaiting]:
+        if not isinstance(self.strategy, BatchStrategy):
+            return super().lies(round)
+        sends = cast(Iterator[Send], self.round(round))
+        return ((send.instance, send.receiver, send.payload) for send in sends)
 
     def sends(self, round: int) -> Iterator[tuple[int, int, object]]:
         """A loyal general's round: one :class:`RoundBatch` per receiver and instance."""

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import attrs
 import trio
 
-from .driver import Ask, GeneralDriver, Send
+from .driver import Awaiting, GeneralDriver, Send
 from .events import Event, MessageSent, StrategyFailed
 
 if TYPE_CHECKING:
@@ -109,30 +109,26 @@ class GeneralActor:
         of thirteen generals gets 9,032 messages, and a trip through the
         scheduler for each would cost more than delivering them.
         """
-        deliver = self._deliver
+        deliver, record = self.driver.deliver, self._record
         while True:
             try:
                 command = await inbox.receive()
                 while True:
                     if type(command) is MessageSent:  # the common case, without a coroutine per message
-                        deliver(command)
+                        got = command
+                        refused = deliver(got.instance or 0, got.sender, got.round, got.payload)
+                        if refused is not None:
+                            record(refused)
                     else:
-                        await self._handle(command, acks)
+                        await self._handle(cast(SendRound | Flush | Decide, command), acks)
                     command = inbox.receive_nowait()
             except trio.WouldBlock:
                 continue
             except trio.EndOfChannel:
                 return
 
-    def _deliver(self, message: MessageSent) -> None:
-        refused = self.driver.deliver(message.instance or 0, message.sender, message.round, message.payload)
-        if refused is not None:
-            self._record(refused)
-
-    async def _handle(self, command: Command, acks: trio.MemorySendChannel[Ack]) -> None:
-        if isinstance(command, MessageSent):
-            self._deliver(command)
-        elif isinstance(command, SendRound):
+    async def _handle(self, command: SendRound | Flush | Decide, acks: trio.MemorySendChannel[Ack]) -> None:
+        if isinstance(command, SendRound):
             with trio.move_on_at(command.deadline) as scope:
                 await self._send(command.round)
             acks.send_nowait(Ack(self.id, timed_out=scope.cancelled_caught))
@@ -151,8 +147,13 @@ class GeneralActor:
             for instance, receiver, payload in self.driver.sends(round):
                 post(round, instance, receiver, payload)
             return
-        for item in self.driver.round(round):
-            sent = await self.driver.ask(item) if isinstance(item, Ask) else item
+        for item in self.driver.lies(round):
+            if type(item) is tuple:
+                post(round, *item)
+                continue
+            sent: object = item
+            if isinstance(item, Awaiting):
+                sent = self.driver.answer(item.ask, await self.driver.told_later(item.ask, item.pending))
             if isinstance(sent, Send):
                 post(round, sent.instance, sent.receiver, sent.payload)
             elif isinstance(sent, StrategyFailed):

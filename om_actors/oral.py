@@ -18,8 +18,10 @@ from __future__ import annotations
 import enum
 import itertools
 import math
+import weakref
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from typing import cast
 
 import attrs
 
@@ -132,7 +134,6 @@ def rejection_reason(
     a traitor can lie about values but not about who is speaking: a path whose
     last hop is not the sender is a forgery.
     """
-    # Written for speed: every message of a run passes through here.
     if type(path) is not tuple or not path or set(map(type, path)) != _INT:
         return OralReason.MALFORMED_PATH
     if min(path) < 0 or max(path) >= setup.generals:
@@ -141,15 +142,28 @@ def rejection_reason(
         return OralReason.NOT_FROM_COMMANDER
     if path[-1] != sender:
         return OralReason.NOT_FROM_SENDER
-    members = set(path)
-    if len(members) != len(path):
+    if len(set(path)) != len(path):
         return OralReason.REPEATS
-    if receiver in members:
+    if receiver in path or len(path) != round:
+        return _misdirection(path, receiver=receiver, sender=sender, round=round)
+    if not isinstance(value, str) or value not in setup.values:
+        return OralReason.OUTSIDE_DOMAIN
+    return None
+
+
+def _misdirection(path: Path, *, receiver: int, sender: int, round: int) -> OralReason | None:
+    """The rules of :func:`rejection_reason` that depend on who sends and receives it, and when.
+
+    Apart, because the rest depend on the message alone: a loyal general's
+    relay goes to up to ``n - 2`` receivers as one object, and once one of
+    them found it well-formed, the others need only ask this.
+    """
+    if path[-1] != sender:
+        return OralReason.NOT_FROM_SENDER
+    if receiver in path:
         return OralReason.THROUGH_RECEIVER
     if len(path) != round:
         return OralReason.WRONG_ROUND
-    if not isinstance(value, str) or value not in setup.values:
-        return OralReason.OUTSIDE_DOMAIN
     return None
 
 
@@ -175,6 +189,20 @@ def refusal(
 _INT = {int}
 """The only element type of a well-formed path: ``bool`` is an int, but not a general."""
 
+_WELL_FORMED: weakref.WeakKeyDictionary[Setup, dict[int, Relay]] = weakref.WeakKeyDictionary()
+"""Relays some general of an instance accepted, by identity, so its other receivers skip the path rules.
+
+Keyed by identity, not equality: ``(0, True)`` equals ``(0, 1)``, and only
+the very object that was judged is spared.  Holding it keeps its ``id``
+from being reused; the entries go with their instance's :class:`Setup`.
+"""
+
+
+def _remember_well_formed(well_formed: dict[int, Relay], relay: Relay) -> None:
+    """Remember an accepted ``relay`` whose judgement cannot change: a frozen path of ints, a plain string."""
+    if type(relay.value) is str:
+        well_formed[id(relay)] = relay
+
 
 class OralGeneral(Core):
     """One general's view of one OM(m) instance.
@@ -189,15 +217,25 @@ class OralGeneral(Core):
         super().__init__(algorithm, setup, me, order)
         self._received: dict[Path, str] = {}
         self._last = Relay((), None)
+        self._well_formed = _WELL_FORMED.setdefault(setup, {})
 
     @property
     def received(self) -> Mapping[Path, str]:
         return self._received
 
     def _receive(self, sender: int, round: int, payload: object) -> OralReason | None:
-        reason = refusal(
-            self.setup, receiver=self.me, sender=sender, round=round, payload=payload, seen=self._received
-        )
+        if self._well_formed.get(id(payload)) is payload:
+            relay = cast(Relay, payload)
+            path = cast(Path, relay.path)
+            reason = _misdirection(path, receiver=self.me, sender=sender, round=round)
+            if reason is None and path in self._received:
+                reason = OralReason.DUPLICATE
+        else:
+            reason = refusal(
+                self.setup, receiver=self.me, sender=sender, round=round, payload=payload, seen=self._received
+            )
+            if reason is None:
+                _remember_well_formed(self._well_formed, cast(Relay, payload))
         if reason is not None:
             return reason
         assert isinstance(payload, Relay)

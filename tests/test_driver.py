@@ -59,7 +59,7 @@ def test_a_traitor_is_asked_about_every_message_a_loyal_general_would_send() -> 
     ]
     first = asks[0]
     assert isinstance(first, Ask)
-    assert first.question[:4] == (1, (0,), 1, "attack")
+    assert (first.instance, first.round) == (0, 1)
     assert answer_now(traitor, first) == Send(0, 1, 1, Relay((0,), "retreat"))
 
 
