@@ -14,6 +14,8 @@ import functools
 import math
 import os
 import re
+import types
+import typing
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,7 +23,6 @@ from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attrs
-import cattrs
 
 from .algorithm import Algorithm, Setup
 from .errors import OmActorsError, Problem, ScenarioError
@@ -325,7 +326,7 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario as plain JSON data, the shape a scenario file has."""
-        data: dict[str, Any] = _converter.unstructure(self)
+        data: dict[str, Any] = attrs.asdict(self, recurse=False)
         data["values"] = list(self.values)
         data["traitors"] = {
             str(general): spec.strategy if not spec.args else {"strategy": spec.strategy, **spec.args}
@@ -333,12 +334,13 @@ class Scenario:
         }
         if self.instances:
             del data["commander"], data["order"]
+            data["instances"] = [attrs.asdict(instance) for instance in self.instances]
         else:
             del data["instances"]
         if self.expect is None:
             del data["expect"]
         else:
-            data["expect"] = {k: v for k, v in data["expect"].items() if v is not None}
+            data["expect"] = {k: v for k, v in attrs.asdict(self.expect).items() if v is not None}
         if self.strategy_folder is None:
             del data["strategy_folder"]
         return data
@@ -394,21 +396,42 @@ def _field_problems(field: attrs.Attribute[Any], value: object) -> list[Found]:
             for index, item in enumerate(value)
             for where, text, on_key in _instance_problems(item, Instance)
         ]
-    try:
-        _structure(list(value) if isinstance(value, tuple) else value, field)
-    except _Invalid as exc:
-        return exc.problems
-    return []
+    return _typed_problems(list(value) if isinstance(value, tuple) else value, field.type)
 
 
 def _instance_problems(value: object, kind: type[Expect] | type[Instance]) -> list[Found]:
     """An :class:`Expect` or :class:`Instance` given in code, its fields checked as a file's would be."""
     if not isinstance(value, kind):
         return [((), f"expected {kind.__name__}(...), got {_describe(value)}", False)]
+    return [
+        found
+        for field in attrs.fields(kind)
+        for found in _under((field.name,), _typed_problems(getattr(value, field.name), field.type))
+    ]
+
+
+def _typed_problems(value: object, kind: Any) -> list[Found]:
+    """What is wrong with ``value`` as a ``kind``, found by the hook a file's value of that type goes through.
+
+    A scenario built in code takes this path instead of the converter, so
+    that an application which never reads a file never imports cattrs;
+    since the hooks are the converter's own, the messages are a file's.
+    ``X | None`` is handled as cattrs handles it; a type without a hook
+    here goes through the converter.
+    """
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind):
+        if value is None:
+            return []
+        others = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        kind = others[0] if len(others) == 1 else kind
+    hook = _HOOKS.get(kind)
     try:
-        _converter.structure(attrs.asdict(value), kind)
-    except (cattrs.BaseValidationError, _Invalid) as exc:
-        return list(_flatten(exc))
+        if hook is None:
+            _structure(value, kind)
+        else:
+            hook(value, kind)
+    except _Invalid as exc:
+        return exc.problems
     return []
 
 
@@ -880,13 +903,6 @@ def _is(wanted: object) -> Callable[[object], bool]:
 attrs.resolve_types(Scenario, globals())
 attrs.resolve_types(Expect, globals())
 attrs.resolve_types(Instance, globals())
-_converter = cattrs.Converter(forbid_extra_keys=True)
-_converter.register_structure_hook(int, _strict_int)
-_converter.register_structure_hook(float, _strict_float)
-_converter.register_structure_hook(str, _strict_str)
-_converter.register_structure_hook(bool, _strict_bool)
-_converter.register_structure_hook_func(_is(tuple[str, ...]), _strings)
-_converter.register_structure_hook_func(_is(Mapping[int, TraitorSpec]), _traitors)
 
 
 def _instances(value: object, _: type) -> tuple[Instance, ...]:
@@ -894,6 +910,8 @@ def _instances(value: object, _: type) -> tuple[Instance, ...]:
         raise _mismatch("a list of instances, each with a commander and an order", value)
     if not value:
         raise _Invalid([((), "needs at least one instance", False)])
+    import cattrs
+
     instances: list[Instance] = []
     problems: list[Found] = []
     for index, item in enumerate(value):
@@ -902,7 +920,7 @@ def _instances(value: object, _: type) -> tuple[Instance, ...]:
             problems.append(((index,), text, False))
             continue
         try:
-            instances.append(_converter.structure(item, Instance))
+            instances.append(_converter().structure(item, Instance))
         except (cattrs.BaseValidationError, _Invalid) as exc:
             problems.extend(_under((index,), _flatten(exc)))
     if problems:
@@ -910,7 +928,35 @@ def _instances(value: object, _: type) -> tuple[Instance, ...]:
     return tuple(instances)
 
 
-_converter.register_structure_hook_func(_is(tuple[Instance, ...]), _instances)
+_HOOKS: dict[object, Callable[[object, type], object]] = {
+    int: _strict_int,
+    float: _strict_float,
+    str: _strict_str,
+    bool: _strict_bool,
+    tuple[str, ...]: _strings,
+    Mapping[int, TraitorSpec]: _traitors,
+    tuple[Instance, ...]: _instances,
+}
+"""The structuring hook of each type a scenario's fields have, besides attrs classes and ``None``."""
+
+
+@functools.cache
+def _converter() -> cattrs.Converter:
+    """The converter files and data are structured with, built the first time one is read.
+
+    cattrs is imported here and nowhere else, so a program that builds
+    its scenarios in code never loads it.
+    """
+    import cattrs
+
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    for kind, hook in _HOOKS.items():
+        if type(kind) is type:  # a class: its subclasses too, as ruamel.yaml's integers subclass int
+            converter.register_structure_hook(kind, hook)
+        else:  # a generic alias, matched by equality
+            converter.register_structure_hook_func(_is(kind), hook)
+    return converter
+
 
 _FIELDS = {f.name: f for f in attrs.fields(Scenario)}
 _REQUIRED = [name for name, f in _FIELDS.items() if f.default is attrs.NOTHING]
@@ -918,10 +964,11 @@ _FILE_KEYS = frozenset(_FIELDS) - {"strategy_folder"}
 """What a scenario file may set: ``strategy_folder`` is where the file itself is, never its own say."""
 
 
-def _structure(value: object, field: attrs.Attribute[Any]) -> Any:
-    assert field.type is not None
+def _structure(value: object, kind: Any) -> Any:
+    import cattrs
+
     try:
-        return _converter.structure(value, field.type)
+        return _converter().structure(value, kind)
     except _Invalid:
         raise
     except cattrs.BaseValidationError as exc:
@@ -930,6 +977,8 @@ def _structure(value: object, field: attrs.Attribute[Any]) -> Any:
 
 def _flatten(exc: BaseException, where: Where = ()) -> Any:
     """cattrs' nested exception groups as flat ``(where, message, on_key)`` rows."""
+    import cattrs
+
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         for key in sorted(exc.extra_fields):
             yield (*where, key), f"unknown key {key!r}", True
@@ -962,7 +1011,7 @@ def _structure_document(
             problems.append(((key,), f"unknown key {key!r}{_suggestion(key, keys)}", True))
             continue
         try:
-            fields[key] = _structure(value, field)
+            fields[key] = _structure(value, field.type)
         except _Invalid as exc:
             problems.extend(_under((key,), exc.problems))
             if exc.partial is not None:
@@ -1205,6 +1254,7 @@ def scenario_from_dict(data: object, *, source: str = "<data>", import_strategie
 
 
 if TYPE_CHECKING:
+    import cattrs
     from ruamel.yaml.error import MarkedYAMLError
     from ruamel.yaml.events import Event
 

@@ -21,7 +21,6 @@ cut off belongs in an ``async`` ``choose``, for instance behind
 
 from __future__ import annotations
 
-import difflib
 import enum
 import functools
 import importlib
@@ -571,6 +570,8 @@ def closest(name: str, known: Iterable[str]) -> str | None:
     Case is ignored, so ``SM`` finds ``sm`` -- too short for a spelling
     match (:func:`difflib.get_close_matches`), and the likeliest slip.
     """
+    import difflib  # only a name that is not known needs it, and a run names none
+
     by_folded: dict[str, str] = {}
     for candidate in known:
         by_folded.setdefault(candidate.casefold(), candidate)

@@ -169,6 +169,32 @@ def test_a_scenario_built_in_code_runs_without_yaml(tmp_path: Path) -> None:
     assert not {name for name in loaded if name.startswith("ruamel")}
 
 
+def test_a_scenario_built_in_code_is_checked_and_run_without_cattrs_or_difflib(tmp_path: Path) -> None:
+    """cattrs structures files and data, difflib says "did you mean": a scenario made in code needs neither.
+
+    Its fields are checked with the hooks a file's keys go through, so an
+    app pays for neither on every start, and a mistake in code is still
+    worded as in a file.
+    """
+    loaded = python(
+        tmp_path,
+        "import om_actors\n"
+        "try:\n"
+        "    om_actors.Scenario(generals=4.0, m=1, expect=om_actors.Expect(agreement='yes'))\n"
+        "except om_actors.ScenarioError as exc:\n"
+        "    assert str(exc).splitlines() == ['scenario: generals: expected an integer, got 4.0',\n"
+        "        'scenario: expect.agreement: expected true or false, got \\'yes\\''], str(exc)\n"
+        "scenario = om_actors.Scenario(\n"
+        "    generals=7, m=2, traitors={1: 'flip', 2: 'split'}, expect=om_actors.Expect(agreement=True),\n"
+        "    instances=[om_actors.Instance(0, 'attack'), om_actors.Instance(3, 'retreat')])\n"
+        "result = om_actors.simulate_sync(scenario, mode='per-message')\n"
+        "assert result.verdict.success and result.unmet_expectations() == []\n"
+        "assert result.to_dict()['expected']",
+    )
+    assert "om_actors.orchestrator" in loaded
+    assert sorted(name for name in loaded if name.partition(".")[0] in {"cattrs", "difflib"}) == []
+
+
 def test_batched_mode_imports_numpy_and_per_message_mode_does_not(tmp_path: Path) -> None:
     batched = om_actors(tmp_path, "run", "seven-generals", "--mode", "batched", "--json")
     per_message = om_actors(tmp_path, "run", "seven-generals", "--mode", "per-message", "--json")

@@ -462,6 +462,75 @@ def test_one_mistake_in_code(fields: dict[str, object], error: str) -> None:
     assert str(caught.value).startswith(f"scenario: {error}")
 
 
+@pytest.mark.parametrize(
+    ("key", "in_code", "in_yaml"),
+    [
+        ("generals", 4.5, "4.5"),
+        ("m", True, "true"),
+        ("seed", "7", "'7'"),
+        ("seed", 10**101, "1" + "0" * 101),
+        ("round_timeout", "1", "'1'"),
+        ("round_timeout", False, "false"),
+        ("name", 7, "7"),
+        ("default", None, "null"),
+        ("values", ("attack", 2), "[attack, 2]"),
+        ("values", ("attack", None), "[attack, null]"),
+        ("expect", Expect(agreement="yes", decision=3), "{agreement: 'yes', decision: 3}"),  # type: ignore[arg-type]
+        ("expect", Expect(success=1), "{success: 1}"),  # type: ignore[arg-type]
+        ("instances", (Instance(1.0, "attack"), Instance(2, 9)),  # type: ignore[arg-type]
+         "[{commander: 1.0, order: attack}, {commander: 2, order: 9}]"),
+    ],
+)  # fmt: skip
+def test_a_wrong_type_in_code_is_worded_as_in_a_file(key: str, in_code: object, in_yaml: str) -> None:
+    """Code and files are checked by the same hooks, so a mistake reads the same whichever made it."""
+    with pytest.raises(ScenarioError) as from_code:
+        Scenario(**{"generals": 4, "m": 1, key: in_code})  # type: ignore[arg-type]
+    with pytest.raises(ScenarioError) as from_file:
+        load_scenario("".join(f"{k}: {v}\n" for k, v in {"generals": "4", "m": "1", key: in_yaml}.items()))
+    messages = [problem.message for problem in from_code.value.problems]
+    assert messages == [problem.message for problem in from_file.value.problems]
+    assert messages
+    assert all(message.startswith(f"{key}") for message in messages)
+
+
+def test_to_dict_is_the_scenario_as_a_file_writes_it() -> None:
+    scenario = Scenario(
+        name="full",
+        generals=7,
+        m=2,
+        values=["attack", "retreat", "wait"],
+        default="wait",
+        traitors={5: "flip", 2: TraitorSpec("constant", {"value": "wait"}), 1: Silent()},
+        seed=3,
+        round_timeout=2,
+        expect=Expect(agreement=True, decision="attack"),
+        instances=[Instance(0, "attack"), Instance(3, "retreat")],
+        strategy_folder="/strategies",
+    )
+    assert scenario.to_dict() == {
+        "generals": 7,
+        "m": 2,
+        "algorithm": "om",
+        "name": "full",
+        "values": ["attack", "retreat", "wait"],
+        "default": "wait",
+        "traitors": {"1": "silent", "2": {"strategy": "constant", "value": "wait"}, "5": "flip"},
+        "seed": 3,
+        "round_timeout": 2,
+        "expect": {"agreement": True, "decision": "attack"},
+        "instances": [{"commander": 0, "order": "attack"}, {"commander": 3, "order": "retreat"}],
+        "strategy_folder": "/strategies",
+    }
+    assert list(scenario.to_dict()) == [
+        "generals", "m", "algorithm", "name", "values", "default", "traitors", "seed", "round_timeout",
+        "expect", "instances", "strategy_folder",
+    ]  # fmt: skip
+    assert scenario_from_dict(scenario.to_dict()) == scenario
+    single = Scenario(generals=4, m=1).to_dict()
+    assert (single["commander"], single["order"]) == (0, "attack")
+    assert not {"expect", "instances", "strategy_folder"} & set(single)
+
+
 # --- sizes are refused before anything is allocated -------------------------------
 
 LIMIT = "over the limit of 200,000,000"
