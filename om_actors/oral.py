@@ -198,9 +198,16 @@ from being reused; the entries go with their instance's :class:`Setup`.
 """
 
 
+_WELL_FORMED_KEPT = 1 << 16
+"""How many relays one instance remembers before starting afresh: verify runs thousands of adversaries
+on one setup, and memory must not grow with them."""
+
+
 def _remember_well_formed(well_formed: dict[int, Relay], relay: Relay) -> None:
     """Remember an accepted ``relay`` whose judgement cannot change: a frozen path of ints, a plain string."""
     if type(relay.value) is str:
+        if len(well_formed) >= _WELL_FORMED_KEPT:
+            well_formed.clear()
         well_formed[id(relay)] = relay
 
 

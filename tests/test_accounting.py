@@ -97,6 +97,47 @@ def test_closing_a_round_counts_its_refusals_and_the_loyal_messages_that_never_a
     assert (books.rejected, books.undelivered, books.timed_out, books.crashed) == (1, 1, {1: (3,)}, {2})
 
 
+_ROUND_ONE = st.lists(
+    st.one_of(
+        st.builds(
+            lambda receiver, lost: sent(1, 0, receiver, (0,), "attack", delivered=False if lost else None),
+            st.integers(1, 3),
+            st.booleans(),
+        ),
+        st.builds(
+            lambda receiver, lost: sent(1, 3, receiver, (0, 3), "retreat", delivered=False if lost else None),
+            st.integers(0, 2),
+            st.booleans(),
+        ),
+        st.builds(
+            lambda receiver: MessageRejected(1, 0, receiver, Relay((0,), "attack"), OralReason.DUPLICATE),
+            st.integers(1, 3),
+        ),
+        st.builds(lambda receiver: StrategyFailed(1, 3, (0,), receiver, "ValueError()"), st.integers(0, 2)),
+    ),
+    max_size=12,
+)
+
+
+@given(events=_ROUND_ONE, late=st.sampled_from([(), (3,)]))
+def test_a_round_nobody_listens_to_is_counted_as_closing_it_would_count_it(
+    events: list[Event], late: tuple[int, ...]
+) -> None:
+    """A run with no log and no handler tallies its rounds without ordering them: the same books."""
+    closing, tallying = Accounting(FOUR), Accounting(FOUR)
+    for books in (closing, tallying):
+        books.count(events)
+    crashes = [GeneralCrashed(1, 2)]
+    end = closing.close_round(1, events, late=late, crashes=crashes)[-1]
+    assert tallying.tally_round(1, events, late=late, crashes=crashes) == end
+    assert (tallying.rejected, tallying.undelivered, tallying.timed_out, tallying.crashed) == (
+        closing.rejected,
+        closing.undelivered,
+        closing.timed_out,
+        closing.crashed,
+    )
+
+
 def test_a_traitors_lost_message_is_no_broken_assumption() -> None:
     books = Accounting(FOUR)
     books.count([sent(2, 3, 1, (0, 3), "retreat", delivered=False)])

@@ -15,10 +15,11 @@ import trio
 
 from om_actors import Forgery, OmActorsError, Scenario, replay_log, simulate_sync
 from om_actors.algorithm import Outgoing, Setup
-from om_actors.driver import Ask, GeneralDriver, Send, answer_now
+from om_actors.driver import Ask, Awaiting, GeneralDriver, Send, answer_now
 from om_actors.events import MessageRejected, StrategyFailed
 from om_actors.log import as_logged
 from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
+from om_actors.registry import REGISTRY
 from om_actors.strategies import Flip, Loyal, Silent
 
 FOUR = Setup(generals=4, m=1, commander=0, values=("attack", "retreat"), default="retreat")
@@ -97,6 +98,63 @@ async def test_ask_awaits_an_async_strategy_and_reports_a_raising_one() -> None:
         ask = list(failing.round(1))[2]
         assert isinstance(ask, Ask)
         assert await failing.ask(ask) == StrategyFailed(1, 0, (0,), 3, "ValueError('no answer for 3')")
+
+
+class EveryAnswer:
+    """By the receiver and round: silence, a raise, a forgery, garbage, a random value or the truth."""
+
+    def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+    ) -> object:
+        pick = (receiver + round) % 6
+        if pick == 1:
+            raise ValueError(f"no answer for {receiver}")
+        if pick == 4:
+            return rng.choice(["v0", "v1"])
+        return [None, None, Forgery((0, 9, receiver), value), ["garbage", float("nan")], None, value][pick]
+
+
+def _the_long_way(traitor: GeneralDriver, round: int) -> list[object]:
+    """What :meth:`GeneralDriver.round` and :func:`answer_now` give, as :meth:`GeneralDriver.lies` puts it."""
+    said: list[object] = []
+    for item in traitor.round(round):
+        sent = answer_now(traitor, item) if isinstance(item, Ask) else item
+        if isinstance(sent, Send):
+            said.append((sent.instance, sent.receiver, sent.payload))
+        elif sent is not None:
+            said.append(sent)
+    return said
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_a_traitors_lies_are_what_its_round_and_answers_give_for_every_algorithm(name: str) -> None:
+    """The actors take a traitor's answers the quick way (``lies``); lockstep and the nodes the long way."""
+    rules = REGISTRY[name]
+    setup = Setup(7, 2, 0, ("v0", "v1"), "v0")
+    kinds = set()
+    for me in range(7):
+        quick, long = (
+            GeneralDriver([rules.general(setup, me, "v1")], strategy=EveryAnswer(), seed=3, tagged=False)
+            for _ in range(2)
+        )
+        for round in range(1, quick.cores[0].rounds + 1):
+            said = list(quick.lies(round))
+            assert said == _the_long_way(long, round), (me, round)
+            kinds |= {type(item) for item in said}
+    assert kinds == {tuple, StrategyFailed}
+
+
+async def test_an_async_strategys_lies_come_one_at_a_time_as_answers_to_await() -> None:
+    with trio.fail_after(5):
+        slow = driver(0, Awaits())
+        asks = [(a.instance, a.round, a.outgoing) for a in driver(0, Loyal()).round(1) if isinstance(a, Ask)]
+        for item in slow.lies(1):
+            assert isinstance(item, Awaiting)
+            ask = item.ask
+            assert (ask.instance, ask.round, ask.outgoing) == asks.pop(0)
+            told = await slow.told_later(ask, item.pending)
+            assert slow.answer(ask, told) == Send(0, 1, ask.outgoing.receiver, Relay((0,), "attack"))
+        assert asks == []
 
 
 def test_answer_now_refuses_an_async_strategy_without_leaving_a_coroutine_behind() -> None:

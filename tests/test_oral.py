@@ -28,6 +28,7 @@ from om_actors.oral import (
     messages_sent,
     owed,
     paths_of_round,
+    refusal,
     rejection_reason,
 )
 
@@ -224,6 +225,52 @@ def test_rejection_reasons(sender: int, round: int, path: object, value: object,
     setup = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
     found = rejection_reason(setup, receiver=2, sender=sender, round=round, path=path, value=value)
     assert (None if found is None else str(found)) == reason
+
+
+_ELEMENTS = st.one_of(st.integers(-1, 5), st.sampled_from([True, False, "1", 1.0]))
+_PATHS = st.one_of(st.lists(_ELEMENTS, max_size=4).map(tuple), st.lists(st.integers(0, 4), max_size=3))
+_VALUES = st.sampled_from(["attack", "retreat", "charge", None, 1])
+
+
+@settings(max_examples=300)
+@given(
+    round=st.integers(1, 3),
+    messages=st.lists(st.tuples(_PATHS, _VALUES, st.integers(0, 4)), max_size=12),
+)
+def test_a_relay_is_judged_alike_at_every_receiver_however_often_it_was_judged_before(
+    round: int, messages: list[tuple[object, object, int]]
+) -> None:
+    """One relay object goes to many receivers, and only the first applies every path rule to it.
+
+    Each receiver's answer must still be the rule's own (:func:`refusal`,
+    against what that receiver held before), including for an equal but
+    different relay -- ``(0, True)`` equals ``(0, 1)`` -- that comes after
+    an accepted one.
+    """
+    setup = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
+    receivers = [general(setup, me) for me in range(1, 5)]
+    for receiver in receivers:
+        for opened in range(1, round + 1):
+            receiver.outbox(opened)
+    for path, value, sender in messages:
+        relay = Relay(path, value)
+        for twin in (relay, relay, Relay(path, value)):
+            for receiver in receivers:
+                held = dict(receiver.received)
+                expected = refusal(
+                    setup, receiver=receiver.me, sender=sender, round=round, payload=twin, seen=held
+                )
+                assert receiver.receive(sender=sender, round=round, payload=twin) == expected
+
+
+def test_a_relay_equal_to_an_accepted_one_but_with_a_bool_in_its_path_is_still_malformed() -> None:
+    setup = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
+    first, second = general(setup, 2), general(setup, 3)
+    for receiver in (first, second):
+        receiver.outbox(1)
+        receiver.outbox(2)
+    assert first.receive(sender=1, round=2, payload=Relay((0, 1), "attack")) is None
+    assert second.receive(sender=1, round=2, payload=Relay((0, True), "attack")) is OralReason.MALFORMED_PATH
 
 
 def test_a_rejected_message_leaves_no_trace_and_a_duplicate_is_refused() -> None:

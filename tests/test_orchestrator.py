@@ -200,6 +200,17 @@ def test_garbage_values_are_rejected_and_logged_by_their_repr() -> None:
     assert b'"value":42' in log.getvalue()
 
 
+def test_a_run_nobody_listens_to_has_the_result_of_one_that_is_logged() -> None:
+    """Without a log or a handler a round's events are counted, not ordered: the result must not change."""
+    scenario = Scenario(
+        generals=7, m=2, traitors={4: "adversaries:Garbage", 2: "adversaries:Crash", 5: "split"}, seed=3
+    )
+    unheard = simulate_sync(scenario)
+    logged = simulate_sync(scenario, log=io.BytesIO())
+    assert unheard.rejected == logged.rejected > 0
+    assert unheard == logged
+
+
 def test_a_strategy_that_raises_loses_that_message_and_the_run_goes_on() -> None:
     events: list[Event] = []
     result = simulate_sync(
