@@ -1171,7 +1171,7 @@ def _shape_problem(text: str) -> Problem | None:
         return Problem(
             f"the text is {len(text):,} characters long, more than the {MAX_TEXT:,} a scenario may have"
         )
-    brackets = _BRACKETS.search(text)
+    brackets = re.search(_BRACKETS, text)
     if brackets is not None:  # refused at once: ruamel.yaml's scanner looks far ahead in these
         line = text.count("\n", 0, brackets.start()) + 1
         column = brackets.start() - (text.rfind("\n", 0, brackets.start()) + 1) + 1
@@ -1216,8 +1216,8 @@ def _shape_problem(text: str) -> Problem | None:
 
 
 _TOO_DEEP = f"lists and mappings nest deeper than {MAX_NESTING} levels"
-_BRACKETS = re.compile(rf"(?:[\[{{]\s*){{{MAX_NESTING + 1}}}")
-"""More opening brackets in a row than nesting allows."""
+_BRACKETS = rf"(?:[\[{{]\s*){{{MAX_NESTING + 1}}}"
+"""More opening brackets in a row than nesting allows: a pattern re compiles when YAML is first read."""
 
 
 def _at(event: Event, text: str) -> Problem:

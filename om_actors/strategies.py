@@ -551,8 +551,9 @@ class StrategyError(OmActorsError):
     """
 
 
-_IDENTIFIER_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_QUALNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|<locals>))*")
+# Patterns, compiled (and cached by re) when a module:Class name is first checked: a run names none.
+_IDENTIFIER_PATH = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+_QUALNAME = r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|<locals>))*"
 """A class's ``__qualname__``: what :meth:`TraitorSpec.of` writes for a class defined in code."""
 
 
@@ -594,7 +595,7 @@ def check_strategy_name(name: str, *, built_in: Mapping[str, type] = BUILT_IN) -
         close = closest(name, built_in)
         hint = f"did you mean {close!r}? " if close is not None else ""
         raise StrategyError(f"unknown strategy {name!r}: {hint}use one of {known}, or module:Class")
-    if not _IDENTIFIER_PATH.fullmatch(module_name) or not _QUALNAME.fullmatch(class_name):
+    if not re.fullmatch(_IDENTIFIER_PATH, module_name) or not re.fullmatch(_QUALNAME, class_name):
         raise StrategyError(
             f"strategy {name!r} is not of the form module:Class (a dotted module path, a colon, a class name)"
         )
