@@ -144,10 +144,10 @@ class GeneralDriver:
             for out in outgoing:
                 rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
                 told = _told(choose, round, out, rng)
-                if type(told) is Pending:
+                if isinstance(told, Pending):
                     yield Awaiting(Ask(instance, round, out, rng), told)
                     continue
-                sent = self._meant(instance, round, out, cast(Told, told))
+                sent = self._meant(instance, round, out, told)
                 if sent is not None:
                     yield sent
 

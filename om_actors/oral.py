@@ -21,7 +21,6 @@ import math
 import weakref
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
-from typing import cast
 
 import attrs
 
@@ -145,13 +144,13 @@ def rejection_reason(
     if len(set(path)) != len(path):
         return OralReason.REPEATS
     if receiver in path or len(path) != round:
-        return _misdirection(path, receiver=receiver, sender=sender, round=round)
+        return _misdirection(path, receiver, sender, round)
     if not isinstance(value, str) or value not in setup.values:
         return OralReason.OUTSIDE_DOMAIN
     return None
 
 
-def _misdirection(path: Path, *, receiver: int, sender: int, round: int) -> OralReason | None:
+def _misdirection(path: Path, receiver: int, sender: int, round: int, /) -> OralReason | None:
     """The rules of :func:`rejection_reason` that depend on who sends and receives it, and when.
 
     Apart, because the rest depend on the message alone: a loyal general's
@@ -189,7 +188,9 @@ def refusal(
 _INT = {int}
 """The only element type of a well-formed path: ``bool`` is an int, but not a general."""
 
-_WELL_FORMED: weakref.WeakKeyDictionary[Setup, dict[int, Relay]] = weakref.WeakKeyDictionary()
+_WellFormed = dict[int, tuple["Relay", Path, str]]
+
+_WELL_FORMED: weakref.WeakKeyDictionary[Setup, _WellFormed] = weakref.WeakKeyDictionary()
 """Relays some general of an instance accepted, by identity, so its other receivers skip the path rules.
 
 Keyed by identity, not equality: ``(0, True)`` equals ``(0, 1)``, and only
@@ -197,18 +198,17 @@ the very object that was judged is spared.  Holding it keeps its ``id``
 from being reused; the entries go with their instance's :class:`Setup`.
 """
 
-
 _WELL_FORMED_KEPT = 1 << 16
 """How many relays one instance remembers before starting afresh: verify runs thousands of adversaries
 on one setup, and memory must not grow with them."""
 
 
-def _remember_well_formed(well_formed: dict[int, Relay], relay: Relay) -> None:
+def _remember_well_formed(well_formed: _WellFormed, relay: Relay, path: Path, value: str) -> None:
     """Remember an accepted ``relay`` whose judgement cannot change: a frozen path of ints, a plain string."""
-    if type(relay.value) is str:
+    if type(value) is str:
         if len(well_formed) >= _WELL_FORMED_KEPT:
             well_formed.clear()
-        well_formed[id(relay)] = relay
+        well_formed[id(relay)] = (relay, path, value)
 
 
 class OralGeneral(Core):
@@ -231,24 +231,29 @@ class OralGeneral(Core):
         return self._received
 
     def _receive(self, sender: int, round: int, payload: object) -> OralReason | None:
-        if self._well_formed.get(id(payload)) is payload:
-            relay = cast(Relay, payload)
-            path = cast(Path, relay.path)
-            reason = _misdirection(path, receiver=self.me, sender=sender, round=round)
-            if reason is None and path in self._received:
-                reason = OralReason.DUPLICATE
-        else:
-            reason = refusal(
-                self.setup, receiver=self.me, sender=sender, round=round, payload=payload, seen=self._received
-            )
-            if reason is None:
-                _remember_well_formed(self._well_formed, cast(Relay, payload))
+        known = self._well_formed.get(id(payload))
+        if known is None or known[0] is not payload:
+            return self._judge(sender, round, payload)
+        _, path, value = known
+        reason = _misdirection(path, self.me, sender, round)
+        if reason is None:
+            if path in self._received:
+                return OralReason.DUPLICATE
+            self._received[path] = value
+        return reason
+
+    def _judge(self, sender: int, round: int, payload: object) -> OralReason | None:
+        """Every path rule, for a payload no receiver of this instance has accepted yet."""
+        reason = refusal(
+            self.setup, receiver=self.me, sender=sender, round=round, payload=payload, seen=self._received
+        )
         if reason is not None:
             return reason
         assert isinstance(payload, Relay)
         assert isinstance(payload.path, tuple)
         assert isinstance(payload.value, str)
         self._received[payload.path] = payload.value
+        _remember_well_formed(self._well_formed, payload, payload.path, payload.value)
         return None
 
     def held(self, path: Path) -> str:
