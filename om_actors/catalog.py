@@ -10,7 +10,6 @@ folder is used instead.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import attrs
@@ -75,6 +74,8 @@ def find_scenario(name: str) -> Path:
     shipped = _shipped_files()
     if stem in shipped:
         return shipped[stem]
+    import difflib  # a name that is found needs no "did you mean"
+
     close = difflib.get_close_matches(stem, shipped, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     names = ", ".join(shipped) or "none are installed"

@@ -195,6 +195,14 @@ def test_a_scenario_built_in_code_is_checked_and_run_without_cattrs_or_difflib(t
     assert sorted(name for name in loaded if name.partition(".")[0] in {"cattrs", "difflib"}) == []
 
 
+def test_run_without_a_scenario_reads_no_yaml_and_structures_nothing(tmp_path: Path) -> None:
+    """``om-actors run`` alone runs the seven generals built in code: no YAML, cattrs or "did you mean"."""
+    ran = om_actors(tmp_path, "run")
+    assert ran.status == 0
+    assert ran.stdout.splitlines()[0].startswith("seven-generals: OM(2) on 7 generals (3 rounds)")
+    assert sorted(ran.packages & {"ruamel", "cattrs", "difflib"}) == []
+
+
 def test_batched_mode_imports_numpy_and_per_message_mode_does_not(tmp_path: Path) -> None:
     batched = om_actors(tmp_path, "run", "seven-generals", "--mode", "batched", "--json")
     per_message = om_actors(tmp_path, "run", "seven-generals", "--mode", "per-message", "--json")
