@@ -98,26 +98,21 @@ class GeneralDriver:
         """
         if self.strategy is None:
             return (
-                Send(instance, round, receiver, payload) for instance, receiver, payload in self.sends(round)
+                Send(instance, round, receiver, payload)
+                for instance, sends in enumerate(self.sends(round))
+                for receiver, payload in sends
             )
         offered = [core.offers(round) for core in self.cores]
         return self._asks(round, offered)
 
-    def sends(self, round: int) -> Iterator[tuple[int, int, object]]:
-        """A loyal general's :meth:`round` as ``(instance, receiver, payload)``, without a :class:`Send` each.
+    def sends(self, round: int) -> list[Iterator[tuple[int, object]]]:
+        """A loyal general's :meth:`round`: per instance, ``(receiver, payload)`` with no :class:`Send`.
 
         For the actors, which post a loyal round's messages as they come:
         thirteen generals send 72,000 of them.  Every core opens its round
         now, as :meth:`round` opens them.
         """
-        owed = [core.sends(round) for core in self.cores]
-        return self._loyal(owed)
-
-    @staticmethod
-    def _loyal(owed: list[Iterator[tuple[int, object]]]) -> Iterator[tuple[int, int, object]]:
-        for instance, sends in enumerate(owed):
-            for receiver, payload in sends:
-                yield instance, receiver, payload
+        return [core.sends(round) for core in self.cores]
 
     def _asks(self, round: int, offered: list[list[Outgoing]]) -> Iterator[Ask]:
         for instance, outgoing in enumerate(offered):

@@ -477,10 +477,9 @@ class BatchedDriver(GeneralDriver):
         sends = cast(Iterator[Send], self.round(round))
         return ((send.instance, send.receiver, send.payload) for send in sends)
 
-    def sends(self, round: int) -> Iterator[tuple[int, int, object]]:
-        """A loyal general's round: one :class:`RoundBatch` per receiver and instance."""
-        batches = [list(core.batches(round)) for core in self.generals]
-        return ((i, receiver, batch) for i, listed in enumerate(batches) for receiver, batch in listed)
+    def sends(self, round: int) -> list[Iterator[tuple[int, object]]]:
+        """A loyal general's round: one :class:`RoundBatch` per receiver, in every instance."""
+        return [iter(list(core.batches(round))) for core in self.generals]
 
     def deliver(self, instance: int, sender: int, round: int, payload: object) -> MessageRejected | None:
         if type(payload) is RoundBatch:

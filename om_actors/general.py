@@ -144,8 +144,9 @@ class GeneralActor:
     async def _send(self, round: int) -> None:
         post = self._post
         if self.driver.strategy is None:  # loyal: only sends, and nothing to await
-            for instance, receiver, payload in self.driver.sends(round):
-                post(round, instance, receiver, payload)
+            for instance, sends in enumerate(self.driver.sends(round)):
+                for receiver, payload in sends:
+                    post(round, instance, receiver, payload)
             return
         for item in self.driver.lies(round):
             if type(item) is tuple:
