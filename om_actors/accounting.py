@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from itertools import chain, compress, repeat
-from operator import attrgetter, is_
+from itertools import chain, compress, islice, repeat
+from operator import attrgetter, eq, is_
 from typing import Any, Literal, cast
 
 from ._version import __version__
@@ -55,7 +55,8 @@ EventKey = Callable[[Event], tuple[Any, ...]]
 
 def event_order(rules: Algorithm) -> EventOrder:
     """The sort key that puts one round's message events in log order, for ``rules``' payloads."""
-    return EventOrder(rules.path_of)
+    keeps_default = getattr(rules.path_of, "__func__", None) is Algorithm.path_of
+    return EventOrder(rules.path_of, paths_by_attribute=keeps_default)
 
 
 class EventOrder:
@@ -69,8 +70,9 @@ class EventOrder:
     breaks such ties.
     """
 
-    def __init__(self, path_of: Callable[[object], object]) -> None:
+    def __init__(self, path_of: Callable[[object], object], *, paths_by_attribute: bool = False) -> None:
         self.path_of = path_of
+        self.paths_by_attribute = paths_by_attribute
 
     def __call__(self, event: Event) -> tuple[Any, ...]:
         kind = type(event)
@@ -98,13 +100,21 @@ class EventOrder:
         """
         if set(map(type, events)) != _MESSAGES_ONLY or set(map(_instance, events)) != _UNTAGGED:
             return None
-        paths: list[Any] = list(map(self.path_of, map(_payload, events)))
+        paths: list[Any] = list(self._paths(map(_payload, events)))
         if set(map(type, paths)) != _TUPLES or not _INT.issuperset(map(type, chain.from_iterable(paths))):
             return None
         keys = list(zip(paths, map(_receiver, events), map(_sender, events)))
-        if len(set(keys)) < len(keys):
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        ordered = list(map(keys.__getitem__, order))
+        if any(map(eq, ordered, islice(ordered, 1, None))):  # a tie: equal keys sort next to each other
             return None
-        return sorted(range(len(keys)), key=keys.__getitem__)
+        return order
+
+    def _paths(self, payloads: Iterable[object]) -> Iterable[object]:
+        """:attr:`path_of` of each payload: the default by ``getattr`` alone, with no Python call each."""
+        if self.paths_by_attribute:
+            return map(getattr, payloads, repeat("path"), repeat(()))
+        return map(self.path_of, payloads)
 
 
 _MESSAGES_ONLY = {MessageSent}

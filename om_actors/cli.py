@@ -103,13 +103,17 @@ class _LogFile:
             return
         log = cls(path)
         try:
-            yield cast(IO[bytes], log)  # write and flush are all a log writer calls
+            yield cast(IO[bytes], log)  # write, writelines and flush are all a log writer calls
         finally:
             log.close()
 
     def write(self, data: bytes) -> int:
         self._attempt(lambda file: file.write(data))
         return len(data)
+
+    def writelines(self, lines: Iterable[bytes]) -> None:
+        """A round's lines in one attempt: :class:`~om_actors.log.LogWriter` writes a run's rounds so."""
+        self._attempt(lambda file: file.writelines(lines))
 
     def flush(self) -> None:
         if self._file is not None:

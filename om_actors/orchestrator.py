@@ -42,7 +42,7 @@ from .events import Event, MessageSent
 from .general import Ack, BatchedGeneralActor, Command, Decide, Flush, GeneralActor, Post, SendRound
 from .limits import BATCHED_ABOVE as BATCHED_ABOVE  # the CLI names it without importing this module
 from .limits import MAX_BATCHED_GENERALS, per_message_problem
-from .log import LogTarget, open_log
+from .log import LogTarget, LogWriter, open_log
 from .result import Result
 from .scenario import Scenario
 from .strategies import Strategy
@@ -517,6 +517,9 @@ class _Run:
         in one call, not a coroutine each, unless a stream must await room.
         """
         handlers, stream = self.handlers, self.stream
+        if stream is None and len(handlers) == 1 and isinstance(handlers[0], LogWriter):
+            handlers[0].write_all(list(events))  # the log alone: nobody to interleave it with
+            return
         for event in events:
             for handler in handlers:
                 handler(event)

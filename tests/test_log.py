@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import om_actors.log
 from om_actors import (
     SCHEMA,
     Event,
@@ -295,6 +296,10 @@ def test_the_file_writer_writes_exactly_the_lines_structlog_renders(said: list[t
     for event in events:
         writer(event)
     assert written.getvalue() == b"".join(line_of(event) + b"\n" for event in events)
+    at_once = io.BytesIO()
+    LogWriter(at_once).write_all(events[:-1])  # messages alone: one layout for all of them
+    LogWriter(at_once).write_all(events[-1:])
+    assert at_once.getvalue() == written.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -305,6 +310,41 @@ def test_a_whole_runs_log_is_structlogs_lines(name: str) -> None:
     events: list[Event] = []
     simulate_sync(load_scenario(SCENARIOS / f"{name}.yaml"), log=written, on_event=events.append)
     assert written.getvalue() == b"".join(line_of(event) + b"\n" for event in events)
+
+
+class _WriteOnly:
+    """A binary file with nothing but ``write`` and ``flush``: all an application's log file must have."""
+
+    def __init__(self) -> None:
+        self.written = io.BytesIO()
+
+    def write(self, data: bytes) -> int:
+        return self.written.write(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_file_with_only_write_gets_the_same_log() -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    plain, whole = _WriteOnly(), io.BytesIO()
+    simulate_sync(scenario, log=plain)  # type: ignore[arg-type]
+    simulate_sync(scenario, log=whole)
+    assert plain.written.getvalue() == whole.getvalue()
+
+
+@pytest.mark.parametrize("batch", [1, 7, 4096])
+@pytest.mark.parametrize("name", ["seven-generals", "nine-generals-king", "three-orders"])
+def test_a_log_with_no_other_listener_is_written_a_batch_at_a_time_to_the_same_bytes(
+    name: str, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alone, the log gets a round at once (``LogWriter.write_all``); beside a handler, an event at a time."""
+    monkeypatch.setattr(om_actors.log, "_BATCH", batch)
+    alone, beside = io.BytesIO(), io.BytesIO()
+    scenario = load_scenario(SCENARIOS / f"{name}.yaml")
+    simulate_sync(scenario, log=alone)
+    simulate_sync(scenario, log=beside, on_event=lambda event: None)
+    assert alone.getvalue() == beside.getvalue()
 
 
 @pytest.mark.parametrize(
