@@ -402,6 +402,7 @@ class _Run:
         self.log_messages = log_messages
         self.books = Accounting(scenario)
         self.pending: list[Event] = []
+        self.listened = bool(handlers) or stream is not None
         self.unbooked = [[0] * len(scenario.setups) for _ in range(scenario.generals)]
         channels = [trio.open_memory_channel[Command](math.inf) for _ in range(scenario.generals)]
         self.inboxes = [send for send, _ in channels]
@@ -453,10 +454,13 @@ class _Run:
         Counted in :attr:`unbooked`, per instance, and handed to the books
         once the round's sending is over (:meth:`_book`): a round of thirteen
         generals is 95,040 posts, and a method call each to count them costs
-        more than the count.
+        more than the count.  A message's event waits in :attr:`pending` for
+        the round's end only if someone will see it (or progress is counted
+        by it); otherwise the message is gone once its receiver took it.
         """
-        pending, inboxes, on_progress = self.pending, self.inboxes, self.on_progress
+        inboxes, on_progress = self.inboxes, self.on_progress
         tagged, unbooked = self.books.tagged, self.unbooked[sender]
+        keep, kept = self.pending.append, self.listened or on_progress is not None
 
         def post(round: int, instance: int, receiver: int, payload: object) -> None:
             unbooked[instance] += 1
@@ -464,9 +468,10 @@ class _Run:
                 message = MessageSent(round, sender, receiver, payload, instance=instance)
             else:  # a keyword costs a third of the object
                 message = MessageSent(round, sender, receiver, payload)
-            pending.append(message)
+            if kept:  # else its event would go nowhere: no need to hold it
+                keep(message)
             inboxes[receiver].send_nowait(message)
-            if on_progress is not None and not len(pending) % PROGRESS_EVERY:
+            if on_progress is not None and not len(self.pending) % PROGRESS_EVERY:
                 on_progress(round, self.books.messages + sum(map(sum, self.unbooked)))
 
         return post
@@ -549,7 +554,7 @@ class _Run:
         self._book(round)
         late = tuple(sorted(ack.general for ack in acks if ack.timed_out))
         await self._barrier(lambda: Flush(round))
-        if self.handlers or self.stream is not None:
+        if self.listened:
             events = self.books.close_round(round, self.pending, late=late)
         else:  # nobody to tell: the counts, without ordering the round
             events = [self.books.tally_round(round, self.pending, late=late)]
