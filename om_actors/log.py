@@ -585,15 +585,21 @@ class _Described:
         return cls(rules_of(event), PAYLOAD in names, "path" in names)
 
 
-_EVENTS: dict[str, _Described] = {cls.name: _Described.of(cls) for cls in get_args(Event)}
-"""Every event a log may hold, by name, with what each of its fields must be."""
+@functools.cache
+def _events() -> dict[str, _Described]:
+    """Every event a log may hold, by name, with what each of its fields must be.
+
+    Made when the first log is read, not on import: a run that writes one
+    never reads any.
+    """
+    return {cls.name: _Described.of(cls) for cls in get_args(Event)}
 
 
 @functools.cache
 def _message_rules(event: str, payload: type) -> tuple[_Rule, ...]:
     """An event's rules with ``payload`` replaced, in place, by the rules of the payload class's fields."""
     found: list[_Rule] = []
-    for rule in _EVENTS[event].rules:
+    for rule in _events()[event].rules:
         found.extend(rules_of(payload) if rule.name == PAYLOAD else (rule,))
     return tuple(found)
 
@@ -645,6 +651,7 @@ class _Reader:
     def __init__(self, source: str) -> None:
         self.source = source
         self.algorithm: Algorithm | None = None
+        self.events = _events()
 
     def parse(self, number: int, raw: bytes) -> LogLine:
         source = self.source
@@ -654,11 +661,11 @@ class _Reader:
         event = fields["event"]
         if self.algorithm is None and event != "run.start":
             raise LogError(source, number, f"a log starts with run.start, not {event!r}")
-        if event not in _EVENTS:
+        if event not in self.events:
             raise LogError(source, number, f"unknown event {event!r}")
         if event == "run.start" and fields.get("schema") != SCHEMA:
             raise LogError(source, number, _schema_problem(fields.get("schema")))
-        described = _EVENTS[event]
+        described = self.events[event]
         algorithm, rules = self.algorithm, described.rules
         if described.carries:
             assert algorithm is not None
