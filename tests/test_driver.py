@@ -8,6 +8,8 @@ Rules for this file:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from om_actors.events import MessageRejected, StrategyFailed
 from om_actors.log import as_logged
 from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
 from om_actors.registry import REGISTRY
-from om_actors.strategies import Flip, Loyal, Silent
+from om_actors.strategies import Flip, Loyal, Silent, message_rng
 
 FOUR = Setup(generals=4, m=1, commander=0, values=("attack", "retreat"), default="retreat")
 
@@ -173,6 +175,42 @@ def test_each_message_gets_its_own_rng_seeded_by_what_identifies_it() -> None:
     draws = [a.rng.random() for a in first]
     assert draws == [a.rng.random() for a in again]
     assert len(set(draws)) == 3
+
+
+def _draw(rng: random.Random) -> float:
+    return rng.random()
+
+
+class KeepsSome:
+    """Draws from some rngs at once, keeps others (or a bound method of one) to draw from after the round."""
+
+    def __init__(self) -> None:
+        self.drawn: dict[tuple[int, tuple[int, ...], int], list[float]] = {}
+        self.kept: list[tuple[tuple[int, tuple[int, ...], int], Callable[[], float]]] = []
+
+    def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+    ) -> object:
+        message = (round, path, receiver)
+        if receiver % 3 == 0:
+            self.kept.append((message, rng.random if receiver % 2 else partial(_draw, rng)))
+        elif receiver % 3 == 1:
+            self.drawn[message] = [rng.random(), rng.random()]
+        return value
+
+
+def test_every_message_draws_as_from_its_own_rng_whatever_the_strategy_keeps() -> None:
+    """A traitor's messages may share one rng object while its strategy keeps none: draws must not tell."""
+    strategy = KeepsSome()
+    seven = Setup(7, 2, 0, ("v0", "v1"), "v0")
+    traitor = GeneralDriver([ORAL_MESSAGES.general(seven, 1, "v1")], strategy=strategy, seed=5, tagged=False)
+    for round in range(1, 4):
+        list(traitor.lies(round))
+    late = {message: [draw(), draw()] for message, draw in strategy.kept}
+    assert (len(late), len(strategy.drawn)) == (10, 5)
+    for (asked, path, receiver), draws in [*strategy.drawn.items(), *late.items()]:
+        fresh = message_rng(5, asked, 1, path, receiver)
+        assert draws == [fresh.random(), fresh.random()], (asked, path, receiver)
 
 
 def test_delivery_counts_every_message_and_reports_a_refusal_with_its_reason() -> None:
