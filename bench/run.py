@@ -131,6 +131,72 @@ def baseline(n: int, m: int, report: bool = False) -> dict[int, str]:
     return decisions
 
 
+def floor(n: int, m: int) -> dict[int, str]:
+    """The design's floor: what one trio task per general costs before any rule of OM(m) runs.
+
+    n tasks with memory-channel inboxes, and a barrier at each round's end
+    (a ``None`` in every inbox, answered on one channel); every message the
+    bare loop sends is one frozen attrs object shaped as ``MessageSent``
+    (six fields) on a shared two-field payload, and its receiver keeps the
+    value in a dict per round.  No path rules, decisions, books or log: a
+    per-message run can only be slower than this, so it shows how much of
+    each target the design itself takes.  Traitors flip as in the bare
+    loop; the "decision" is only the commander's order as each loyal
+    lieutenant stored it.
+    """
+    import attrs
+    import trio
+
+    @attrs.frozen
+    class Message:
+        round: int
+        sender: int
+        receiver: int
+        payload: object
+        instance: object = attrs.field(default=None, kw_only=True)
+        delivered: object = attrs.field(default=None, kw_only=True)
+
+    @attrs.frozen
+    class Payload:
+        path: tuple[int, ...]
+        value: str
+
+    flip = {"attack": "retreat", "retreat": "attack"}
+    levels: list[list[dict[tuple[int, ...], str]]] = [[{} for _ in range(m + 2)] for _ in range(n)]
+
+    async def general(inbox: Any, acks: Any, level: list[dict[tuple[int, ...], str]]) -> None:
+        async for first in inbox:
+            message = first
+            while message is not None:
+                level[message.round][message.payload.path] = message.payload.value
+                message = inbox.receive_nowait()
+            acks.send_nowait(None)
+
+    async def run() -> None:
+        channels = [trio.open_memory_channel[Any](math.inf) for _ in range(n)]
+        acks, answers = trio.open_memory_channel[None](math.inf)
+        async with trio.open_nursery() as nursery:
+            for (_, inbox), level in zip(channels, levels):
+                nursery.start_soon(general, inbox, acks, level)
+            levels[0][0][()] = "attack"
+            for k in range(1, m + 2):
+                for sender in range(1, n) if k > 1 else (0,):
+                    for path, value in levels[sender][k - 1].items():
+                        relayed = Payload((*path, sender), flip[value] if 0 < sender <= m else value)
+                        for receiver in range(1, n):
+                            if receiver not in relayed.path:
+                                channels[receiver][0].send_nowait(Message(k, sender, receiver, relayed))
+                for send, _ in channels:
+                    send.send_nowait(None)
+                for _ in channels:
+                    await answers.receive()
+            for send, _ in channels:
+                send.close()
+
+    trio.run(run)
+    return {g: levels[g][1][(0,)] for g in range(m + 1, n)}
+
+
 # --- one measurement, in a child process -------------------------------------------
 
 
@@ -154,11 +220,13 @@ def child(kind: str, n: int, m: int, log: str | None) -> None:
 def _measured(kind: str, n: int, m: int, log: str | None) -> None:
     import resource
 
-    if kind != "baseline":
+    if kind not in ("baseline", "floor"):
         import om_actors  # before the clock starts: imports are not the algorithm
     started = time.perf_counter()
     if kind == "baseline":
         decisions = baseline(n, m, report=True)
+    elif kind == "floor":
+        decisions = floor(n, m)
     elif kind == "sm":
         traitors = {g: "split" if g % 2 else "late" for g in range(1, m + 1)}
         scenario = om_actors.Scenario(algorithm="sm", generals=n, m=m, traitors=traitors)
@@ -191,12 +259,13 @@ def child_program() -> str:
 
     parts = [
         "from __future__ import annotations",
-        "import json, sys, time",
+        "import json, math, sys, time",
+        "from typing import Any",
         "from collections import Counter",
         "if sys.path[0] == '': del sys.path[0]",
         f"DEFAULT = {DEFAULT!r}",
         f"BASELINE_MEMORY = {BASELINE_MEMORY}",
-        *(inspect.getsource(function) for function in (baseline, child, _measured)),
+        *(inspect.getsource(function) for function in (baseline, floor, child, _measured)),
         "child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)",
     ]
     return "\n".join(parts)
@@ -371,7 +440,7 @@ def om_sample(kind: str, n: int, m: int, code: Path | None, log: Path | None = N
         log.unlink(missing_ok=True)
     if got.get("stopped"):
         return {"failed": got["stopped"]}
-    if kind != "sm" and got["decisions"] != ["attack"]:
+    if kind != "sm" and got["decisions"] != ["attack"]:  # the floor stores the order it was given
         return {"failed": f"the loyal generals decided {got['decisions']}"}
     return got
 
@@ -472,11 +541,13 @@ def per_message_targets(versions: list[Version], runs: int, work: Path) -> list[
     measured, bare_runs = {}, []
     for case, (log, _) in cases.items():
         contenders: list[Contender] = [("bare loop", partial(om_sample, "baseline", 13, 4, None))]
+        if log is None:
+            contenders.append((FLOOR, partial(om_sample, "floor", 13, 4, None)))
         contenders += [(v.label, partial(om_sample, "per-message", 13, 4, v.code, log)) for v in versions]
         measured[case] = alternate(f"per-message n=13, m=4, {case}", runs, contenders)
         bare_runs += measured[case]["bare loop"]
     bare = best(bare_runs)
-    targets = []
+    targets = [_floor_row(measured["no log"][FLOOR], bare, bare_runs, runs, versions)]
     for case, (_, goal) in cases.items():
         figures, ratios = {}, {}
         for version in versions:
@@ -493,6 +564,24 @@ def per_message_targets(versions: list[Version], runs: int, work: Path) -> list[
         taken = f"{how_taken(runs, versions)}; bare loop best of {len(bare_runs)}, in turn with them"
         targets.append(Target(name, f"<= {goal:.0f}x", figures, met, taken))
     return targets
+
+
+FLOOR = "design floor"
+
+
+def _floor_row(
+    floors: list[Sample], bare: Sample | None, bare_runs: list[Sample], runs: int, versions: list[Version]
+) -> Target:
+    """Not a target: what the design costs before OM(m)'s rules (:func:`floor`), for reading the two below."""
+    got = best(floors)
+    if got is None or bare is None:
+        figure = failure(floors + bare_runs)
+    else:
+        ratio = float(got["whole"]) / float(bare["whole"])
+        figure = f"{ratio:.2f}x ({float(got['whole']):.2f} s / {float(bare['whole']):.2f} s)"
+    name = "per-message n=13, m=4: design floor (trio tasks, an attrs object a message, no rules)"
+    taken = f"best of {runs} runs, in turn with the no-log runs"
+    return Target(name, "(info)", dict.fromkeys([v.label for v in versions], figure), "-", taken)
 
 
 def startup_targets(versions: list[Version], runs: int, work: Path) -> list[Target]:
