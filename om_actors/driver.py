@@ -21,7 +21,7 @@ import inspect
 import random
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import cast
+from typing import NoReturn, cast
 
 import attrs
 
@@ -234,10 +234,15 @@ def answer_now(driver: GeneralDriver, ask: Ask) -> Send | StrategyFailed | None:
     """:meth:`GeneralDriver.ask` for code that cannot await: an ``async`` strategy is refused."""
     told = driver.told_now(ask)
     if isinstance(told, Pending):
-        if inspect.iscoroutine(told.answer):
-            told.answer.close()
-        raise OmActorsError(
-            f"general {driver.me}'s strategy is async, and this runtime cannot await it: "
-            "use a strategy whose choose() returns its answer"
-        )
+        refuse_to_await(driver, told)
     return driver.answer(ask, told)
+
+
+def refuse_to_await(driver: GeneralDriver, pending: Pending) -> NoReturn:
+    """What code that cannot await does with an ``async`` strategy's answer: closes it, and says why."""
+    if inspect.iscoroutine(pending.answer):
+        pending.answer.close()
+    raise OmActorsError(
+        f"general {driver.me}'s strategy is async, and this runtime cannot await it: "
+        "use a strategy whose choose() returns its answer"
+    )

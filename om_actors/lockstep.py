@@ -4,7 +4,7 @@ verify evaluates thousands of adversaries per case, and a trio task per
 general, a barrier per round and an event per message would cost far more
 than the algorithm itself.  This loop runs the same pipeline the actors run
 -- one :class:`~om_actors.driver.GeneralDriver` per general, strategies asked
-through :func:`~om_actors.driver.answer_now` with the same per-message rng --
+through :meth:`~om_actors.driver.GeneralDriver.lies` with the same per-message rng --
 round by round, with no tasks, events or logs.  Every general's messages of
 a round are collected before any is delivered, as the core's schedule
 requires: a general opens a round before anything of it arrives.  It gives
@@ -18,12 +18,12 @@ An ``async`` strategy cannot run here, and is refused with an
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import attrs
 
 from .algorithm import Algorithm, Setup, Verdict, judge
-from .driver import GeneralDriver, Send, answer_now
+from .driver import Awaiting, GeneralDriver, refuse_to_await
 from .strategies import Strategy
 
 
@@ -32,7 +32,7 @@ class LockstepRun:
     """Every general's decision (traitors' too), the verdict on the loyal ones', and what the run cost.
 
     ``messages`` counts every message posted, the traitors' included, as
-    the actor runtime counts them (one per :class:`~om_actors.driver.Send`);
+    the actor runtime counts them;
     ``stats`` sums what the generals' cores counted before they decided,
     as a run's ``Result.stats`` does.
     """
@@ -72,15 +72,12 @@ def run_lockstep(rules: Algorithm, setup: Setup, order: str, traitors: Mapping[i
     ]
     messages = 0
     for round in range(1, rules.rounds(setup.generals, setup.m) + 1):
-        sent: list[tuple[int, Send]] = []
+        sent: list[tuple[int, int, int, object]] = []
         for driver in drivers:
-            for item in driver.round(round):
-                answer = item if isinstance(item, Send) else answer_now(driver, item)
-                if isinstance(answer, Send):
-                    sent.append((driver.me, answer))
+            sent += _round_of(driver, round)
         messages += len(sent)
-        for sender, message in sent:
-            drivers[message.receiver].deliver(message.instance, sender, round, message.payload)
+        for sender, instance, receiver, payload in sent:
+            drivers[receiver].deliver(instance, sender, round, payload)
     stats: Counter[str] = Counter()
     for driver in drivers:  # before deciding, as the actors count them
         for core in driver.cores:
@@ -89,3 +86,24 @@ def run_lockstep(rules: Algorithm, setup: Setup, order: str, traitors: Mapping[i
     loyal = {g: decisions[g] for g in range(setup.generals) if g not in traitors}
     verdict = judge(setup, loyal, loyal=loyal, order=order)
     return LockstepRun(decisions, verdict, messages, dict(sorted(stats.items())))
+
+
+def _round_of(driver: GeneralDriver, round: int) -> Iterator[tuple[int, int, int, object]]:
+    """What ``driver``'s general sends in ``round``, as ``(sender, instance, receiver, payload)``.
+
+    A loyal general's messages come as :meth:`~GeneralDriver.sends` gives
+    them, a traitor's as :meth:`~GeneralDriver.lies` does, as in the
+    actors; a strategy that raised sends nothing, and an ``async`` one is
+    refused (:func:`~om_actors.driver.refuse_to_await`).
+    """
+    me = driver.me
+    if driver.strategy is None:
+        for instance, sends in enumerate(driver.sends(round)):
+            for receiver, payload in sends:
+                yield me, instance, receiver, payload
+        return
+    for item in driver.lies(round):
+        if type(item) is tuple:
+            yield me, *item
+        elif isinstance(item, Awaiting):
+            refuse_to_await(driver, item.pending)
