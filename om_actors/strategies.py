@@ -193,6 +193,10 @@ class _LazyRandom(random.Random):
         self._pending = None
         super().setstate(state)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copied or pickled, a plain ``random.Random`` in this one's state: it draws what this one would."""
+        return random.Random, (), self.getstate()
+
 
 def following(values: Sequence[str], value: str) -> str:
     """The value after ``value`` in ``values``, wrapping around."""

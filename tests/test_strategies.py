@@ -6,11 +6,13 @@ Rules for this file:
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import json
+import pickle
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -469,6 +471,19 @@ def test_a_strategy_that_seeds_its_rng_itself_gets_its_own_seed() -> None:
     restored = strategies.message_rng(5, 2, 3, (3,), 1)
     restored.setstate(random.Random(42).getstate())
     assert seeded.random() == restored.random() == random.Random(42).random()
+
+
+@pytest.mark.parametrize("duplicate", [copy.copy, copy.deepcopy, lambda rng: pickle.loads(pickle.dumps(rng))])
+@pytest.mark.parametrize("drawn_first", [0, 3])
+def test_a_messages_rng_copied_or_pickled_draws_what_it_would(
+    duplicate: Callable[[random.Random], random.Random], drawn_first: int
+) -> None:
+    """A strategy may copy its rng to try a lie before telling it: the copy goes on as the original."""
+    rng = strategies.message_rng(5, 2, 3, (0, 3), 1)
+    for _ in range(drawn_first):
+        rng.random()
+    twin = duplicate(rng)
+    assert [twin.random(), twin.randrange(100)] == [rng.random(), rng.randrange(100)]
 
 
 def test_several_instances_refusing_for_different_reasons_say_each() -> None:
