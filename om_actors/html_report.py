@@ -343,7 +343,7 @@ def _verdicts(reconstruction: Reconstruction) -> list[tuple[bool, str]]:
     from rich.text import Text
 
     from .report import verdict_line
-    from .result import InstanceOutcome
+    from .result import InstanceOutcome, no_loyal_decision
 
     scenario, found = reconstruction.scenario, []
     for index, instance in enumerate(reconstruction.instances):
@@ -358,8 +358,10 @@ def _verdicts(reconstruction: Reconstruction) -> list[tuple[bool, str]]:
         verdict = Verdict(agreement=line.fields["agreement"], validity=line.fields["validity"])
         commander = reconstruction.setups[index].commander
         outcome = InstanceOutcome(index, commander, instance.order, decisions, verdict)
+        undecided = no_loyal_decision(scenario.loyal, commander, reconstruction.crashed)
         prefix = f"Instance {index}: " if reconstruction.tagged else ""
-        found.append((verdict.success, prefix + Text.from_markup(verdict_line(outcome)).plain))
+        said = verdict_line(outcome, undecided=undecided)
+        found.append((verdict.success and not undecided, prefix + Text.from_markup(said).plain))
     return found
 
 

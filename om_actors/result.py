@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
@@ -94,17 +94,22 @@ class Result(_Conditions):
     def traitors(self) -> tuple[int, ...]:
         return tuple(self.scenario.traitors)
 
+    @property
+    def success(self) -> bool:
+        """IC1 and IC2 in every instance, where some loyal lieutenant lived to decide (:meth:`undecided`)."""
+        return self.verdict.success and not self.undecided()
+
     def undecided(self) -> list[int]:
         """The instances whose loyal lieutenants all crashed: nobody decided, so they have no verdict.
 
         Agreement and validity would hold of nobody; a run that lost every
         loyal decision must not read as a success.
         """
-        loyal = set(self.scenario.loyal)
+        loyal = self.scenario.loyal
         return [
             outcome.index
             for outcome in self.instances
-            if (lieutenants := loyal - {outcome.commander}) and lieutenants <= set(self.crashed)
+            if no_loyal_decision(loyal, outcome.commander, self.crashed)
         ]
 
     def unmet_expectations(self) -> list[str]:
@@ -144,6 +149,7 @@ class Result(_Conditions):
         Each of :attr:`stats` is a key of its own; one that would hide a
         key of the result is refused, since a reader could not tell them apart.
         """
+        undecided = self.undecided()
         data = {
             "scenario": self.scenario.name,
             "algorithm": self.scenario.algorithm,
@@ -151,6 +157,7 @@ class Result(_Conditions):
             "agreement": self.agreement,
             "validity": self.validity,
             "success": self.success,
+            "undecided": undecided,
             "expected": not self.unmet_expectations(),
             "unmet_expectations": self.unmet_expectations(),
             "messages": self.messages,
@@ -168,7 +175,7 @@ class Result(_Conditions):
                     "decisions": {str(g): v for g, v in outcome.decisions.items()},
                     "agreement": outcome.agreement,
                     "validity": outcome.validity,
-                    "success": outcome.success,
+                    "success": outcome.success and outcome.index not in undecided,
                 }
                 for outcome in self.instances
             ],
@@ -183,6 +190,12 @@ class Result(_Conditions):
             raise ValueError(f"the algorithm's count {clashing[0]!r} has the name of a result key")
         data.update(self.stats)
         return data
+
+
+def no_loyal_decision(loyal: Collection[int], commander: int, crashed: Collection[int]) -> bool:
+    """Whether an instance has loyal lieutenants and every one of them crashed: then it has no verdict."""
+    lieutenants = set(loyal) - {commander}
+    return bool(lieutenants) and lieutenants <= set(crashed)
 
 
 def _yaml(value: bool | None) -> str:

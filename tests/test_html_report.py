@@ -265,6 +265,25 @@ def test_a_lost_message_and_a_crash_are_warned_about_as_the_terminal_report_does
     assert "WARNING: the theorem&#39;s assumptions did not hold" in page
 
 
+def test_a_run_whose_loyal_lieutenants_all_crashed_says_no_verdict_as_the_terminal_does(
+    tmp_path: Path,
+) -> None:
+    """A cluster whose nodes all died logs a vacuous verdict; the page must not call it a success."""
+    log = tmp_path / "crashed.log"
+    assert om_actors("run", "-", "--log", log, "-q", input="generals: 4\nm: 1\n").returncode == 0
+    lines = [line for line in log.read_text().splitlines() if not re.search(r'"general":[123],"value"', line)]
+    first_decision = next(i for i, line in enumerate(lines) if '"event":"decision"' in line)
+    lines[first_decision:first_decision] = [
+        f'{{"event":"general.crashed","round":2,"general":{g}}}' for g in (1, 2, 3)
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    done = om_actors("report", log, "-o", tmp_path / "page.html")
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert "NO VERDICT: every loyal lieutenant crashed, so no loyal general decided" in page
+    assert "SUCCESS" not in page
+
+
 def test_the_page_never_overwrites_the_scenario_read_from_stdin(tmp_path: Path) -> None:
     scenario = tmp_path / "s.yaml"
     scenario.write_text(SEVEN.read_text())

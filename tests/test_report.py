@@ -93,5 +93,9 @@ def test_a_run_whose_loyal_lieutenants_all_crashed_has_no_verdict_and_fails_its_
     assert _render(result)[-1] == "NO VERDICT: every loyal lieutenant crashed, so no loyal general decided"
     assert result.undecided() == [0]
     assert result.unmet_expectations() == ["no loyal lieutenant decided: generals 1, 2, 3 crashed"]
+    assert (result.agreement, result.validity, result.success) == (True, True, False)
+    data = result.to_dict()
+    assert (data["success"], data["undecided"], data["expected"]) == (False, [0], False)
+    assert data["instances"][0]["success"] is False
     one_left = attrs.evolve(_without(ran, crashed=2), crashed=(2, 3))
     assert (one_left.undecided(), one_left.unmet_expectations()) == ([], [])
