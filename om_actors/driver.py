@@ -29,7 +29,7 @@ from .algorithm import Core, Outgoing
 from .errors import OmActorsError
 from .events import MessageRejected, StrategyFailed
 from .log import as_logged
-from .strategies import Strategy, StrategyRaised, interpret, message_rng, recycled_rng
+from .strategies import Strategy, StrategyError, StrategyRaised, interpret, message_rng, recycled_rng
 
 Told = tuple[tuple[object, ...], object] | None | StrategyRaised
 """A strategy's answer to an :class:`Ask`: ``(path, value)``, ``None`` for silence, or what it raised."""
@@ -147,7 +147,7 @@ class GeneralDriver:
                 else:
                     rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
                     alone = references(rng) if references is not None else 0
-                told = _told(choose, round, out, rng)
+                told = _told(choose, self.me, round, out, rng)
                 if isinstance(told, Pending):
                     yield Awaiting(Ask(instance, round, out, rng), told)
                     continue
@@ -192,7 +192,7 @@ class GeneralDriver:
         a traitor of thirteen generals answers 9,000 times a round.
         """
         assert self.strategy is not None
-        return _told(self.strategy.choose, ask.round, ask.outgoing, ask.rng)
+        return _told(self.strategy.choose, self.me, ask.round, ask.outgoing, ask.rng)
 
     async def told_later(self, ask: Ask, pending: Pending) -> Told:
         """What an ``async`` strategy answers, once awaited; cancellation passes."""
@@ -200,6 +200,8 @@ class GeneralDriver:
             choice = await pending.answer
         except Exception as exc:
             return StrategyRaised(exc)
+        except (SystemExit, GeneratorExit) as exc:  # a timeout's Cancelled and Ctrl-C pass
+            raise _overstepped(self.me, ask.round, ask.outgoing, exc) from exc
         return interpret(choice, ask.outgoing.path)
 
     def deliver(self, instance: int, sender: int, round: int, payload: object) -> MessageRejected | None:
@@ -219,15 +221,34 @@ _references: Callable[[object], int] | None = getattr(sys, "getrefcount", None)
 """How many references hold an object, where the interpreter says: rngs are recycled only then."""
 
 
-def _told(choose: Callable[..., object], round: int, out: Outgoing, rng: random.Random) -> Told | Pending:
-    """The strategy's answer to one offer, or what to await for it: how every runtime asks."""
+def _told(
+    choose: Callable[..., object], general: int, round: int, out: Outgoing, rng: random.Random
+) -> Told | Pending:
+    """The strategy's answer to one offer, or what to await for it: how every runtime asks.
+
+    An ``Exception`` costs the message (:class:`StrategyRaised`).  Anything
+    else but Ctrl-C -- ``SystemExit``, ``GeneratorExit``, a ``Cancelled``
+    no cancel scope sent -- would end the run without a word, or cancel it
+    as if it had timed out: it is an error that names the strategy.
+    """
     try:
         choice = choose(round, out.path, out.receiver, out.value, rng)
     except Exception as exc:
         return StrategyRaised(exc)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise _overstepped(general, round, out, exc) from exc
     if type(choice) is not str and inspect.isawaitable(choice):
         return Pending(choice)
     return interpret(choice, out.path)
+
+
+def _overstepped(general: int, round: int, out: Outgoing, exc: BaseException) -> StrategyError:
+    return StrategyError(
+        f"general {general}'s strategy raised {exc!r} choosing its round-{round} message to general "
+        f"{out.receiver}: a strategy may lie, stay silent or raise an Exception, never stop the run"
+    )
 
 
 def answer_now(driver: GeneralDriver, ask: Ask) -> Send | StrategyFailed | None:

@@ -102,7 +102,7 @@ from .errors import OmActorsError
 from .events import StrategyFailed
 from .log import event_first, json_fallback
 from .scenario import Scenario, scenario_from_dict
-from .strategies import Strategy
+from .strategies import Strategy, StrategyError
 
 if TYPE_CHECKING:
     import httpx
@@ -552,7 +552,10 @@ class Node:
         # The round timeout cuts off a strategy that hangs; delivery has its own, generous bound.
         with trio.move_on_after(run.scenario.round_timeout) as choosing:
             for item in items:
-                outcome = await run.general.ask(item) if isinstance(item, Ask) else item
+                try:
+                    outcome = await run.general.ask(item) if isinstance(item, Ask) else item
+                except StrategyError as exc:  # one that would stop the run: the driver says why
+                    raise RequestError(500, str(exc)) from None
                 if isinstance(outcome, Send):
                     sends.append(outcome)
                 elif isinstance(outcome, StrategyFailed):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 from collections.abc import Iterable
 
 import attrs
@@ -62,6 +63,15 @@ class Crash:
         if receiver % 2:
             raise RuntimeError(f"boom at {path}")
         return "retreat"
+
+
+class Exits:
+    """Calls ``sys.exit(0)`` when asked for its first round-2 message: a strategy that would end the run."""
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        if round == 2:
+            sys.exit(0)
+        return value
 
 
 @attrs.frozen

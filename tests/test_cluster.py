@@ -278,6 +278,15 @@ async def test_a_strategy_the_nodes_cannot_load_is_a_clear_error(monkeypatch: py
     assert running_nodes() == 0
 
 
+async def test_a_strategy_that_calls_sys_exit_on_a_node_is_an_error_naming_it() -> None:
+    """The node answers the round with the strategy's error, as a run in one process raises it."""
+    scenario = Scenario(generals=4, m=1, traitors={2: "adversaries:Exits"})
+    with trio.fail_after(60), pytest.raises(ClusterError) as failure:
+        await run_cluster(scenario)
+    assert str(failure.value).startswith("node 2 refused /round: general 2's strategy raised SystemExit(0) ")
+    assert running_nodes() == 0
+
+
 async def test_a_traitor_node_killed_mid_run_is_logged_as_crashed(tmp_path: Path) -> None:
     scenario = Scenario(generals=7, m=2, traitors={3: "adversaries:Crashes"}, round_timeout=2)
     log = tmp_path / "cluster.jsonl"

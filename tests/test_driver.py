@@ -22,7 +22,7 @@ from om_actors.events import MessageRejected, StrategyFailed
 from om_actors.log import as_logged
 from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
 from om_actors.registry import REGISTRY
-from om_actors.strategies import Flip, Loyal, Silent, message_rng
+from om_actors.strategies import Flip, Loyal, Silent, StrategyError, message_rng
 
 FOUR = Setup(generals=4, m=1, commander=0, values=("attack", "retreat"), default="retreat")
 
@@ -157,6 +157,59 @@ async def test_an_async_strategys_lies_come_one_at_a_time_as_answers_to_await() 
             told = await slow.told_later(ask, item.pending)
             assert slow.answer(ask, told) == Send(0, 1, ask.outgoing.receiver, Relay((0,), "attack"))
         assert asks == []
+
+
+class Stops:
+    """Raises what is not an ``Exception``: what ends a program, not a message."""
+
+    def __init__(self, raised: BaseException) -> None:
+        self.raised = raised
+
+    def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+    ) -> object:
+        raise self.raised
+
+
+@pytest.mark.parametrize("raised", [SystemExit(0), GeneratorExit(), BaseException("odd")])
+def test_a_strategy_that_would_stop_the_run_is_an_error_naming_it(raised: BaseException) -> None:
+    with pytest.raises(
+        StrategyError, match=r"^general 0's strategy raised .* choosing its round-1 message to general 1: "
+    ):
+        list(driver(0, Stops(raised)).lies(1))
+    ask = next(driver(0, Stops(raised)).round(1))
+    assert isinstance(ask, Ask)
+    with pytest.raises(
+        StrategyError, match="a strategy may lie, stay silent or raise an Exception, never stop the run"
+    ):
+        answer_now(driver(0, Stops(raised)), ask)
+
+
+def test_ctrl_c_in_a_strategy_is_ctrl_c() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        list(driver(0, Stops(KeyboardInterrupt())).lies(1))
+
+
+async def test_an_async_strategy_that_exits_is_an_error_and_cancellation_passes() -> None:
+    class AsyncExit:
+        async def choose(
+            self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: object
+        ) -> object:
+            await trio.lowlevel.checkpoint()
+            raise SystemExit(3)
+
+    with trio.fail_after(5):
+        slow = driver(0, AsyncExit())
+        ask = next(slow.round(1))
+        assert isinstance(ask, Ask)
+        with pytest.raises(StrategyError, match=r"^general 0's strategy raised SystemExit\(3\)"):
+            await slow.ask(ask)
+        waiting = driver(0, Awaits())
+        ask = next(waiting.round(1))
+        assert isinstance(ask, Ask)
+        with trio.move_on_after(0) as scope:
+            await waiting.ask(ask)
+        assert scope.cancelled_caught
 
 
 def test_answer_now_refuses_an_async_strategy_without_leaving_a_coroutine_behind() -> None:

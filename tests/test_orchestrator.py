@@ -211,6 +211,14 @@ def test_a_run_nobody_listens_to_has_the_result_of_one_that_is_logged() -> None:
     assert unheard == logged
 
 
+def test_a_strategy_that_calls_sys_exit_stops_the_run_with_an_error_naming_it() -> None:
+    """Before, the run ended there without a word: from the command line, exit status 0 and no verdict."""
+    with pytest.raises(
+        StrategyError, match=r"^general 2's strategy raised SystemExit\(0\) choosing its round-2"
+    ):
+        simulate_sync(Scenario(generals=4, m=1, traitors={2: "adversaries:Exits"}))
+
+
 def test_a_strategy_that_raises_loses_that_message_and_the_run_goes_on() -> None:
     events: list[Event] = []
     result = simulate_sync(
