@@ -430,17 +430,19 @@ def report_command(log: Path, html_file: Path | None) -> None:
     from .terminal import markup
 
     out, err = _consoles()
-    if html_file is None and not _plain_file(log):
+    if html_file is None and (str(log) == STDIN or not _plain_file(log)):
         raise click.BadParameter(
-            "LOG is a link, a pipe or a device, not a plain file, so no LOG.html beside it: give --output",
+            "LOG is standard input, a link, a pipe or a device, not a plain file, so no LOG.html beside it: "
+            "give --output",
             param_hint="'--output'",
         )
     target = html_file if html_file is not None else log.with_suffix(".html")
     _check_page(target, "'--output'")
     if _same_path(target, log):
         raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--output'")
-    with _reporting_errors(err):
-        write_html_report(log, target)
+    named = "standard input" if str(log) == STDIN else log.name
+    with _reporting_errors(err), _read_again(log) as readable:
+        write_html_report(readable, target, named=named)
     out.print(f"HTML report: {markup(str(target))}")
 
 
@@ -741,7 +743,8 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
 
 @contextmanager
 def _read_again(log: Path) -> Iterator[Path]:
-    """``log`` as a file that can be read more than once: replay passes over it two or three times.
+    """``log`` as a file that can be read more than once: replay passes over it two or three times,
+    and ``show``, ``explain`` and ``report`` read logs by name.
 
     A pipe, ``/dev/stdin`` or ``-`` is copied to a temporary file first,
     and an error in the copy names what the user gave.  Input whose first
@@ -755,7 +758,7 @@ def _read_again(log: Path) -> Iterator[Path]:
     if not _streamed(log):
         yield log
         return
-    with tempfile.TemporaryDirectory(prefix="om-actors-replay-") as folder:
+    with tempfile.TemporaryDirectory(prefix="om-actors-log-") as folder:
         copy = Path(folder) / "log.jsonl"
         with open(copy, "wb") as spool, _opened_for_reading(log) as source:
             _copy_log(source, spool)
@@ -869,8 +872,8 @@ def explain_command(
     from .explain import depth_note, dot_graph, explain, mermaid_graph, mermaid_problem, open_view, text_tree
 
     out, err = _consoles()
-    with _reporting_errors(err):
-        view = open_view(log, general, instance)
+    with _reporting_errors(err), _read_again(log) as readable:
+        view = open_view(readable, general, instance)
         node = explain(view, path=start, depth=depth)
     defaulted = ctx.get_parameter_source("depth") is ParameterSource.DEFAULT
     note = depth_note(node, depth) if defaulted and depth is not None else None
@@ -929,8 +932,8 @@ def show_command(
             raise click.UsageError("--format shiviz writes the whole run: it takes no filters and no --json")
         _write_shiviz(log, err)
         return
-    with _reporting_errors(err):
-        matching = read_selected(log, wanted)  # refuses a path prefix on a log without paths
+    with _reporting_errors(err), _read_again(log) as readable:
+        matching = read_selected(readable, wanted)  # refuses a path prefix on a log without paths
         if as_json:
             for line in matching:
                 sys.stdout.buffer.write(line.raw if line.raw.endswith(b"\n") else line.raw + b"\n")
@@ -943,8 +946,8 @@ def _write_shiviz(log: Path, err: Console) -> None:
     """The ShiViz file on stdout, line by line as the log streams; a bad log stops it with one line."""
     from .shiviz import shiviz_lines
 
-    with _reporting_errors(err):
-        for line in shiviz_lines(log):
+    with _reporting_errors(err), _read_again(log) as readable:
+        for line in shiviz_lines(readable):
             sys.stdout.write(line + "\n")
 
 

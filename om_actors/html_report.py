@@ -620,16 +620,22 @@ def render(page: dict[str, Any]) -> str:
     return environment.get_template("report.html.j2").render(**page)
 
 
-def write_html_report(log: LogPath, out: str | os.PathLike[str], *, kept: bool = True) -> FilePath:
+def write_html_report(
+    log: LogPath, out: str | os.PathLike[str], *, kept: bool = True, named: str | None = None
+) -> FilePath:
     """Write the HTML report of the run logged at ``log`` to ``out``; returns the path written.
 
     ``kept`` says the log stays for the reader to look into; ``run --html``
     without ``--log`` reports from a temporary one, and the page then says so.
+    ``named`` is how the page names the log, its file's name by default:
+    ``report -`` reads a copy of standard input, which the page calls so.
     Raises :class:`~om_actors.errors.LogError` for a log that cannot be
     read, and :class:`~om_actors.errors.CannotWrite` for a file that
     cannot be written.
     """
     page = build(log)
+    if named is not None:
+        page["source"] = named
     if not kept:
         page["source"] = None
     text = render(page)

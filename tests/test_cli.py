@@ -235,6 +235,48 @@ def test_replay_reads_a_log_from_a_pipe_though_it_passes_over_it_three_times() -
         ]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "LOG", "--round", "2"],
+        ["show", "LOG", "--json", "--event", "decision"],
+        ["show", "LOG", "--format", "shiviz"],
+        ["explain", "LOG", "--general", "1", "--depth", "all"],
+        ["report", "LOG", "-o", "PAGE"],
+    ],
+)
+def test_every_log_reader_reads_a_pipe_as_it_reads_the_file(args: list[str], tmp_path: Path) -> None:
+    """``show``, ``explain`` and ``report`` take ``-`` and ``/dev/stdin`` as ``replay`` does."""
+    page = tmp_path / "page.html"
+    filed = invoke(*[str(GOLDEN) if a == "LOG" else str(page) if a == "PAGE" else a for a in args])
+    assert filed.exit_code == 0, filed.stderr
+    written = page.read_text(encoding="utf-8") if "PAGE" in args else None
+    for source in ("-", "/dev/stdin"):
+        piped = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "om_actors",
+                *[source if a == "LOG" else str(page) if a == "PAGE" else a for a in args],
+            ],
+            input=GOLDEN.read_bytes(),
+            capture_output=True,
+            timeout=60,
+        )
+        assert (piped.returncode, piped.stderr) == (0, b""), piped.stderr
+        if written is None:
+            assert piped.stdout.decode() == filed.stdout
+        else:
+            named = "standard input" if source == "-" else "stdin"
+            assert page.read_text(encoding="utf-8").replace(f"log {named}:", f"log {GOLDEN.name}:") == written
+
+
+def test_a_log_reader_names_standard_input_in_its_errors() -> None:
+    result = CliRunner().invoke(main, ["show", "-"], input=GOLDEN.read_bytes()[:-20])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("-:168: ")
+
+
 def test_replay_of_a_cut_pipe_names_it_and_the_line() -> None:
     result = CliRunner().invoke(main, ["replay", "-"], input=GOLDEN.read_bytes()[:-20])
     assert result.exit_code == 2

@@ -307,7 +307,8 @@ def test_the_page_never_overwrites_the_scenario_read_from_stdin(tmp_path: Path) 
     [
         (["run", SEVEN, "--html", "-"], "the page is written to a file: name one"),
         (["run", SEVEN, "--html", "page.html", "--log", "/dev/stdout"], "needs the log in a file"),
-        (["report", "/dev/stdin"], "LOG is a link, a pipe or a device"),
+        (["report", "/dev/stdin"], "LOG is standard input, a link, a pipe or a device"),
+        (["report", "-"], "LOG is standard input, a link, a pipe or a device"),
     ],
 )
 def test_a_page_needs_a_real_file_and_so_does_its_log(
