@@ -179,11 +179,19 @@ class _MissingDependency(click.ClickException):
 
 
 class _Command(click.Command):
-    """A command whose dependencies, imported as it runs, are named when missing instead of a traceback."""
+    """A command whose dependencies, imported as it runs, are named when missing instead of a traceback.
+
+    Ctrl-C ends any command with ``interrupted`` and exit status 130, as
+    a shell expects; click alone says ``Aborted!`` and exits 1.  Commands
+    with more to say on it (run, verify, cluster) say it first.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
         except ModuleNotFoundError as exc:
             missing = (exc.name or "").partition(".")[0]
             if missing not in INSTALL:

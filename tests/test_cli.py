@@ -277,6 +277,21 @@ def test_a_log_reader_names_standard_input_in_its_errors() -> None:
     assert result.stderr.startswith("-:168: ")
 
 
+@pytest.mark.parametrize(("command", "where"), [("show", "read_selected"), ("replay", "replay_log")])
+def test_ctrl_c_ends_any_command_with_interrupted_and_status_130(
+    command: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """click alone would say "Aborted!" and exit 1; a shell expects 130."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    module = "om_actors.log" if where == "read_selected" else "om_actors.replay"
+    monkeypatch.setattr(f"{module}.{where}", interrupted)
+    result = invoke(command, str(GOLDEN))
+    assert (result.exit_code, result.stderr) == (130, "interrupted\n")
+
+
 def test_replay_of_a_cut_pipe_names_it_and_the_line() -> None:
     result = CliRunner().invoke(main, ["replay", "-"], input=GOLDEN.read_bytes()[:-20])
     assert result.exit_code == 2
