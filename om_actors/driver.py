@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import random
-import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import NoReturn, cast
 
@@ -29,7 +28,7 @@ from .algorithm import Core, Outgoing
 from .errors import OmActorsError
 from .events import MessageRejected, StrategyFailed
 from .log import as_logged
-from .strategies import Strategy, StrategyError, StrategyRaised, interpret, message_rng, recycled_rng
+from .strategies import Strategy, StrategyError, StrategyRaised, interpret, message_rng
 
 Told = tuple[tuple[object, ...], object] | None | StrategyRaised
 """A strategy's answer to an :class:`Ask`: ``(path, value)``, ``None`` for silence, or what it raised."""
@@ -130,23 +129,15 @@ class GeneralDriver:
         An ``async`` strategy's answer comes as :class:`Awaiting`, for
         :meth:`told_later` and then :meth:`answer`.  The traitors of thirteen
         generals answer 36,000 times, and this asks each without an
-        :class:`Ask`, a :class:`Send` or a coroutine -- and in the last
-        message's rng object, made anew (:func:`recycled_rng`), when nothing
-        kept a hold on it: a strategy that keeps its rng keeps its own.
+        :class:`Ask`, a :class:`Send` or a coroutine.
         """
         assert self.strategy is not None
         choose = self.strategy.choose
         offered = [core.offers(round) for core in self.cores]
-        rng, alone, references = None, 0, _references
         for instance, outgoing in enumerate(offered):
             tag = self.tag(instance)
             for out in outgoing:
-                if rng is not None and references is not None and references(rng) == alone:
-                    # nothing but this loop holds the last message's rng: it can serve this one
-                    rng = recycled_rng(rng, self.seed, round, self.me, out.path, out.receiver, tag)
-                else:
-                    rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
-                    alone = references(rng) if references is not None else 0
+                rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
                 told = _told(choose, self.me, round, out, rng)
                 if isinstance(told, Pending):
                     yield Awaiting(Ask(instance, round, out, rng), told)
@@ -215,10 +206,6 @@ class GeneralDriver:
     def decide(self) -> tuple[str, ...]:
         """The decision in every instance."""
         return tuple(core.decide() for core in self.cores)
-
-
-_references: Callable[[object], int] | None = getattr(sys, "getrefcount", None)
-"""How many references hold an object, where the interpreter says: rngs are recycled only then."""
 
 
 def _told(

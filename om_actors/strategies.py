@@ -138,20 +138,6 @@ def message_rng(
     return _LazyRandom((seed, round, general, path, receiver, instance))
 
 
-def recycled_rng(
-    rng: random.Random, seed: int, round: int, general: int, path: Path, receiver: int, instance: int | None
-) -> random.Random:
-    """``rng``, from :func:`message_rng`, made the rng of another message, as if new.
-
-    Only for an rng nothing else holds: a ``random.Random`` carries 2.5 KB
-    of state, and a traitor of thirteen generals is asked 9,000 times a
-    round, by a strategy that mostly never keeps its rng.
-    """
-    assert isinstance(rng, _LazyRandom)
-    rng.__init__((seed, round, general, path, receiver, instance))  # type: ignore[misc]
-    return rng
-
-
 class _LazyRandom(random.Random):
     """A ``random.Random`` seeded on its first draw, exactly as if seeded at once.
 

@@ -8,6 +8,7 @@ Rules for this file:
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -253,7 +254,7 @@ class KeepsSome:
 
 
 def test_every_message_draws_as_from_its_own_rng_whatever_the_strategy_keeps() -> None:
-    """A traitor's messages may share one rng object while its strategy keeps none: draws must not tell."""
+    """Whether a strategy draws at once, keeps its rng to draw later, or ignores it, each draws as its own."""
     strategy = KeepsSome()
     seven = Setup(7, 2, 0, ("v0", "v1"), "v0")
     traitor = GeneralDriver([ORAL_MESSAGES.general(seven, 1, "v1")], strategy=strategy, seed=5, tagged=False)
@@ -264,6 +265,32 @@ def test_every_message_draws_as_from_its_own_rng_whatever_the_strategy_keeps() -
     for (asked, path, receiver), draws in [*strategy.drawn.items(), *late.items()]:
         fresh = message_rng(5, asked, 1, path, receiver)
         assert draws == [fresh.random(), fresh.random()], (asked, path, receiver)
+
+
+class Marks:
+    """Marks each rng it is handed, and watches them all weakly: a reused rng would show either way."""
+
+    def __init__(self) -> None:
+        self.seen: weakref.WeakSet[random.Random] = weakref.WeakSet()
+        self.reused = 0
+
+    def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: random.Random
+    ) -> object:
+        self.reused += rng in self.seen or hasattr(rng, "mark")
+        self.seen.add(rng)
+        rng.mark = True  # type: ignore[attr-defined]
+        return value
+
+
+def test_every_message_gets_a_new_rng_object_whatever_its_strategy_did_to_the_last() -> None:
+    """A strategy may mark its rng or watch it weakly: the next message's is never the same object."""
+    strategy = Marks()
+    seven = Setup(7, 2, 0, ("v0", "v1"), "v0")
+    traitor = GeneralDriver([ORAL_MESSAGES.general(seven, 1, "v1")], strategy=strategy, seed=5, tagged=False)
+    said = [item for round in range(1, 4) for item in traitor.lies(round)]
+    assert len(said) == 25
+    assert strategy.reused == 0
 
 
 def test_delivery_counts_every_message_and_reports_a_refusal_with_its_reason() -> None:
