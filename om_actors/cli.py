@@ -111,8 +111,11 @@ class _LogFile:
         self._attempt(lambda file: file.write(data))
         return len(data)
 
+    writes_lines_as_write = True
+    """For :class:`~om_actors.log.LogWriter`, which writes a round's lines in one call where it may."""
+
     def writelines(self, lines: Iterable[bytes]) -> None:
-        """A round's lines in one attempt: :class:`~om_actors.log.LogWriter` writes a run's rounds so."""
+        """A round's lines in one attempt, each as :meth:`write` would write it."""
         self._attempt(lambda file: file.writelines(lines))
 
     def flush(self) -> None:

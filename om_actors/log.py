@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import io
 import json
 import math
 import os
@@ -309,6 +310,21 @@ def _written_lines(events: Sequence[Event]) -> Iterator[bytes]:
     return map(_written_line, fields)
 
 
+_WHOLE_LINES = (io.BufferedWriter, io.BufferedRandom, io.FileIO, io.BytesIO)
+"""The files ``open`` and ``io`` make, whose ``writelines`` writes each line as their ``write`` would."""
+
+
+def _writes_lines_as_write(file: object) -> bool:
+    """Whether ``file.writelines`` is known to write what ``file.write`` would, line by line.
+
+    Not for a subclass: ``io.BytesIO.writelines`` never calls ``write``, so
+    an application's subclass that counts or copies in ``write`` would be
+    passed by.  A class may say it of itself with ``writes_lines_as_write``.
+    """
+    kind = type(file)
+    return kind in _WHOLE_LINES or getattr(kind, "writes_lines_as_write", False) is True
+
+
 class LogWriter:
     """Writes events to a binary file as JSON lines, flushed at the end of each round.
 
@@ -320,7 +336,7 @@ class LogWriter:
 
     def __init__(self, file: IO[bytes]) -> None:
         self._write = file.write
-        self._writelines = getattr(file, "writelines", self._written_one_by_one)
+        self._writelines = file.writelines if _writes_lines_as_write(file) else self._written_one_by_one
         self._file = file
 
     def __call__(self, event: Event) -> None:

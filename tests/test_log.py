@@ -333,6 +333,25 @@ def test_a_file_with_only_write_gets_the_same_log() -> None:
     assert plain.written.getvalue() == whole.getvalue()
 
 
+class _Counting(io.BytesIO):
+    """A BytesIO whose ``write`` counts its calls: ``BytesIO.writelines`` would pass it by."""
+
+    calls = 0
+
+    def write(self, data: Any) -> int:
+        self.calls += 1
+        return super().write(data)
+
+
+def test_a_file_whose_write_is_its_own_gets_every_line_through_it() -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    counted, whole = _Counting(), io.BytesIO()
+    simulate_sync(scenario, log=counted)
+    simulate_sync(scenario, log=whole)
+    assert counted.getvalue() == whole.getvalue()
+    assert counted.calls == whole.getvalue().count(b"\n") == 168
+
+
 @pytest.mark.parametrize("batch", [1, 7, 4096])
 @pytest.mark.parametrize("name", ["seven-generals", "nine-generals-king", "three-orders"])
 def test_a_log_with_no_other_listener_is_written_a_batch_at_a_time_to_the_same_bytes(
