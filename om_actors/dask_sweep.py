@@ -121,6 +121,38 @@ class _CtrlCIsTheClients(WorkerPlugin):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # setup runs on the worker process's main thread
 
 
+def _refuse_if_nothing_listens(address: str) -> None:
+    """Fail at once where a ``tcp://`` address refuses connections: Dask would retry it for 10 s.
+
+    Only a refusal is decided here; a host that does not answer, a name
+    that does not resolve or any other address is left to Dask, whose
+    errors say more.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address)
+    except ValueError:
+        return
+    if parts.scheme != "tcp":
+        return
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a port out of range or not a number: Dask would wait 10 s on it too
+        raise SchedulerError(f"cannot reach a Dask scheduler at {address}: {str(exc).lower()}") from None
+    if host is None or port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
+    except ConnectionRefusedError:
+        raise SchedulerError(
+            f"cannot reach a Dask scheduler at {address}: nothing listens there (connection refused)"
+        ) from None
+    except OSError:
+        return
+
+
 @contextmanager
 def open_cluster(scheduler: str) -> Iterator[DaskCluster]:
     """The cluster ``scheduler`` names, connected, and closed afterwards.
@@ -150,6 +182,7 @@ def open_cluster(scheduler: str) -> Iterator[DaskCluster]:
 
 @contextmanager
 def _connected(address: str) -> Iterator[Client]:
+    _refuse_if_nothing_listens(address)
     try:
         client = Client(address, timeout=CONNECT_SECONDS)
     except (OSError, ValueError, TypeError) as exc:
