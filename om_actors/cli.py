@@ -476,17 +476,20 @@ def scenarios_command() -> None:
 
 
 @main.command("node")
-@click.option("--id", "me", type=click.IntRange(min=0), required=True, help="This general's id.")
+@click.option(
+    "--id", "me", type=click.IntRange(min=0), required=True, metavar="ID", help="This general's id."
+)
 @click.option("--cluster", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="The cluster file: every general's address and public key.")  # fmt: skip
+              metavar="FILE", help="The cluster file: every general's address and public key.")  # fmt: skip
 @click.option("--key", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
-              required=True,
+              required=True, metavar="FILE",
               help="This general's Ed25519 private key, PEM; - reads it from standard input.")  # fmt: skip
 @click.option("--listen", "listen_on", metavar="HOST:PORT",
               help="Listen here, not at the cluster file's address; port 0 picks a free one.")  # fmt: skip
 @click.option("--allow-strategy", "allowed", multiple=True, metavar="MODULE:CLASS",
               help="A traitor strategy of your own this node may run; may be repeated.")  # fmt: skip
 @click.option("--strategy-folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              metavar="DIRECTORY",
               help="Also look for the allowed strategies' modules in this folder.")  # fmt: skip
 @click.option("--exit-with-stdin", is_flag=True,
               help="Stop when standard input closes: no node outlives om-actors cluster.")  # fmt: skip

@@ -895,6 +895,10 @@ nodes (:func:`om_actors.cluster.fork_nodes`), its first argument.
 """
 
 
+NODE_SUMMARY = "Serve one general over HTTP at its address in the cluster file, until stopped."
+"""The first line of ``om-actors node --help``, which this module's own ``--help`` repeats."""
+
+
 class _Arguments(argparse.ArgumentParser):
     """``om-actors node``'s options, its usage errors one line and exit status 2."""
 
@@ -909,18 +913,20 @@ def node_arguments() -> argparse.ArgumentParser:
     can import it cheaply, and a node must not import the CLI, nor the CLI
     this module, to start fast.
     """
-    parser = _Arguments(prog="python -m om_actors.node", description="What om-actors node does.")
-    parser.add_argument("--id", dest="me", type=int, required=True, help="This general's id.")
+    parser = _Arguments(prog="python -m om_actors.node", description=NODE_SUMMARY)
+    parser.add_argument("--id", dest="me", type=int, required=True, metavar="ID", help="This general's id.")
     parser.add_argument(
         "--cluster",
         type=Path,
         required=True,
+        metavar="FILE",
         help="The cluster file: every general's address and public key.",
     )
     parser.add_argument(
         "--key",
         type=Path,
         required=True,
+        metavar="FILE",
         help="This general's Ed25519 private key, PEM; - reads it from standard input.",
     )
     parser.add_argument(
@@ -938,7 +944,10 @@ def node_arguments() -> argparse.ArgumentParser:
         help="A traitor strategy of your own this node may run; may be repeated.",
     )
     parser.add_argument(
-        "--strategy-folder", type=Path, help="Also look for the allowed strategies' modules in this folder."
+        "--strategy-folder",
+        type=Path,
+        metavar="DIRECTORY",
+        help="Also look for the allowed strategies' modules in this folder.",
     )
     parser.add_argument(
         "--exit-with-stdin",

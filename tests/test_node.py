@@ -32,6 +32,7 @@ from om_actors.algorithm import Setup
 from om_actors.cli import node_command
 from om_actors.node import (
     MAX_BODY,
+    NODE_SUMMARY,
     Node,
     Peer,
     control_headers,
@@ -751,6 +752,7 @@ def test_python_m_om_actors_node_has_om_actors_nodes_options_with_the_same_help(
         if not isinstance(action, argparse._HelpAction)
     }
     assert parsed == clicked
+    assert node_arguments().description == NODE_SUMMARY == (node_command.help or "").splitlines()[0]
 
 
 @pytest.mark.parametrize(
