@@ -139,7 +139,7 @@ class _Collector:
         self.scenario = scenario
         self.source = source
         self.traitors = frozenset(scenario.traitors)
-        self.messages: list[tuple[int, int, int, int, str, str, bool, int]] = []
+        self.messages: list[tuple[int, int, int, int, str, str, bool, int, str]] = []
         self.grouped: dict[tuple[int, int, int, int], Counter[str]] = defaultdict(Counter)
         self.undelivered: Counter[tuple[int, int, int, int]] = Counter()
         self.by_round: Counter[tuple[int, str]] = Counter()
@@ -159,7 +159,8 @@ class _Collector:
                 f"but this army's generals are 0 to {generals - 1}",
             )
         instance = fields.get("instance") or 0
-        value = _text(rules.value_of(line.payload))
+        said = rules.value_of(line.payload)
+        value = _text(said)
         delivered = fields.get("delivered", True) is not False
         self.total += 1
         self.by_round[(round, value)] += 1
@@ -167,7 +168,17 @@ class _Collector:
         self.received[receiver] += delivered
         if self.total <= ONE_ARROW_PER_MESSAGE:
             self.messages.append(
-                (instance, round, sender, receiver, value, _where(line.path), delivered, line.number)
+                (
+                    instance,
+                    round,
+                    sender,
+                    receiver,
+                    value,
+                    _where(line.path),
+                    delivered,
+                    line.number,
+                    _shown(said),
+                )
             )
         self.grouped[(instance, round, sender, receiver)][value] += 1
         if not delivered:
@@ -283,6 +294,11 @@ def _entries(args: Mapping[str, object]) -> list[dict[str, Any]]:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _shown(value: object) -> str:
+    """A value as a message's tip says it: text in quotes, anything else a traitor sent as its JSON."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _where(path: object) -> str:
@@ -419,11 +435,11 @@ def _diagram(
     rejected = {r.line for refusals in reconstruction.rejections.values() for r in refusals}
     arrows: list[Arrow] = []
     if per_message:
-        for instance, round, sender, receiver, value, where, delivered, number in collector.messages:
+        for instance, round, sender, receiver, value, where, delivered, number, shown in collector.messages:
             refused = number in rejected
             said = f"path {where}" if where != "[]" else f"from {sender}"
             state = " (rejected)" if refused else "" if delivered else " (never delivered)"
-            tip = f'{said}: "{value}" to {receiver}, round {round}{state}, log line {number}'
+            tip = f"{said}: {shown} to {receiver}, round {round}{state}, log line {number}"
             arrows.append(
                 Arrow(instance, round, sender, receiver, value, sender in traitors, refused, 1, tip)
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from om_actors import html_report, write_html_report
+from om_actors import Scenario, html_report, simulate_sync, write_html_report
 from om_actors.errors import LogError
 
 SEVEN = Path(__file__).parent.parent / "scenarios" / "seven-generals.yaml"
@@ -282,6 +283,18 @@ def test_a_run_whose_loyal_lieutenants_all_crashed_says_no_verdict_as_the_termin
     page = (tmp_path / "page.html").read_text(encoding="utf-8")
     assert "NO VERDICT: every loyal lieutenant crashed, so no loyal general decided" in page
     assert "SUCCESS" not in page
+
+
+def test_a_messages_tip_quotes_text_and_shows_anything_else_a_traitor_sent_as_it_is(tmp_path: Path) -> None:
+    """42 is no "42": a traitor's number, list or object reads in the tip as the log holds it."""
+    log = tmp_path / "garbage.jsonl"
+    simulate_sync(Scenario(generals=7, m=2, traitors={4: "adversaries:Garbage"}), log=log)
+    page = write_html_report(log, tmp_path / "page.html").read_text(encoding="utf-8")
+    tips = html.unescape(" | ".join(re.findall(r'data-tip="([^"]*)"', page)))
+    assert 'path [0]: "attack" to 1, round 1' in tips
+    assert "path [0, 4]: 42 to 2, round 2 (rejected)" in tips
+    assert 'path [0, 4]: ["attack"] to 1, round 2 (rejected)' in tips
+    assert '"42"' not in tips
 
 
 def test_the_page_never_overwrites_the_scenario_read_from_stdin(tmp_path: Path) -> None:
