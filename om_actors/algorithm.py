@@ -67,8 +67,9 @@ class Setup:
     instance: int = 0
     identities: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def lieutenants(self) -> tuple[int, ...]:
+        """Every general but the commander, in order: asked for each path a general relays, so kept."""
         return tuple(g for g in range(self.generals) if g != self.commander)
 
 
