@@ -342,7 +342,7 @@ class Accounting:
                 value = decisions[general][index]
                 events.append(Decided(general, value, general in scenario.traitors, instance=tag))
             loyal = {g: decisions[g][index] for g in scenario.loyal if g in decisions and g not in faulty}
-            verdict = judge(setup, loyal, loyal=loyal, order=instance.order)
+            verdict = judge(setup, loyal, loyal=scenario.loyal, order=instance.order, crashed=faulty)
             outcomes.append(InstanceOutcome(index, instance.commander, instance.order, loyal, verdict))
             if self.tagged:
                 events.append(self._verdict(verdict, self.per_instance[index], tag))

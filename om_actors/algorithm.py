@@ -28,7 +28,7 @@ import enum
 import functools
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -94,25 +94,46 @@ class Verdict:
 
     ``validity`` is ``None`` when the commander is a traitor: IC2 says nothing
     then.  With fewer than two loyal lieutenants agreement holds trivially.
+    ``decided`` is false when the loyal lieutenants all crashed: both
+    conditions then hold of nobody, and that is no success.
     """
 
     agreement: bool
     validity: bool | None
+    decided: bool = True
 
     @property
     def success(self) -> bool:
-        return self.agreement and self.validity is not False
+        return self.decided and self.agreement and self.validity is not False
 
 
-def judge(setup: Setup, decisions: Mapping[int, str], *, loyal: Iterable[int], order: str) -> Verdict:
-    """The verdict for the decisions of the loyal generals in ``loyal``."""
-    loyal = set(loyal)
-    lieutenant_decisions = {decisions[g] for g in setup.lieutenants if g in loyal}
+def judge(
+    setup: Setup,
+    decisions: Mapping[int, str],
+    *,
+    loyal: Iterable[int],
+    order: str,
+    crashed: Collection[int] = (),
+) -> Verdict:
+    """The verdict for the decisions of the loyal generals in ``loyal`` that did not crash.
+
+    A general in ``crashed`` decided nothing: a crashed commander leaves no
+    validity to check, and lieutenants that all crashed leave no verdict.
+    """
+    alive = set(loyal) - set(crashed)
+    lieutenant_decisions = {decisions[g] for g in setup.lieutenants if g in alive}
     agreement = len(lieutenant_decisions) <= 1
     validity = None
-    if setup.commander in loyal:
+    if setup.commander in alive:
         validity = lieutenant_decisions <= {order}
-    return Verdict(agreement=agreement, validity=validity)
+    decided = not no_loyal_decision(loyal, setup.commander, crashed)
+    return Verdict(agreement=agreement, validity=validity, decided=decided)
+
+
+def no_loyal_decision(loyal: Iterable[int], commander: int, crashed: Collection[int]) -> bool:
+    """Whether an instance has loyal lieutenants and every one of them crashed: then it has no verdict."""
+    lieutenants = set(loyal) - {commander}
+    return bool(lieutenants) and lieutenants <= set(crashed)
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:
@@ -126,6 +147,7 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
     return Verdict(
         agreement=all(v.agreement for v in verdicts),
         validity=all(validities) if validities else None,
+        decided=all(v.decided for v in verdicts),
     )
 
 

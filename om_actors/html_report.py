@@ -358,8 +358,9 @@ def _verdicts(reconstruction: Reconstruction) -> list[tuple[bool, str]]:
     """Each instance's verdict in the terminal report's words, from the decisions and verdicts logged."""
     from rich.text import Text
 
+    from .algorithm import no_loyal_decision
     from .report import verdict_line
-    from .result import InstanceOutcome, no_loyal_decision
+    from .result import InstanceOutcome
 
     scenario, found = reconstruction.scenario, []
     for index, instance in enumerate(reconstruction.instances):
@@ -371,13 +372,12 @@ def _verdicts(reconstruction: Reconstruction) -> list[tuple[bool, str]]:
             for (i, general), (value, _) in reconstruction.decisions.items()
             if i == index and general not in scenario.traitors
         }
-        verdict = Verdict(agreement=line.fields["agreement"], validity=line.fields["validity"])
         commander = reconstruction.setups[index].commander
+        decided = not no_loyal_decision(scenario.loyal, commander, reconstruction.crashed)  # logs of old too
+        verdict = Verdict(line.fields["agreement"], line.fields["validity"], decided=decided)
         outcome = InstanceOutcome(index, commander, instance.order, decisions, verdict)
-        undecided = no_loyal_decision(scenario.loyal, commander, reconstruction.crashed)
         prefix = f"Instance {index}: " if reconstruction.tagged else ""
-        said = verdict_line(outcome, undecided=undecided)
-        found.append((verdict.success and not undecided, prefix + Text.from_markup(said).plain))
+        found.append((verdict.success, prefix + Text.from_markup(verdict_line(outcome)).plain))
     return found
 
 

@@ -595,7 +595,8 @@ class Reconstruction:
             self._check_decisions(instance, decided)
             loyal = {g: decided[g] for g in self.scenario.loyal if g not in self.crashed}
             setup = self.scenario.setup_for(instance)
-            verdict = judge(setup, loyal, loyal=loyal, order=self.instances[instance].order)
+            order = self.instances[instance].order
+            verdict = judge(setup, loyal, loyal=self.scenario.loyal, order=order, crashed=self.crashed)
             verdicts.append(verdict)
             if self.tagged:
                 self._check_verdict(instance, verdict, self.messages_by_instance[instance])

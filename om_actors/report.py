@@ -25,7 +25,6 @@ def report(out: Console, result: Result) -> None:
     scenario = result.scenario
     several = len(result.instances) > 1
     first = result.instances[0]
-    undecided = result.undecided()
     army = f"{markup(scenario.title)} on {scenario.generals} generals ({result.rounds} rounds)"
     heading = f"[bold]{markup(scenario.name)}[/]: {army}"
     if several:
@@ -40,7 +39,7 @@ def report(out: Console, result: Result) -> None:
             out.print(f"Instance {outcome.index}: {order}")
         _decisions(out, result, outcome, indent="  " if several else "")
         if several:
-            out.print("  " + verdict_line(outcome, undecided=outcome.index in undecided))
+            out.print("  " + verdict_line(outcome))
     by_round = ", ".join(f"{count:,}" for count in result.messages_per_round)
     counted = "".join(
         f", {count:,} {markup(name.replace('_', ' '))}" for name, count in sorted(result.stats.items())
@@ -52,7 +51,7 @@ def report(out: Console, result: Result) -> None:
         out.print(f"Round {round} timed out waiting for {describe_generals(list(late))}")
     for warning in assumption_warnings(result):
         out.print(f"[bold yellow]WARNING:[/] {markup(warning)}")
-    out.print(_overall_line(result) if several else verdict_line(first, undecided=bool(undecided)))
+    out.print(_overall_line(result) if several else verdict_line(first))
     if scenario.expect is not None:
         unmet = result.unmet_expectations()
         if unmet:
@@ -110,13 +109,13 @@ def _strategy_label(scenario: Scenario, general: int) -> str:
     return f"{spec.strategy} {args}".strip()
 
 
-def verdict_line(outcome: InstanceOutcome, *, undecided: bool = False) -> str:
+def verdict_line(outcome: InstanceOutcome) -> str:
     """SUCCESS, or FAILURE and which condition broke, naming the generals involved.
 
     NO VERDICT for an instance whose loyal lieutenants all crashed
-    (:meth:`~om_actors.result.Result.undecided`): nobody decided.
+    (:attr:`~om_actors.algorithm.Verdict.decided`): nobody decided.
     """
-    if undecided:
+    if not outcome.verdict.decided:
         return "[bold red]NO VERDICT:[/] every loyal lieutenant crashed, so no loyal general decided"
     lieutenants = {g: v for g, v in outcome.decisions.items() if g != outcome.commander}
     if outcome.success:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -94,23 +94,13 @@ class Result(_Conditions):
     def traitors(self) -> tuple[int, ...]:
         return tuple(self.scenario.traitors)
 
-    @property
-    def success(self) -> bool:
-        """IC1 and IC2 in every instance, where some loyal lieutenant lived to decide (:meth:`undecided`)."""
-        return self.verdict.success and not self.undecided()
-
     def undecided(self) -> list[int]:
         """The instances whose loyal lieutenants all crashed: nobody decided, so they have no verdict.
 
         Agreement and validity would hold of nobody; a run that lost every
-        loyal decision must not read as a success.
+        loyal decision must not read as a success (:attr:`Verdict.decided`).
         """
-        loyal = self.scenario.loyal
-        return [
-            outcome.index
-            for outcome in self.instances
-            if no_loyal_decision(loyal, outcome.commander, self.crashed)
-        ]
+        return [outcome.index for outcome in self.instances if not outcome.verdict.decided]
 
     def unmet_expectations(self) -> list[str]:
         """How the outcome differs from the scenario's ``expect``, one line each.
@@ -119,8 +109,11 @@ class Result(_Conditions):
         checked against the lieutenants: a loyal commander decides its own
         order by definition.
         """
-        if self.undecided():
-            return [f"no loyal lieutenant decided: {describe_generals(list(self.crashed))} crashed"]
+        undecided = self.undecided()
+        if undecided:
+            lost = [g for g in self.crashed if g in self.scenario.loyal]
+            where = f" in instance(s) {', '.join(map(str, undecided))}" if len(self.instances) > 1 else ""
+            return [f"no loyal lieutenant decided{where}: {describe_generals(lost)} crashed"]
         expect = self.scenario.expect
         if expect is None:
             return [] if self.success else ["expected success"]
@@ -175,7 +168,7 @@ class Result(_Conditions):
                     "decisions": {str(g): v for g, v in outcome.decisions.items()},
                     "agreement": outcome.agreement,
                     "validity": outcome.validity,
-                    "success": outcome.success and outcome.index not in undecided,
+                    "success": outcome.success,
                 }
                 for outcome in self.instances
             ],
@@ -190,12 +183,6 @@ class Result(_Conditions):
             raise ValueError(f"the algorithm's count {clashing[0]!r} has the name of a result key")
         data.update(self.stats)
         return data
-
-
-def no_loyal_decision(loyal: Collection[int], commander: int, crashed: Collection[int]) -> bool:
-    """Whether an instance has loyal lieutenants and every one of them crashed: then it has no verdict."""
-    lieutenants = set(loyal) - {commander}
-    return bool(lieutenants) and lieutenants <= set(crashed)
 
 
 def _yaml(value: bool | None) -> str:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from om_actors import SCHEMA, Instance, Scenario
 from om_actors.accounting import Accounting, event_order, in_log_order
+from om_actors.algorithm import Verdict
 from om_actors.events import (
     Decided,
     Event,
@@ -206,6 +207,21 @@ def test_a_crashed_general_is_logged_once_and_judged_neither_loyal_nor_traitor()
     assert result.crashed == (1, 2)
     assert result.decisions == {0: "attack", 3: "attack"}
     assert result.success
+
+
+def test_an_instance_whose_loyal_lieutenants_all_crashed_has_no_verdict_in_the_log_or_the_result() -> None:
+    """Agreement and validity of nobody: the log's verdict line says no success, as the result does."""
+    books = Accounting(Scenario(generals=4, m=1, traitors={3: "flip"}))
+    events, result = books.conclude({0: ("attack",)}, crashed={1: 2, 2: 2, 3: 2})
+    assert events[-1] == VerdictReached(True, True, False, 0, 2)
+    assert result.verdict == Verdict(True, True, decided=False)
+    assert (result.success, result.undecided()) == (False, [0])
+    assert result.unmet_expectations() == [
+        "no loyal lieutenant decided: generals 1, 2 crashed"
+    ]  # 3 is a traitor
+    one_left = Accounting(Scenario(generals=4, m=1, traitors={3: "flip"}))
+    _, alive = one_left.conclude({0: ("attack",), 2: ("attack",), 3: ("attack",)}, crashed={1: 2})
+    assert (alive.success, alive.undecided()) == (True, [])
 
 
 def test_the_first_line_carries_the_scenario_and_what_its_algorithm_publishes() -> None:

@@ -88,7 +88,8 @@ def test_a_run_whose_loyal_lieutenants_all_crashed_has_no_verdict_and_fails_its_
     """Every node lost at once (the cluster's forking process killed): agreement of nobody is no success."""
     ran = simulate_sync(FOUR)
     first = ran.instances[0]
-    lost = InstanceOutcome(first.index, first.commander, first.order, {0: "attack"}, Verdict(True, True))
+    nobody = Verdict(True, True, decided=False)
+    lost = InstanceOutcome(first.index, first.commander, first.order, {0: "attack"}, nobody)
     result = attrs.evolve(ran, instances=(lost,), crashed=(1, 2, 3))
     assert _render(result)[-1] == "NO VERDICT: every loyal lieutenant crashed, so no loyal general decided"
     assert result.undecided() == [0]
