@@ -28,7 +28,14 @@ from .algorithm import Core, Outgoing
 from .errors import OmActorsError
 from .events import MessageRejected, StrategyFailed
 from .log import as_logged
-from .strategies import Strategy, StrategyError, StrategyRaised, interpret, message_rng
+from .strategies import (
+    Strategy,
+    StrategyError,
+    StrategyRaised,
+    interpret,
+    message_rng,
+    raised_in_a_line,
+)
 
 Told = tuple[tuple[object, ...], object] | None | StrategyRaised
 """A strategy's answer to an :class:`Ask`: ``(path, value)``, ``None`` for silence, or what it raised."""
@@ -84,6 +91,9 @@ class GeneralDriver:
         self.seed = seed
         self.tagged = tagged
         self.received = 0
+        self.cancellation: tuple[type[BaseException], ...] = ()
+        """What the runtime cancels an awaited strategy with (``trio.Cancelled``): it passes through
+        :meth:`told_later`, where anything else that is no ``Exception`` stops the run with an error."""
 
     def tag(self, instance: int) -> int | None:
         """The instance as events carry it: only when a run has several."""
@@ -191,7 +201,9 @@ class GeneralDriver:
             choice = await pending.answer
         except Exception as exc:
             return StrategyRaised(exc)
-        except (SystemExit, GeneratorExit) as exc:  # a timeout's Cancelled and Ctrl-C pass
+        except BaseException as exc:
+            if _passes(exc, (KeyboardInterrupt, *self.cancellation)):
+                raise
             raise _overstepped(self.me, ask.round, ask.outgoing, exc) from exc
         return interpret(choice, ask.outgoing.path)
 
@@ -231,10 +243,19 @@ def _told(
     return interpret(choice, out.path)
 
 
+def _passes(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` is one of ``kinds``, or a group of nothing else, as a nursery's cancellation is."""
+    if isinstance(exc, kinds):
+        return True
+    split = getattr(exc, "split", None)
+    return split is not None and split(kinds)[1] is None
+
+
 def _overstepped(general: int, round: int, out: Outgoing, exc: BaseException) -> StrategyError:
     return StrategyError(
-        f"general {general}'s strategy raised {exc!r} choosing its round-{round} message to general "
-        f"{out.receiver}: a strategy may lie, stay silent or raise an Exception, never stop the run"
+        f"general {general}'s strategy raised {raised_in_a_line(exc)} choosing its round-{round} "
+        f"message to general {out.receiver}: a strategy may lie, stay silent or raise an Exception, "
+        "never stop the run"
     )
 
 

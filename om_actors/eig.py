@@ -49,7 +49,7 @@ from .driver import Ask, Awaiting, GeneralDriver, Send
 from .errors import ProtocolMisuse
 from .events import MessageRejected, StrategyFailed
 from .oral import OralReason, Relay, owed, refusal
-from .strategies import BatchStrategy, Strategy
+from .strategies import BatchStrategy, Strategy, StrategyError, raised_in_a_line
 
 NO_VOTE = 255
 """A slot with no vote: the general is on that path."""
@@ -463,13 +463,29 @@ class BatchedDriver(GeneralDriver):
             values = core.setup.values
             told: Values | None = None
             for receiver, batch in core.batches(round):
-                lie = strategy.choose_batch(round, receiver, batch.row, values)
+                lie = self._chosen(strategy, round, receiver, batch, values)
                 if lie is None:
                     continue
                 if lie is not batch.row:
                     told = lie = _shared(lie, told)
                 items.append(Send(instance, round, receiver, RoundBatch(lie, batch.count)))
         return iter(items)
+
+    def _chosen(
+        self, strategy: BatchStrategy, round: int, receiver: int, batch: RoundBatch, values: Sequence[str]
+    ) -> Values | None:
+        """The strategy's batch for ``receiver``: an error that names it if it raises, since a batch has no
+        message to lose as per-message mode loses one."""
+        try:
+            return strategy.choose_batch(round, receiver, batch.row, values)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            raise StrategyError(
+                f"general {self.me}'s strategy raised {raised_in_a_line(exc)} choosing its round-{round} "
+                f"batch for general {receiver}: in batched mode a strategy's choose_batch must answer "
+                "(--mode per-message loses only the messages a strategy fails on)"
+            ) from exc
 
     def lies(self, round: int) -> Iterator[tuple[int, int, object] | StrategyFailed | Awaiting]:
         if not isinstance(self.strategy, BatchStrategy):

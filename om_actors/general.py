@@ -89,6 +89,7 @@ class GeneralActor:
 
     def __init__(self, driver: GeneralDriver, *, post: Post, record: Callable[[Event], None]) -> None:
         self.driver = driver
+        driver.cancellation = (trio.Cancelled,)  # a round timeout's, passed on
         self.id = driver.me
         self._post = post
         self._record = record

@@ -473,7 +473,9 @@ class Node:
         for setup, order, mine in zip(setups, orders, run.identities):
             secret = {} if mine is None else {"secret": run.secret}  # an algorithm without identities
             cores.append(run.scenario.rules.general(setup, self.me, order, **secret))
-        return GeneralDriver(cores, strategy=run.strategy, seed=run.scenario.seed, tagged=len(setups) > 1)
+        driver = GeneralDriver(cores, strategy=run.strategy, seed=run.scenario.seed, tagged=len(setups) > 1)
+        driver.cancellation = (trio.Cancelled,)  # a round timeout's, passed on
+        return driver
 
     def _published(self, run: _Run, general: int, statement: object) -> list[str | None]:
         """One general's identities, if its own signature says it published them for this run."""

@@ -537,6 +537,7 @@ class _Run:
             await self.publish([self.books.started(mode="batched", messages_logged=self.log_messages)])
         else:
             await self.publish([self.books.started()])
+        decisions: dict[int, tuple[str, ...]] | None = None
         with unwrapped(), collector_spared():
             async with trio.open_nursery() as nursery:
                 for actor, receiver in zip(self.actors, self.receivers):
@@ -546,6 +547,11 @@ class _Run:
                 decisions = await self._decide()
                 for inbox in self.inboxes:
                     inbox.close()
+        if decisions is None:  # a general's task raised trio.Cancelled itself, and the nursery took it
+            raise OmActorsError(
+                "the run was cancelled from inside before the generals decided: "
+                "a strategy raised trio.Cancelled, which only trio may raise"
+            )
         return await self._conclude(decisions)
 
     async def _round(self, round: int) -> None:

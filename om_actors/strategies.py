@@ -110,8 +110,39 @@ class StrategyRaised(Exception):
     """A strategy raised while choosing one message; that message is not sent."""
 
     def __init__(self, error: Exception) -> None:
-        super().__init__(repr(error))
+        super().__init__(raised_as_text(error))
         self.error = error
+
+
+def raised_as_text(error: BaseException) -> str:
+    """``repr(error)``, or what it is when its own ``__repr__`` raises: a strategy's error is its own code.
+
+    Ctrl-C passes; anything else a broken ``__repr__`` raises -- even
+    ``SystemExit`` -- only makes the text plainer.
+    """
+    try:
+        return repr(error)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        return f"<{type(error).__name__} whose repr raised>"
+
+
+def _printable(character: str) -> str:
+    return character if character.isprintable() else character.encode("unicode_escape").decode("ascii")
+
+
+def raised_in_a_line(error: BaseException, most: int = 300) -> str:
+    """:func:`raised_as_text` fit for a one-line error: the unprintable escaped, at most ``most`` long.
+
+    A ``__repr__`` of a strategy's own may hold line breaks, terminal
+    escapes or a megabyte: each unprintable character is written as its
+    escape, as ``repr`` writes them.
+    """
+    text = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in raised_as_text(error)
+    )
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def interpret(choice: object, path: Path) -> tuple[tuple[object, ...], object] | None:

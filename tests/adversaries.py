@@ -74,6 +74,24 @@ class Exits:
         return value
 
 
+class BatchRaises:
+    """Lies as ``flip`` message by message, but its batch form raises: a batched run cannot lose a batch."""
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        return value
+
+    def choose_batch(self, round: int, receiver: int, held: object, values: object) -> object:
+        raise RuntimeError(f"no batch for {receiver}")
+
+
+class FakesCancellation:
+    """An async strategy that raises trio's Cancelled itself, which only trio may raise (private API)."""
+
+    async def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        await trio.lowlevel.checkpoint()
+        raise trio.Cancelled._create()
+
+
 @attrs.frozen
 class Crashes:
     """Kills its own process with SIGKILL when asked for its first round-2 message: a node that dies."""

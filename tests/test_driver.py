@@ -186,6 +186,74 @@ def test_a_strategy_that_would_stop_the_run_is_an_error_naming_it(raised: BaseEx
         answer_now(driver(0, Stops(raised)), ask)
 
 
+class Own(BaseException):
+    """An application's own BaseException: neither an Exception nor a way to stop."""
+
+
+class Unprintable(Exception):
+    def __repr__(self) -> str:
+        raise SystemExit(9)
+
+
+class AsyncRaise:
+    def __init__(self, raised: BaseException) -> None:
+        self.raised = raised
+
+    async def choose(
+        self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: object
+    ) -> object:
+        await trio.lowlevel.checkpoint()
+        raise self.raised
+
+
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (Own("mine"), "Own('mine')"),
+        (Own("x" * 1000), "Own('" + "x" * 294 + "…"),
+        (Own("two\nlines\u2028"), "Own('two\\nlines\\u2028')"),
+    ],
+)
+async def test_an_async_strategy_stopping_the_run_is_one_line_that_names_what_it_raised(
+    raised: BaseException, said: str
+) -> None:
+    with trio.fail_after(5):
+        slow = driver(0, AsyncRaise(raised))
+        slow.cancellation = (trio.Cancelled,)
+        ask = next(slow.round(1))
+        assert isinstance(ask, Ask)
+        with pytest.raises(StrategyError) as stopped:
+            await slow.ask(ask)
+    assert str(stopped.value).startswith(f"general 0's strategy raised {said} choosing its round-1 message")
+    assert "\n" not in str(stopped.value)
+
+
+async def test_a_nurserys_group_of_cancellations_passes_as_a_cancellation() -> None:
+    class Nursery:
+        async def choose(
+            self, round: int, path: tuple[int, ...], receiver: int, value: str, rng: object
+        ) -> object:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep_forever)
+                nursery.start_soon(trio.sleep_forever)
+            return value
+
+    with trio.fail_after(5):
+        waiting = driver(0, Nursery())
+        waiting.cancellation = (trio.Cancelled,)
+        ask = next(waiting.round(1))
+        assert isinstance(ask, Ask)
+        with trio.move_on_after(0.01) as scope:
+            await waiting.ask(ask)
+        assert scope.cancelled_caught
+
+
+def test_an_error_whose_repr_raises_is_still_one_message_lost() -> None:
+    failing = driver(0, Stops(Unprintable()))
+    said = list(failing.lies(1))
+    assert said == [StrategyFailed(1, 0, (0,), r, "<Unprintable whose repr raised>") for r in (1, 2, 3)]
+
+
 def test_ctrl_c_in_a_strategy_is_ctrl_c() -> None:
     with pytest.raises(KeyboardInterrupt):
         list(driver(0, Stops(KeyboardInterrupt())).lies(1))
@@ -206,6 +274,7 @@ async def test_an_async_strategy_that_exits_is_an_error_and_cancellation_passes(
         with pytest.raises(StrategyError, match=r"^general 0's strategy raised SystemExit\(3\)"):
             await slow.ask(ask)
         waiting = driver(0, Awaits())
+        waiting.cancellation = (trio.Cancelled,)  # as the actors and the nodes say it
         ask = next(waiting.round(1))
         assert isinstance(ask, Ask)
         with trio.move_on_after(0) as scope:

@@ -219,6 +219,20 @@ def test_a_strategy_that_calls_sys_exit_stops_the_run_with_an_error_naming_it() 
         simulate_sync(Scenario(generals=4, m=1, traitors={2: "adversaries:Exits"}))
 
 
+def test_a_batch_strategy_that_raises_stops_a_batched_run_with_an_error_naming_it() -> None:
+    with pytest.raises(
+        StrategyError, match=r"^general 3's strategy raised RuntimeError\('no batch for 1'\) "
+    ):
+        simulate_sync(Scenario(generals=7, m=2, traitors={3: "adversaries:BatchRaises"}), mode="batched")
+
+
+def test_a_strategy_that_raises_trios_cancelled_itself_is_an_error_not_a_traceback() -> None:
+    with pytest.raises(
+        OmActorsError, match=r"^the run was cancelled from inside before the generals decided"
+    ):
+        simulate_sync(Scenario(generals=4, m=1, traitors={3: "adversaries:FakesCancellation"}))
+
+
 def test_a_strategy_that_raises_loses_that_message_and_the_run_goes_on() -> None:
     events: list[Event] = []
     result = simulate_sync(
