@@ -192,6 +192,9 @@ class _Command(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except _Terminated as exc:
+            click.echo("terminated", err=True)
+            sys.exit(128 + exc.signal_number)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -451,7 +454,9 @@ def report_command(log: Path, html_file: Path | None) -> None:
     _check_page(target, "'--output'")
     if _same_path(target, log):
         raise click.BadParameter("the HTML report would overwrite the log", param_hint="'--output'")
-    named = "standard input" if str(log) == STDIN else log.name
+    named = log.name  # the page says where its log came from
+    if _streamed(log):
+        named = "standard input" if str(log) in (STDIN, "/dev/stdin") else str(log)
     with _reporting_errors(err), _read_again(log) as readable:
         write_html_report(readable, target, named=named)
     out.print(f"HTML report: {markup(str(target))}")
@@ -761,9 +766,10 @@ def _read_again(log: Path) -> Iterator[Path]:
     and ``show``, ``explain`` and ``report`` read logs by name.
 
     A pipe, ``/dev/stdin`` or ``-`` is copied to a temporary file first,
-    and an error in the copy names what the user gave.  Input whose first
-    line is no ``run.start`` is not copied further: the reader refuses it
-    at line 1 anyway, and an endless stream must not fill the disk first.
+    and an error in the copy names what the user gave.  Each line is read
+    as a log line before it is copied, so an endless stream of anything
+    else stops at its first such line instead of filling the disk; SIGTERM
+    and SIGHUP end the command as Ctrl-C does, and the copy goes with it.
     """
     import tempfile
 
@@ -772,14 +778,43 @@ def _read_again(log: Path) -> Iterator[Path]:
     if not _streamed(log):
         yield log
         return
-    with tempfile.TemporaryDirectory(prefix="om-actors-log-") as folder:
+    with _terminated_cleanly(), tempfile.TemporaryDirectory(prefix="om-actors-log-") as folder:
         copy = Path(folder) / "log.jsonl"
         with open(copy, "wb") as spool, _opened_for_reading(log) as source:
-            _copy_log(source, spool)
+            _copy_log(str(log), source, spool)
         try:
             yield copy
         except LogError as exc:
             raise LogError(str(log), exc.line, exc.message) from None
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while a command holds a temporary copy: it ends as Ctrl-C does, copy removed."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+@contextmanager
+def _terminated_cleanly() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`_Terminated` here instead of ending the process where it stands."""
+    import signal
+
+    def terminated(number: int, frame: object) -> None:
+        raise _Terminated(number)
+
+    wanted = (signal.SIGTERM, signal.SIGHUP)
+    try:
+        before = {number: signal.signal(number, terminated) for number in wanted}
+    except ValueError:  # not the main thread: a library caller's own business
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 def _streamed(log: Path) -> bool:
@@ -807,19 +842,16 @@ def _opened_for_reading(log: Path) -> Iterator[IO[bytes]]:
         yield source
 
 
-def _copy_log(source: IO[bytes], spool: IO[bytes]) -> None:
-    import shutil
+def _copy_log(name: str, source: IO[bytes], spool: IO[bytes]) -> None:
+    """Copy a streamed log line by line, each read as a log line first: the first that is not one stops it.
 
-    from .log import MAX_LINE_BYTES
+    So garbage, or a stream that never ends with a log in it, fills no disk:
+    ``yes |`` stops at line 1.
+    """
+    from .log import read_log_stream
 
-    first = source.readline(MAX_LINE_BYTES + 1)
-    spool.write(first)
-    try:
-        opens = json.loads(first).get("event") == "run.start"
-    except (ValueError, AttributeError):
-        opens = False
-    if opens:
-        shutil.copyfileobj(source, spool)
+    for line in read_log_stream(name, source):
+        spool.write(line.raw)
 
 
 def _report_rerun(out: Console, compared: int, divergence: Divergence | None) -> bool:

@@ -647,14 +647,19 @@ def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
         file = open(path, "rb")  # noqa: SIM115 -- closed below, after the generator's last line
     except OSError as exc:
         raise LogError(source, None, f"cannot read the log: {exc.strerror or exc}") from None
+    with file:
+        yield from read_log_stream(source, file)
+
+
+def read_log_stream(source: str, file: IO[bytes]) -> Iterator[LogLine]:
+    """:func:`read_log` of an open binary stream, named ``source`` in its errors: standard input, a pipe."""
     reader = _Reader(source)
     last: LogLine | None = None
-    with file:
-        for number, raw in enumerate(iter(partial(file.readline, MAX_LINE_BYTES + 1), b""), start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                raise LogError(source, number, f"a line longer than {MAX_LINE_BYTES:,} bytes: not a log line")
-            last = reader.parse(number, raw)
-            yield last
+    for number, raw in enumerate(iter(partial(file.readline, MAX_LINE_BYTES + 1), b""), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise LogError(source, number, f"a line longer than {MAX_LINE_BYTES:,} bytes: not a log line")
+        last = reader.parse(number, raw)
+        yield last
     if last is None:
         raise LogError(source, None, "the log is empty: it has no run.start line")
     if last.event != "verdict":

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -267,7 +269,7 @@ def test_every_log_reader_reads_a_pipe_as_it_reads_the_file(args: list[str], tmp
         if written is None:
             assert piped.stdout.decode() == filed.stdout
         else:
-            named = "standard input" if source == "-" else "stdin"
+            named = "standard input"
             assert page.read_text(encoding="utf-8").replace(f"log {named}:", f"log {GOLDEN.name}:") == written
 
 
@@ -290,6 +292,36 @@ def test_ctrl_c_ends_any_command_with_interrupted_and_status_130(
     monkeypatch.setattr(f"{module}.{where}", interrupted)
     result = invoke(command, str(GOLDEN))
     assert (result.exit_code, result.stderr) == (130, "interrupted\n")
+
+
+def test_a_piped_log_is_copied_only_while_its_lines_are_log_lines() -> None:
+    """An endless stream after a good first line would fill the disk: it stops at its second line."""
+    script = '{ head -1 "$1"; yes \'{"event":"x"}\'; } | "$0" -m om_actors show -'
+    shown = subprocess.run(["sh", "-c", script, sys.executable, str(GOLDEN)], capture_output=True, timeout=60)
+    assert (shown.returncode, shown.stderr) == (2, b"-:2: unknown event 'x'\n")
+
+
+def test_sigterm_while_a_piped_log_is_held_leaves_no_copy_behind(tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    with subprocess.Popen(
+        [sys.executable, "-m", "om_actors", "show", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    ) as shown:
+        assert shown.stdin is not None
+        shown.stdin.write(GOLDEN.read_bytes()[:2000])  # the stream stays open: the copy waits for more
+        shown.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not list(scratch.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(scratch.iterdir()), "the copy never started"
+        shown.terminate()
+        _, stderr = shown.communicate(timeout=30)
+    assert (shown.returncode, stderr) == (128 + signal.SIGTERM, b"terminated\n")
+    assert list(scratch.iterdir()) == []
 
 
 def test_replay_of_a_cut_pipe_names_it_and_the_line() -> None:
