@@ -8,7 +8,10 @@ never awaits, sends or logs.  A round comes out as a list of :class:`Send`
 items (ready to post) and, for a traitor, :class:`Ask` items: a question for
 the strategy, which may be ``async``, so the runtime asks it -- awaiting
 where it can, refusing to where it cannot (:func:`answer_now`) -- and hands
-the answer back to :meth:`GeneralDriver.answer`.
+the answer back to :meth:`GeneralDriver.answer`.  The actors and verify's
+lockstep loop take a round the short way, as :meth:`GeneralDriver.sends`
+and :meth:`GeneralDriver.lies` give it: the same answers, with no object
+per message but the payload.
 
 The runtime stamps the sender and counts what it posts; the driver gives it
 the events only the general can know of: a refused message, a strategy that

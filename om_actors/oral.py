@@ -110,6 +110,7 @@ def majority(votes: Iterable[str], default: str) -> str:
 
 
 _FEW_VALUES = 8
+"""Up to this many different votes, each is counted on its own; beyond, all in one pass."""
 
 
 def _majority_letter(ballot: str, default: str) -> str:
@@ -118,9 +119,6 @@ def _majority_letter(ballot: str, default: str) -> str:
         if 2 * ballot.count(letter) > len(ballot):
             return letter
     return default
-
-
-"""Up to this many different votes, each is counted on its own; beyond, all in one pass."""
 
 
 def paths_of_round(setup: Setup, round: int, *, excluding: int) -> Iterator[Path]:
