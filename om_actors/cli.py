@@ -765,11 +765,12 @@ def _read_again(log: Path) -> Iterator[Path]:
     """``log`` as a file that can be read by name and more than once, as every log reader needs.
 
     Replay passes over a log two or three times; ``show``, ``explain`` and
-    ``report`` open it by name.  A pipe, ``/dev/stdin`` or ``-`` is copied to a temporary file first,
-    and an error in the copy names what the user gave.  Each line is read
-    as a log line before it is copied, so an endless stream of anything
-    else stops at its first such line instead of filling the disk; SIGTERM
-    and SIGHUP end the command as Ctrl-C does, and the copy goes with it.
+    ``report`` open it by name.  A pipe, ``/dev/stdin`` or ``-`` is copied
+    to a temporary file first, and an error in the copy names what the
+    user gave.  Each line is read as a log line before it is copied, so an
+    endless stream of anything else stops at its first such line instead
+    of filling the disk; SIGTERM and SIGHUP end the command as Ctrl-C
+    does, and the copy goes with it.
     """
     import tempfile
 
