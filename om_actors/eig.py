@@ -474,8 +474,11 @@ class BatchedDriver(GeneralDriver):
     def _chosen(
         self, strategy: BatchStrategy, round: int, receiver: int, batch: RoundBatch, values: Sequence[str]
     ) -> Values | None:
-        """The strategy's batch for ``receiver``: an error that names it if it raises, since a batch has no
-        message to lose as per-message mode loses one."""
+        """The strategy's batch for ``receiver``, or an error that names the strategy if it raises.
+
+        Per-message mode loses the one message a strategy fails on; a batch
+        has no one message to lose.
+        """
         try:
             return strategy.choose_batch(round, receiver, batch.row, values)
         except KeyboardInterrupt:

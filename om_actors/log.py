@@ -331,7 +331,7 @@ class LogWriter:
     Each line goes to the file's buffer as soon as it is rendered: holding
     a round's lines back would hold every message of the round in memory
     twice.  Of the file it asks ``write`` and ``flush``, and ``writelines``
-    where it has one.
+    where that is known to write as ``write`` would (:func:`_writes_lines_as_write`).
     """
 
     def __init__(self, file: IO[bytes]) -> None:
