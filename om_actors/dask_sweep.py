@@ -124,8 +124,8 @@ class _CtrlCIsTheClients(WorkerPlugin):
 def _refuse_if_nothing_listens(address: str) -> None:
     """Fail at once where a ``tcp://`` address refuses connections: Dask would retry it for 10 s.
 
-    Only a refusal is decided here; a host that does not answer, a name
-    that does not resolve or any other address is left to Dask, whose
+    A host that does not answer is given the 10 s once, not twice; a name
+    that does not resolve, or any other address, is left to Dask, whose
     errors say more.
     """
     import socket
@@ -148,6 +148,10 @@ def _refuse_if_nothing_listens(address: str) -> None:
     except ConnectionRefusedError:
         raise SchedulerError(
             f"cannot reach a Dask scheduler at {address}: nothing listens there (connection refused)"
+        ) from None
+    except TimeoutError:  # Dask would wait as long again
+        raise SchedulerError(
+            f"cannot reach a Dask scheduler at {address}: no answer in {CONNECT_SECONDS} s"
         ) from None
     except OSError:
         return
@@ -187,6 +191,10 @@ def _connected(address: str) -> Iterator[Client]:
         client = Client(address, timeout=CONNECT_SECONDS)
     except (OSError, ValueError, TypeError) as exc:
         raise SchedulerError(f"cannot reach a Dask scheduler at {address}: {exc}") from None
+    except MemoryError:  # Dask read something else's bytes as the length of a frame
+        raise SchedulerError(
+            f"cannot reach a Dask scheduler at {address}: something answered there, but not a Dask scheduler"
+        ) from None
     with client:
         try:
             client.wait_for_workers(1, timeout=CONNECT_SECONDS)

@@ -12,8 +12,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -296,6 +298,29 @@ def test_a_scheduler_that_cannot_be_used_is_one_line_and_exit_2(
     ran = _om_actors(tmp_path, *args, "--json")  # each is refused at once, Dask's 10 s never waited
     assert (ran.returncode, ran.stderr) == (2, "")
     assert json.loads(ran.stdout)["error"].startswith(message)
+
+
+def test_an_address_where_something_else_answers_is_refused_in_a_line() -> None:
+    """An HTTP server's reply read as a Dask frame would ask for exabytes: a MemoryError traceback, before."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = server.accept()
+                with client:
+                    client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+
+    threading.Thread(target=answer, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        refusal = "something answered there, but not a Dask scheduler"
+        with pytest.raises(SchedulerError, match=refusal), open_cluster(address):
+            pass
+    finally:
+        server.close()
 
 
 def test_jobs_and_a_scheduler_are_not_given_together() -> None:
