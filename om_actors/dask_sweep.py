@@ -121,6 +121,35 @@ class _CtrlCIsTheClients(WorkerPlugin):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # setup runs on the worker process's main thread
 
 
+def _client(address: str) -> Client:
+    """``Client(address)``, given :data:`CONNECT_SECONDS` in all, on a thread of its own.
+
+    Dask's own timeout covers reaching the address, not the handshake: a
+    server that accepts and then waits, as an HTTP server does, would hold
+    the command forever.  The thread is left to its fate if it never ends.
+    """
+    import threading
+
+    made: list[Client | BaseException] = []
+
+    def connect() -> None:
+        try:
+            made.append(Client(address, timeout=CONNECT_SECONDS))
+        except BaseException as exc:  # handed to the caller, on its own thread
+            made.append(exc)
+
+    connecting = threading.Thread(target=connect, name="om-actors dask connect", daemon=True)
+    connecting.start()
+    connecting.join(CONNECT_SECONDS + 1)
+    if not made:
+        raise SchedulerError(
+            f"cannot reach a Dask scheduler at {address}: no Dask answer in {CONNECT_SECONDS} s"
+        )
+    if isinstance(made[0], BaseException):
+        raise made[0]
+    return made[0]
+
+
 def _refuse_if_nothing_listens(address: str) -> None:
     """Fail at once where a ``tcp://`` address refuses connections: Dask would retry it for 10 s.
 
@@ -188,7 +217,7 @@ def open_cluster(scheduler: str) -> Iterator[DaskCluster]:
 def _connected(address: str) -> Iterator[Client]:
     _refuse_if_nothing_listens(address)
     try:
-        client = Client(address, timeout=CONNECT_SECONDS)
+        client = _client(address)
     except (OSError, ValueError, TypeError) as exc:
         raise SchedulerError(f"cannot reach a Dask scheduler at {address}: {exc}") from None
     except MemoryError:  # Dask read something else's bytes as the length of a frame

@@ -323,6 +323,22 @@ def test_an_address_where_something_else_answers_is_refused_in_a_line() -> None:
         server.close()
 
 
+def test_an_address_that_accepts_and_never_answers_is_refused_after_the_connect_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As an HTTP server does: Dask's own timeout stops at the connection, and the command waited forever."""
+    monkeypatch.setattr(om_actors.dask_sweep, "CONNECT_SECONDS", 1)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(SchedulerError, match="no Dask answer in 1 s"), open_cluster(address):
+            pass
+    finally:
+        server.close()
+
+
 def test_jobs_and_a_scheduler_are_not_given_together() -> None:
     result = CliRunner().invoke(main, ["verify", "--jobs", "2", "--scheduler", "local:2"])
     assert result.exit_code == 2
