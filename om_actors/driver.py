@@ -116,7 +116,7 @@ class GeneralDriver:
                 for receiver, payload in sends
             )
         offered = [core.offers(round) for core in self.cores]
-        return self._asks(round, offered)
+        return (Ask(instance, round, out, rng) for instance, out, rng in self._offered(round, offered))
 
     def sends(self, round: int) -> list[Iterator[tuple[int, object]]]:
         """A loyal general's :meth:`round`: per instance, ``(receiver, payload)`` with no :class:`Send`.
@@ -127,12 +127,14 @@ class GeneralDriver:
         """
         return [core.sends(round) for core in self.cores]
 
-    def _asks(self, round: int, offered: list[list[Outgoing]]) -> Iterator[Ask]:
+    def _offered(
+        self, round: int, offered: list[list[Outgoing]]
+    ) -> Iterator[tuple[int, Outgoing, random.Random]]:
+        """Each of the cores' offers with its instance and its message's own rng: what a traitor is asked."""
         for instance, outgoing in enumerate(offered):
             tag = self.tag(instance)
             for out in outgoing:
-                rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
-                yield Ask(instance, round, out, rng)
+                yield instance, out, message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
 
     def lies(self, round: int) -> Iterator[tuple[int, int, object] | StrategyFailed | Awaiting]:
         """A traitor's :meth:`round`, every answer taken as the strategy gives it, for a runtime that posts.
@@ -147,17 +149,14 @@ class GeneralDriver:
         assert self.strategy is not None
         choose = self.strategy.choose
         offered = [core.offers(round) for core in self.cores]
-        for instance, outgoing in enumerate(offered):
-            tag = self.tag(instance)
-            for out in outgoing:
-                rng = message_rng(self.seed, round, self.me, out.path, out.receiver, tag)
-                told = _told(choose, self.me, round, out, rng)
-                if isinstance(told, Pending):
-                    yield Awaiting(Ask(instance, round, out, rng), told)
-                    continue
-                sent = self._meant(instance, round, out, told)
-                if sent is not None:
-                    yield sent
+        for instance, out, rng in self._offered(round, offered):
+            told = _told(choose, self.me, round, out, rng)
+            if isinstance(told, Pending):
+                yield Awaiting(Ask(instance, round, out, rng), told)
+                continue
+            sent = self._meant(instance, round, out, told)
+            if sent is not None:
+                yield sent
 
     def answer(self, ask: Ask, told: Told) -> Send | StrategyFailed | None:
         """What the strategy's answer means: a message to send, a failure to record, or silence."""
