@@ -142,7 +142,7 @@ class Result(_Conditions):
         Each of :attr:`stats` is a key of its own; one that would hide a
         key of the result is refused, since a reader could not tell them apart.
         """
-        undecided = self.undecided()
+        unmet = self.unmet_expectations()
         data = {
             "scenario": self.scenario.name,
             "algorithm": self.scenario.algorithm,
@@ -150,9 +150,9 @@ class Result(_Conditions):
             "agreement": self.agreement,
             "validity": self.validity,
             "success": self.success,
-            "undecided": undecided,
-            "expected": not self.unmet_expectations(),
-            "unmet_expectations": self.unmet_expectations(),
+            "undecided": self.undecided(),
+            "expected": not unmet,
+            "unmet_expectations": unmet,
             "messages": self.messages,
             "messages_per_round": list(self.messages_per_round),
             "rounds": self.rounds,
