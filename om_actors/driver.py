@@ -37,7 +37,7 @@ from .strategies import (
     StrategyRaised,
     interpret,
     message_rng,
-    raised_in_a_line,
+    stopped_by,
 )
 
 Told = tuple[tuple[object, ...], object] | None | StrategyRaised
@@ -254,10 +254,9 @@ def _passes(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
 
 
 def _overstepped(general: int, round: int, out: Outgoing, exc: BaseException) -> StrategyError:
-    return StrategyError(
-        f"general {general}'s strategy raised {raised_in_a_line(exc)} choosing its round-{round} "
-        f"message to general {out.receiver}: a strategy may lie, stay silent or raise an Exception, "
-        "never stop the run"
+    choosing = f"its round-{round} message to general {out.receiver}"
+    return stopped_by(
+        general, exc, choosing, "a strategy may lie, stay silent or raise an Exception, never stop the run"
     )
 
 

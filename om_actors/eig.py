@@ -49,7 +49,7 @@ from .driver import Ask, Awaiting, GeneralDriver, Send
 from .errors import ProtocolMisuse
 from .events import MessageRejected, StrategyFailed
 from .oral import OralReason, Relay, owed, refusal
-from .strategies import BatchStrategy, Strategy, StrategyError, raised_in_a_line
+from .strategies import BatchStrategy, Strategy, stopped_by
 
 NO_VOTE = 255
 """A slot with no vote: the general is on that path."""
@@ -484,11 +484,11 @@ class BatchedDriver(GeneralDriver):
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            raise StrategyError(
-                f"general {self.me}'s strategy raised {raised_in_a_line(exc)} choosing its round-{round} "
-                f"batch for general {receiver}: in batched mode a strategy's choose_batch must answer "
+            why = (
+                "in batched mode a strategy's choose_batch must answer "
                 "(--mode per-message loses only the messages a strategy fails on)"
-            ) from exc
+            )
+            raise stopped_by(self.me, exc, f"its round-{round} batch for general {receiver}", why) from exc
 
     def lies(self, round: int) -> Iterator[tuple[int, int, object] | StrategyFailed | Awaiting]:
         if not isinstance(self.strategy, BatchStrategy):

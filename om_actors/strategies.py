@@ -128,6 +128,13 @@ def raised_as_text(error: BaseException) -> str:
         return f"<{type(error).__name__} whose repr raised>"
 
 
+def stopped_by(general: int, error: BaseException, choosing: str, why: str) -> StrategyError:
+    """The error for a strategy that raised what its runtime cannot take as a lost message."""
+    return StrategyError(
+        f"general {general}'s strategy raised {raised_in_a_line(error)} choosing {choosing}: {why}"
+    )
+
+
 def _printable(character: str) -> str:
     return character if character.isprintable() else character.encode("unicode_escape").decode("ascii")
 
