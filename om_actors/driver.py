@@ -217,6 +217,20 @@ class GeneralDriver:
             return None
         return MessageRejected(round, sender, self.me, payload, reason, instance=self.tag(instance))
 
+    def deliver_all(
+        self, instance: int, sender: int, round: int, payloads: Sequence[object]
+    ) -> list[MessageRejected]:
+        """:meth:`deliver` for a sender's messages of one round, in order: the events of those refused."""
+        self.received += len(payloads)
+        refused = self.cores[instance].receive_all(sender=sender, round=round, payloads=payloads)
+        if not refused:
+            return []
+        tag = self.tag(instance)
+        return [
+            MessageRejected(round, sender, self.me, payloads[i], reason, instance=tag)
+            for i, reason in refused
+        ]
+
     def decide(self) -> tuple[str, ...]:
         """The decision in every instance."""
         return tuple(core.decide() for core in self.cores)

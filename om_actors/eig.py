@@ -507,6 +507,12 @@ class BatchedDriver(GeneralDriver):
             return None
         return super().deliver(instance, sender, round, payload)
 
+    def deliver_all(
+        self, instance: int, sender: int, round: int, payloads: Sequence[object]
+    ) -> list[MessageRejected]:
+        refused = (self.deliver(instance, sender, round, payload) for payload in payloads)
+        return [event for event in refused if event is not None]
+
     def close(self, round: int) -> None:
         """Every message of ``round`` has arrived: build its level in every instance."""
         for core in self.generals:

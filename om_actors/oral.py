@@ -243,16 +243,30 @@ class OralGeneral(Core):
         return self._received
 
     def _receive(self, sender: int, round: int, payload: object) -> OralReason | None:
-        known = self._well_formed.get(id(payload))
-        if known is None or known[0] is not payload:
-            return self._judge(sender, round, payload)
-        _, path, value = known
-        reason = _misdirection(path, self.me, sender, round)
-        if reason is None:
-            if path in self._received:
-                return OralReason.DUPLICATE
-            self._received[path] = value
-        return reason
+        refused = self._receive_all(sender, round, (payload,))
+        return refused[0][1] if refused else None
+
+    def _receive_all(
+        self, sender: int, round: int, payloads: Sequence[object]
+    ) -> list[tuple[int, OralReason]]:
+        """Each relay judged once per instance: one another receiver took is only checked for misdirection."""
+        refused: list[tuple[int, OralReason]] = []
+        well_formed, received, me = self._well_formed, self._received, self.me
+        for index, payload in enumerate(payloads):
+            known = well_formed.get(id(payload))
+            if known is None or known[0] is not payload:
+                reason = self._judge(sender, round, payload)
+            else:
+                path = known[1]
+                reason = _misdirection(path, me, sender, round)
+                if reason is None:
+                    if path in received:
+                        reason = OralReason.DUPLICATE
+                    else:
+                        received[path] = known[2]
+            if reason is not None:
+                refused.append((index, reason))
+        return refused
 
     def _judge(self, sender: int, round: int, payload: object) -> OralReason | None:
         """Every path rule, for a payload no receiver of this instance has accepted yet."""

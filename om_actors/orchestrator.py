@@ -14,11 +14,15 @@ random scheduling never shows in the output.  What it counts, and how the
 run ends, is :class:`~om_actors.accounting.Accounting`'s, shared with the
 cluster driver.
 
-The same barrier drives both modes: in per-message mode an inbox item is
-one message; in batched mode (an algorithm that is
-:attr:`~om_actors.algorithm.Algorithm.batchable`: OM(m)) it is mostly one
-:class:`~om_actors.eig.RoundBatch` per sender, receiver and round, and a
-flush is when a general builds a whole level of its EIG store at once.
+The same barrier drives both modes.  In per-message mode a general's
+messages wait in its outbox until every general has sent its round; then
+each receiver gets one :class:`~om_actors.general.Delivery` per sender,
+holding that sender's messages in the order they were sent, and judges
+each on its own.  In batched mode (an algorithm that is
+:attr:`~om_actors.algorithm.Algorithm.batchable`: OM(m)) an inbox item is
+mostly one :class:`~om_actors.eig.RoundBatch` per sender, receiver and
+round, and a flush is when a general builds a whole level of its EIG store
+at once.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import gc
 import math
 import sys
 import threading
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -39,7 +44,7 @@ from .accounting import Accounting
 from .driver import GeneralDriver
 from .errors import OmActorsError, Problem, ScenarioError
 from .events import Event, MessageSent
-from .general import Ack, BatchedGeneralActor, Command, Decide, Flush, GeneralActor, Post, SendRound
+from .general import Ack, BatchedGeneralActor, Command, Decide, Delivery, Flush, GeneralActor, Post, SendRound
 from .limits import BATCHED_ABOVE as BATCHED_ABOVE  # the CLI names it without importing this module
 from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, LogWriter, open_log
@@ -152,7 +157,7 @@ async def simulate(
     events come only at the end of a round, and one round can hold almost
     all of a run.
 
-    ``mode`` is ``"per-message"`` (every message its own inbox item and its
+    ``mode`` is ``"per-message"`` (every message judged on its own, and its
     own event), ``"batched"`` (one batch per sender, receiver and round, and
     a compact EIG store; only round summaries are logged unless
     ``log_messages``) or ``"auto"``, which batches above
@@ -403,7 +408,10 @@ class _Run:
         self.books = Accounting(scenario)
         self.pending: list[Event] = []
         self.listened = bool(handlers) or stream is not None
-        self.unbooked = [[0] * len(scenario.setups) for _ in range(scenario.generals)]
+        self.outboxes = [
+            [defaultdict[int, list[object]](list) for _ in scenario.setups] for _ in range(scenario.generals)
+        ]
+        self.posted = [0]
         channels = [trio.open_memory_channel[Command](math.inf) for _ in range(scenario.generals)]
         self.inboxes = [send for send, _ in channels]
         self.receivers = [receive for _, receive in channels]
@@ -449,40 +457,48 @@ class _Run:
         ]
 
     def _poster(self, sender: int) -> Post:
-        """Where general ``sender``'s messages go: counted, logged, and into the receiver's inbox.
+        """Where general ``sender``'s messages go: into its outbox, one list per instance and receiver.
 
-        Counted in :attr:`unbooked`, per instance, and handed to the books
-        once the round's sending is over (:meth:`_book`): a round of thirteen
-        generals is 95,040 posts, and a method call each to count them costs
-        more than the count.  A message's event waits in :attr:`pending` for
-        the round's end only if someone will see it (or progress is counted
-        by it); otherwise the message is gone once its receiver took it.
+        They reach their receivers when every general has sent its round
+        (:meth:`_dispatch`), one :class:`Delivery` per sender and receiver,
+        so round five of thirteen generals is 132 trips through a channel, not
+        95,040.  A message's event waits in :attr:`pending` for the round's
+        end only if someone will see it; otherwise nothing but its payload is
+        held, and only until its receiver takes it.
         """
-        inboxes, on_progress = self.inboxes, self.on_progress
-        tagged, unbooked = self.books.tagged, self.unbooked[sender]
-        keep, kept = self.pending.append, self.listened or on_progress is not None
+        boxes, keep = self.outboxes[sender], self.pending.append
+        tagged, listened, on_progress = self.books.tagged, self.listened, self.on_progress
+        posted = self.posted
 
         def post(round: int, instance: int, receiver: int, payload: object) -> None:
-            unbooked[instance] += 1
-            if tagged:
-                message = MessageSent(round, sender, receiver, payload, instance=instance)
-            else:  # a keyword costs a third of the object
-                message = MessageSent(round, sender, receiver, payload)
-            if kept:  # else its event would go nowhere: no need to hold it
-                keep(message)
-            inboxes[receiver].send_nowait(message)
-            if on_progress is not None and not len(self.pending) % PROGRESS_EVERY:
-                on_progress(round, self.books.messages + sum(map(sum, self.unbooked)))
+            boxes[instance][receiver].append(payload)
+            if listened:
+                if tagged:
+                    keep(MessageSent(round, sender, receiver, payload, instance=instance))
+                else:  # a keyword costs a third of the object
+                    keep(MessageSent(round, sender, receiver, payload))
+            if on_progress is not None:
+                posted[0] += 1
+                if not posted[0] % PROGRESS_EVERY:
+                    on_progress(round, self.books.messages + posted[0])
 
         return post
 
-    def _book(self, round: int) -> None:
-        """Hand the round's posts, counted by :meth:`_poster`, to the books."""
-        for sender, counts in enumerate(self.unbooked):
-            for instance, count in enumerate(counts):
-                if count:
-                    self.books.sent(round, instance, sender, count)
-                    counts[instance] = 0
+    def _dispatch(self, round: int) -> None:
+        """Hand every general what was posted to it in ``round``, and book it: the round's sending is over.
+
+        In sender order, and each sender's messages in the order it sent
+        them, which is all a receiver may rely on: the same run delivers
+        the same way whatever order trio ran the senders in.
+        """
+        for sender, boxes in enumerate(self.outboxes):
+            for instance, box in enumerate(boxes):
+                if box:
+                    for receiver, payloads in box.items():
+                        self.inboxes[receiver].send_nowait(Delivery(round, sender, instance, payloads))
+                    self.books.sent(round, instance, sender, sum(map(len, box.values())))
+                    box.clear()
+        self.posted[0] = 0
 
     def _batch_poster(self, sender: int) -> Post:
         """:meth:`_poster` for batched mode: a batch counts as its messages, logged only if asked."""
@@ -493,10 +509,10 @@ class _Run:
         def post(round: int, instance: int, receiver: int, payload: object) -> None:
             count = payload.count if type(payload) is RoundBatch else 1
             books.sent(round, instance, sender, count)
-            message = MessageSent(round, sender, receiver, payload, instance=books.tag(instance))
             if self.log_messages:
+                message = MessageSent(round, sender, receiver, payload, instance=books.tag(instance))
                 self.pending.extend(self._itemized(message))
-            inboxes[receiver].send_nowait(message)
+            inboxes[receiver].send_nowait(Delivery(round, sender, instance, (payload,)))
             if self.on_progress is not None:
                 self.on_progress(round, books.messages)
 
@@ -557,7 +573,7 @@ class _Run:
     async def _round(self, round: int) -> None:
         deadline = trio.current_time() + self.scenario.round_timeout
         acks = await self._barrier(lambda: SendRound(round, deadline))
-        self._book(round)
+        self._dispatch(round)
         late = tuple(sorted(ack.general for ack in acks if ack.timed_out))
         await self._barrier(lambda: Flush(round))
         if self.listened:

@@ -16,6 +16,8 @@ import random
 import attrs
 import pytest
 from conftest import ECHO, GOSSIP, Echo
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import om_actors.registry
 from om_actors import OmActorsError, ProtocolMisuse
@@ -218,6 +220,53 @@ def test_sends_is_outbox_then_compose_in_every_round(
             for army in (fast, slow):
                 army[receiver].receive(sender=sender, round=round, payload=payload)
     assert [core.decide() for core in fast] == [core.decide() for core in slow]
+
+
+@pytest.mark.parametrize("rules", ALGORITHMS, ids=_named)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_receive_all_refuses_and_keeps_what_receive_one_by_one_does(
+    rules: Algorithm, data: st.DataObject
+) -> None:
+    """A sender's batch (``receive_all``) and its messages one at a time: the same refusals and decision.
+
+    Each round's batches hold the loyal messages, some twice, some
+    replaced by garbage or by another sender's message, in any order.
+    """
+    generals, m, values = data.draw(st.sampled_from(ARMIES), label="army")
+    if rules.problems(generals, m):
+        return
+    setup = Setup(generals, m, 0, tuple(f"v{i}" for i in range(values)), "v0")
+    batched = [rules.general(setup, g, "v1") for g in range(generals)]
+    single = [rules.general(setup, g, "v1") for g in range(generals)]
+    for round in range(1, batched[0].rounds + 1):
+        sent = [
+            (g, receiver, payload) for g in range(generals) for receiver, payload in batched[g].sends(round)
+        ]
+        for g in range(generals):
+            single[g].outbox(round)
+        garbage = [None, "v1", *(payload for _, _, payload in sent[:3])]
+        for sender in range(generals):
+            for receiver in range(generals):
+                payloads = [p for s, r, p in sent if (s, r) == (sender, receiver)]
+                payloads = data.draw(
+                    st.lists(st.sampled_from(payloads + garbage), max_size=len(payloads) + 3)
+                    if payloads
+                    else st.just([]),
+                    label=f"round {round}: {sender} to {receiver}",
+                )
+                refused = batched[receiver].receive_all(sender=sender, round=round, payloads=payloads)
+                one_by_one = [
+                    single[receiver].receive(sender=sender, round=round, payload=p) for p in payloads
+                ]
+                assert refused == [(i, reason) for i, reason in enumerate(one_by_one) if reason is not None]
+    assert [core.decide() for core in batched] == [core.decide() for core in single]
+
+
+def test_receive_all_is_misuse_outside_the_open_round() -> None:
+    general = core(ORAL_MESSAGES)
+    with pytest.raises(ProtocolMisuse, match=r"^general 1 was handed a round-1 message while in round 0$"):
+        general.receive_all(sender=0, round=1, payloads=[])
 
 
 def test_signed_messages_are_sized_by_their_values_and_their_traitors() -> None:

@@ -21,8 +21,8 @@ from adversaries import Hang, Slow
 
 from om_actors.algorithm import Setup
 from om_actors.driver import GeneralDriver
-from om_actors.events import Event, MessageRejected, MessageSent, StrategyFailed
-from om_actors.general import Ack, Command, Decide, Flush, GeneralActor, SendRound
+from om_actors.events import Event, MessageRejected, StrategyFailed
+from om_actors.general import Ack, Command, Decide, Delivery, Flush, GeneralActor, SendRound
 from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
 from om_actors.strategies import Flip
 
@@ -76,8 +76,8 @@ async def test_a_loyal_commander_posts_its_order_to_every_lieutenant_and_acknowl
 async def test_a_lieutenant_takes_what_arrives_refuses_what_it_must_and_relays_what_it_holds() -> None:
     async with running(1) as lieutenant:
         await lieutenant.ask(SendRound(1, math.inf))
-        lieutenant.inbox.send_nowait(MessageSent(1, 0, 1, Relay((0,), "attack")))
-        lieutenant.inbox.send_nowait(MessageSent(1, 2, 1, Relay((0,), "retreat")))  # not the commander
+        lieutenant.inbox.send_nowait(Delivery(1, 0, 0, [Relay((0,), "attack")]))
+        lieutenant.inbox.send_nowait(Delivery(1, 2, 0, [Relay((0,), "retreat")]))  # not the commander
         assert await lieutenant.ask(Flush(1)) == Ack(1)
         await lieutenant.ask(SendRound(2, math.inf))
     assert lieutenant.recorded == [
@@ -92,7 +92,7 @@ async def test_decide_answers_with_the_decision_and_the_cores_counts() -> None:
         for round in (1, 2):
             await lieutenant.ask(SendRound(round, math.inf))
             for sender, path in ((0, (0,)),) if round == 1 else ((2, (0, 2)), (3, (0, 3))):
-                lieutenant.inbox.send_nowait(MessageSent(round, sender, 1, Relay(path, "attack")))
+                lieutenant.inbox.send_nowait(Delivery(round, sender, 0, [Relay(path, "attack")]))
             await lieutenant.ask(Flush(round))
         ack = await lieutenant.ask(Decide())
     assert (ack.general, ack.decisions, ack.timed_out) == (1, ("attack",), False)

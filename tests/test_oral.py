@@ -263,6 +263,42 @@ def test_a_relay_is_judged_alike_at_every_receiver_however_often_it_was_judged_b
                 assert receiver.receive(sender=sender, round=round, payload=twin) == expected
 
 
+@settings(max_examples=300)
+@given(data=st.data(), round=st.integers(1, 3), sender=st.integers(0, 4))
+def test_a_batch_is_judged_as_the_rules_judge_its_messages_in_turn(
+    data: st.DataObject, round: int, sender: int
+) -> None:
+    """``receive_all`` against :func:`refusal` message by message, duplicates within the batch included.
+
+    Every relay comes twice as the same object and once as an equal one;
+    half the paths are ones some receiver must take from this sender in
+    this round, the rest anything.
+    """
+    relayers = st.lists(st.sampled_from([g for g in range(1, 5) if g != sender]), unique=True)
+    well_formed = relayers.filter(lambda mid: len(mid) == round - 2).map(lambda mid: (0, *mid, sender))
+    paths = st.one_of(_PATHS, well_formed if round > 1 else st.just((0,)))
+    messages = data.draw(st.lists(st.tuples(paths, _VALUES), max_size=8), label="messages")
+    setup = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
+    relays = [Relay(path, value) for path, value in messages]
+    batch = relays + relays + [Relay(path, value) for path, value in messages]
+    receivers = [general(setup, me) for me in range(1, 5)]
+    for receiver in receivers:
+        for opened in range(1, round + 1):
+            receiver.outbox(opened)
+        held: dict[object, object] = {}
+        expected = []
+        for index, relay in enumerate(batch):
+            reason = refusal(
+                setup, receiver=receiver.me, sender=sender, round=round, payload=relay, seen=held
+            )
+            if reason is None:
+                held[relay.path] = relay.value
+            else:
+                expected.append((index, reason))
+        assert receiver.receive_all(sender=sender, round=round, payloads=batch) == expected
+        assert receiver.received == held
+
+
 def test_a_relay_equal_to_an_accepted_one_but_with_a_bool_in_its_path_is_still_malformed() -> None:
     setup = Setup(5, 2, 0, ("attack", "retreat"), "retreat")
     first, second = general(setup, 2), general(setup, 3)
