@@ -35,7 +35,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from itertools import chain, repeat
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 import attrs
 import trio
@@ -57,6 +58,7 @@ if sys.version_info < (3, 11):
 if TYPE_CHECKING:
     from .eig import EigGeneral
 
+T = TypeVar("T")
 EventHandler = Callable[[Event], None]
 ProgressHandler = Callable[[int, int], None]
 PROGRESS_EVERY = 2048
@@ -377,6 +379,11 @@ RUN_GC_THRESHOLD = 50_000
 _COLLECTOR = _CollectorSettings()
 
 
+def _picked(order: list[int], column: list[T]) -> list[T]:
+    """``column``'s items at the indices ``order`` lists, in that order."""
+    return list(map(column.__getitem__, order))
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     found: list[BaseException] = []
     for exc in group.exceptions:
@@ -407,7 +414,11 @@ class _Run:
         self.log_messages = log_messages
         self.books = Accounting(scenario)
         self.pending: list[Event] = []
+        """The round's refusals and strategy failures (and in batched mode, its logged messages)."""
         self.listened = bool(handlers) or stream is not None
+        self.log_alone = stream is None and len(handlers) == 1 and isinstance(handlers[0], LogWriter)
+        self.delivered: list[tuple[int, Delivery]] = []
+        """The round's deliveries with their receivers, kept for its events when anyone listens."""
         self.outboxes = [
             [defaultdict[int, list[object]](list) for _ in scenario.setups] for _ in range(scenario.generals)
         ]
@@ -461,22 +472,14 @@ class _Run:
 
         They reach their receivers when every general has sent its round
         (:meth:`_dispatch`), one :class:`Delivery` per sender and receiver,
-        so round five of thirteen generals is 132 trips through a channel, not
-        95,040.  A message's event waits in :attr:`pending` for the round's
-        end only if someone will see it; otherwise nothing but its payload is
-        held, and only until its receiver takes it.
+        so round five of thirteen generals is 132 trips through a channel,
+        not 95,040.  Posting makes no event: the round's are made from its
+        deliveries when it ends, and only if anyone listens.
         """
-        boxes, keep = self.outboxes[sender], self.pending.append
-        tagged, listened, on_progress = self.books.tagged, self.listened, self.on_progress
-        posted = self.posted
+        boxes, on_progress, posted = self.outboxes[sender], self.on_progress, self.posted
 
         def post(round: int, instance: int, receiver: int, payload: object) -> None:
             boxes[instance][receiver].append(payload)
-            if listened:
-                if tagged:
-                    keep(MessageSent(round, sender, receiver, payload, instance=instance))
-                else:  # a keyword costs a third of the object
-                    keep(MessageSent(round, sender, receiver, payload))
             if on_progress is not None:
                 posted[0] += 1
                 if not posted[0] % PROGRESS_EVERY:
@@ -491,14 +494,46 @@ class _Run:
         them, which is all a receiver may rely on: the same run delivers
         the same way whatever order trio ran the senders in.
         """
+        keep = self.delivered.append if self.listened else None
         for sender, boxes in enumerate(self.outboxes):
             for instance, box in enumerate(boxes):
                 if box:
                     for receiver, payloads in box.items():
-                        self.inboxes[receiver].send_nowait(Delivery(round, sender, instance, payloads))
+                        delivery = Delivery(round, sender, instance, payloads)
+                        self.inboxes[receiver].send_nowait(delivery)
+                        if keep is not None:
+                            keep((receiver, delivery))
                     self.books.sent(round, instance, sender, sum(map(len, box.values())))
                     box.clear()
         self.posted[0] = 0
+
+    def _events(self, round: int, late: tuple[int, ...]) -> list[Event]:
+        """The round's events in log order, for whoever listens; what the log alone needs, written at once.
+
+        A log that is the run's only listener gets a plain round -- messages
+        alone, in one instance, on well-formed paths -- straight from the
+        deliveries, as columns (:meth:`~om_actors.log.LogWriter.write_messages`),
+        and only ``round.end`` as an event.  Every other round, and every
+        round that anyone else hears, has a :class:`MessageSent` per message.
+        """
+        delivered, self.delivered = self.delivered, []
+        if self.log_alone and not self.pending and not self.books.tagged:
+            payloads = list(chain.from_iterable(d.payloads for _, d in delivered))
+            receivers = list(chain.from_iterable(repeat(r, len(d.payloads)) for r, d in delivered))
+            senders = list(chain.from_iterable(repeat(d.sender, len(d.payloads)) for _, d in delivered))
+            order = self.books.order.plain_columns(payloads, receivers, senders)
+            if order is not None:
+                writer = cast(LogWriter, self.handlers[0])
+                picked = partial(_picked, order)
+                writer.write_messages(round, picked(senders), picked(receivers), picked(payloads))
+                return [self.books.tally_round(round, [], late=late)]
+        tag = self.books.tag
+        messages = [
+            MessageSent(round, d.sender, receiver, payload, instance=tag(d.instance))
+            for receiver, d in delivered
+            for payload in d.payloads
+        ]
+        return self.books.close_round(round, [*messages, *self.pending], late=late)
 
     def _batch_poster(self, sender: int) -> Post:
         """:meth:`_poster` for batched mode: a batch counts as its messages, logged only if asked."""
@@ -538,8 +573,10 @@ class _Run:
         in one call, not a coroutine each, unless a stream must await room.
         """
         handlers, stream = self.handlers, self.stream
-        if stream is None and len(handlers) == 1 and isinstance(handlers[0], LogWriter):
-            handlers[0].write_all(list(events))  # the log alone: nobody to interleave it with
+        if self.log_alone:
+            cast(LogWriter, handlers[0]).write_all(
+                list(events)
+            )  # the log alone: nobody to interleave it with
             return
         for event in events:
             for handler in handlers:
@@ -577,7 +614,7 @@ class _Run:
         late = tuple(sorted(ack.general for ack in acks if ack.timed_out))
         await self._barrier(lambda: Flush(round))
         if self.listened:
-            events = self.books.close_round(round, self.pending, late=late)
+            events = self._events(round, late)
         else:  # nobody to tell: the counts, without ordering the round
             events = [self.books.tally_round(round, self.pending, late=late)]
         self.pending.clear()

@@ -67,6 +67,51 @@ def test_the_order_never_depends_on_the_order_events_arrive_in(events: list[Even
     assert in_log_order(events, key) == in_log_order(ROUND_TWO, key)
 
 
+_PLAIN_MESSAGES = st.lists(
+    st.tuples(
+        st.integers(0, 6),
+        st.integers(0, 6),
+        st.lists(st.integers(0, 6), min_size=1, max_size=3).map(tuple),
+        st.sampled_from(["attack", "retreat"]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=_PLAIN_MESSAGES, shared=st.booleans())
+def test_a_plain_round_is_put_in_the_order_the_general_key_gives_or_sent_the_general_way(
+    messages: list[tuple[int, int, tuple[int, ...], str]], shared: bool
+) -> None:
+    """The shortcut for a round of well-formed messages, against the key every other round is sorted by.
+
+    Equal paths come as one object or as equal ones; a tie (one path and
+    receiver said twice) must send the round the general way.
+    """
+    paths: dict[tuple[int, ...], tuple[int, ...]] = {}
+    events: list[Event] = [
+        sent(2, sender, receiver, paths.setdefault(path, path) if shared else (*path,), value)
+        for sender, receiver, path, value in messages
+    ]
+    key = event_order(ORAL_MESSAGES)
+    order = key.plain(events)
+    general = sorted(range(len(events)), key=lambda i: key(events[i]))
+    keys = [key(event)[:4] for event in events]
+    if len(set(keys)) < len(keys):
+        assert order is None
+    else:
+        assert order == general
+
+
+def test_a_round_with_a_negative_general_or_a_garbage_path_is_sent_the_general_way() -> None:
+    key = event_order(ORAL_MESSAGES)
+    assert key.plain([sent(2, 1, 2, (0, 1), "attack")]) == [0]
+    assert key.plain([sent(2, -1, 2, (0, 1), "attack")]) is None
+    assert key.plain([sent(2, 1, 2, (0, True), "attack")]) is None
+    assert key.plain([sent(2, 1, 2, [0, 1], "attack")]) is None
+
+
 def test_messages_without_a_path_are_ordered_by_receiver_then_sender(echo: Echo) -> None:
     events: list[MessageSent | MessageRejected] = [
         MessageSent(2, 3, 1, Vote("attack")),

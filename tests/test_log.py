@@ -302,6 +302,58 @@ def test_the_file_writer_writes_exactly_the_lines_structlog_renders(said: list[t
     assert at_once.getvalue() == written.getvalue()
 
 
+@attrs.frozen
+class _Nothing:
+    """A payload class with no fields at all."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**70),
+            st.integers(0, 2**70),
+            st.one_of(_TRAITORS_VALUES.map(lambda value: Relay((0, 3), as_logged(value))), st.just(None)),
+        ),
+        max_size=8,
+    ),
+    st.sampled_from([Relay, _Nothing, dict, "mixed"]),
+)
+def test_messages_written_as_columns_are_the_lines_of_their_events(
+    said: list[tuple[int, int, Relay | None]], kind: object
+) -> None:
+    """``write_messages`` never makes the events; its bytes must be theirs, each payload shared or not.
+
+    ``None`` stands for the message before it again, as the same object.
+    """
+    payloads: list[object] = []
+    for _, _, payload in said:
+        if kind is _Nothing:
+            payload = _Nothing()
+        elif kind is dict:
+            payload = {"path": [0, 3]}
+        elif kind == "mixed" and len(payloads) == 1:
+            payload = _Nothing()
+        payloads.append(payload if payload is not None or not payloads else payloads[-1])
+    senders, receivers = [s for s, _, _ in said], [r for _, r, _ in said]
+    columns, events = io.BytesIO(), io.BytesIO()
+    LogWriter(columns).write_messages(4, senders, receivers, payloads)
+    LogWriter(events).write_all([MessageSent(4, s, r, p) for s, r, p in zip(senders, receivers, payloads)])
+    assert columns.getvalue() == events.getvalue()
+
+
+def test_a_general_that_is_not_a_plain_int_is_written_as_its_event_writes_it() -> None:
+    columns, events = io.BytesIO(), io.BytesIO()
+    relay = Relay((0, 1), "attack")
+    LogWriter(columns).write_messages(2, [True], [2], [relay])
+    LogWriter(events).write_all([MessageSent(2, True, 2, relay)])
+    assert (
+        columns.getvalue()
+        == events.getvalue()
+        == (b'{"event":"message","round":2,"sender":true,"receiver":2,"path":[0,1],"value":"attack"}\n')
+    )
+
+
 @pytest.mark.parametrize(
     "name", ["seven-generals", "three-generals-signed", "nine-generals-king", "three-orders"]
 )
@@ -353,11 +405,13 @@ def test_a_file_whose_write_is_its_own_gets_every_line_through_it() -> None:
 
 
 @pytest.mark.parametrize("batch", [1, 7, 4096])
-@pytest.mark.parametrize("name", ["seven-generals", "nine-generals-king", "three-orders"])
+@pytest.mark.parametrize(
+    "name", ["seven-generals", "nine-generals-king", "three-orders", "silent-traitor", "thirteen-generals"]
+)
 def test_a_log_with_no_other_listener_is_written_a_batch_at_a_time_to_the_same_bytes(
     name: str, batch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Alone, the log gets a round at once (``LogWriter.write_all``); beside a handler, an event at a time."""
+    """Alone, the log gets a round at once (``write_messages``, ``write_all``); beside a handler, singly."""
     monkeypatch.setattr(om_actors.log, "_BATCH", batch)
     alone, beside = io.BytesIO(), io.BytesIO()
     scenario = load_scenario(SCENARIOS / f"{name}.yaml")
