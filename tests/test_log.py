@@ -327,14 +327,15 @@ def test_messages_written_as_columns_are_the_lines_of_their_events(
     ``None`` stands for the message before it again, as the same object.
     """
     payloads: list[object] = []
-    for _, _, payload in said:
+    for _, _, relay in said:
+        payload: object = relay
         if kind is _Nothing:
             payload = _Nothing()
         elif kind is dict:
             payload = {"path": [0, 3]}
         elif kind == "mixed" and len(payloads) == 1:
             payload = _Nothing()
-        payloads.append(payload if payload is not None or not payloads else payloads[-1])
+        payloads.append(payloads[-1] if relay is None and payloads else payload)
     senders, receivers = [s for s, _, _ in said], [r for _, r, _ in said]
     columns, events = io.BytesIO(), io.BytesIO()
     LogWriter(columns).write_messages(4, senders, receivers, payloads)
