@@ -30,7 +30,8 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from functools import partial
-from itertools import chain, repeat
+from itertools import islice, repeat
+from operator import add, mul
 from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 import attrs
@@ -316,23 +317,26 @@ def _message_lines(
     """The lines of a single-instance run's ``message`` events, without a :class:`MessageSent` each.
 
     ``None`` unless every payload is of one attrs class and every general
-    a plain ``int``.  A line is :func:`_written_line`'s for the event, in
-    two parts: the head, which only the round and the generals fill in,
-    and the payload's fields, encoded once per payload object however many
-    receivers it went to.  The tests hold the bytes equal to the event's.
+    a plain ``int`` no less than 0.  A line is :func:`_written_line`'s for
+    the event, in two parts, each encoded once: the head, which only the
+    round and the two generals fill in, once per sender and receiver; and
+    the payload's fields, once per payload object however many receivers it
+    went to.  The tests hold the bytes equal to the event's.
     """
     kinds = set(map(type, payloads))
-    if len(kinds) != 1 or type(round) is not int or not _INT.issuperset(map(type, chain(senders, receivers))):
+    generals = [*senders, *receivers]
+    if len(kinds) != 1 or type(round) is not int or not _INT.issuperset(map(type, generals)):
         return None
     template = _message_template(kinds.pop())
-    if template is None:
+    if template is None or min(generals, default=0) < 0:
         return None
     head, tail_of = template
+    width = max(generals, default=0) + 1
+    pairs = list(map(add, map(mul, senders, repeat(width)), receivers))
+    heads = {pair: head % (round, *divmod(pair, width)) for pair in set(pairs)}
     unique = dict(zip(map(id, payloads), payloads))
     tails = dict(zip(unique, map(tail_of, unique.values())))
-    return map(
-        head.__mod__, zip(repeat(round), senders, receivers, map(tails.__getitem__, map(id, payloads)))
-    )
+    return map(bytes.__add__, map(heads.__getitem__, pairs), map(tails.__getitem__, map(id, payloads)))
 
 
 _INT = frozenset({int})
@@ -340,7 +344,7 @@ _INT = frozenset({int})
 
 @functools.cache
 def _message_template(payload: type) -> tuple[bytes, Callable[[object], bytes]] | None:
-    """A ``message`` line's head, a ``%`` format of round, sender, receiver and tail; how to make the tail.
+    """A ``message`` line's head, a ``%`` format of round, sender and receiver; how to make the rest.
 
     Read from :class:`MessageSent`'s fields as :func:`_event_layout` writes
     them: the event's name, then each field before the payload but the
@@ -365,11 +369,11 @@ def _message_template(payload: type) -> tuple[bytes, Callable[[object], bytes]] 
         ["fields = {}", *_payload_lines(payload, "payload"), "return fields"],
     )
 
-    def tail_of(sent: object) -> bytes:
+    def rest(sent: object) -> bytes:
         line = _written_line(payload_fields(sent))
         return b"," + line[1:] if line != b"{}\n" else b"}\n"
 
-    return head + b"%s", tail_of
+    return head, rest
 
 
 _WHOLE_LINES = (io.BufferedWriter, io.BufferedRandom, io.FileIO, io.BytesIO)
@@ -398,7 +402,8 @@ class LogWriter:
 
     def __init__(self, file: IO[bytes]) -> None:
         self._write = file.write
-        self._writelines = file.writelines if _writes_lines_as_write(file) else self._written_one_by_one
+        self._whole_lines = _writes_lines_as_write(file)
+        self._writelines = file.writelines if self._whole_lines else self._written_one_by_one
         self._file = file
 
     def __call__(self, event: Event) -> None:
@@ -433,6 +438,9 @@ class LogWriter:
         lines = _message_lines(round, senders, receivers, payloads)
         if lines is None:
             self.write_all([MessageSent(round, *sent) for sent in zip(senders, receivers, payloads)])
+        elif self._whole_lines:  # a file that only buffers them: a few thousand lines in one call
+            while chunk := b"".join(islice(lines, _BATCH)):
+                self._write(chunk)
         else:
             self._writelines(lines)
 
