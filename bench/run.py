@@ -39,8 +39,9 @@ hurts both alike:
    5x the bare loop's whole process; without the log at most 4x.  Best of
    three runs each, the bare loop taking its turn too; the bare loop's best
    run of all is the yardstick of both.  Beside them, not a target, the
-   design's floor (:func:`floor`): trio tasks passing one attrs object a
-   message and nothing else, what a per-message run costs before any rule.
+   design's floor (:func:`floor`): trio tasks passing one inbox item per
+   sender, receiver and round, a shared attrs payload per path, and nothing
+   else: what a per-message run costs before any rule.
 2. ``om-actors --help``, ``--version`` and a TAB of completion at most 2x
    ``python -c "import click"``: the median of 11 runs of each.
 3. batched OM(6) on 19 generals: peak RSS at most 450 MB and under 3 bytes
@@ -137,26 +138,19 @@ def floor(n: int, m: int) -> dict[int, str]:
     """The design's floor: what one trio task per general costs before any rule of OM(m) runs.
 
     n tasks with memory-channel inboxes, and a barrier at each round's end
-    (a ``None`` in every inbox, answered on one channel); every message the
-    bare loop sends is one frozen attrs object shaped as ``MessageSent``
-    (six fields) on a shared two-field payload, and its receiver keeps the
-    value in a dict per round.  No path rules, decisions, books or log: a
-    per-message run can only be slower than this, so it shows how much of
-    each target the design itself takes.  Traitors flip as in the bare
-    loop; the "decision" is only the commander's order as each loyal
-    lieutenant stored it.
+    (a ``None`` in every inbox, answered on one channel).  A round's
+    messages wait in their sender's outbox, a list per receiver, and go to
+    their receivers once all have sent: one inbox item per sender, receiver
+    and round, as om_actors delivers them.  Every message the bare loop
+    sends is there, each a frozen two-field attrs payload shared by the
+    receivers of its path, and its receiver keeps the value in a dict per
+    round.  No path rules, decisions, books or log: a per-message run can
+    only be slower than this, so it shows how much of each target the
+    design itself takes.  Traitors flip as in the bare loop; the "decision"
+    is only the commander's order as each loyal lieutenant stored it.
     """
     import attrs
     import trio
-
-    @attrs.frozen
-    class Message:
-        round: int
-        sender: int
-        receiver: int
-        payload: object
-        instance: object = attrs.field(default=None, kw_only=True)
-        delivered: object = attrs.field(default=None, kw_only=True)
 
     @attrs.frozen
     class Payload:
@@ -168,10 +162,13 @@ def floor(n: int, m: int) -> dict[int, str]:
 
     async def general(inbox: Any, acks: Any, level: list[dict[tuple[int, ...], str]]) -> None:
         async for first in inbox:
-            message = first
-            while message is not None:
-                level[message.round][message.payload.path] = message.payload.value
-                message = inbox.receive_nowait()
+            item = first
+            while item is not None:
+                round, payloads = item
+                stored = level[round]
+                for payload in payloads:
+                    stored[payload.path] = payload.value
+                item = inbox.receive_nowait()
             acks.send_nowait(None)
 
     async def run() -> None:
@@ -183,11 +180,15 @@ def floor(n: int, m: int) -> dict[int, str]:
             levels[0][0][()] = "attack"
             for k in range(1, m + 2):
                 for sender in range(1, n) if k > 1 else (0,):
+                    outbox: dict[int, list[Payload]] = {receiver: [] for receiver in range(1, n)}
                     for path, value in levels[sender][k - 1].items():
                         relayed = Payload((*path, sender), flip[value] if 0 < sender <= m else value)
                         for receiver in range(1, n):
                             if receiver not in relayed.path:
-                                channels[receiver][0].send_nowait(Message(k, sender, receiver, relayed))
+                                outbox[receiver].append(relayed)
+                    for receiver, payloads in outbox.items():
+                        if payloads:
+                            channels[receiver][0].send_nowait((k, payloads))
                 for send, _ in channels:
                     send.send_nowait(None)
                 for _ in channels:
@@ -579,7 +580,7 @@ def _floor_row(floors: list[Sample], bare: Sample | None, bare_runs: list[Sample
     else:
         ratio = float(got["whole"]) / float(bare["whole"])
         figure = f"{ratio:.2f}x ({float(got['whole']):.2f} s / {float(bare['whole']):.2f} s)"
-    name = "per-message n=13, m=4: design floor (trio tasks, an attrs object a message, no rules)"
+    name = "per-message n=13, m=4: design floor (trio tasks, an inbox item per sender and receiver, no rules)"
     taken = f"best of {runs} runs, in turn with the no-log runs; no om_actors in it, so no before"
     return Target(name, "(info)", {"after": figure}, "-", taken)
 
