@@ -396,20 +396,21 @@ class LogWriter:
 
     Each line goes to the file's buffer as soon as it is rendered: holding
     a round's lines back would hold every message of the round in memory
-    twice.  Of the file it asks ``write`` and ``flush``, and ``writelines``
-    where that is known to write as ``write`` would (:func:`_writes_lines_as_write`).
+    twice.  Of the file it asks ``write``, ``flush`` if it has one, and
+    ``writelines`` where that is known to write as ``write`` would
+    (:func:`_writes_lines_as_write`).
     """
 
     def __init__(self, file: IO[bytes]) -> None:
         self._write = file.write
         self._whole_lines = _writes_lines_as_write(file)
         self._writelines = file.writelines if self._whole_lines else self._written_one_by_one
-        self._file = file
+        self._flush: Callable[[], object] = getattr(file, "flush", None) or _nothing
 
     def __call__(self, event: Event) -> None:
         self._write(_written_line(event_fields(event)))
         if type(event) is RoundEnded:
-            self._file.flush()
+            self._flush()
 
     def write_all(self, events: Sequence[Event]) -> None:
         """Write ``events`` as calling the writer with each would, a few thousand lines at a time.
@@ -423,7 +424,7 @@ class LogWriter:
         for start in range(0, len(events), _BATCH):
             self._writelines(_written_lines(events[start : start + _BATCH]))
         if RoundEnded in map(type, events):
-            self._file.flush()
+            self._flush()
 
     def write_messages(
         self, round: int, senders: Sequence[int], receivers: Sequence[int], payloads: Sequence[object]
@@ -450,7 +451,7 @@ class LogWriter:
             self._write(line)
 
     def flush(self) -> None:
-        self._file.flush()
+        self._flush()
 
 
 class StructlogSink:
@@ -487,11 +488,37 @@ def open_log(target: LogTarget | None) -> Iterator[Callable[[Event], None] | Non
             finally:
                 writer.flush()
     else:
-        writer = LogWriter(cast(IO[bytes], target))  # what is left: a binary file
+        writer = LogWriter(_binary_file(target))
         try:
             yield writer
         finally:
             writer.flush()
+
+
+def _binary_file(target: object) -> IO[bytes]:
+    """``target`` as the binary file a log is written to, or an error that says what ``log=`` takes.
+
+    A file needs only ``write``, taking bytes; ``flush`` is called when it
+    has one.  A text file would fail at the first line, deep in the run.
+    """
+    if not callable(getattr(target, "write", None)):
+        raise OmActorsError(
+            f"log= takes a file name, a binary file or a structlog logger, not {type(target).__name__}"
+        )
+    if isinstance(target, io.TextIOBase):
+        raise OmActorsError(
+            f"log= takes a binary file, and {_named_file(target)} is a text file: open it with mode 'wb'"
+        )
+    return cast(IO[bytes], target)
+
+
+def _named_file(file: object) -> str:
+    name = getattr(file, "name", None)
+    return repr(name) if isinstance(name, str) else f"this {type(file).__name__}"
+
+
+def _nothing() -> None:
+    """What flushing a file without ``flush`` does."""
 
 
 # --- reading -----------------------------------------------------------------

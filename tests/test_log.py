@@ -27,6 +27,7 @@ from om_actors import (
     LogError,
     MessageRejected,
     MessageSent,
+    OmActorsError,
     RoundEnded,
     Scenario,
     __version__,
@@ -384,6 +385,43 @@ def test_a_file_with_only_write_gets_the_same_log() -> None:
     simulate_sync(scenario, log=plain)  # type: ignore[arg-type]
     simulate_sync(scenario, log=whole)
     assert plain.written.getvalue() == whole.getvalue()
+
+
+class _WriteAlone:
+    """A file with ``write`` and nothing else, not even ``flush``."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.written += data
+        return len(data)
+
+
+def test_a_file_without_flush_gets_the_same_log() -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    alone, whole = _WriteAlone(), io.BytesIO()
+    simulate_sync(scenario, log=alone)  # type: ignore[arg-type]
+    simulate_sync(scenario, log=whole)
+    assert bytes(alone.written) == whole.getvalue()
+
+
+def test_a_log_that_is_no_binary_file_is_refused_before_the_run_with_what_log_takes(tmp_path: Path) -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    with pytest.raises(
+        OmActorsError, match=r"^log= takes a file name, a binary file or a structlog logger, not int$"
+    ):
+        simulate_sync(scenario, log=42)  # type: ignore[arg-type]
+    with pytest.raises(
+        OmActorsError,
+        match=r"^log= takes a binary file, and this StringIO is a text file: open it with mode 'wb'$",
+    ):
+        simulate_sync(scenario, log=io.StringIO())  # type: ignore[arg-type]
+    with open(tmp_path / "run.jsonl", "w") as text, pytest.raises(
+        OmActorsError, match=r"^log= takes a binary file, and '.*run\.jsonl' is a text file"
+    ):
+        simulate_sync(scenario, log=text)  # type: ignore[arg-type]
+    assert (tmp_path / "run.jsonl").read_text() == ""
 
 
 class _Counting(io.BytesIO):
