@@ -15,6 +15,20 @@ class OmActorsError(Exception):
     """Base class of every error om_actors raises on purpose."""
 
 
+def printed(thing: object) -> str:
+    """``repr(thing)``, or what it is when its ``__repr__`` raises: a traitor's value or error is its code.
+
+    Ctrl-C passes; anything else a broken ``__repr__`` raises -- even
+    ``SystemExit`` -- only makes the text plainer, and never stops a run.
+    """
+    try:
+        return repr(thing)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        return f"<{type(thing).__name__} whose repr raised>"
+
+
 @attrs.frozen
 class Problem:
     """One mistake in a scenario, with where it is when that is known.

@@ -38,7 +38,7 @@ import attrs
 import orjson
 
 from .algorithm import Algorithm, as_read
-from .errors import LogError, OmActorsError
+from .errors import LogError, OmActorsError, printed
 from .events import SCHEMA, Event, Kind, MessageSent, RoundEnded
 from .registry import DEFAULT_ALGORITHM, algorithm_named
 
@@ -147,14 +147,11 @@ def json_fallback(value: object) -> str:
     """A traitor's garbage that JSON cannot hold, as its ``repr``, less any memory address.
 
     An address differs from run to run, and one scenario and seed must
-    always write the same log.  A ``repr`` that raises gives the bare
-    class name instead: garbage must never stop a run.
+    always write the same log.  A ``repr`` that raises -- anything but
+    Ctrl-C, ``SystemExit`` included -- gives the bare class name instead
+    (:func:`~om_actors.errors.printed`): garbage must never stop a run.
     """
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__} whose repr raised>"
-    return _ADDRESS.sub("", text)
+    return _ADDRESS.sub("", printed(value))
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")

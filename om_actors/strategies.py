@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 import attrs
 
 from .algorithm import Algorithm, DecisionPoint, Path, Setup
-from .errors import OmActorsError
+from .errors import OmActorsError, printed
 from .limits import MAX_SCRIPT
 
 if TYPE_CHECKING:  # numpy is imported by batched runs only, where a ValueRow is made
@@ -115,17 +115,8 @@ class StrategyRaised(Exception):
 
 
 def raised_as_text(error: BaseException) -> str:
-    """``repr(error)``, or what it is when its own ``__repr__`` raises: a strategy's error is its own code.
-
-    Ctrl-C passes; anything else a broken ``__repr__`` raises -- even
-    ``SystemExit`` -- only makes the text plainer.
-    """
-    try:
-        return repr(error)
-    except KeyboardInterrupt:
-        raise
-    except BaseException:
-        return f"<{type(error).__name__} whose repr raised>"
+    """What a strategy raised, as text (:func:`~om_actors.errors.printed`)."""
+    return printed(error)
 
 
 def stopped_by(general: int, error: BaseException, choosing: str, why: str) -> StrategyError:

@@ -399,6 +399,13 @@ class _Unprintable:
         raise RuntimeError("repr")
 
 
+class _Exiting:
+    """A value whose ``__repr__`` would end the process, were it not caught."""
+
+    def __repr__(self) -> str:
+        raise SystemExit(5)
+
+
 class _Lies:
     """Answers with garbage of one kind, given by name."""
 
@@ -414,11 +421,13 @@ class _Lies:
             return Forgery(tuple(_Number(g) for g in path), value)
         if self.kind == "unprintable":
             return Forgery((*path, _Unprintable()), value)
+        if self.kind == "exiting":
+            return _Exiting()
         return Forgery((*path, 10**5000), value)
 
 
 @pytest.mark.parametrize("algorithm", ["om", "sm"])
-@pytest.mark.parametrize("kind", ["text", "number", "unprintable", "huge"])
+@pytest.mark.parametrize("kind", ["text", "number", "unprintable", "exiting", "huge"])
 def test_a_traitors_garbage_is_judged_as_the_log_records_it(
     algorithm: str, kind: str, tmp_path: Path
 ) -> None:
@@ -438,6 +447,7 @@ def test_as_logged_gives_plain_data_for_any_garbage() -> None:
     assert as_logged([1, [2, {"a": [3]}]]) == (1, (2, {"a": (3,)}))
     assert as_logged({1: "x", None: "y"}) == {"1": "x", "null": "y"}
     assert as_logged(_Unprintable()) == "<_Unprintable whose repr raised>"
+    assert as_logged(_Exiting()) == "<_Exiting whose repr raised>"
     assert as_logged(10**5000) == "<an integer of 16,610 bits>"
     deep: list[object] = []
     for _ in range(100):
