@@ -1046,7 +1046,14 @@ class _Driver:
         url = f"http://{link.address}{path}" + (f"?{query}" if query else "")
         headers["content-type"] = "application/json"
         response = await self.client.request(method, url, content=content, headers=headers)
-        answer = _json(response)
+        answer = _json_object(response)
+        if answer is None and response.status_code >= 500:  # it proved its key: a node, but a broken one
+            raise ClusterError(
+                f"node {general} failed {path} with HTTP {response.status_code} and no error of its own: "
+                "something in its process raised what the node could not answer (its output may say what)"
+            )
+        if answer is None:
+            _not_a_node(response)
         if response.status_code >= 400:
             raise ClusterError(f"node {general} refused {path}: {answer.get('error', response.status_code)}")
         return answer
@@ -1229,10 +1236,20 @@ def _close_events(
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
+    answer = _json_object(response)
+    if answer is None:
+        _not_a_node(response)
+    return answer
+
+
+def _not_a_node(response: httpx.Response) -> NoReturn:
+    raise ClusterError(f"{response.request.url} did not answer with a JSON object: not an om-actors node")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
         answer = response.json()
     except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise ClusterError(f"{response.request.url} did not answer with a JSON object: not an om-actors node")
-    return answer
+        return None
+    return answer if isinstance(answer, dict) else None
+

@@ -74,6 +74,15 @@ class Exits:
         return value
 
 
+class Interrupts:
+    """Raises ``KeyboardInterrupt`` when asked for its first round-2 message, as Ctrl-C would there."""
+
+    def choose(self, round: int, path: Path, receiver: int, value: str, rng: random.Random) -> object:
+        if round == 2:
+            raise KeyboardInterrupt
+        return value
+
+
 class BatchRaises:
     """Lies as ``flip`` message by message, but its batch form raises: a batched run cannot lose a batch."""
 

@@ -287,6 +287,15 @@ async def test_a_strategy_that_calls_sys_exit_on_a_node_is_an_error_naming_it() 
     assert running_nodes() == 0
 
 
+async def test_a_node_that_fails_its_round_without_an_answer_is_named_as_broken_not_as_a_stranger() -> None:
+    """A strategy's Ctrl-C stops its node's round with no JSON answer; the node proved its key before."""
+    scenario = Scenario(generals=4, m=1, traitors={2: "adversaries:Interrupts"})
+    with trio.fail_after(60), pytest.raises(ClusterError) as failure:
+        await run_cluster(scenario)
+    assert str(failure.value).startswith("node 2 failed /round with HTTP 500 and no error of its own: ")
+    assert running_nodes() == 0
+
+
 async def test_a_traitor_node_killed_mid_run_is_logged_as_crashed(tmp_path: Path) -> None:
     scenario = Scenario(generals=7, m=2, traitors={3: "adversaries:Crashes"}, round_timeout=2)
     log = tmp_path / "cluster.jsonl"
