@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from .compare import Row
     from .errors import OmActorsError
-    from .log import LogLine
+    from .log import LogLine, ReadProgress
     from .orchestrator import Mode, ProgressHandler
     from .replay import Divergence
     from .scenario import Scenario
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 PROGRESS_ABOVE = {"per-message": 20_000, "batched": 1_000_000}
 """Messages above which a run shows a progress bar on a terminal, by mode: a few tenths of a second."""
+READ_PROGRESS_ABOVE = 2_000_000
+"""Bytes of log above which reading it (replay, a page) shows a progress bar on a terminal: about a second."""
 BIG_LOG_MESSAGES = 1_000_000
 BYTES_PER_LOGGED_MESSAGE = 105
 """Above this many messages, logging every one earns a warning of the file's size."""
@@ -361,7 +363,8 @@ def run(
         if html_file is not None and log_file is not None:
             from .html_report import write_html_report
 
-            write_html_report(log_file, html_file, kept=log_kept)
+            with _reading_progress(out, log_file, "drawing the page") as on_read:
+                write_html_report(log_file, html_file, kept=log_kept, on_read=on_read)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -457,8 +460,12 @@ def report_command(log: Path, html_file: Path | None) -> None:
     named = log.name  # the page says where its log came from
     if _streamed(log):
         named = "standard input" if str(log) in (STDIN, "/dev/stdin") else str(log)
-    with _reporting_errors(err), _read_again(log) as readable:
-        write_html_report(readable, target, named=named)
+    with (
+        _reporting_errors(err),
+        _read_again(log) as readable,
+        _reading_progress(out, readable, "drawing the page") as on_read,
+    ):
+        write_html_report(readable, target, named=named, on_read=on_read)
     out.print(f"HTML report: {markup(str(target))}")
 
 
@@ -739,7 +746,8 @@ def replay_command(log: Path, again: bool, trust_strategies: bool) -> None:
     out, err = _consoles()
     with _reporting_errors(err), _read_again(log) as copy:
         rerun = rerun_log(copy, trust_strategies=trust_strategies) if again else None
-        report = replay_log(copy)
+        with _reading_progress(out, copy, "replaying") as on_read:
+            report = replay_log(copy, on_read=on_read)
         if report.summary_only:
             err.print(f"replay skipped: {SUMMARY_ONLY}")
             if not again:
@@ -1542,6 +1550,35 @@ def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_mess
         size = f"{megabytes / 1000:,.1f} GB" if megabytes >= 1000 else f"{megabytes:,.1f} MB"
         return [f"logging all {total:,} messages writes about {size} and takes long"]
     return []
+
+
+@contextmanager
+def _reading_progress(out: Console, log: Path, doing: str) -> Iterator[ReadProgress | None]:
+    """A progress bar on a terminal, by bytes, while a log big enough to take a while is read.
+
+    A page of sixteen generals' four million messages takes minutes; a
+    thirteen-generals log, a second or two.
+    """
+    try:
+        size = log.stat().st_size
+    except OSError:
+        size = 0
+    if out.quiet or not out.is_terminal or size <= READ_PROGRESS_ABOVE:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn(doing),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("of the log, about"),
+        TimeRemainingColumn(),
+        TextColumn("left"),
+    )
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = progress.add_task(doing, total=size)
+        yield lambda read: progress.update(task, completed=read)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ messages have all arrived.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
 import attrs
@@ -65,7 +65,7 @@ class Delivery:
     round: int
     sender: int
     instance: int
-    payloads: Sequence[object]
+    payloads: tuple[object, ...]
 
 
 Command = Delivery | SendRound | Flush | Decide

@@ -39,7 +39,7 @@ from .explain import (
     round_refusals,
     stands_for_messages,
 )
-from .log import LogLine, hashable, read_log
+from .log import LogLine, ReadProgress, hashable, read_log
 from .replay import LogPath, Reconstruction
 from .scenario import Scenario
 
@@ -305,10 +305,10 @@ def _where(path: object) -> str:
     return json.dumps(list(path)) if isinstance(path, tuple) else json.dumps(path, default=str)
 
 
-def build(log: LogPath) -> dict[str, Any]:
+def build(log: LogPath, *, on_read: ReadProgress | None = None) -> dict[str, Any]:
     """Everything the template draws, from the log at ``log``, streamed once."""
     source = os.fspath(log)
-    lines = read_log(log)
+    lines = read_log(log, on_read=on_read)
     reconstruction = Reconstruction(source, next(lines))
     collector = _Collector(reconstruction.scenario, source)
     deviations = _Deviations(reconstruction)
@@ -637,7 +637,12 @@ def render(page: dict[str, Any]) -> str:
 
 
 def write_html_report(
-    log: LogPath, out: str | os.PathLike[str], *, kept: bool = True, named: str | None = None
+    log: LogPath,
+    out: str | os.PathLike[str],
+    *,
+    kept: bool = True,
+    named: str | None = None,
+    on_read: ReadProgress | None = None,
 ) -> FilePath:
     """Write the HTML report of the run logged at ``log`` to ``out``; returns the path written.
 
@@ -645,11 +650,13 @@ def write_html_report(
     without ``--log`` reports from a temporary one, and the page then says so.
     ``named`` is how the page names the log, its file's name by default:
     ``report -`` reads a copy of standard input, which the page calls so.
-    Raises :class:`~om_actors.errors.LogError` for a log that cannot be
+    ``on_read(bytes)`` is told how far through the log it has got, for a
+    progress bar (:func:`~om_actors.log.read_log`): a log of millions of
+    messages takes minutes.  Raises :class:`~om_actors.errors.LogError` for a log that cannot be
     read, and :class:`~om_actors.errors.CannotWrite` for a file that
     cannot be written.
     """
-    page = build(log)
+    page = build(log, on_read=on_read)
     if named is not None:
         page["source"] = named
     if not kept:

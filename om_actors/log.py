@@ -337,6 +337,7 @@ def _message_lines(
 
 
 _INT = frozenset({int})
+_SHADOWED = frozenset({"event", *attrs.fields_dict(MessageSent)})
 
 
 @functools.cache
@@ -349,8 +350,8 @@ def _message_template(payload: type) -> tuple[bytes, Callable[[object], bytes]] 
     fields; ``None`` for a payload that is no attrs class, or an event
     whose fields are no longer laid out so.
     """
-    if not attrs.has(payload):
-        return None
+    if not attrs.has(payload) or not _SHADOWED.isdisjoint(field.name for field in attrs.fields(payload)):
+        return None  # a payload field named like the line's own keys overwrites them, in the event's layout
     names = [field.name for field in attrs.fields(MessageSent)]
     optional = {field.name for field in attrs.fields(MessageSent) if field.default is None}
     before, after = names[: names.index(PAYLOAD)], names[names.index(PAYLOAD) + 1 :]
@@ -372,6 +373,9 @@ def _message_template(payload: type) -> tuple[bytes, Callable[[object], bytes]] 
 
     return head, rest
 
+
+_BUFFERS = (io.BufferedWriter, io.BufferedRandom, io.BytesIO)
+"""The files whose ``write`` of many lines at once is only a copy into memory: nobody sees the calls."""
 
 _WHOLE_LINES = (io.BufferedWriter, io.BufferedRandom, io.FileIO, io.BytesIO)
 """The files ``open`` and ``io`` make, whose ``writelines`` writes each line as their ``write`` would."""
@@ -399,9 +403,9 @@ class LogWriter:
     """
 
     def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
         self._write = file.write
-        self._whole_lines = _writes_lines_as_write(file)
-        self._writelines = file.writelines if self._whole_lines else self._written_one_by_one
+        self._writelines = file.writelines if _writes_lines_as_write(file) else self._written_one_by_one
         self._flush: Callable[[], object] = getattr(file, "flush", None) or _nothing
 
     def __call__(self, event: Event) -> None:
@@ -436,7 +440,7 @@ class LogWriter:
         lines = _message_lines(round, senders, receivers, payloads)
         if lines is None:
             self.write_all([MessageSent(round, *sent) for sent in zip(senders, receivers, payloads)])
-        elif self._whole_lines:  # a file that only buffers them: a few thousand lines in one call
+        elif type(self._file) in _BUFFERS:  # a file that only buffers them: a few thousand lines in one call
             while chunk := b"".join(islice(lines, _BATCH)):
                 self._write(chunk)
         else:
@@ -742,11 +746,13 @@ MAX_NESTING = 100
 fewer than ten levels, and a reader must never recurse without bound."""
 
 
-def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
+def read_log(path: str | os.PathLike[str], *, on_read: ReadProgress | None = None) -> Iterator[LogLine]:
     """The events of a log, one line at a time, checked as they are read.
 
     The file is streamed, never read whole, so a log of hundreds of
-    megabytes costs memory only for what the caller keeps.  Raises
+    megabytes costs memory only for what the caller keeps.
+    ``on_read(bytes)`` is told how far into the file reading has got, every
+    few thousand lines and at the end, for a progress bar.  Raises
     :class:`LogError`, naming the line, for anything that is not a whole,
     well-formed log of a known schema -- including one that stops before its
     ``verdict``, and one whose scenario names an algorithm this program has
@@ -758,18 +764,38 @@ def read_log(path: str | os.PathLike[str]) -> Iterator[LogLine]:
     except OSError as exc:
         raise LogError(source, None, f"cannot read the log: {exc.strerror or exc}") from None
     with file:
-        yield from read_log_stream(source, file)
+        yield from read_log_stream(source, file, on_read=on_read)
 
 
-def read_log_stream(source: str, file: IO[bytes]) -> Iterator[LogLine]:
-    """:func:`read_log` of an open binary stream, named ``source`` in its errors: standard input, a pipe."""
+ReadProgress = Callable[[int], None]
+"""Told how many bytes of a log have been read: :func:`read_log`'s ``on_read``."""
+
+READ_PROGRESS_EVERY = 4096
+"""Lines between two reports to ``on_read``."""
+
+
+def read_log_stream(
+    source: str, file: IO[bytes], *, on_read: ReadProgress | None = None
+) -> Iterator[LogLine]:
+    """:func:`read_log` of an open binary stream, named ``source`` in its errors: standard input, a pipe.
+
+    ``on_read`` counts the bytes of whole lines read, so a stream that
+    cannot tell its position can still report it.
+    """
     reader = _Reader(source)
     last: LogLine | None = None
+    read = 0
     for number, raw in enumerate(iter(partial(file.readline, MAX_LINE_BYTES + 1), b""), start=1):
         if len(raw) > MAX_LINE_BYTES:
             raise LogError(source, number, f"a line longer than {MAX_LINE_BYTES:,} bytes: not a log line")
         last = reader.parse(number, raw)
+        if on_read is not None:
+            read += len(raw)
+            if not number % READ_PROGRESS_EVERY:
+                on_read(read)
         yield last
+    if on_read is not None:
+        on_read(read)
     if last is None:
         raise LogError(source, None, "the log is empty: it has no run.start line")
     if last.event != "verdict":

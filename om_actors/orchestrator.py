@@ -499,7 +499,7 @@ class _Run:
             for instance, box in enumerate(boxes):
                 if box:
                     for receiver, payloads in box.items():
-                        delivery = Delivery(round, sender, instance, payloads)
+                        delivery = Delivery(round, sender, instance, tuple(payloads))
                         self.inboxes[receiver].send_nowait(delivery)
                         if keep is not None:
                             keep((receiver, delivery))

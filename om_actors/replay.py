@@ -45,7 +45,7 @@ import attrs
 from .algorithm import Algorithm, Core, Outgoing, Setup, Verdict, combine, judge
 from .errors import LogError, OmActorsError, ScenarioError
 from .events import Event
-from .log import LogLine, hashable, json_fallback, read_log, reason_text, render
+from .log import LogLine, ReadProgress, hashable, json_fallback, read_log, reason_text, render
 from .scenario import Scenario, scenario_from_dict
 
 if TYPE_CHECKING:
@@ -801,13 +801,19 @@ def _missing(general: int, round: int, owed: Outgoing, path: object) -> str:
     )
 
 
-def reconstruct(path: LogPath, *, watching: Collection[tuple[int, int]] | None = None) -> Reconstruction:
+def reconstruct(
+    path: LogPath,
+    *,
+    watching: Collection[tuple[int, int]] | None = None,
+    on_read: ReadProgress | None = None,
+) -> Reconstruction:
     """Stream the log at ``path`` once and rebuild every general from it.
 
     ``watching`` limits whose arrivals are kept, as ``(instance, general)``
     pairs (explain needs one general's; replay none); ``None`` keeps all.
+    ``on_read`` is :func:`~om_actors.log.read_log`'s.
     """
-    lines = read_log(path)
+    lines = read_log(path, on_read=on_read)
     reconstruction = Reconstruction(os.fspath(path), next(lines), watching=watching)
     for line in lines:
         reconstruction.feed(line)
@@ -864,14 +870,16 @@ class ReplayReport:
         return found + [str(crash) for crash in self.crashes]
 
 
-def replay_log(path: LogPath) -> ReplayReport:
+def replay_log(path: LogPath, *, on_read: ReadProgress | None = None) -> ReplayReport:
     """Recompute a logged run with its algorithm's cores and compare.
 
-    Raises :class:`LogError` for a log that cannot be read at all.
+    ``on_read(bytes)`` is told how far through the log replay has got, for
+    a progress bar (:func:`~om_actors.log.read_log`).  Raises
+    :class:`LogError` for a log that cannot be read at all.
     """
     if _summary_only(next(read_log(path))):
         return ReplayReport(0, (), summary_only=True)
-    reconstruction = reconstruct(path, watching=())
+    reconstruction = reconstruct(path, watching=(), on_read=on_read)
     found = sorted(reconstruction.inconsistencies, key=lambda i: i.line)
     return ReplayReport(
         reconstruction.messages,

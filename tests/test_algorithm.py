@@ -23,7 +23,7 @@ import om_actors.registry
 from om_actors import OmActorsError, ProtocolMisuse
 from om_actors.algorithm import Algorithm, Core, Outgoing, Path, Setup, Verdict, combine, judge
 from om_actors.lockstep import run_lockstep
-from om_actors.oral import ORAL_MESSAGES
+from om_actors.oral import ORAL_MESSAGES, OralGeneral, OralReason, Relay
 from om_actors.registry import REGISTRY, WRITTEN_BESIDE_PAYLOAD, register
 from om_actors.signed import SIGNED_MESSAGES
 from om_actors.strategies import Strategy, build_strategy
@@ -261,6 +261,24 @@ def test_receive_all_refuses_and_keeps_what_receive_one_by_one_does(
                 ]
                 assert refused == [(i, reason) for i, reason in enumerate(one_by_one) if reason is not None]
     assert [core.decide() for core in batched] == [core.decide() for core in single]
+
+
+class _Deaf(OralGeneral):
+    """Overrides the public ``receive``, not the rules: every runtime must still hand messages to it."""
+
+    def receive(self, *, sender: int, round: int, payload: object) -> OralReason | None:
+        return OralReason.MALFORMED_MESSAGE
+
+
+def test_a_core_that_overrides_receive_gets_a_batch_through_it() -> None:
+    deaf = _Deaf(ORAL_MESSAGES, SETUP, 1, "attack")
+    deaf.outbox(1)
+    said = [Relay((0,), "attack"), Relay((0,), "retreat")]
+    assert deaf.receive_all(sender=0, round=1, payloads=said) == [
+        (0, OralReason.MALFORMED_MESSAGE),
+        (1, OralReason.MALFORMED_MESSAGE),
+    ]
+    assert deaf.received == {}
 
 
 def test_receive_all_is_misuse_outside_the_open_round() -> None:

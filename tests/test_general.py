@@ -10,6 +10,7 @@ Rules for this file:
 
 from __future__ import annotations
 
+import io
 import math
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,11 +20,12 @@ import trio
 import trio.testing
 from adversaries import Hang, Slow
 
+from om_actors import Scenario, simulate_sync
 from om_actors.algorithm import Setup
 from om_actors.driver import GeneralDriver
 from om_actors.events import Event, MessageRejected, StrategyFailed
 from om_actors.general import Ack, Command, Decide, Delivery, Flush, GeneralActor, SendRound
-from om_actors.oral import ORAL_MESSAGES, OralReason, Relay
+from om_actors.oral import ORAL_MESSAGES, OralGeneral, OralReason, Relay
 from om_actors.strategies import Flip
 
 FOUR = Setup(generals=4, m=1, commander=0, values=("attack", "retreat"), default="retreat")
@@ -76,8 +78,8 @@ async def test_a_loyal_commander_posts_its_order_to_every_lieutenant_and_acknowl
 async def test_a_lieutenant_takes_what_arrives_refuses_what_it_must_and_relays_what_it_holds() -> None:
     async with running(1) as lieutenant:
         await lieutenant.ask(SendRound(1, math.inf))
-        lieutenant.inbox.send_nowait(Delivery(1, 0, 0, [Relay((0,), "attack")]))
-        lieutenant.inbox.send_nowait(Delivery(1, 2, 0, [Relay((0,), "retreat")]))  # not the commander
+        lieutenant.inbox.send_nowait(Delivery(1, 0, 0, (Relay((0,), "attack"),)))
+        lieutenant.inbox.send_nowait(Delivery(1, 2, 0, (Relay((0,), "retreat"),)))  # not the commander
         assert await lieutenant.ask(Flush(1)) == Ack(1)
         await lieutenant.ask(SendRound(2, math.inf))
     assert lieutenant.recorded == [
@@ -92,7 +94,7 @@ async def test_decide_answers_with_the_decision_and_the_cores_counts() -> None:
         for round in (1, 2):
             await lieutenant.ask(SendRound(round, math.inf))
             for sender, path in ((0, (0,)),) if round == 1 else ((2, (0, 2)), (3, (0, 3))):
-                lieutenant.inbox.send_nowait(Delivery(round, sender, 0, [Relay(path, "attack")]))
+                lieutenant.inbox.send_nowait(Delivery(round, sender, 0, (Relay(path, "attack"),)))
             await lieutenant.ask(Flush(round))
         ack = await lieutenant.ask(Decide())
     assert (ack.general, ack.decisions, ack.timed_out) == (1, ("attack",), False)
@@ -126,6 +128,23 @@ async def test_a_round_past_its_deadline_is_cut_off_and_says_so(
         ack = await late.ask(SendRound(1, trio.current_time() + 10))
     assert ack == Ack(0, timed_out=True)
     assert len(late.posted) == (2 if isinstance(strategy, Slow) else 0)
+
+
+def test_a_receiver_is_handed_each_senders_round_as_a_tuple_it_cannot_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runtime reads the same payloads again for the round's events: a core must not empty them."""
+    seen: list[type] = []
+    judge = OralGeneral._receive_all
+
+    def spied(core: OralGeneral, sender: int, round: int, payloads: Any) -> Any:
+        seen.append(type(payloads))
+        return judge(core, sender, round, payloads)
+
+    monkeypatch.setattr(OralGeneral, "_receive_all", spied)
+    simulate_sync(Scenario(generals=7, m=2, traitors={1: "flip"}), log=io.BytesIO())
+    assert len(seen) == 6 + 6 * 5 + 6 * 5  # the commander's round, then each lieutenant's to the other five
+    assert set(seen) == {tuple}
 
 
 async def test_an_inbox_that_closes_ends_the_actor() -> None:

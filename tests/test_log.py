@@ -168,6 +168,18 @@ def test_the_reader_takes_what_a_networked_run_logs(tmp_path: Path) -> None:
     assert lines[8].fields["undelivered"] == 1
 
 
+def test_reading_a_log_reports_how_far_it_has_got_and_ends_at_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(om_actors.log, "READ_PROGRESS_EVERY", 50)
+    told: list[int] = []
+    lines = list(read_log(GOLDEN, on_read=told.append))
+    assert len(told) == len(lines) // 50 + 1
+    assert told == sorted(told)
+    assert told[-1] == GOLDEN.stat().st_size
+    assert told[0] == sum(len(line.raw) for line in lines[:50])
+
+
 def test_show_prints_each_piece_of_its_table_as_it_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -344,6 +356,53 @@ def test_messages_written_as_columns_are_the_lines_of_their_events(
     assert columns.getvalue() == events.getvalue()
 
 
+@attrs.frozen
+class _Shadowing:
+    """A payload whose field is named like a line's own key: the event's layout lets it overwrite the key."""
+
+    value: str
+    round: str
+
+
+def test_a_payload_field_named_like_a_lines_key_is_written_as_its_event_writes_it() -> None:
+    columns, events = io.BytesIO(), io.BytesIO()
+    payload = _Shadowing("attack", "first")
+    LogWriter(columns).write_messages(1, [0], [1], [payload])
+    LogWriter(events).write_all([MessageSent(1, 0, 1, payload)])
+    assert (
+        columns.getvalue()
+        == events.getvalue()
+        == (b'{"event":"message","round":"first","sender":0,"receiver":1,"value":"attack"}\n')
+    )
+
+
+class _LinesAsWrite(io.BytesIO):
+    """A file that says its ``writelines`` writes as its ``write`` would, and counts both."""
+
+    writes_lines_as_write = True
+    writes = 0
+    lines = 0
+
+    def write(self, data: Any) -> int:
+        self.writes += 1
+        return super().write(data)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.lines += 1
+            self.write(line)
+
+
+def test_a_file_whose_writelines_writes_as_write_gets_a_round_through_writelines_a_line_a_write() -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    counted, whole = _LinesAsWrite(), io.BytesIO()
+    simulate_sync(scenario, log=counted)
+    simulate_sync(scenario, log=whole)
+    assert counted.getvalue() == whole.getvalue()
+    assert counted.writes == whole.getvalue().count(b"\n") == 168
+    assert counted.lines > 150  # the messages, through writelines; the first and last lines come alone
+
+
 def test_a_general_that_is_not_a_plain_int_is_written_as_its_event_writes_it() -> None:
     columns, events = io.BytesIO(), io.BytesIO()
     relay = Relay((0, 1), "attack")
@@ -417,8 +476,9 @@ def test_a_log_that_is_no_binary_file_is_refused_before_the_run_with_what_log_ta
         match=r"^log= takes a binary file, and this StringIO is a text file: open it with mode 'wb'$",
     ):
         simulate_sync(scenario, log=io.StringIO())  # type: ignore[arg-type]
-    with open(tmp_path / "run.jsonl", "w") as text, pytest.raises(
-        OmActorsError, match=r"^log= takes a binary file, and '.*run\.jsonl' is a text file"
+    with (
+        open(tmp_path / "run.jsonl", "w") as text,
+        pytest.raises(OmActorsError, match=r"^log= takes a binary file, and '.*run\.jsonl' is a text file"),
     ):
         simulate_sync(scenario, log=text)  # type: ignore[arg-type]
     assert (tmp_path / "run.jsonl").read_text() == ""
