@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from itertools import chain, repeat
-from typing import TYPE_CHECKING, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import attrs
 import trio
@@ -379,6 +379,13 @@ RUN_GC_THRESHOLD = 50_000
 _COLLECTOR = _CollectorSettings()
 
 
+def _log_alone(handlers: Sequence[EventHandler], stream: object) -> LogWriter | None:
+    """The log writer among ``handlers``, if it is the only listener a run has."""
+    if stream is None and len(handlers) == 1 and isinstance(handlers[0], LogWriter):
+        return handlers[0]
+    return None
+
+
 def _picked(order: list[int], column: list[T]) -> list[T]:
     """``column``'s items at the indices ``order`` lists, in that order."""
     return list(map(column.__getitem__, order))
@@ -416,13 +423,15 @@ class _Run:
         self.pending: list[Event] = []
         """The round's refusals and strategy failures (and in batched mode, its logged messages)."""
         self.listened = bool(handlers) or stream is not None
-        self.log_alone = stream is None and len(handlers) == 1 and isinstance(handlers[0], LogWriter)
+        self.log_alone = _log_alone(handlers, stream)
+        """The run's log, when nobody else listens: it may take a round at once."""
         self.delivered: list[tuple[int, Delivery]] = []
         """The round's deliveries with their receivers, kept for its events when anyone listens."""
         self.outboxes = [
             [defaultdict[int, list[object]](list) for _ in scenario.setups] for _ in range(scenario.generals)
         ]
         self.posted = [0]
+        """Messages posted since the last round's were booked: what progress reports count."""
         channels = [trio.open_memory_channel[Command](math.inf) for _ in range(scenario.generals)]
         self.inboxes = [send for send, _ in channels]
         self.receivers = [receive for _, receive in channels]
@@ -517,15 +526,14 @@ class _Run:
         round that anyone else hears, has a :class:`MessageSent` per message.
         """
         delivered, self.delivered = self.delivered, []
-        if self.log_alone and not self.pending and not self.books.tagged:
+        if self.log_alone is not None and not self.pending and not self.books.tagged:
             payloads = list(chain.from_iterable(d.payloads for _, d in delivered))
             receivers = list(chain.from_iterable(repeat(r, len(d.payloads)) for r, d in delivered))
             senders = list(chain.from_iterable(repeat(d.sender, len(d.payloads)) for _, d in delivered))
             order = self.books.order.plain_columns(payloads, receivers, senders)
             if order is not None:
-                writer = cast(LogWriter, self.handlers[0])
                 picked = partial(_picked, order)
-                writer.write_messages(round, picked(senders), picked(receivers), picked(payloads))
+                self.log_alone.write_messages(round, picked(senders), picked(receivers), picked(payloads))
                 return [self.books.tally_round(round, [], late=late)]
         tag = self.books.tag
         messages = [
@@ -573,10 +581,8 @@ class _Run:
         in one call, not a coroutine each, unless a stream must await room.
         """
         handlers, stream = self.handlers, self.stream
-        if self.log_alone:
-            cast(LogWriter, handlers[0]).write_all(
-                list(events)
-            )  # the log alone: nobody to interleave it with
+        if self.log_alone is not None:  # nobody to interleave it with
+            self.log_alone.write_all(list(events))
             return
         for event in events:
             for handler in handlers:
