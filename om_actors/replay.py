@@ -822,8 +822,9 @@ def reconstruct(
 
 
 SUMMARY_ONLY = (
-    "this log of a batched run holds round summaries, not messages, so there is nothing to replay: "
-    "check it with replay --rerun, or run again with --log-messages"
+    "this log of a batched run holds round summaries, not messages, so no general can be rebuilt from it "
+    "to replay, explain or draw: replay --rerun checks it by running it again, and run --log-messages "
+    "(or run --html) logs every message"
 )
 
 
