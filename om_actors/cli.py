@@ -927,8 +927,12 @@ def explain_command(
     from .explain import depth_note, dot_graph, explain, mermaid_graph, mermaid_problem, open_view, text_tree
 
     out, err = _consoles()
-    with _reporting_errors(err), _read_again(log) as readable:
-        view = open_view(readable, general, instance)
+    with (
+        _reporting_errors(err),
+        _read_again(log) as readable,
+        _reading_progress(out, readable, "reading") as on_read,
+    ):
+        view = open_view(readable, general, instance, on_read=on_read)
         node = explain(view, path=start, depth=depth)
     defaulted = ctx.get_parameter_source("depth") is ParameterSource.DEFAULT
     note = depth_note(node, depth) if defaulted and depth is not None else None

@@ -29,6 +29,7 @@ from rich.tree import Tree
 
 from .algorithm import Core, Path, Step
 from .errors import OmActorsError
+from .log import ReadProgress
 from .replay import Arrival, LogPath, Reconstruction, Refusal, reconstruct
 from .terminal import markup, printable
 
@@ -108,9 +109,12 @@ class View:
         return self.reconstruction.crashed.get(self.general)
 
 
-def open_view(log: LogPath, general: int, instance: int = 0) -> View:
-    """A view of ``general`` in ``log``, keeping only what arrived at that one general."""
-    return View(reconstruct(log, watching={(instance, general)}), general, instance)
+def open_view(log: LogPath, general: int, instance: int = 0, *, on_read: ReadProgress | None = None) -> View:
+    """A view of ``general`` in ``log``, keeping only what arrived at that one general.
+
+    ``on_read`` is :func:`~om_actors.log.read_log`'s, for a progress bar.
+    """
+    return View(reconstruct(log, watching={(instance, general)}, on_read=on_read), general, instance)
 
 
 def explain(view: View, *, path: Path | None = None, depth: int | None = None) -> Step:

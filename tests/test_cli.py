@@ -999,3 +999,30 @@ def test_cluster_runs_sm_over_http_with_the_report_and_log_of_run(tmp_path: Path
     assert masked(cluster) == masked(memory)  # the nodes sign with keys of their own, not the seed's
     assert signatures(cluster).isdisjoint(signatures(memory))
     assert replay_log(tmp_path / "cluster.jsonl").ok
+
+
+def test_reading_a_big_log_on_a_terminal_shows_how_far_it_has_got(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replay, explain, report and run --html read logs through this bar; off a terminal there is none."""
+    import io
+
+    from rich.console import Console
+
+    import om_actors.cli
+
+    log = tmp_path / "run.jsonl"
+    log.write_bytes(b"x" * 3_000_000)
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, color_system=None, width=100)
+    with om_actors.cli._reading_progress(terminal, log, "replaying") as on_read:
+        assert on_read is not None
+        on_read(1_500_000)
+    assert "replaying" in screen.getvalue()
+    assert "1.5/3.0 MB of the log, about" in screen.getvalue()
+    piped = Console(file=io.StringIO(), force_terminal=False)
+    with om_actors.cli._reading_progress(piped, log, "replaying") as on_read:
+        assert on_read is None
+    monkeypatch.setattr(om_actors.cli, "READ_PROGRESS_ABOVE", 3_000_000)
+    with om_actors.cli._reading_progress(terminal, log, "replaying") as on_read:
+        assert on_read is None  # a small log: done before a bar would help
