@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from itertools import chain, compress, islice, repeat
 from operator import add, attrgetter, eq, is_, mul
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from ._version import __version__
 from .algorithm import Algorithm, Verdict, combine, judge
@@ -51,6 +51,7 @@ from .result import InstanceOutcome, Result
 from .scenario import Scenario
 
 EventKey = Callable[[Event], tuple[Any, ...]]
+T = TypeVar("T")
 
 
 def event_order(rules: Algorithm) -> EventOrder:
@@ -108,29 +109,21 @@ class EventOrder:
         Gathered and sorted without a Python call per message but
         ``path_of``'s: a per-message run sorts 100,000 of them a round.  A
         garbage path or a tie gives ``None``, and the round goes the general
-        way.  Most paths are shared by several messages -- a relay goes to
-        every general not yet on it -- so each path object is checked and
-        ranked once, and the messages are sorted by one integer apiece:
-        its path's rank, then receiver, then sender.
+        way.  Each path is ranked once (:meth:`_ranks`), and the messages
+        are sorted by one integer apiece: its path's rank, then receiver,
+        then sender.
         """
-        paths: list[Any] = list(self._paths(payloads))
-        by_id = dict(zip(map(id, paths), paths))
-        distinct = by_id.values()
-        if set(map(type, distinct)) != _TUPLES or not _INT.issuperset(
-            map(type, chain.from_iterable(distinct))
-        ):
+        ranks = self._ranks(list(payloads))
+        if ranks is None:
             return None
         receivers, senders = list(receivers), list(senders)
         if min(chain(receivers, senders), default=0) < 0:
             return None
-        ranked = sorted(set(distinct))
-        rank = dict(zip(ranked, range(len(ranked))))
-        rank_of = dict(zip(by_id, map(rank.__getitem__, distinct)))
         width = max(chain(receivers, senders), default=0) + 1
         keys = list(
             map(
                 add,
-                map(mul, map(rank_of.__getitem__, map(id, paths)), repeat(width * width)),
+                map(mul, ranks, repeat(width * width)),
                 map(add, map(mul, receivers, repeat(width)), senders),
             )
         )
@@ -140,11 +133,75 @@ class EventOrder:
             return None
         return order
 
+    def plain_batches(self, batches: Sequence[Batch]) -> tuple[list[int], list[int], list[object]] | None:
+        """:meth:`plain` for one instance's messages as batches: senders, receivers and payloads in log order.
+
+        A batch is one sender's messages to one receiver, as
+        ``(receiver, sender, payloads)``, each pair at most once.  Once the
+        few hundred batches are in receiver and sender order, a stable sort
+        of their messages by path alone is the log order, and two messages
+        can tie only within a batch.  ``None`` for a garbage path or a tie:
+        the round then goes the general way.
+        """
+        batches = sorted(batches, key=_batch_key)
+        if len(set(map(_batch_key, batches))) < len(batches):
+            return None
+        payloads = list(chain.from_iterable(map(_batch_payloads, batches)))
+        ranks = self._ranks(payloads)
+        if ranks is None:
+            return None
+        start = 0
+        for _, _, batch in batches:
+            end = start + len(batch)
+            if len(set(ranks[start:end])) < end - start:  # a tie: one path twice in a batch
+                return None
+            start = end
+        order = sorted(range(len(ranks)), key=ranks.__getitem__)
+        sizes = list(map(len, map(_batch_payloads, batches)))
+        receivers = list(chain.from_iterable(map(repeat, (b[0] for b in batches), sizes)))
+        senders = list(chain.from_iterable(map(repeat, (b[1] for b in batches), sizes)))
+        return _picked(order, senders), _picked(order, receivers), _picked(order, payloads)
+
+    def _ranks(self, payloads: list[object]) -> list[int] | None:
+        """Each payload's path's rank among the distinct paths, by value; ``None`` if any is no tuple of ints.
+
+        Most paths are shared by several messages -- a relay goes to every
+        general not yet on it -- so each path object is checked once.
+        """
+        paths: list[Any] = list(self._paths(payloads))
+        by_id = dict(zip(map(id, paths), paths))
+        distinct = by_id.values()
+        if set(map(type, distinct)) != _TUPLES or not _INT.issuperset(
+            map(type, chain.from_iterable(distinct))
+        ):
+            return None
+        ranked = sorted(set(distinct))
+        rank = dict(zip(ranked, range(len(ranked))))
+        rank_of = dict(zip(by_id, map(rank.__getitem__, distinct)))
+        return list(map(rank_of.__getitem__, map(id, paths)))
+
     def _paths(self, payloads: Iterable[object]) -> Iterable[object]:
         """:attr:`path_of` of each payload: the default by ``getattr`` alone, with no Python call each."""
         if self.paths_by_attribute:
             return map(getattr, payloads, repeat("path"), repeat(()))
         return map(self.path_of, payloads)
+
+
+Batch = tuple[int, int, Sequence[object]]
+"""One sender's messages to one receiver in a round: ``(receiver, sender, payloads)``."""
+
+
+def _batch_key(batch: Batch) -> tuple[int, int]:
+    return batch[0], batch[1]
+
+
+def _batch_payloads(batch: Batch) -> Sequence[object]:
+    return batch[2]
+
+
+def _picked(order: list[int], column: list[T]) -> list[T]:
+    """``column``'s items at the indices ``order`` lists, in that order."""
+    return list(map(column.__getitem__, order))
 
 
 _MESSAGES_ONLY = {MessageSent}

@@ -35,8 +35,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from itertools import chain, repeat
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 import trio
@@ -58,7 +57,6 @@ if sys.version_info < (3, 11):
 if TYPE_CHECKING:
     from .eig import EigGeneral
 
-T = TypeVar("T")
 EventHandler = Callable[[Event], None]
 ProgressHandler = Callable[[int, int], None]
 PROGRESS_EVERY = 2048
@@ -386,11 +384,6 @@ def _log_alone(handlers: Sequence[EventHandler], stream: object) -> LogWriter | 
     return None
 
 
-def _picked(order: list[int], column: list[T]) -> list[T]:
-    """``column``'s items at the indices ``order`` lists, in that order."""
-    return list(map(column.__getitem__, order))
-
-
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     found: list[BaseException] = []
     for exc in group.exceptions:
@@ -527,13 +520,9 @@ class _Run:
         """
         delivered, self.delivered = self.delivered, []
         if self.log_alone is not None and not self.pending and not self.books.tagged:
-            payloads = list(chain.from_iterable(d.payloads for _, d in delivered))
-            receivers = list(chain.from_iterable(repeat(r, len(d.payloads)) for r, d in delivered))
-            senders = list(chain.from_iterable(repeat(d.sender, len(d.payloads)) for _, d in delivered))
-            order = self.books.order.plain_columns(payloads, receivers, senders)
-            if order is not None:
-                picked = partial(_picked, order)
-                self.log_alone.write_messages(round, picked(senders), picked(receivers), picked(payloads))
+            columns = self.books.order.plain_batches([(r, d.sender, d.payloads) for r, d in delivered])
+            if columns is not None:
+                self.log_alone.write_messages(round, *columns)
                 return [self.books.tally_round(round, [], late=late)]
         tag = self.books.tag
         messages = [

@@ -104,6 +104,42 @@ def test_a_plain_round_is_put_in_the_order_the_general_key_gives_or_sent_the_gen
         assert order == general
 
 
+@settings(max_examples=200, deadline=None)
+@given(messages=_PLAIN_MESSAGES, shared=st.booleans(), data=st.data())
+def test_a_plain_round_in_batches_comes_out_in_the_order_the_general_key_gives_or_goes_the_general_way(
+    messages: list[tuple[int, int, tuple[int, ...], str]], shared: bool, data: st.DataObject
+) -> None:
+    """The actors' shortcut: one batch per sender and receiver, in any order, against the general key."""
+    paths: dict[tuple[int, ...], tuple[int, ...]] = {}
+    batches: dict[tuple[int, int], list[object]] = {}
+    events: list[MessageSent] = []
+    for sender, receiver, path, value in messages:
+        relay = Relay(paths.setdefault(path, path) if shared else (*path,), value)
+        batches.setdefault((receiver, sender), []).append(relay)
+        events.append(MessageSent(2, sender, receiver, relay))
+    listed = data.draw(st.permutations([(r, s, tuple(p)) for (r, s), p in batches.items()]), label="batches")
+    key = event_order(ORAL_MESSAGES)
+    columns = key.plain_batches(listed)
+    keys = [key(event)[:4] for event in events]
+    if len(set(keys)) < len(keys):
+        assert columns is None
+        return
+    ordered = sorted(events, key=key)
+    assert columns == (
+        [e.sender for e in ordered],
+        [e.receiver for e in ordered],
+        [e.payload for e in ordered],
+    )
+
+
+def test_batches_that_name_one_sender_and_receiver_twice_go_the_general_way() -> None:
+    """Two messages on one path could then tie across batches, where the shortcut does not look."""
+    key = event_order(ORAL_MESSAGES)
+    one, two = Relay((0, 1), "attack"), Relay((0, 1), "retreat")
+    assert key.plain_batches([(2, 1, (one,)), (3, 1, (two,))]) == ([1, 1], [2, 3], [one, two])
+    assert key.plain_batches([(2, 1, (one,)), (2, 1, (two,))]) is None
+
+
 def test_a_round_with_a_negative_general_or_a_garbage_path_is_sent_the_general_way() -> None:
     key = event_order(ORAL_MESSAGES)
     assert key.plain([sent(2, 1, 2, (0, 1), "attack")]) == [0]
