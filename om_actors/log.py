@@ -28,7 +28,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from itertools import islice, repeat
 from operator import add, mul
@@ -38,7 +38,7 @@ import attrs
 import orjson
 
 from .algorithm import Algorithm, as_read
-from .errors import LogError, OmActorsError, printed
+from .errors import CannotWrite, LogError, OmActorsError, printed
 from .events import SCHEMA, Event, Kind, MessageSent, RoundEnded
 from .registry import DEFAULT_ALGORITHM, algorithm_named
 
@@ -399,7 +399,8 @@ class LogWriter:
     a round's lines back would hold every message of the round in memory
     twice.  Of the file it asks ``write``, ``flush`` if it has one, and
     ``writelines`` where that is known to write as ``write`` would
-    (:func:`_writes_lines_as_write`).
+    (:func:`_writes_lines_as_write`).  A file that fails raises
+    :class:`~om_actors.errors.CannotWrite`, naming it and the reason.
     """
 
     def __init__(self, file: IO[bytes]) -> None:
@@ -409,9 +410,12 @@ class LogWriter:
         self._flush: Callable[[], object] = getattr(file, "flush", None) or _nothing
 
     def __call__(self, event: Event) -> None:
-        self._write(_written_line(event_fields(event)))
-        if type(event) is RoundEnded:
-            self._flush()
+        try:
+            self._write(_written_line(event_fields(event)))
+            if type(event) is RoundEnded:
+                self._flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def write_all(self, events: Sequence[Event]) -> None:
         """Write ``events`` as calling the writer with each would, a few thousand lines at a time.
@@ -422,10 +426,13 @@ class LogWriter:
         encoding's.  Each line is written as soon as it is encoded: holding
         orjson's output costs it a reallocation a line.
         """
-        for start in range(0, len(events), _BATCH):
-            self._writelines(_written_lines(events[start : start + _BATCH]))
-        if RoundEnded in map(type, events):
-            self._flush()
+        try:
+            for start in range(0, len(events), _BATCH):
+                self._writelines(_written_lines(events[start : start + _BATCH]))
+            if RoundEnded in map(type, events):
+                self._flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def write_messages(
         self, round: int, senders: Sequence[int], receivers: Sequence[int], payloads: Sequence[object]
@@ -440,11 +447,17 @@ class LogWriter:
         lines = _message_lines(round, senders, receivers, payloads)
         if lines is None:
             self.write_all([MessageSent(round, *sent) for sent in zip(senders, receivers, payloads)])
-        elif type(self._file) in _BUFFERS:  # a file that only buffers them: a few thousand lines in one call
-            while chunk := b"".join(islice(lines, _BATCH)):
-                self._write(chunk)
-        else:
-            self._writelines(lines)
+            return
+        try:
+            if (
+                type(self._file) in _BUFFERS
+            ):  # a file that only buffers them: a few thousand lines in one call
+                while chunk := b"".join(islice(lines, _BATCH)):
+                    self._write(chunk)
+            else:
+                self._writelines(lines)
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def _written_one_by_one(self, lines: Iterable[bytes]) -> None:
         """``writelines`` for a file that has only ``write``: a log writer asks no more of it."""
@@ -452,7 +465,14 @@ class LogWriter:
             self._write(line)
 
     def flush(self) -> None:
-        self._flush()
+        try:
+            self._flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, failure: OSError) -> CannotWrite:
+        name = getattr(self._file, "name", None)
+        return CannotWrite(f"the log {name}" if isinstance(name, str) else "the log", failure)
 
 
 class StructlogSink:
@@ -471,29 +491,55 @@ class StructlogSink:
 
 
 def _is_structlog_logger(target: object) -> bool:
-    return not hasattr(target, "write") and callable(getattr(target, "bind", None))
+    """A bound logger of structlog's, or one shaped like it: ``bind`` and ``info``, no ``write``."""
+    if hasattr(target, "write"):
+        return False
+    return callable(getattr(target, "bind", None)) and callable(getattr(target, "info", None))
 
 
 @contextmanager
 def open_log(target: LogTarget | None) -> Iterator[Callable[[Event], None] | None]:
-    """A writer for ``target``; a file we opened is closed again, one we were given is not."""
+    """A writer for ``target``; a file we opened is closed again, one we were given is not.
+
+    Whatever ends the run, what was written is flushed, so the log keeps
+    its prefix; a file that cannot take it then is no news beside what
+    ended the run, and only a run that ended well reports it.
+    """
     if target is None:
         yield None
     elif _is_structlog_logger(target):
         yield StructlogSink(target)
     elif isinstance(target, (str, os.PathLike)):
-        with open(target, "wb") as file:
-            writer = LogWriter(file)
-            try:
-                yield writer
-            finally:
-                writer.flush()
-    else:
-        writer = LogWriter(_binary_file(target))
         try:
+            file = open(target, "wb")  # noqa: SIM115 -- closed below, whatever happens
+        except OSError as exc:
+            raise CannotWrite(f"the log {os.fspath(target)}", exc) from None
+        try:
+            with _flushed(LogWriter(file)) as writer:
+                yield writer
+        except BaseException:
+            with suppress(OSError):
+                file.close()
+            raise
+        try:
+            file.close()
+        except OSError as exc:
+            raise CannotWrite(f"the log {os.fspath(target)}", exc) from None
+    else:
+        with _flushed(LogWriter(_binary_file(target))) as writer:
             yield writer
-        finally:
+
+
+@contextmanager
+def _flushed(writer: LogWriter) -> Iterator[LogWriter]:
+    """``writer``, flushed at the end: a failure is raised after a run that ended well, dropped otherwise."""
+    try:
+        yield writer
+    except BaseException:
+        with suppress(CannotWrite):
             writer.flush()
+        raise
+    writer.flush()
 
 
 def _binary_file(target: object) -> IO[bytes]:
@@ -509,6 +555,14 @@ def _binary_file(target: object) -> IO[bytes]:
     if isinstance(target, io.TextIOBase):
         raise OmActorsError(
             f"log= takes a binary file, and {_named_file(target)} is a text file: open it with mode 'wb'"
+        )
+    if getattr(target, "closed", False) is True:
+        raise OmActorsError(f"log= takes a file open for writing, and {_named_file(target)} is closed")
+    writable = getattr(target, "writable", None)
+    if callable(writable) and writable() is False:
+        raise OmActorsError(
+            f"log= takes a file open for writing, and {_named_file(target)} is open only for reading: "
+            "open it with mode 'wb'"
         )
     return cast(IO[bytes], target)
 

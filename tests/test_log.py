@@ -7,9 +7,11 @@ Rules for this file:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -37,6 +39,7 @@ from om_actors import (
 )
 from om_actors.algorithm import Algorithm
 from om_actors.cli import main
+from om_actors.errors import CannotWrite
 from om_actors.events import Kind
 from om_actors.log import (
     LogWriter,
@@ -482,6 +485,42 @@ def test_a_log_that_is_no_binary_file_is_refused_before_the_run_with_what_log_ta
     ):
         simulate_sync(scenario, log=text)  # type: ignore[arg-type]
     assert (tmp_path / "run.jsonl").read_text() == ""
+
+
+def test_a_log_that_cannot_be_written_is_an_error_naming_it_and_why(tmp_path: Path) -> None:
+    """What the system refuses is a CannotWrite, an OmActorsError like every other bad log=, never OSError."""
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    refused: dict[str | Path, str] = {
+        tmp_path: r"^cannot write the log .+: Is a directory$",
+        tmp_path / "no" / "run.jsonl": r"^cannot write the log .+/no/run\.jsonl: No such file or directory$",
+        "/dev/full": r"^cannot write the log /dev/full: No space left on device$",
+    }
+    for target, message in refused.items():
+        with pytest.raises(CannotWrite, match=message):
+            simulate_sync(scenario, log=target)
+    full = open("/dev/full", "wb")  # noqa: SIM115 -- its close fails too, and is no part of this test
+    with pytest.raises(CannotWrite, match=r"^cannot write the log /dev/full: No space left on device$"):
+        simulate_sync(scenario, log=full)
+    with contextlib.suppress(OSError):
+        full.close()
+
+
+def test_a_file_that_is_closed_or_open_for_reading_or_a_socket_is_refused_before_the_run(
+    tmp_path: Path,
+) -> None:
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    log = tmp_path / "run.jsonl"
+    log.write_bytes(b"")
+    with open(log, "rb") as reading, pytest.raises(OmActorsError, match=r"is open only for reading: open it"):
+        simulate_sync(scenario, log=reading)
+    closed = open(log, "wb")  # noqa: SIM115 -- closed at once, on purpose
+    closed.close()
+    with pytest.raises(
+        OmActorsError, match=r"^log= takes a file open for writing, and '.*run\.jsonl' is closed$"
+    ):
+        simulate_sync(scenario, log=closed)
+    with socket.socket() as sock, pytest.raises(OmActorsError, match=r"not socket$"):
+        simulate_sync(scenario, log=sock)  # type: ignore[arg-type]  # it has bind(), but it is no logger
 
 
 class _Counting(io.BytesIO):
