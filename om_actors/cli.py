@@ -549,6 +549,7 @@ def node_command(
 )
 @_log_option
 @_json_option
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing; the exit status tells the outcome.")
 @click.option(
     "--nodes",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -561,6 +562,7 @@ def cluster_command(
     base_port: int | None,
     log_file: Path | None,
     as_json: bool,
+    quiet: bool,
     nodes: Path | None,
     driver_key: Path | None,
 ) -> None:
@@ -578,7 +580,7 @@ def cluster_command(
 
     log_to_stdout = _log_to_stdout(log_file, as_json=as_json)
     out, err = _consoles()
-    if as_json:
+    if as_json or quiet:
         out.quiet = True
     if log_to_stdout:
         out.file = sys.stderr  # the log has stdout, as in run
@@ -589,7 +591,7 @@ def cluster_command(
     with _reporting_errors(err, as_json=as_json):
         scenario, path = _load(str(scenario_file))
         _refuse_overwriting(log_file, path, from_stdin=str(scenario_file) == STDIN)
-        for warning in scenario.warnings:
+        for warning in [] if quiet else scenario.warnings:
             err.print(f"[yellow]warning:[/] {markup(warning)}")
         try:
             with _LogFile.writing(log_file) as log:
@@ -1592,13 +1594,12 @@ def _progress(out: Console, scenario: Scenario, mode: str) -> Iterator[ProgressH
     if out.quiet or not out.is_terminal or total <= PROGRESS_ABOVE[mode]:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
         TextColumn("round {task.fields[round]}/" + str(scenario.rounds)),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("messages sent"),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} messages sent"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=out, transient=True) as progress:

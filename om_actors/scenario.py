@@ -1080,15 +1080,21 @@ def _from_document(
 
 
 def load_scenario(source: str | os.PathLike[str]) -> Scenario:
-    """Read a scenario from a YAML file, or from YAML text.
+    """Read a scenario from a YAML file, or from YAML text, or a shipped scenario by name.
 
     A ``str`` with a line break is taken as the YAML itself, any other
-    ``str`` or path-like as a file name.  Raises :class:`ScenarioError` with
-    every problem and its line and column.
+    ``str`` or path-like as a file name.  A bare name that is no file --
+    ``"three-generals"`` -- is the shipped scenario of that name, as
+    ``om-actors run`` takes it.  Raises :class:`ScenarioError` with every
+    problem and its line and column.
     """
     if isinstance(source, str) and "\n" in source:
         return parse_scenario(source, source="<string>")
     path = FilePath(source)
+    if isinstance(source, str) and len(path.parts) == 1 and not path.exists():
+        from .catalog import find_scenario  # a bare name that is no file: a shipped scenario's
+
+        path = find_scenario(source)
     try:
         with path.open("rb") as file:
             text = read_scenario_text(file, source=str(path))

@@ -382,6 +382,16 @@ async def test_the_cluster_command_prints_what_run_prints() -> None:
     assert running_nodes() == 0
 
 
+async def test_the_cluster_command_is_quiet_as_run_is() -> None:
+    too_many = str(SCENARIOS / "too-many-traitors.yaml")  # warns that the theorem promises nothing
+    with trio.fail_after(90):
+        cluster = await invoke_in_thread("cluster", too_many, "--quiet")
+        run = await invoke_in_thread("run", too_many, "--quiet")
+    assert (cluster.exit_code, cluster.stdout, cluster.stderr) == (run.exit_code, "", "")
+    assert (run.stdout, run.stderr) == ("", "")
+    assert running_nodes() == 0
+
+
 async def test_the_cluster_command_reports_a_signed_run_as_run_does() -> None:
     path = str(SCENARIOS / "three-generals-signed.yaml")
     with trio.fail_after(90):

@@ -163,6 +163,20 @@ def test_an_unreadable_file_is_a_scenario_error(tmp_path: Path) -> None:
         load_scenario(tmp_path / "missing.yaml")
 
 
+def test_a_bare_name_that_is_no_file_is_a_shipped_scenario_as_the_command_line_takes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_scenario("three-generals") == load_scenario(SCENARIOS / "three-generals.yaml")
+    assert load_scenario("three-generals.yaml").name == "three-generals"
+    with pytest.raises(
+        ScenarioError, match=r"^three-general: no such file, nor a shipped scenario .* did you mean"
+    ):
+        load_scenario("three-general")
+    (tmp_path / "three-generals").write_text("generals: 4\nm: 1\n")
+    assert load_scenario("three-generals").generals == 4  # a file of that name wins, as in om-actors run
+
+
 TOO_LONG = "longer than 16,777,216 bytes, the most a scenario may have: not a scenario"
 
 
