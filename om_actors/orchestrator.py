@@ -79,7 +79,8 @@ def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batc
     batched mode stores a general's id in one byte, and an algorithm that is
     not :attr:`~om_actors.algorithm.Algorithm.batchable` has no batched
     mode at all.  ``auto`` batches only a batchable algorithm's runs of more
-    than :data:`BATCHED_ABOVE` messages, on at most 255 generals.
+    than :data:`BATCHED_ABOVE` messages, or of more than per-message mode
+    may hold under a lowered limit, on at most 255 generals.
     """
     if mode not in MODES:
         allowed = ", ".join(repr(m) for m in MODES)
@@ -91,7 +92,8 @@ def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batc
     resolved: Literal["per-message", "batched"]
     if mode == "auto":
         fits = rules.batchable and scenario.generals <= MAX_BATCHED_GENERALS
-        resolved = "batched" if total > BATCHED_ABOVE and fits else "per-message"
+        big = total > BATCHED_ABOVE or per_message_problem(total) is not None
+        resolved = "batched" if big and fits else "per-message"
     else:
         resolved = mode
     if resolved == "per-message":

@@ -50,6 +50,7 @@ from om_actors import (
     simulate,
     simulate_sync,
 )
+from om_actors.limits import LIMIT_VARIABLE
 from om_actors.oral import ORAL_MESSAGES
 from om_actors.orchestrator import resolve_mode
 from om_actors.scenario import scenario_from_dict
@@ -503,6 +504,20 @@ def test_batched_mode_refuses_more_generals_than_its_store_holds_and_auto_does_n
         simulate_sync(scenario, mode="batched")
     wide = Scenario(generals=460, m=1)  # 210,681 messages: auto would batch them, if batched mode could
     assert resolve_mode("auto", wide) == "per-message"
+
+
+def test_auto_batches_what_a_lowered_limit_keeps_from_per_message_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A limit of 1,000 leaves per-message mode 50; seven generals send 156, which batched mode takes."""
+    monkeypatch.setenv(LIMIT_VARIABLE, "1000")
+    seven = Scenario(generals=7, m=2)
+    assert resolve_mode("auto", seven) == "batched"
+    assert simulate_sync(seven).success
+    with pytest.raises(ScenarioError, match=r"156 messages are over its limit of 50: use batched mode"):
+        resolve_mode("per-message", seven)
+    with pytest.raises(ScenarioError, match=r"over its limit of 50: set OM_ACTORS_MAX_MESSAGES"):
+        resolve_mode("auto", Scenario(algorithm="sm", generals=12, m=2))  # no batched mode to fall back on
 
 
 def test_a_strategy_module_that_raises_on_import_stops_the_run_before_round_1(tmp_path: Path) -> None:
