@@ -58,6 +58,8 @@ READ_PROGRESS_ABOVE = 2_000_000
 """Bytes of log above which reading it (replay, a page) shows a progress bar on a terminal: about a second."""
 BIG_LOG_MESSAGES = 1_000_000
 BYTES_PER_LOGGED_MESSAGE = 105
+MEMORY_PER_LOGGED_MESSAGE = 350
+"""Bytes a batched run's message takes while its round waits to be logged in order."""
 """Above this many messages, logging every one earns a warning of the file's size."""
 
 
@@ -1551,11 +1553,21 @@ def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_mess
     total = _messages(scenario)
     if log_file is None or (mode == "batched" and not log_messages):
         return []
-    if total > BIG_LOG_MESSAGES:
-        megabytes = total * BYTES_PER_LOGGED_MESSAGE / 1e6
-        size = f"{megabytes / 1000:,.1f} GB" if megabytes >= 1000 else f"{megabytes:,.1f} MB"
+    if total <= BIG_LOG_MESSAGES:
+        return []
+    size = _size(total * BYTES_PER_LOGGED_MESSAGE)
+    if mode != "batched":
         return [f"logging all {total:,} messages writes about {size} and takes long"]
-    return []
+    memory = _size(total * MEMORY_PER_LOGGED_MESSAGE)
+    return [
+        f"logging all {total:,} messages writes about {size}, takes long and may need up to "
+        f"{memory} of memory: a round's messages wait there to be put in order"
+    ]
+
+
+def _size(bytes: int) -> str:
+    megabytes = bytes / 1e6
+    return f"{megabytes / 1000:,.1f} GB" if megabytes >= 1000 else f"{megabytes:,.1f} MB"
 
 
 @contextmanager
