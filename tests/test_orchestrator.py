@@ -518,6 +518,9 @@ def test_auto_batches_what_a_lowered_limit_keeps_from_per_message_mode(
         resolve_mode("per-message", seven)
     with pytest.raises(ScenarioError, match=r"over its limit of 50: set OM_ACTORS_MAX_MESSAGES"):
         resolve_mode("auto", Scenario(algorithm="sm", generals=12, m=2))  # no batched mode to fall back on
+    monkeypatch.setenv(LIMIT_VARIABLE, "100")  # below the whole run: made before, so only the run can say
+    with pytest.raises(ScenarioError, match=r"send 156 messages, over the limit of 100: set OM_ACTORS_MAX"):
+        resolve_mode("auto", seven)
 
 
 def test_a_strategy_module_that_raises_on_import_stops_the_run_before_round_1(tmp_path: Path) -> None:
