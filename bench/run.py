@@ -1,7 +1,7 @@
 """Benchmark om_actors against the plainest correct OM(m) and against its own past, in the same run.
 
     python bench/run.py                   # every target of issue 14, then the bigger armies' races
-    python bench/run.py --quick           # the per-message and start-up targets only (seconds; a minute with --before)
+    python bench/run.py --quick           # the per-message and start-up targets only (seconds)
     python bench/run.py --before ff897d2  # also om_actors as it is at that git ref, side by side
     python bench/run.py --only 19,6       # only this army's race against the baseline
     python bench/run.py --sm-only         # only SM(10) with 31 generals
