@@ -278,21 +278,23 @@ async def test_a_strategy_the_nodes_cannot_load_is_a_clear_error(monkeypatch: py
     assert running_nodes() == 0
 
 
-async def test_a_strategy_that_calls_sys_exit_on_a_node_is_an_error_naming_it() -> None:
-    """The node answers the round with the strategy's error, as a run in one process raises it."""
-    scenario = Scenario(generals=4, m=1, traitors={2: "adversaries:Exits"})
+@pytest.mark.parametrize(
+    ("strategy", "error"),
+    [
+        # The node answers the round with the strategy's error, as a run in one process raises it.
+        ("adversaries:Exits", "node 2 refused /round: general 2's strategy raised SystemExit(0) "),
+        # A strategy's Ctrl-C stops its node's round with no JSON answer; the node proved its key before.
+        ("adversaries:Interrupts", "node 2 failed /round with HTTP 500 and no error of its own: "),
+    ],
+    ids=["sys.exit", "KeyboardInterrupt"],
+)
+async def test_a_strategy_that_would_stop_its_node_is_an_error_naming_the_node(
+    strategy: str, error: str
+) -> None:
+    scenario = Scenario(generals=4, m=1, traitors={2: strategy})
     with trio.fail_after(60), pytest.raises(ClusterError) as failure:
         await run_cluster(scenario)
-    assert str(failure.value).startswith("node 2 refused /round: general 2's strategy raised SystemExit(0) ")
-    assert running_nodes() == 0
-
-
-async def test_a_node_that_fails_its_round_without_an_answer_is_named_as_broken_not_as_a_stranger() -> None:
-    """A strategy's Ctrl-C stops its node's round with no JSON answer; the node proved its key before."""
-    scenario = Scenario(generals=4, m=1, traitors={2: "adversaries:Interrupts"})
-    with trio.fail_after(60), pytest.raises(ClusterError) as failure:
-        await run_cluster(scenario)
-    assert str(failure.value).startswith("node 2 failed /round with HTTP 500 and no error of its own: ")
+    assert str(failure.value).startswith(error)
     assert running_nodes() == 0
 
 

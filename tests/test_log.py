@@ -397,13 +397,19 @@ class _LinesAsWrite(io.BytesIO):
 
 
 def test_a_file_whose_writelines_writes_as_write_gets_a_round_through_writelines_a_line_a_write() -> None:
-    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
-    counted, whole = _LinesAsWrite(), io.BytesIO()
-    simulate_sync(scenario, log=counted)
-    simulate_sync(scenario, log=whole)
-    assert counted.getvalue() == whole.getvalue()
-    assert counted.writes == whole.getvalue().count(b"\n") == 168
+    counted = _LinesAsWrite()
+    assert _logged_alike(counted) == counted.writes == 168
     assert counted.lines > 150  # the messages, through writelines; the first and last lines come alone
+
+
+def _logged_alike(file: io.BytesIO) -> int:
+    """Log the seven generals to ``file`` and to a plain BytesIO; the bytes must match. How many lines."""
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    whole = io.BytesIO()
+    simulate_sync(scenario, log=file)
+    simulate_sync(scenario, log=whole)
+    assert file.getvalue() == whole.getvalue()
+    return whole.getvalue().count(b"\n")
 
 
 def test_a_general_that_is_not_a_plain_int_is_written_as_its_event_writes_it() -> None:
@@ -534,12 +540,8 @@ class _Counting(io.BytesIO):
 
 
 def test_a_file_whose_write_is_its_own_gets_every_line_through_it() -> None:
-    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
-    counted, whole = _Counting(), io.BytesIO()
-    simulate_sync(scenario, log=counted)
-    simulate_sync(scenario, log=whole)
-    assert counted.getvalue() == whole.getvalue()
-    assert counted.calls == whole.getvalue().count(b"\n") == 168
+    counted = _Counting()
+    assert _logged_alike(counted) == counted.calls == 168
 
 
 @pytest.mark.parametrize("batch", [1, 7, 4096])
