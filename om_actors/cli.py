@@ -1565,8 +1565,8 @@ def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_mess
     ]
 
 
-def _size(bytes: int) -> str:
-    megabytes = bytes / 1e6
+def _size(byte_count: int) -> str:
+    megabytes = byte_count / 1e6
     return f"{megabytes / 1000:,.1f} GB" if megabytes >= 1000 else f"{megabytes:,.1f} MB"
 
 

@@ -449,9 +449,7 @@ class LogWriter:
             self.write_all([MessageSent(round, *sent) for sent in zip(senders, receivers, payloads)])
             return
         try:
-            if (
-                type(self._file) in _BUFFERS
-            ):  # a file that only buffers them: a few thousand lines in one call
+            if type(self._file) in _BUFFERS:  # it only buffers them: a few thousand lines in one call
                 while chunk := b"".join(islice(lines, _BATCH)):
                     self._write(chunk)
             else:
