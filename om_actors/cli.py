@@ -346,7 +346,8 @@ def run(
         resolved = resolve_mode(mode, scenario)
         log_messages = log_messages or html_file is not None  # the report draws every message
         if not quiet:
-            for warning in [*scenario.warnings, *_log_warnings(scenario, resolved, log_file, log_messages)]:
+            warnings = [*scenario.warnings, *_mode_warnings(scenario, mode, resolved, log_file, log_messages)]
+            for warning in [*warnings, *_log_warnings(scenario, resolved, log_file, log_messages)]:
                 err.print(f"[yellow]warning:[/] {markup(warning)}")
         with _progress(out, scenario, resolved) as on_progress, _LogFile.writing(log_file) as log:
             simulation = partial(
@@ -1475,9 +1476,11 @@ def _load(argument: str | None) -> tuple[Scenario, Path | None]:
     of the same name; anything else must be a shipped scenario's name.
     """
     from .catalog import find_scenario
-    from .scenario import SEVEN_GENERALS, load_scenario
+    from .scenario import load_scenario
 
     if argument is None:
+        from .scenario import SEVEN_GENERALS  # built on first use: under a lowered limit, only then refused
+
         return SEVEN_GENERALS, None
     if argument == STDIN:
         return _from_stdin(), None
@@ -1563,6 +1566,19 @@ def _log_warnings(scenario: Scenario, mode: str, log_file: Path | None, log_mess
         f"logging all {total:,} messages writes about {size}, takes long and may need up to "
         f"{memory} of memory: a round's messages wait there to be put in order"
     ]
+
+
+def _mode_warnings(
+    scenario: Scenario, mode: str, resolved: str, log_file: Path | None, log_messages: bool
+) -> list[str]:
+    """What ``auto`` did that its user did not ask for: batch a small run because a lowered limit said so."""
+    total = _messages(scenario)
+    if mode != "auto" or resolved != "batched" or total > BATCHED_ABOVE:
+        return []
+    why = "the message limit keeps them from per-message mode"
+    if log_file is not None and not log_messages:
+        why += ", so the log holds round summaries unless --log-messages"
+    return [f"auto runs these {total:,} messages batched: {why}"]
 
 
 def _size(byte_count: int) -> str:

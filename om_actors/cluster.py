@@ -1050,7 +1050,7 @@ class _Driver:
         if answer is None and response.status_code >= 500:  # it proved its key: a node, but a broken one
             raise ClusterError(
                 f"node {general} failed {path} with HTTP {response.status_code} and no error of its own: "
-                "something in its process raised what the node could not answer (its output may say what)"
+                "something in its process raised what the node could not answer"
             )
         if answer is None:
             _not_a_node(response)

@@ -508,10 +508,15 @@ def open_log(target: LogTarget | None) -> Iterator[Callable[[Event], None] | Non
     elif _is_structlog_logger(target):
         yield StructlogSink(target)
     elif isinstance(target, (str, os.PathLike)):
+        path = os.fspath(target)
+        if not isinstance(path, str):  # a PathLike of bytes, or a mock whose fspath is anything
+            raise OmActorsError(
+                f"log= takes a file name, a binary file or a structlog logger, not {type(target).__name__}"
+            )
         try:
-            file = open(target, "wb")  # noqa: SIM115 -- closed below, whatever happens
+            file = open(path, "wb")  # noqa: SIM115 -- closed below, whatever happens
         except OSError as exc:
-            raise CannotWrite(f"the log {os.fspath(target)}", exc) from None
+            raise CannotWrite(f"the log {path}", exc) from None
         try:
             with _flushed(LogWriter(file)) as writer:
                 yield writer
@@ -522,7 +527,7 @@ def open_log(target: LogTarget | None) -> Iterator[Callable[[Event], None] | Non
         try:
             file.close()
         except OSError as exc:
-            raise CannotWrite(f"the log {os.fspath(target)}", exc) from None
+            raise CannotWrite(f"the log {path}", exc) from None
     else:
         with _flushed(LogWriter(_binary_file(target))) as writer:
             yield writer
@@ -534,7 +539,7 @@ def _flushed(writer: LogWriter) -> Iterator[LogWriter]:
     try:
         yield writer
     except BaseException:
-        with suppress(CannotWrite):
+        with suppress(Exception):  # what ended the run is the news, not a file that failed after it
             writer.flush()
         raise
     writer.flush()
@@ -550,7 +555,8 @@ def _binary_file(target: object) -> IO[bytes]:
         raise OmActorsError(
             f"log= takes a file name, a binary file or a structlog logger, not {type(target).__name__}"
         )
-    if isinstance(target, io.TextIOBase):
+    mode = getattr(target, "mode", None)
+    if isinstance(target, io.TextIOBase) or (isinstance(mode, str) and "b" not in mode):
         raise OmActorsError(
             f"log= takes a binary file, and {_named_file(target)} is a text file: open it with mode 'wb'"
         )

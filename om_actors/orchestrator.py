@@ -266,11 +266,20 @@ class Simulation:
         mode: Literal["per-message", "batched"],
         strategies: Mapping[int, Strategy],
     ) -> None:
-        async with send:
+        """The run, its events into ``send``; the channel is closed however it ends, without a checkpoint.
+
+        Closing it ends the reader's ``async for``, and a reader that then
+        leaves the block cancels this task: had the close been a
+        checkpoint, that cancellation would take the place of the error
+        that ended the run.
+        """
+        try:
             with open_log(log) as writer:
                 handlers = [writer] if writer is not None else []
                 run = _Run(self.scenario, strategies, handlers, None, stream=send, mode=mode)
                 self._result = await run.run()
+        finally:
+            send.close()
         self._done.set()
 
 

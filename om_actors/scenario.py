@@ -1091,7 +1091,7 @@ def load_scenario(source: str | os.PathLike[str]) -> Scenario:
     if isinstance(source, str) and "\n" in source:
         return parse_scenario(source, source="<string>")
     path = FilePath(source)
-    if isinstance(source, str) and len(path.parts) == 1 and not path.exists():
+    if isinstance(source, str) and len(path.parts) == 1 and not _names_something(path):
         from .catalog import find_scenario  # a bare name that is no file: a shipped scenario's
 
         path = find_scenario(source)
@@ -1101,6 +1101,14 @@ def load_scenario(source: str | os.PathLike[str]) -> Scenario:
     except OSError as exc:
         raise ScenarioError([Problem(f"cannot read the file: {_reason(exc)}")], str(path)) from None
     return parse_scenario(text, source=str(path), folder=path.resolve().parent, name=path.stem)
+
+
+def _names_something(path: FilePath) -> bool:
+    """Whether ``path`` exists, or names what the system will not look up (too long): opening it says why."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
 
 
 def read_scenario_text(file: BinaryIO, *, source: str) -> str:

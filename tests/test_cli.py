@@ -1029,3 +1029,17 @@ def test_reading_a_big_log_on_a_terminal_shows_how_far_it_has_got(
     monkeypatch.setattr(om_actors.cli, "READ_PROGRESS_ABOVE", 3_000_000)
     with om_actors.cli._reading_progress(terminal, log, "replaying") as on_read:
         assert on_read is None  # a small log: done before a bar would help
+
+
+def test_a_lowered_limit_blames_the_scenario_given_and_auto_says_it_batched(tmp_path: Path) -> None:
+    """The default scenario is built only when it is the one to run; auto's switch is said, not silent."""
+    small = invoke("--max-messages", "100", "run", "silent-traitor", "--log", str(tmp_path / "s.jsonl"))
+    assert small.exit_code == 0
+    assert small.stderr == (
+        "warning: auto runs these 9 messages batched: the message limit keeps them from per-message mode, "
+        "so the log holds round summaries unless --log-messages\n"
+    )
+    default = invoke("--max-messages", "100", "run")
+    assert default.exit_code == 2
+    assert default.stderr.startswith("seven-generals: ")
+    assert "156 messages, over the limit of 100" in default.stderr

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import socket
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from unittest import mock
 
 import attrs
 import pytest
@@ -32,6 +35,7 @@ from om_actors import (
     OmActorsError,
     RoundEnded,
     Scenario,
+    StrategyError,
     __version__,
     load_scenario,
     read_log,
@@ -491,6 +495,40 @@ def test_a_log_that_is_no_binary_file_is_refused_before_the_run_with_what_log_ta
     ):
         simulate_sync(scenario, log=text)  # type: ignore[arg-type]
     assert (tmp_path / "run.jsonl").read_text() == ""
+
+
+def test_a_temporary_text_file_is_refused_by_its_mode_and_a_mock_never_opens_a_descriptor() -> None:
+    """NamedTemporaryFile("w") is no TextIOBase, but its mode says text; a MagicMock's fspath is no number."""
+    scenario = load_scenario(SCENARIOS / "seven-generals.yaml")
+    with tempfile.NamedTemporaryFile("w") as text, pytest.raises(OmActorsError, match=r"is a text file"):
+        simulate_sync(scenario, log=text)
+    with (
+        tempfile.SpooledTemporaryFile(mode="w+") as spooled,
+        pytest.raises(OmActorsError, match=r"text file"),
+    ):
+        simulate_sync(scenario, log=spooled)  # type: ignore[arg-type]
+    with pytest.raises(OmActorsError):
+        simulate_sync(scenario, log=mock.MagicMock())
+    os.fstat(1)  # standard output is still open: a mock used to be opened as descriptor 1, and closed
+
+
+class _FlushFails(io.BytesIO):
+    """Takes round 1's flush, and fails every one after it: the one after the run has failed too."""
+
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        if self.flushes > 1:
+            raise ValueError("flush of a file that broke")
+
+
+def test_a_file_that_fails_as_the_run_ends_in_an_error_leaves_that_error_the_news() -> None:
+    scenario = Scenario(generals=4, m=1, traitors={3: "adversaries:Exits"})  # sys.exit in round 2
+    failing = _FlushFails()
+    with pytest.raises(StrategyError, match="SystemExit"):
+        simulate_sync(scenario, log=failing)
+    assert failing.flushes == 2
 
 
 def test_a_log_that_cannot_be_written_is_an_error_naming_it_and_why(tmp_path: Path) -> None:

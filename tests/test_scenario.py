@@ -173,6 +173,8 @@ def test_a_bare_name_that_is_no_file_is_a_shipped_scenario_as_the_command_line_t
         ScenarioError, match=r"^three-general: no such file, nor a shipped scenario .* did you mean"
     ):
         load_scenario("three-general")
+    with pytest.raises(ScenarioError, match=r": cannot read the file: File name too long$"):
+        load_scenario("x" * 300)  # the system will not even look it up: it is no shipped scenario either
     (tmp_path / "three-generals").write_text("generals: 4\nm: 1\n")
     assert load_scenario("three-generals").generals == 4  # a file of that name wins, as in om-actors run
 
