@@ -240,16 +240,30 @@ def _dumps(fields: Mapping[str, Any], **options: Any) -> bytes:
     may hold a lone surrogate.  Such a line alone is written by :mod:`json`,
     compact and in UTF-8 as orjson writes, a surrogate as its ``\\u``
     escape -- so every line still parses the same, and one run still gives
-    the same bytes.
+    the same bytes.  NaN and the infinities, which orjson writes as
+    ``null``, are written so here too: beside such an integer, in a payload
+    an algorithm's core made, they would otherwise stop the run.
     """
     try:
         return orjson.dumps(fields, **options)
     except orjson.JSONEncodeError:
+        fields = _finite(fields)
         text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), allow_nan=False, **options)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate, which UTF-8 cannot hold: JSON's \u escape can
         return json.dumps(fields, separators=(",", ":"), allow_nan=False, **options).encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity in its lists and mappings as ``None``, as orjson writes them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, get_args
 from unittest import mock
 
 import attrs
+import orjson
 import pytest
 import structlog
 from click.testing import CliRunner
@@ -285,6 +286,13 @@ def test_an_integer_past_64_bits_is_written_whole_in_the_same_shape() -> None:
     head = b'{"event":"message","round":2,"sender":3,"receiver":1,"path":[0,3],'
     assert line == head + b'"value":1180591620717411303425}'
     assert json.loads(line)["value"] == 2**70 + 1
+
+
+def test_nan_beside_an_integer_past_64_bits_is_written_as_orjson_writes_nan() -> None:
+    """A core's own payload may hold both; the standard library's fallback must not refuse the NaN."""
+    line = line_of(MessageSent(2, 3, 1, Relay((0, 3), (float("nan"), 2**70, float("-inf"), 1.5))))
+    assert line.endswith(b'"value":[null,1180591620717411303424,null,1.5]}')
+    assert orjson.dumps([float("nan")]) == b"[null]"
 
 
 def test_a_lone_surrogate_is_written_as_its_escape() -> None:
