@@ -677,11 +677,13 @@ async def run_cluster(
     the cluster file and the nodes' standard error.
     """
     from .orchestrator import unwrapped
+    from .scenario import refuse_over_the_limit
 
     if driver_key is not None and nodes is None:
         raise ClusterError(
             "driver_key is the key for the nodes given by nodes: without them, the driver makes its own"
         )
+    refuse_over_the_limit(scenario)
     if nodes is not None:
         spec = load_cluster(nodes)
         if set(spec.generals) != set(range(scenario.generals)):

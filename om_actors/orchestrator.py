@@ -46,10 +46,10 @@ from .errors import OmActorsError, Problem, ScenarioError
 from .events import Event, MessageSent
 from .general import Ack, BatchedGeneralActor, Command, Decide, Delivery, Flush, GeneralActor, Post, SendRound
 from .limits import BATCHED_ABOVE as BATCHED_ABOVE  # the CLI names it without importing this module
-from .limits import MAX_BATCHED_GENERALS, per_message_problem, size_problem
+from .limits import MAX_BATCHED_GENERALS, per_message_problem
 from .log import LogTarget, LogWriter, open_log
 from .result import Result
-from .scenario import Scenario
+from .scenario import Scenario, refuse_over_the_limit
 from .strategies import Strategy
 
 if sys.version_info < (3, 11):
@@ -87,9 +87,7 @@ def resolve_mode(mode: Mode, scenario: Scenario) -> Literal["per-message", "batc
         raise ScenarioError([Problem(f"mode: {mode!r} is not a mode: use one of {allowed}")], scenario.name)
     rules = scenario.rules
     instances = len(scenario.setups)
-    too_big = size_problem(rules, scenario.setup, len(scenario.traitors), instances)
-    if too_big is not None:  # a scenario made before the limit was lowered: validation could not know
-        raise ScenarioError([Problem(too_big)], scenario.name)
+    refuse_over_the_limit(scenario)
     # The most it can send, whatever its traitors do: bounded just above.
     total = rules.message_bound(scenario.setup, len(scenario.traitors)) * instances
     resolved: Literal["per-message", "batched"]

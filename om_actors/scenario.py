@@ -1103,6 +1103,17 @@ def load_scenario(source: str | os.PathLike[str]) -> Scenario:
     return parse_scenario(text, source=str(path), folder=path.resolve().parent, name=path.stem)
 
 
+def refuse_over_the_limit(scenario: Scenario) -> None:
+    """Raise :class:`ScenarioError` if ``scenario`` sends more than the message limit allows now.
+
+    Validation checked it against the limit of its day; a run checks again
+    as it starts, for a scenario made before the limit was lowered.
+    """
+    problem = size_problem(scenario.rules, scenario.setup, len(scenario.traitors), len(scenario.setups))
+    if problem is not None:
+        raise ScenarioError([Problem(problem)], scenario.name)
+
+
 def _names_something(path: FilePath) -> bool:
     """Whether ``path`` exists, or names what the system will not look up (too long): opening it says why."""
     try:

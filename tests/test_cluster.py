@@ -34,7 +34,7 @@ from conftest import masked, signatures
 from ruamel.yaml import YAML
 
 import om_actors.cluster as cluster_module
-from om_actors import Scenario, TraitorSpec, load_scenario, simulate_sync
+from om_actors import Scenario, ScenarioError, TraitorSpec, load_scenario, simulate_sync
 from om_actors.cli import main
 from om_actors.cluster import (
     ClusterError,
@@ -44,6 +44,7 @@ from om_actors.cluster import (
     running_nodes,
     write_keys,
 )
+from om_actors.limits import LIMIT_VARIABLE
 from om_actors.registry import REGISTRY
 from om_actors.replay import replay_log
 
@@ -275,6 +276,16 @@ async def test_a_strategy_the_nodes_cannot_load_is_a_clear_error(monkeypatch: py
         await run_cluster(scenario)
     assert str(failure.value).startswith("node 0 did not start: ")
     assert "cannot load the allowed strategy 'adversaries:Slow'" in str(failure.value)
+    assert running_nodes() == 0
+
+
+async def test_a_scenario_made_before_the_limit_was_lowered_is_refused_before_any_node_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scenario = Scenario(generals=7, m=2)  # 156 messages, checked against the limit of the day
+    monkeypatch.setenv(LIMIT_VARIABLE, "100")
+    with trio.fail_after(30), pytest.raises(ScenarioError, match=r"156 messages, over the limit of 100"):
+        await run_cluster(scenario)
     assert running_nodes() == 0
 
 
