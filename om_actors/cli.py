@@ -358,11 +358,7 @@ def run(
                 mode=resolved,
                 log_messages=log_messages,
             )
-            try:
-                result = trio.run(simulation)
-            except KeyboardInterrupt:
-                err.print("interrupted")
-                sys.exit(130)
+            result = trio.run(simulation)  # Ctrl-C leaves the bar first: the command then says "interrupted"
         if html_file is not None and log_file is not None:
             from .html_report import write_html_report
 
