@@ -110,13 +110,8 @@ class StrategyRaised(Exception):
     """A strategy raised while choosing one message; that message is not sent."""
 
     def __init__(self, error: Exception) -> None:
-        super().__init__(raised_as_text(error))
+        super().__init__(printed(error))
         self.error = error
-
-
-def raised_as_text(error: BaseException) -> str:
-    """What a strategy raised, as text (:func:`~om_actors.errors.printed`)."""
-    return printed(error)
 
 
 def stopped_by(general: int, error: BaseException, choosing: str, why: str) -> StrategyError:
@@ -131,14 +126,14 @@ def _printable(character: str) -> str:
 
 
 def raised_in_a_line(error: BaseException, most: int = 300) -> str:
-    """:func:`raised_as_text` fit for a one-line error: the unprintable escaped, at most ``most`` long.
+    """What a strategy raised (:func:`~om_actors.errors.printed`) as one line: escaped, at most ``most`` long.
 
     A ``__repr__`` of a strategy's own may hold line breaks, terminal
     escapes or a megabyte: each unprintable character is written as its
     escape, as ``repr`` writes them.
     """
     text = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in raised_as_text(error)
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in printed(error)
     )
     return text if len(text) <= most else text[: most - 1] + "…"
 
